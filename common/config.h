@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * config.h - the one table of EPC_* environment variables.
+ *
+ * Precedence everywhere: a params field that is set > the environment
+ * variable > the built-in default.  The environment is read once; an invalid
+ * value is an error (EPC_ERR_INVALID_ARG naming the variable), never a silent
+ * fallback to the default.  An empty value counts as unset.
+ */
+#ifndef EPC_COMMON_CONFIG_H
+#define EPC_COMMON_CONFIG_H
+
+#include "epcomm.h"
+
+typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_CFG_T_STRING } epc_cfg_type_t;
+
+/*
+ * X(ID, type, default, allowed, min, max, help)
+ *  - ENUM: allowed lists the choices separated by '|'; value = choice index.
+ *  - INT/FLOAT: the value must lie in [min, max]; allowed is the text shown.
+ *  - STRING: any text.
+ */
+#define EPC_CONFIG_TABLE(X)                                                                   \
+    X(LOG_LEVEL, EPC_CFG_T_ENUM, "warn", "error|warn|info|debug", 0, 0,                       \
+      "Least severe messages printed on stderr. Each line is prefixed with host, pid and "    \
+      "MPI rank.")                                                                             \
+    X(RANKS_PER_NODE, EPC_CFG_T_INT, "0", "0..65536", 0, 65536,                               \
+      "Virtual nodes: split each real node's ranks into consecutive blocks of this many "     \
+      "ranks, each block acting as a node (traffic between blocks then takes the inter-node " \
+      "path). 0 keeps the real nodes. Must divide every node's rank count.")                  \
+    X(TOPO_XML, EPC_CFG_T_STRING, "", "", 0, 0,                                               \
+      "hwloc XML file describing this node's hardware, used instead of discovery (e.g. to "   \
+      "plan for a machine you are not on). Binding is never attempted on it.")                \
+    X(HW_PROFILE, EPC_CFG_T_ENUM, "cpu-eth", "h800|h100-ib|gb200-nvl72|cpu-eth", 0, 0,        \
+      "Named hardware whose nominal intra-/inter-node bandwidths feed the planner and cost "  \
+      "model: h800 160/50 GB/s (DeepSeek-V3 report), h100-ib 450/50, gb200-nvl72 900/50, "   \
+      "cpu-eth 20/12.5 (shared memory, 100 GbE).")                                             \
+    X(INTRA_BW_GBS, EPC_CFG_T_FLOAT, "0", "0 (profile) or >0 GB/s", 0, 1e6,                   \
+      "Intra-node bandwidth per rank in GB/s, overriding the profile's. 0 = from profile.")   \
+    X(INTER_BW_GBS, EPC_CFG_T_FLOAT, "0", "0 (profile) or >0 GB/s", 0, 1e6,                   \
+      "Inter-node (network) bandwidth per rank in GB/s, overriding the profile's. 0 = from "  \
+      "profile.")
+
+typedef enum epc_cfg_id {
+#define EPC_CFG_ID_(id, type, def, allowed, min, max, help) EPC_CFG_##id,
+    EPC_CONFIG_TABLE(EPC_CFG_ID_)
+#undef EPC_CFG_ID_
+    EPC_CFG_COUNT
+} epc_cfg_id_t;
+
+typedef union epc_cfg_value {
+    long long i; /* INT, and ENUM (choice index) */
+    double f;    /* FLOAT */
+    char *s;     /* STRING (owned; never NULL once loaded) */
+} epc_cfg_value_t;
+
+typedef struct epc_config {
+    epc_cfg_value_t value[EPC_CFG_COUNT];
+    char *raw[EPC_CFG_COUNT];   /* environment text, NULL when unset */
+    int invalid[EPC_CFG_COUNT]; /* 1 when raw was rejected */
+    epc_status_t status;        /* EPC_OK or the first error */
+    char error[512];            /* text of the first error */
+} epc_config_t;
+
+/* Returns the value of name, or NULL: getenv, or a fake for tests. */
+typedef const char *(*epc_cfg_lookup_fn)(const char *name, void *arg);
+
+/*
+ * Parses one value of variable `id` from text into *out.  On error returns
+ * EPC_ERR_INVALID_ARG and writes a message naming the variable and the value
+ * into err (errlen bytes); *out is untouched.
+ */
+epc_status_t epc_config_parse(epc_cfg_id_t id, const char *text, epc_cfg_value_t *out,
+                              char *err, size_t errlen);
+
+/* Loads every variable through lookup into cfg (which must be zeroed or
+ * freed).  Returns cfg->status; invalid variables keep their defaults. */
+epc_status_t epc_config_load(epc_config_t *cfg, epc_cfg_lookup_fn lookup, void *arg);
+
+/* Frees what epc_config_load allocated and zeroes cfg. */
+void epc_config_free(epc_config_t *cfg);
+
+/*
+ * The process-wide configuration, read from the environment at the first
+ * call.  *cfg is always set (defaults where invalid).  Returns EPC_OK, or
+ * EPC_ERR_INVALID_ARG raised (logged, last error set) on every call while
+ * a variable is invalid.
+ */
+epc_status_t epc_config_get(const epc_config_t **cfg);
+
+/* Same without raising the error (for the logger itself). */
+epc_status_t epc_config_get_quiet(const epc_config_t **cfg);
+
+/* Re-reads the environment (tests, and after setenv in a tool). */
+epc_status_t epc_config_reload(void);
+
+/* Name of a variable, "EPC_LOG_LEVEL". */
+const char *epc_cfg_name(epc_cfg_id_t id);
+
+static inline long long epc_cfg_int(const epc_config_t *cfg, epc_cfg_id_t id)
+{
+    return cfg->value[id].i;
+}
+static inline long long epc_cfg_enum(const epc_config_t *cfg, epc_cfg_id_t id)
+{
+    return cfg->value[id].i;
+}
+static inline double epc_cfg_float(const epc_config_t *cfg, epc_cfg_id_t id)
+{
+    return cfg->value[id].f;
+}
+static inline const char *epc_cfg_string(const epc_config_t *cfg, epc_cfg_id_t id)
+{
+    return cfg->value[id].s;
+}
+/* 1 when the variable was set (validly) in the environment. */
+static inline int epc_cfg_is_set(const epc_config_t *cfg, epc_cfg_id_t id)
+{
+    return cfg->raw[id] != NULL && !cfg->invalid[id];
+}
+
+#endif

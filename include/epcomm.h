@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * epcomm.h - the one public header of epcomm, expert-parallel (MoE)
+ * communication over MPI and libfabric.
+ *
+ * Conventions (see docs/API.md):
+ *  - Functions and types start with epc_, macros and enum values with EPC_.
+ *  - Objects are opaque; the library allocates them and *_destroy frees them
+ *    (NULL is accepted).
+ *  - Every params struct starts with `size_t size` and is initialised with its
+ *    EPC_*_PARAMS_INIT macro; zero in any other field means "default" (taken
+ *    from the matching EPC_* environment variable, else the built-in default).
+ *    A struct whose size the library does not know is rejected.
+ *  - Functions return epc_status_t: 0 success, 1 in progress, negative errors.
+ *    epc_last_error() gives the detailed text.  Outputs are written only on
+ *    success.
+ */
+#ifndef EPCOMM_H
+#define EPCOMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+/* epcomm uses the MPI C API only.  From C++, skip the C++ bindings (removed
+ * in MPI-3; Open MPI's do not compile warning-free) unless the user already
+ * included mpi.h with them. */
+#if defined(__cplusplus) && !defined(OMPI_SKIP_MPICXX)
+#define OMPI_SKIP_MPICXX 1
+#endif
+#if defined(__cplusplus) && !defined(MPICH_SKIP_MPICXX)
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EPC_EXPORT __attribute__((visibility("default")))
+#else
+#define EPC_EXPORT
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define EPC_VERSION_MAJOR 0
+#define EPC_VERSION_MINOR 1
+#define EPC_VERSION_PATCH 0
+#define EPC_VERSION_STRING "0.1.0"
+/** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
+#define EPC_VERSION_NUMBER(maj, min, pat) ((maj) * 10000 + (min) * 100 + (pat))
+#define EPC_VERSION \
+    EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
+
+/**
+ * Version of the library actually loaded (may differ from EPC_VERSION, the
+ * header's).  Any pointer may be NULL.  Returns the version string.
+ */
+EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* X(name, value, description): the single list the enum and the strings are
+ * generated from. */
+#define EPC_STATUS_LIST(X)                                                  \
+    X(EPC_OK,               0, "success")                                   \
+    X(EPC_IN_PROGRESS,      1, "operation in progress")                     \
+    X(EPC_ERR_INVALID_ARG, -1, "invalid argument")                          \
+    X(EPC_ERR_NO_MEMORY,   -2, "out of memory")                             \
+    X(EPC_ERR_UNSUPPORTED, -3, "unsupported operation or configuration")    \
+    X(EPC_ERR_TIMEOUT,     -4, "timed out")                                 \
+    X(EPC_ERR_MISMATCH,    -5, "ranks disagree")                            \
+    X(EPC_ERR_PEER_FAILED, -6, "a peer failed")                             \
+    X(EPC_ERR_TRANSPORT,   -7, "transport error")                           \
+    X(EPC_ERR_TOPOLOGY,    -8, "topology error")                            \
+    X(EPC_ERR_CAPACITY,    -9, "capacity exceeded")                         \
+    X(EPC_ERR_INTERNAL,   -10, "internal error")
+
+typedef enum epc_status {
+#define EPC_STATUS_ENUM_(name, value, text) name = value,
+    EPC_STATUS_LIST(EPC_STATUS_ENUM_)
+#undef EPC_STATUS_ENUM_
+} epc_status_t;
+
+/** Short constant description of a status; "unknown status" for others. */
+EPC_EXPORT const char *epc_status_string(epc_status_t status);
+
+/** Constant name of a status ("EPC_ERR_TIMEOUT"); "EPC_UNKNOWN" for others. */
+EPC_EXPORT const char *epc_status_name(epc_status_t status);
+
+/* ------------------------------------------------------------------------ */
+/* Objects                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** A communication context: topology, buffers, transports of one job. */
+typedef struct epc_ctx epc_ctx_t;
+
+/**
+ * Detailed text of the last error.  With a context: the last error of a call
+ * on that context.  With NULL: the last error raised by the calling thread
+ * in any call.  Never NULL; "" when there was none.  Valid until the next
+ * failing call on the same context / thread.
+ */
+EPC_EXPORT const char *epc_last_error(const epc_ctx_t *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Params-struct convention, shown on the context parameters                */
+/* ------------------------------------------------------------------------ */
+
+typedef enum epc_dtype {
+    EPC_DTYPE_DEFAULT = 0, /* bf16 */
+    EPC_DTYPE_BF16 = 1,
+    EPC_DTYPE_FP16 = 2,
+    EPC_DTYPE_FP32 = 3
+} epc_dtype_t;
+
+typedef enum epc_transport {
+    EPC_TRANSPORT_DEFAULT = 0, /* EPC_TRANSPORT, else mpi */
+    EPC_TRANSPORT_MPI = 1,
+    EPC_TRANSPORT_OFI = 2
+} epc_transport_t;
+
+/**
+ * Job-wide parameters of a context.  Initialise with EPC_CTX_PARAMS_INIT;
+ * every field left 0/NULL takes its default.  New fields are only ever
+ * appended, and `size` tells the library which fields the caller knows.
+ */
+typedef struct epc_ctx_params {
+    size_t size;               /* sizeof(epc_ctx_params_t), set by the INIT */
+    int num_experts;           /* E, across the whole job */
+    int hidden;                /* elements per token row */
+    epc_dtype_t dtype;         /* element type of token rows */
+    int max_tokens_per_rank;   /* upper bound on tokens per call and rank */
+    int max_topk;              /* upper bound on experts per token */
+    epc_transport_t transport; /* inter-node transport */
+    const char *ofi_provider;  /* libfabric provider name, e.g. "tcp" */
+    int ranks_per_node;        /* virtual nodes: split nodes in blocks */
+    int timeout_ms;            /* deadline of any wait inside a call */
+} epc_ctx_params_t;
+
+#ifdef __cplusplus
+} /* extern "C" */
+/* C++ has no compound literals: value-initialise, then set the size. */
+template <typename T> static inline T epc_params_init_(void)
+{
+    T p = T();
+    p.size = sizeof(T);
+    return p;
+}
+#define EPC_PARAMS_INIT_(type) (epc_params_init_<type>())
+extern "C" {
+#else
+#define EPC_PARAMS_INIT_(type) ((type){.size = sizeof(type)})
+#endif
+
+#define EPC_CTX_PARAMS_INIT EPC_PARAMS_INIT_(epc_ctx_params_t)
+
+/* ------------------------------------------------------------------------ */
+/* Configuration: EPC_* environment variables                               */
+/* ------------------------------------------------------------------------ */
+
+/** One configuration variable, as epc_info prints it.  Strings are owned by
+ * the library and constant for the life of the process. */
+typedef struct epc_config_var {
+    const char *name;          /* "EPC_LOG_LEVEL" */
+    const char *type;          /* "enum", "int", "float" or "string" */
+    const char *allowed;       /* "error|warn|info|debug", "0..65536", "" */
+    const char *default_value; /* built-in default, as text */
+    const char *value;         /* the value in force (raw text if invalid) */
+    const char *help;          /* one paragraph of help */
+    int from_env;              /* 1: set in the environment */
+    int valid;                 /* 0: the environment value was rejected */
+} epc_config_var_t;
+
+/** Number of EPC_* variables the library knows. */
+EPC_EXPORT int epc_config_count(void);
+
+/**
+ * Describes variable `index` (0 <= index < epc_config_count()).
+ * EPC_ERR_INVALID_ARG: index out of range or var NULL.
+ */
+EPC_EXPORT epc_status_t epc_config_get_var(int index, epc_config_var_t *var);
+
+/**
+ * Checks every EPC_* variable (read once, at the first call of any function
+ * that needs them).  EPC_ERR_INVALID_ARG, with epc_last_error(NULL) naming
+ * the first variable and value rejected, when one is invalid.
+ */
+EPC_EXPORT epc_status_t epc_config_check(void);
+
+/* ------------------------------------------------------------------------ */
+/* Build information                                                        */
+/* ------------------------------------------------------------------------ */
+
+/** How the library was built and what it runs against.  Library-owned. */
+typedef struct epc_build_info {
+    const char *version;        /* epcomm version */
+    const char *configure_args; /* arguments given to configure */
+    const char *compiler;       /* C compiler */
+    const char *mpi_compiled;   /* MPI implementation and version at build */
+    const char *hwloc_compiled; /* hwloc API version at build */
+    const char *hwloc_runtime;  /* hwloc API version of the loaded library */
+    int have_ofi;               /* 1: libfabric transport built in */
+    const char *ofi_compiled;   /* libfabric API version at build, or "" */
+    const char *ofi_runtime;    /* libfabric version loaded, or "" */
+} epc_build_info_t;
+
+/** Never NULL. */
+EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
+
+/**
+ * Writes the comma-separated names of the libfabric providers that resolve
+ * at run time (honouring FI_PROVIDER and friends) into buf.
+ * EPC_ERR_UNSUPPORTED: built --without-ofi.  EPC_ERR_CAPACITY: buflen too
+ * small.  EPC_ERR_TRANSPORT: fi_getinfo failed.  EPC_ERR_INVALID_ARG: buf
+ * NULL or buflen 0.
+ */
+EPC_EXPORT epc_status_t epc_ofi_providers(char *buf, size_t buflen);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* EPCOMM_H */
