@@ -88,6 +88,9 @@ main_job() {
     local np=${EPC_QUICKSTART_NP:-4}
     say "examples/epc_info"
     ./examples/epc_info
+    say "mpirun -np $np examples/epc_topo (virtual nodes of 2 ranks: EPC_RANKS_PER_NODE=2)"
+    EPC_RANKS_PER_NODE=${EPC_RANKS_PER_NODE:-2} \
+        tests/mpi/mpirun.sh "$np" examples/epc_topo || die "epc_topo failed"
 }
 
 # Runs make check; prints failing logs and the one-line summary.

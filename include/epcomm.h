@@ -221,6 +221,115 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
  */
 EPC_EXPORT epc_status_t epc_ofi_providers(char *buf, size_t buflen);
 
+/* ------------------------------------------------------------------------ */
+/* Topology: rank-to-node map, virtual nodes, locality, bandwidth figures   */
+/* ------------------------------------------------------------------------ */
+
+/** Where ranks, nodes and devices are.  Created collectively; read-only. */
+typedef struct epc_topo epc_topo_t;
+
+typedef struct epc_topo_params {
+    size_t size;            /* EPC_TOPO_PARAMS_INIT */
+    int ranks_per_node;     /* virtual nodes of this many ranks; 0: EPC_RANKS_PER_NODE,
+                               else the real nodes */
+    const char *xml_path;   /* hwloc XML instead of discovery; NULL: EPC_TOPO_XML,
+                               else hwloc's HWLOC_XMLFILE/HWLOC_SYNTHETIC, else this system */
+    const char *hw_profile; /* bandwidth profile name; NULL: EPC_HW_PROFILE */
+    double intra_bw_gbs;    /* > 0 overrides EPC_INTRA_BW_GBS and the profile */
+    double inter_bw_gbs;    /* > 0 overrides EPC_INTER_BW_GBS and the profile */
+} epc_topo_params_t;
+
+#define EPC_TOPO_PARAMS_INIT EPC_PARAMS_INIT_(epc_topo_params_t)
+
+/** How two ranks are connected, nearest first. */
+typedef enum epc_link_class {
+    EPC_LINK_SELF = 0,      /* the same rank */
+    EPC_LINK_SAME_NUMA = 1, /* same node, both ranks' CPUs in one NUMA node */
+    EPC_LINK_SAME_NODE = 2, /* same node (shared memory) */
+    EPC_LINK_OTHER_NODE = 3 /* different nodes: the network (also between
+                               virtual nodes of one machine) */
+} epc_link_class_t;
+
+/** Constant name of a link class: "self", "numa", "node", "net". */
+EPC_EXPORT const char *epc_link_class_name(epc_link_class_t cls);
+
+/** One rank, as its node saw it.  Strings are owned by the topology. */
+typedef struct epc_rank_info {
+    int rank;           /* in the topology's communicator */
+    int node;           /* node id: dense, ordered by lowest rank */
+    int local_rank;     /* index among the ranks of its node */
+    const char *host;   /* host name (MPI_Get_processor_name) */
+    const char *cpuset; /* its CPUs, hwloc list syntax ("0-3") */
+    int bound;          /* 1: bound to a subset of the machine's CPUs */
+    int package;        /* package (socket) index, -1: spans several */
+    int numa;           /* NUMA node index, -1: spans several */
+    int cores;          /* cores its CPUs touch */
+    const char *nics;   /* nearest network devices, comma-separated */
+    const char *gpus;   /* nearest GPUs, comma-separated */
+    const char *nic;    /* the NIC it should use ("" none) */
+    const char *gpu;    /* the GPU it should use ("" none) */
+} epc_rank_info_t;
+
+/** One node.  For virtual nodes the hardware fields describe the host. */
+typedef struct epc_node_info {
+    int node;
+    const char *host;
+    int num_ranks, first_rank;
+    int packages, numa_nodes, cores, pus;
+    const char *nics; /* every NIC of the host */
+    const char *gpus; /* every GPU of the host */
+} epc_node_info_t;
+
+/** Nominal bandwidths the planner and cost model use, with their origin. */
+typedef struct epc_topo_bw {
+    double intra_gbs;         /* per rank, inside a node */
+    double inter_gbs;         /* per rank, across the network */
+    const char *profile;      /* profile in force: "h800", ... */
+    const char *intra_source; /* "profile h800", "EPC_INTRA_BW_GBS", "params" */
+    const char *inter_source;
+} epc_topo_bw_t;
+
+/**
+ * Discovers the topology of comm's ranks.  Collective over comm: every rank
+ * returns the same status.  params may be NULL (all defaults).
+ *  EPC_ERR_INVALID_ARG  comm is MPI_COMM_NULL, topo_p NULL, params->size
+ *                       unknown, an unknown profile, an invalid EPC_* value,
+ *                       or a virtual-node size that does not divide a node's
+ *                       rank count (the text names the variable and counts)
+ *  EPC_ERR_MISMATCH     ranks passed different ranks_per_node / bandwidths
+ *  EPC_ERR_TOPOLOGY     hwloc could not load (on this rank)
+ *  EPC_ERR_PEER_FAILED  another rank failed (the text names it and why)
+ *  EPC_ERR_TRANSPORT    an MPI call failed
+ */
+EPC_EXPORT epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params,
+                                        epc_topo_t **topo_p);
+
+/** Frees the topology (local, not collective).  NULL is accepted. */
+EPC_EXPORT void epc_topo_destroy(epc_topo_t *topo);
+
+/* Accessors: EPC_ERR_INVALID_ARG on a NULL or foreign pointer, a rank or
+ * node out of range, or a too small output array. */
+EPC_EXPORT epc_status_t epc_topo_num_ranks(const epc_topo_t *topo, int *num_ranks);
+EPC_EXPORT epc_status_t epc_topo_my_rank(const epc_topo_t *topo, int *rank);
+EPC_EXPORT epc_status_t epc_topo_num_nodes(const epc_topo_t *topo, int *num_nodes);
+/** Ranks per node when every node has the same count, else 0 (uneven). */
+EPC_EXPORT epc_status_t epc_topo_ranks_per_node(const epc_topo_t *topo, int *ranks_per_node);
+EPC_EXPORT epc_status_t epc_topo_node_of(const epc_topo_t *topo, int rank, int *node);
+EPC_EXPORT epc_status_t epc_topo_local_rank(const epc_topo_t *topo, int rank, int *local_rank);
+EPC_EXPORT epc_status_t epc_topo_local_size(const epc_topo_t *topo, int node, int *local_size);
+/** The ranks of `node`, in local-rank order, into ranks[0..capacity). */
+EPC_EXPORT epc_status_t epc_topo_node_ranks(const epc_topo_t *topo, int node, int *ranks,
+                                            int capacity, int *count);
+EPC_EXPORT epc_status_t epc_topo_rank_info(const epc_topo_t *topo, int rank,
+                                           epc_rank_info_t *info);
+EPC_EXPORT epc_status_t epc_topo_node_info(const epc_topo_t *topo, int node,
+                                           epc_node_info_t *info);
+EPC_EXPORT epc_status_t epc_topo_link_class(const epc_topo_t *topo, int rank_a, int rank_b,
+                                            epc_link_class_t *cls);
+EPC_EXPORT epc_status_t epc_topo_bandwidth(const epc_topo_t *topo, epc_topo_bw_t *bw);
+/** Where the hardware description came from: "this system", "xml PATH", ... */
+EPC_EXPORT epc_status_t epc_topo_hw_source(const epc_topo_t *topo, const char **source);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
