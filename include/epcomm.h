@@ -327,8 +327,156 @@ EPC_EXPORT epc_status_t epc_topo_node_info(const epc_topo_t *topo, int node,
 EPC_EXPORT epc_status_t epc_topo_link_class(const epc_topo_t *topo, int rank_a, int rank_b,
                                             epc_link_class_t *cls);
 EPC_EXPORT epc_status_t epc_topo_bandwidth(const epc_topo_t *topo, epc_topo_bw_t *bw);
+/**
+ * Nominal intra-/inter-node GB/s per rank of a named profile ("h800",
+ * "h100-ib", "gb200-nvl72", "cpu-eth"); see docs/TOPOLOGY.md.
+ * EPC_ERR_INVALID_ARG for an unknown name or a NULL output.
+ */
+EPC_EXPORT epc_status_t epc_hw_profile(const char *name, double *intra_gbs, double *inter_gbs);
+
 /** Where the hardware description came from: "this system", "xml PATH", ... */
 EPC_EXPORT epc_status_t epc_topo_hw_source(const epc_topo_t *topo, const char **source);
+
+/* ------------------------------------------------------------------------ */
+/* Routing: node-limited top-k gate, dispatch layout, statistics, cost      */
+/* Pure computation: no MPI needed.  See docs/ROUTING.md.                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct epc_router epc_router_t;
+
+typedef enum epc_score_fn {
+    EPC_SCORE_SOFTMAX = 0, /* softmax over the E logits of a token */
+    EPC_SCORE_SIGMOID = 1, /* 1 / (1 + exp(-logit)), DeepSeek-V3 */
+    EPC_SCORE_IDENTITY = 2 /* the logits themselves */
+} epc_score_fn_t;
+
+typedef struct epc_router_params {
+    size_t size;              /* EPC_ROUTER_PARAMS_INIT */
+    int num_experts;          /* E (required) */
+    int topk;                 /* k (required), 1 <= k <= E */
+    int num_ranks;            /* R: experts in contiguous blocks of E/R per rank; 0: 1 */
+    int ranks_per_node;       /* nodes = R / ranks_per_node; 0: R (one node) */
+    int max_nodes_per_token;  /* M: node limit, 0 = none */
+    int num_groups;           /* group-limited routing (DeepSeek n_group), 0 = off */
+    int max_groups_per_token; /* topk_group (required with num_groups) */
+    int group_score_topk;     /* top scores summed per node/group to rank it;
+                                 0 = max(1, k / limit) (limit = M or topk_group) */
+    epc_score_fn_t score_fn;
+    const float *expert_bias; /* optional [E], copied at create: added for
+                                 selection only (aux-loss-free balancing) */
+    int expert_bias_len;      /* entries in expert_bias: must equal num_experts */
+    int normalize;            /* renormalise the k selected weights to sum 1 */
+    float route_scale;        /* weights are multiplied by it; 0 means 1 */
+} epc_router_params_t;
+
+#define EPC_ROUTER_PARAMS_INIT EPC_PARAMS_INIT_(epc_router_params_t)
+
+/**
+ * Validates params and builds a router (it keeps a copy of expert_bias).
+ * EPC_ERR_INVALID_ARG names the offending field: k > E, E not divisible by
+ * R, R not divisible by ranks_per_node, M > nodes, k > M x experts per node
+ * (infeasible), groups not dividing E, a NaN/infinite bias, ...
+ */
+EPC_EXPORT epc_status_t epc_router_create(const epc_router_params_t *params,
+                                          epc_router_t **router_p);
+EPC_EXPORT void epc_router_destroy(epc_router_t *router);
+
+/**
+ * Routes num_tokens tokens: logits [T x E] row-major in, topk_idx [T x k]
+ * (expert ids, best first) and topk_weights [T x k] out.  Semantics are those
+ * of the DeepSeek-V3 reference gate with group = node; ties go to the lower
+ * index.  Every token's experts lie on at most M nodes.  T may be 0.
+ * EPC_ERR_INVALID_ARG: NULL pointers, T < 0, a NaN or infinite logit (the
+ * text names the token and expert); nothing is written then.
+ * Not thread-safe on one router (it owns scratch space); use one per thread.
+ */
+EPC_EXPORT epc_status_t epc_route(epc_router_t *router, const float *logits, int num_tokens,
+                                  int32_t *topk_idx, float *topk_weights);
+
+/** Dispatch layout (as DeepEP's get_dispatch_layout).  Any pointer may be
+ * NULL to skip that output.  A token counts once per rank/node however many
+ * of its experts live there; -1 entries are ignored. */
+typedef struct epc_layout {
+    int *tokens_per_rank;   /* [R] */
+    int *tokens_per_node;   /* [nodes] */
+    int *tokens_per_expert; /* [E] */
+    uint8_t *token_in_rank; /* [T x R], 1 when the token goes to that rank */
+    uint8_t *token_in_node; /* [T x nodes] */
+} epc_layout_t;
+
+/**
+ * Computes the layout of topk_idx [T x k] for the router's E, k, R and
+ * nodes.  EPC_ERR_INVALID_ARG, naming the token and slot, for an entry
+ * outside [-1, E) or an expert repeated within a token; nothing is written.
+ */
+EPC_EXPORT epc_status_t epc_layout(const epc_router_t *router, const int32_t *topk_idx,
+                                   int num_tokens, const epc_layout_t *out);
+
+/** What a batch of routed tokens costs, seen from one source rank. */
+typedef struct epc_route_stats {
+    int num_tokens;                 /* tokens with at least one expert */
+    double mean_ranks_per_token;    /* distinct destination ranks */
+    int max_ranks_per_token;
+    double mean_nodes_per_token;    /* distinct destination nodes */
+    int max_nodes_per_token;
+    double expert_load_imbalance;   /* max / mean tokens per expert */
+    double rank_load_imbalance;     /* max / mean tokens per rank */
+    double node_load_imbalance;     /* max / mean tokens per node */
+    /* Bytes a dispatch moves from the source rank, for row_bytes per row.
+     * flat: one copy per (token, destination rank); hier: one network copy
+     * per (token, other node) then one intra-node copy per destination rank. */
+    double flat_inter_bytes, flat_intra_bytes;
+    double hier_inter_bytes, hier_intra_bytes;
+} epc_route_stats_t;
+
+/**
+ * Statistics of topk_idx [T x k] sent by source rank src_rank.
+ * EPC_ERR_INVALID_ARG: bad entries (as epc_layout), src_rank outside [0, R),
+ * row_bytes < 0.
+ */
+EPC_EXPORT epc_status_t epc_route_stats(const epc_router_t *router, const int32_t *topk_idx,
+                                        int num_tokens, int src_rank, double row_bytes,
+                                        epc_route_stats_t *stats);
+
+/** Inputs of the cost model: all-rank token counts. */
+typedef struct epc_cost_params {
+    size_t size;                /* EPC_COST_PARAMS_INIT */
+    int num_ranks;              /* R; 0: from topo */
+    int ranks_per_node;         /* 0: from topo (which must be uniform) */
+    double row_bytes;           /* bytes per token row (hidden x element size) */
+    double intra_bw_gbs;        /* 0: from topo */
+    double inter_bw_gbs;        /* 0: from topo */
+    const epc_topo_t *topo;     /* optional source of the values above */
+    const int *tokens_per_rank; /* [R x R]: [s * R + d] tokens s sends to rank d */
+    const int *tokens_per_node; /* [R x nodes]: [s * nodes + n] tokens s sends to node n */
+} epc_cost_params_t;
+
+#define EPC_COST_PARAMS_INIT EPC_PARAMS_INIT_(epc_cost_params_t)
+
+/** Modeled times (microseconds) and the busiest rank's bytes. */
+typedef struct epc_cost {
+    double flat_dispatch_us, flat_combine_us;
+    double hier_dispatch_us, hier_combine_us;
+    double flat_max_inter_bytes, flat_max_intra_bytes; /* busiest rank */
+    double hier_max_inter_bytes, hier_max_intra_bytes;
+} epc_cost_t;
+
+/**
+ * The cost model of docs/ROUTING.md: every rank's network send, network
+ * receive and intra-node copies run concurrently at the nominal bandwidths;
+ * a collective lasts as long as its busiest rank.  EPC_ERR_INVALID_ARG
+ * names a missing or inconsistent field.
+ */
+EPC_EXPORT epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *cost);
+
+/**
+ * The node limit DeepSeek-V3's argument recommends: the smallest M with
+ * topk / M <= intra_bw / inter_bw (an inter-node copy fans out to that many
+ * experts at no extra cost), clamped to [1, min(topk, nodes)].
+ * Returns M, or 0 when an argument is not positive.
+ */
+EPC_EXPORT int epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs,
+                                        double inter_bw_gbs);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -16,18 +16,6 @@
 #include "mpi_util.h"
 #include "topo.h"
 
-/* Bandwidth profiles, in the order of EPC_HW_PROFILE's choices. */
-static const struct {
-    const char *name;
-    double intra, inter; /* GB/s per rank */
-} profiles[] = {
-    {"h800", 160.0, 50.0},        /* DeepSeek-V3 report: NVLink 160, IB 50 */
-    {"h100-ib", 450.0, 50.0},     /* NVLink4 900 GB/s bidir., 400 Gb/s IB */
-    {"gb200-nvl72", 900.0, 50.0}, /* NVLink5 1.8 TB/s bidir., 400 Gb/s IB */
-    {"cpu-eth", 20.0, 12.5},      /* memcpy bandwidth, 100 GbE */
-};
-#define NPROFILES ((int)(sizeof profiles / sizeof profiles[0]))
-
 const char *epc_link_class_name(epc_link_class_t cls)
 {
     static const char *const names[] = {"self", "numa", "node", "net"};
@@ -42,14 +30,6 @@ typedef struct topo_opts {
     double intra, inter;
     const char *intra_src, *inter_src;
 } topo_opts_t;
-
-static int profile_index(const char *name)
-{
-    for (int i = 0; i < NPROFILES; i++)
-        if (strcmp(profiles[i].name, name) == 0)
-            return i;
-    return -1;
-}
 
 /* Picks one bandwidth figure: params, else its variable, else the profile. */
 static void pick_bw(double param, const epc_config_t *cfg, epc_cfg_id_t id, double prof,
@@ -84,16 +64,16 @@ static epc_status_t resolve_opts(const epc_topo_params_t *p, epc_topo_t *t, topo
                                           : (int)epc_cfg_int(cfg, EPC_CFG_RANKS_PER_NODE);
     o->xml = p->xml_path ? p->xml_path : epc_cfg_string(cfg, EPC_CFG_TOPO_XML);
     o->profile = (int)epc_cfg_enum(cfg, EPC_CFG_HW_PROFILE);
-    if (p->hw_profile != NULL && (o->profile = profile_index(p->hw_profile)) < 0)
+    if (p->hw_profile != NULL && (o->profile = epc_topo_profile_index(p->hw_profile)) < 0)
         return epc_error(EPC_ERR_INVALID_ARG,
-                         "epc_topo_create: params->hw_profile \"%s\" is not one of "
-                         "h800|h100-ib|gb200-nvl72|cpu-eth",
-                         p->hw_profile);
-    snprintf(t->profile_src, sizeof t->profile_src, "profile %s", profiles[o->profile].name);
-    pick_bw(p->intra_bw_gbs, cfg, EPC_CFG_INTRA_BW_GBS, profiles[o->profile].intra, &o->intra,
-            &o->intra_src, t->profile_src);
-    pick_bw(p->inter_bw_gbs, cfg, EPC_CFG_INTER_BW_GBS, profiles[o->profile].inter, &o->inter,
-            &o->inter_src, t->profile_src);
+                         "epc_topo_create: params->hw_profile \"%s\" is not one of %s",
+                         p->hw_profile, EPC_TOPO_PROFILE_NAMES);
+    snprintf(t->profile_src, sizeof t->profile_src, "profile %s",
+             epc_topo_profiles[o->profile].name);
+    pick_bw(p->intra_bw_gbs, cfg, EPC_CFG_INTRA_BW_GBS, epc_topo_profiles[o->profile].intra,
+            &o->intra, &o->intra_src, t->profile_src);
+    pick_bw(p->inter_bw_gbs, cfg, EPC_CFG_INTER_BW_GBS, epc_topo_profiles[o->profile].inter,
+            &o->inter, &o->inter_src, t->profile_src);
     return EPC_OK;
 }
 
@@ -327,7 +307,7 @@ static epc_status_t create_phases(epc_topo_t *t, const epc_topo_params_t *p, epc
     check_hosts(t);
     t->bw.intra_gbs = o.intra;
     t->bw.inter_gbs = o.inter;
-    t->bw.profile = profiles[o.profile].name;
+    t->bw.profile = epc_topo_profiles[o.profile].name;
     t->bw.intra_source = o.intra_src;
     t->bw.inter_source = o.inter_src;
     return EPC_OK;

@@ -41,6 +41,19 @@ struct epc_topo {
     epc_topo_bw_t bw;
 };
 
+/* Bandwidth profiles, in the order of EPC_HW_PROFILE's choices (a unit test
+ * checks the two agree). */
+typedef struct epc_topo_profile {
+    const char *name;
+    double intra, inter; /* GB/s per rank */
+} epc_topo_profile_t;
+#define EPC_TOPO_PROFILE_NAMES "h800|h100-ib|gb200-nvl72|cpu-eth"
+#define EPC_TOPO_NPROFILES 4
+extern const epc_topo_profile_t epc_topo_profiles[EPC_TOPO_NPROFILES];
+
+/* Index of a profile name, -1 if unknown. */
+int epc_topo_profile_index(const char *name);
+
 /* Fills node_start/node_ranks/uniform_rpn from node_of/local_rank. */
 epc_status_t epc_topo_index_nodes(epc_topo_t *t);
 

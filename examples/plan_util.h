@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* plan_util.h - options, logit generation and benchmarks of epc_plan. */
+#ifndef EPC_PLAN_UTIL_H
+#define EPC_PLAN_UTIL_H
+
+#include <epcomm.h>
+
+typedef struct plan_opts {
+    int experts, topk, ranks, rpn, m, tokens, hidden;
+    int group_ranks; /* ranks of one expert-parallel group: min(ranks, experts) */
+    double row_bytes, skew, intra, inter;
+    unsigned seed;
+    epc_score_fn_t score;
+    const char *score_name, *profile;
+    int bias, normalize, json, bench;
+} plan_opts_t;
+
+/* Parses argv; prints usage/errors.  0 ok, -1 help shown, 1 bad usage. */
+int plan_parse(int argc, char **argv, plan_opts_t *o);
+
+/* Source rank s's logits [tokens x experts], deterministic in (seed, s). */
+void plan_logits(const plan_opts_t *o, int s, float *logits);
+
+/* A router for node limit m (0 = none) with the options' gate. */
+int plan_router(const plan_opts_t *o, int m, epc_router_t **r);
+
+/* Cost model over all-rank counts with the options' bandwidths. */
+int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, epc_cost_t *cost);
+
+/* Sums a source's statistics into acc; then averages over n sources. */
+void plan_stats_add(epc_route_stats_t *acc, const epc_route_stats_t *s);
+void plan_stats_scale(epc_route_stats_t *acc, int n);
+
+/* Progress line on stderr once a run has taken more than two seconds. */
+void plan_progress(int done, int total);
+
+/* Prints "epc_plan: WHAT: <last error>" and returns 1. */
+int plan_fail(const char *what);
+
+/* --bench: tokens/s of epc_route and epc_layout against the read bound. */
+int plan_bench(const plan_opts_t *o);
+
+#endif

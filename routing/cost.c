@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * cost.c - the bandwidth cost model of dispatch and combine, flat and
+ * hierarchical, from all-rank token counts (docs/ROUTING.md, "Cost model").
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+#include "topo.h"
+
+typedef struct cost_in {
+    int R, rpn, nodes;
+    double row, intra, inter;
+    const int *tpr, *tpn;
+} cost_in_t;
+
+#define BAD(...) epc_error(EPC_ERR_INVALID_ARG, "epc_cost_model: " __VA_ARGS__)
+
+/* params > topo; every figure must end up positive. */
+static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
+{
+    const epc_topo_t *t = p->topo;
+    if (t != NULL && t->hdr.magic != EPC_MAGIC_TOPO)
+        return BAD("topo is not a live epc_topo_t");
+    in->R = p->num_ranks ? p->num_ranks : t ? t->nranks : 0;
+    in->rpn = p->ranks_per_node ? p->ranks_per_node : t ? t->uniform_rpn : 0;
+    in->intra = p->intra_bw_gbs > 0 ? p->intra_bw_gbs : t ? t->bw.intra_gbs : 0;
+    in->inter = p->inter_bw_gbs > 0 ? p->inter_bw_gbs : t ? t->bw.inter_gbs : 0;
+    in->row = p->row_bytes;
+    in->tpr = p->tokens_per_rank;
+    in->tpn = p->tokens_per_node;
+    if (in->R < 1 || in->rpn < 1 || in->R % in->rpn != 0)
+        return BAD("num_ranks = %d and ranks_per_node = %d (uneven topology or not given)",
+                   in->R, in->rpn);
+    if (!(in->intra > 0) || !(in->inter > 0) || !isfinite(in->intra) || !isfinite(in->inter))
+        return BAD("intra_bw_gbs = %g, inter_bw_gbs = %g: must be > 0", in->intra, in->inter);
+    if (!(in->row >= 0) || !isfinite(in->row))
+        return BAD("row_bytes = %g, must be >= 0", in->row);
+    if (in->tpr == NULL || in->tpn == NULL)
+        return BAD("%s is NULL", in->tpr == NULL ? "tokens_per_rank" : "tokens_per_node");
+    in->nodes = in->R / in->rpn;
+    for (long i = 0; i < (long)in->R * in->R; i++)
+        if (in->tpr[i] < 0)
+            return BAD("tokens_per_rank[%ld] = %d < 0", i, in->tpr[i]);
+    for (long i = 0; i < (long)in->R * in->nodes; i++)
+        if (in->tpn[i] < 0)
+            return BAD("tokens_per_node[%ld] = %d < 0", i, in->tpn[i]);
+    return EPC_OK;
+}
+
+/* Rows each rank sends/receives over the network and copies in its node. */
+typedef struct rows {
+    double *send, *recv, *intra;
+} rows_t;
+
+static void flat_rows(const cost_in_t *in, rows_t *w)
+{
+    for (int s = 0; s < in->R; s++)
+        for (int d = 0; d < in->R; d++) {
+            double n = in->tpr[(size_t)s * in->R + d];
+            if (s / in->rpn == d / in->rpn) {
+                w->intra[s] += n;
+            } else {
+                w->send[s] += n;
+                w->recv[d] += n;
+            }
+        }
+}
+
+/* Source s sends one row per (token, other node) to the rank with its local
+ * index there, which fans it out to the destination ranks of its node. */
+static void hier_rows(const cost_in_t *in, rows_t *w)
+{
+    for (int s = 0; s < in->R; s++) {
+        int sn = s / in->rpn, local = s % in->rpn;
+        for (int n = 0; n < in->nodes; n++) {
+            int fwd = n * in->rpn + local;
+            double fan = 0;
+            for (int d = n * in->rpn; d < (n + 1) * in->rpn; d++)
+                fan += in->tpr[(size_t)s * in->R + d];
+            if (n == sn) {
+                w->intra[s] += fan;
+                continue;
+            }
+            w->send[s] += in->tpn[(size_t)s * in->nodes + n];
+            w->recv[fwd] += in->tpn[(size_t)s * in->nodes + n];
+            w->intra[fwd] += fan;
+        }
+    }
+}
+
+/* The busiest rank's time in microseconds; its bytes into *inter, *intra. */
+static double busiest(const cost_in_t *in, const rows_t *w, double *inter, double *intra)
+{
+    double worst = 0;
+    *inter = *intra = 0;
+    for (int x = 0; x < in->R; x++) {
+        double net = (w->send[x] > w->recv[x] ? w->send[x] : w->recv[x]) * in->row;
+        double loc = w->intra[x] * in->row;
+        double us = fmax(net / (in->inter * 1e3), loc / (in->intra * 1e3));
+        worst = fmax(worst, us);
+        *inter = fmax(*inter, net);
+        *intra = fmax(*intra, loc);
+    }
+    return worst;
+}
+
+epc_status_t epc_cost_model(const epc_cost_params_t *p, epc_cost_t *c)
+{
+    cost_in_t in;
+    rows_t w;
+    double *buf;
+    epc_cost_t out;
+    epc_status_t st;
+    if (p == NULL || c == NULL)
+        return BAD("%s is NULL", p == NULL ? "params" : "cost");
+    if (p->size != sizeof *p)
+        return BAD("params->size %zu is not a known size (%zu); use EPC_COST_PARAMS_INIT",
+                   p->size, sizeof *p);
+    if ((st = resolve(p, &in)) != EPC_OK)
+        return st;
+    if ((buf = calloc(3 * (size_t)in.R, sizeof *buf)) == NULL)
+        return epc_error(EPC_ERR_NO_MEMORY, "epc_cost_model: %d ranks", in.R);
+    w.send = buf;
+    w.recv = buf + in.R;
+    w.intra = buf + 2 * (size_t)in.R;
+    flat_rows(&in, &w);
+    out.flat_dispatch_us = busiest(&in, &w, &out.flat_max_inter_bytes, &out.flat_max_intra_bytes);
+    memset(buf, 0, 3 * (size_t)in.R * sizeof *buf);
+    hier_rows(&in, &w);
+    out.hier_dispatch_us = busiest(&in, &w, &out.hier_max_inter_bytes, &out.hier_max_intra_bytes);
+    /* Combine moves the same rows back along the reversed path: send and
+     * receive swap, which the max over both leaves unchanged. */
+    out.flat_combine_us = out.flat_dispatch_us;
+    out.hier_combine_us = out.hier_dispatch_us;
+    free(buf);
+    *c = out;
+    return EPC_OK;
+}
+
+int epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs, double inter_bw_gbs)
+{
+    int cap = topk < num_nodes ? topk : num_nodes;
+    if (topk < 1 || num_nodes < 1 || !(intra_bw_gbs > 0) || !(inter_bw_gbs > 0))
+        return 0;
+    for (int m = 1; m <= cap; m++)
+        if ((double)topk <= (intra_bw_gbs / inter_bw_gbs) * m)
+            return m;
+    return cap;
+}
