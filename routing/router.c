@@ -171,8 +171,9 @@ static void select_topk(epc_router_t *r, const float *c, const uint8_t *gok, flo
     }
 }
 
-/* Routes one token whose scores/choice are computed.  Returns 0, or -1 when
- * normalisation is impossible (selected scores sum to <= 0). */
+/* Routes one token whose scores/choice are computed.  Returns 0; -1 when
+ * normalisation is impossible (selected scores sum to <= 0 or overflow);
+ * -2 when a weight overflows. */
 static int route_token(epc_router_t *r, int32_t *idx, float *w)
 {
     const float *c = r->bias ? r->choice : r->scores;
@@ -199,8 +200,11 @@ static int route_token(epc_router_t *r, int32_t *idx, float *w)
         for (int j = 0; j < r->k; j++)
             w[j] /= sum;
     }
-    for (int j = 0; j < r->k; j++)
+    for (int j = 0; j < r->k; j++) {
         w[j] *= r->scale;
+        if (!isfinite(w[j])) /* identity scores near FLT_MAX times the scale */
+            return -2;
+    }
     return 0;
 }
 
@@ -246,11 +250,17 @@ epc_status_t epc_route(epc_router_t *r, const float *logits, int T, int32_t *top
             return epc_error(EPC_ERR_INVALID_ARG,
                              "epc_route: logits[token %d][expert %d] = %g is not finite", t, bad,
                              (double)x[bad]);
-        if (route_token(r, r->idx_buf + (size_t)t * r->k, r->w_buf + (size_t)t * r->k) != 0)
+        int rc = route_token(r, r->idx_buf + (size_t)t * r->k, r->w_buf + (size_t)t * r->k);
+        if (rc == -1)
             return epc_error(EPC_ERR_INVALID_ARG,
                              "epc_route: token %d: selected scores do not sum to a positive "
-                             "number, cannot normalize (score_fn %d)",
+                             "finite number, cannot normalize (score_fn %d)",
                              t, (int)r->fn);
+        if (rc == -2)
+            return epc_error(EPC_ERR_INVALID_ARG,
+                             "epc_route: token %d: a weight overflows (logits too large for "
+                             "score_fn %d x route_scale %g)",
+                             t, (int)r->fn, (double)r->scale);
     }
     memcpy(topk_idx, r->idx_buf, (size_t)T * (size_t)r->k * sizeof *topk_idx);
     memcpy(topk_weights, r->w_buf, (size_t)T * (size_t)r->k * sizeof *topk_weights);

@@ -51,15 +51,17 @@ int epc_route_scores(epc_score_fn_t fn, const float *x, int E, const float *bias
 
 /* On x86-64 with GCC/clang, the kernels are also built for AVX2 and the
  * loader picks the variant the CPU supports (no FMA: every variant rounds
- * alike, so results do not depend on the machine). */
-#if defined(EPC_HAVE_TARGET_CLONES)
+ * alike, so results do not depend on the machine).  EPC_NO_SIMD_CLONES turns
+ * this off (the clang fuzz build, whose clang 14 does not link clones
+ * across files). */
+#if defined(EPC_HAVE_TARGET_CLONES) && !defined(EPC_NO_SIMD_CLONES)
 #define EPC_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define EPC_SIMD_CLONES
 #endif
 
 /* For each block b of `size` values c[b*size ..]: t1[b], t2[b] its two
- * largest (t2 = -inf if size is 1) and sum[b] the sum of its gk (1 or 2)
+ * largest (t2 = -FLT_MAX if size is 1) and sum[b] the sum of its gk (1 or 2)
  * largest in descending order (a node's or group's rank score). */
 void epc_route_block_top2(const float *c, int nblocks, int size, int gk, float *sum, float *t1,
                           float *t2);

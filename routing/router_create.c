@@ -48,6 +48,13 @@ static epc_status_t check_rest(const epc_router_params_t *p)
     if (G > 0 && (long)p->topk > (long)p->max_groups_per_token * (p->num_experts / G))
         return BAD("topk = %d is infeasible: max_groups_per_token = %d x %d experts per group",
                    p->topk, p->max_groups_per_token, p->num_experts / G);
+    /* Both limits at once can leave fewer than k experts (the chosen groups
+     * may lie on more nodes than M allows): DeepSeek-V3 uses one or the
+     * other, with groups = nodes. */
+    if (G > 0 && p->max_nodes_per_token > 0)
+        return BAD("num_groups = %d and max_nodes_per_token = %d: use one limit, not both "
+                   "(for DeepSeek-V3's node-limited gate, max_nodes_per_token alone)",
+                   G, p->max_nodes_per_token);
     if (G == 0 && p->max_groups_per_token != 0)
         return BAD("max_groups_per_token = %d given without num_groups", p->max_groups_per_token);
     if (p->group_score_topk < 0 || p->group_score_topk > EPC_ROUTE_MAX_SELECT)

@@ -9,6 +9,7 @@
  */
 #include "build_config.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -94,13 +95,16 @@ int epc_route_scores(epc_score_fn_t fn, const float *x, int E, const float *bias
             softmax(x, E, s);
         break;
     case EPC_SCORE_SIGMOID:
-        /* One pass: the bits test rides along (a non-finite input only
-         * makes a score that is then discarded). */
+        /* One pass: the bits test rides along (the scores of a token with a
+         * non-finite input are then discarded). */
         for (int i = 0; i < E; i++) {
-            uint32_t b;
+            uint32_t b, nonfinite;
             memcpy(&b, &x[i], sizeof b);
-            bad |= (b & 0x7f800000u) == 0x7f800000u;
-            s[i] = 1.0f / (1.0f + fast_expf(-x[i]));
+            nonfinite = (b & 0x7f800000u) == 0x7f800000u;
+            bad |= nonfinite;
+            /* A non-finite input becomes 0 here: converting NaN to int in
+             * fast_expf would be undefined behaviour. */
+            s[i] = 1.0f / (1.0f + fast_expf(nonfinite ? 0.0f : -x[i]));
         }
         break;
     case EPC_SCORE_IDENTITY:
@@ -122,15 +126,17 @@ int epc_route_scores(epc_score_fn_t fn, const float *x, int E, const float *bias
         (m1) = (m1) > (v) ? (m1) : (v);            \
     } while (0)
 
-/* The two largest of c[0..n) (n >= 1; *b = -inf when n == 1), folded in
- * eight lanes and merged, so the loop vectorises. */
+/* The two largest of c[0..n) (n >= 1; *b = -FLT_MAX when n == 1), folded
+ * in eight lanes and merged, so the loop vectorises.  The sentinel is
+ * -FLT_MAX, not -inf: this file is built assuming finite values, and a real
+ * -FLT_MAX in c ties with it harmlessly. */
 static inline __attribute__((always_inline)) void top2(const float *c, int n, float *a_out,
                                                       float *b_out)
 {
-    float m1[8], m2[8], a = -INFINITY, b = -INFINITY;
+    float m1[8], m2[8], a = -FLT_MAX, b = -FLT_MAX;
     int i = 0;
     for (int j = 0; j < 8; j++)
-        m1[j] = m2[j] = -INFINITY;
+        m1[j] = m2[j] = -FLT_MAX;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++)
             TOP2_FOLD(m1[j], m2[j], c[i + j]);
@@ -138,7 +144,7 @@ static inline __attribute__((always_inline)) void top2(const float *c, int n, fl
      * the largest m1; the second is the largest of the other lanes' m1 and
      * the best lane's m2, or the best again if two lanes share it. */
     {
-        float top = m1[0], second = -INFINITY;
+        float top = m1[0], second = -FLT_MAX;
         int ties = 0;
         for (int j = 1; j < 8; j++)
             top = m1[j] > top ? m1[j] : top;
