@@ -140,7 +140,8 @@ int plan_parse(int argc, char **argv, plan_opts_t *o)
     o->inter = inter > 0 ? inter : o->inter;
     o->row_bytes *= o->hidden;
     o->group_ranks = o->ranks <= o->experts ? o->ranks : o->experts;
-    if (o->ranks % o->group_ranks != 0 || o->group_ranks % o->rpn != 0) {
+    if (o->ranks % o->group_ranks != 0 || o->group_ranks % o->rpn != 0 ||
+        o->experts % o->group_ranks != 0) {
         fprintf(stderr,
                 "epc_plan: --ranks %d with %d experts and --ranks-per-node %d: ranks must divide "
                 "(or be a multiple of) the experts, in whole nodes\n",

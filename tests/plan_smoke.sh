@@ -1,0 +1,34 @@
+#!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
+# epc_plan end to end: the JSON table for a small job must show the node limit
+# holding (nodes/token <= M), the hierarchical path never moving more
+# inter-node bytes than the flat one, and bad options failing with a message.
+set -e
+command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 needed to parse JSON"; exit 77; }
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+"$top_builddir/examples/epc_plan" -e 64 -k 6 -r 16 --ranks-per-node 4 --profile h800 \
+    --skew 0.5 -t 512 --json >"$out"
+python3 - "$out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = d["rows"]
+assert [r["m"] for r in rows] == [0, 1, 2, 3, 4], rows
+assert d["recommended_m"] == 2, d  # 6/2 = 3 <= 160/50
+for r in rows:
+    if r["m"]:
+        assert r["nodes_per_token"] <= r["m"] + 1e-9, r
+    assert r["hier_inter_bytes_per_token"] <= r["flat_inter_bytes_per_token"] + 1e-6, r
+    assert r["hier_dispatch_us"] > 0 and r["flat_dispatch_us"] > 0, r
+assert abs(rows[1]["nodes_per_token"] - 1.0) < 1e-9
+print("epc_plan --json: node limit holds, hierarchical <= flat inter-node bytes")
+PY
+if "$top_builddir/examples/epc_plan" -e 60 -r 16 >/dev/null 2>"$out"; then
+    echo "FAIL: -e 60 -r 16 accepted"; exit 1
+fi
+grep -q "ranks must divide" "$out" || { cat "$out"; exit 1; }
+if "$top_builddir/examples/epc_plan" --profile a100 >/dev/null 2>"$out"; then
+    echo "FAIL: --profile a100 accepted"; exit 1
+fi
+grep -q "a100" "$out" || { cat "$out"; exit 1; }
+echo "bad options rejected with messages"
