@@ -12,23 +12,7 @@
 
 #include "config.h"
 #include "log.h"
-
-/* Runs epc_log with stderr redirected to a temporary file; returns the text. */
-static void capture_log(epc_log_level_t level, const char *msg, char *out, size_t len)
-{
-    FILE *tmp = tmpfile();
-    int saved = dup(STDERR_FILENO);
-    size_t n;
-    assert_non_null(tmp);
-    dup2(fileno(tmp), STDERR_FILENO);
-    epc_log(level, "%s", msg);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    rewind(tmp);
-    n = fread(out, 1, len - 1, tmp);
-    out[n] = '\0';
-    fclose(tmp);
-}
+#include "capture_log.h"
 
 static void set_level(const char *value)
 {
