@@ -39,7 +39,16 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "Intra-node bandwidth per rank in GB/s, overriding the profile's. 0 = from profile.")   \
     X(INTER_BW_GBS, EPC_CFG_T_FLOAT, "0", "0 (profile) or >0 GB/s", 0, 1e6,                   \
       "Inter-node (network) bandwidth per rank in GB/s, overriding the profile's. 0 = from "  \
-      "profile.")
+      "profile.")                                                                              \
+    X(TRANSPORT, EPC_CFG_T_ENUM, "auto", "auto|mpi|ofi", 0, 0,                                \
+      "Inter-node transport. auto: ofi when libfabric offers a hardware provider (verbs, "    \
+      "efa, cxi, psm3, ...), else mpi.")                                                      \
+    X(OFI_PROVIDER, EPC_CFG_T_STRING, "", "", 0, 0,                                           \
+      "libfabric provider for the ofi transport (e.g. verbs, tcp, shm). Empty: the first "    \
+      "hardware provider, else tcp.")                                                          \
+    X(TIMEOUT_MS, EPC_CFG_T_INT, "60000", "1..86400000", 1, 86400000,                        \
+      "Deadline in milliseconds of every wait inside a call; on expiry the call returns "     \
+      "EPC_ERR_TIMEOUT naming the phase and the peer it waited for.")
 
 typedef enum epc_cfg_id {
 #define EPC_CFG_ID_(id, type, def, allowed, min, max, help) EPC_CFG_##id,

@@ -11,6 +11,7 @@
 #include <mpi.h>
 
 #include "error.h"
+#include "timer.h"
 
 /* EPC_ERR_TRANSPORT naming the MPI call and MPI's own message. */
 epc_status_t epc_mpi_error(epc_obj_t *obj, int mpi_rc, const char *call);
@@ -26,5 +27,26 @@ epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj);
 
 /* Duplicates comm with MPI_ERRORS_RETURN, so MPI failures become statuses. */
 epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup);
+
+/*
+ * Waits for n requests until the deadline, yielding the core between tests
+ * (ranks may outnumber cores).  EPC_OK when all completed; on expiry
+ * EPC_ERR_TIMEOUT (not raised: the caller names the phase and peer) with
+ * *pending = index of the first incomplete request; EPC_ERR_TRANSPORT
+ * (raised) if MPI fails.  Completed requests become MPI_REQUEST_NULL.
+ */
+epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *pending,
+                              const char *what);
+
+/* Cancels and frees incomplete point-to-point requests after a timeout
+ * (never collective ones: MPI forbids it). */
+void epc_mpi_cancel_all(MPI_Request *reqs, int n);
+
+/* MPI_Ibarrier with a deadline; EPC_ERR_TIMEOUT raised naming `phase`. */
+epc_status_t epc_mpi_barrier(MPI_Comm comm, epc_deadline_t dl, const char *phase,
+                             epc_obj_t *obj);
+
+/* The deadline for collective bootstrap steps: EPC_TIMEOUT_MS from now. */
+epc_deadline_t epc_mpi_default_deadline(void);
 
 #endif

@@ -99,6 +99,9 @@ EPC_EXPORT const char *epc_status_name(epc_status_t status);
 /** A communication context: topology, buffers, transports of one job. */
 typedef struct epc_ctx epc_ctx_t;
 
+/** Where ranks, nodes and devices are.  Created collectively; read-only. */
+typedef struct epc_topo epc_topo_t;
+
 /**
  * Detailed text of the last error.  With a context: the last error of a call
  * on that context.  With NULL: the last error raised by the calling thread
@@ -119,9 +122,10 @@ typedef enum epc_dtype {
 } epc_dtype_t;
 
 typedef enum epc_transport {
-    EPC_TRANSPORT_DEFAULT = 0, /* EPC_TRANSPORT, else mpi */
-    EPC_TRANSPORT_MPI = 1,
-    EPC_TRANSPORT_OFI = 2
+    EPC_TRANSPORT_DEFAULT = 0, /* EPC_TRANSPORT, else auto */
+    EPC_TRANSPORT_MPI = 1,     /* MPI point-to-point */
+    EPC_TRANSPORT_OFI = 2,     /* libfabric RDM endpoint */
+    EPC_TRANSPORT_AUTO = 3     /* ofi with a hardware provider, else mpi */
 } epc_transport_t;
 
 /**
@@ -131,15 +135,17 @@ typedef enum epc_transport {
  */
 typedef struct epc_ctx_params {
     size_t size;               /* sizeof(epc_ctx_params_t), set by the INIT */
-    int num_experts;           /* E, across the whole job */
-    int hidden;                /* elements per token row */
-    epc_dtype_t dtype;         /* element type of token rows */
-    int max_tokens_per_rank;   /* upper bound on tokens per call and rank */
-    int max_topk;              /* upper bound on experts per token */
-    epc_transport_t transport; /* inter-node transport */
-    const char *ofi_provider;  /* libfabric provider name, e.g. "tcp" */
-    int ranks_per_node;        /* virtual nodes: split nodes in blocks */
-    int timeout_ms;            /* deadline of any wait inside a call */
+    int num_experts;           /* E, across the whole job (required; a
+                                  multiple of the number of ranks) */
+    int hidden;                /* elements per token row (required) */
+    epc_dtype_t dtype;         /* element type of token rows; 0: bf16 */
+    int max_tokens_per_rank;   /* upper bound on tokens per call; 0: 8192 */
+    int max_topk;              /* upper bound on experts per token; 0: min(E, 8) */
+    epc_transport_t transport; /* inter-node transport; 0: EPC_TRANSPORT */
+    const char *ofi_provider;  /* libfabric provider, e.g. "tcp"; NULL:
+                                  EPC_OFI_PROVIDER, else automatic */
+    int ranks_per_node;        /* virtual nodes; 0: EPC_RANKS_PER_NODE */
+    int timeout_ms;            /* deadline of any wait; 0: EPC_TIMEOUT_MS */
 } epc_ctx_params_t;
 
 #ifdef __cplusplus
@@ -158,6 +164,52 @@ extern "C" {
 #endif
 
 #define EPC_CTX_PARAMS_INIT EPC_PARAMS_INIT_(epc_ctx_params_t)
+
+/**
+ * Creates a context over comm (collective).  It owns the topology (with
+ * virtual nodes when asked), the shared-memory regions of the ranks of each
+ * node and the inter-node transport.  Buffers start empty and grow with the
+ * traffic of the calls (high-water mark), never sized for the worst case.
+ *  EPC_ERR_INVALID_ARG  a NULL pointer, an unknown params->size, a missing
+ *                       or out-of-range field, an invalid EPC_* value
+ *  EPC_ERR_MISMATCH     ranks passed different job-wide params (the text
+ *                       names the field)
+ *  EPC_ERR_UNSUPPORTED  transport ofi asked in a build without libfabric
+ *  EPC_ERR_TRANSPORT    MPI or libfabric failed (their message included)
+ *  EPC_ERR_PEER_FAILED  another rank failed (the text names it and why)
+ *  EPC_ERR_TOPOLOGY     hwloc failed
+ * Every rank returns the same status.
+ */
+EPC_EXPORT epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params,
+                                       epc_ctx_t **ctx_p);
+
+/** Frees the context (collective over its communicator).  NULL is accepted.
+ * EPC_ERR_INVALID_ARG for a pointer that is not a live context. */
+EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
+
+/** The context's topology (owned by the context). */
+EPC_EXPORT epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo);
+
+/** Traffic and memory of one rank's context since its creation. */
+typedef struct epc_ctx_stats {
+    uint64_t bytes_sent[4];     /* indexed by epc_link_class_t */
+    uint64_t bytes_recv[4];
+    uint64_t shm_bytes;         /* shared-memory receive region held */
+    uint64_t net_bytes;         /* transport send + receive regions held */
+    uint64_t shm_grows, net_grows; /* times each grew */
+    const char *transport;      /* "mpi" or "ofi" */
+    const char *provider;       /* libfabric provider ("" for mpi) */
+    const char *transport_reason; /* why this transport was chosen */
+} epc_ctx_stats_t;
+
+EPC_EXPORT epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats);
+
+/**
+ * What EPC_TRANSPORT / auto would choose on this machine, and why, without
+ * creating a context (for epc_info).  why gets one line.
+ */
+EPC_EXPORT epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t len,
+                                             epc_transport_t *chosen);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration: EPC_* environment variables                               */
@@ -225,8 +277,6 @@ EPC_EXPORT epc_status_t epc_ofi_providers(char *buf, size_t buflen);
 /* Topology: rank-to-node map, virtual nodes, locality, bandwidth figures   */
 /* ------------------------------------------------------------------------ */
 
-/** Where ranks, nodes and devices are.  Created collectively; read-only. */
-typedef struct epc_topo epc_topo_t;
 
 typedef struct epc_topo_params {
     size_t size;            /* EPC_TOPO_PARAMS_INIT */

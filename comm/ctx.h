@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * ctx.h - the context (internal layout) and the data-movement primitives the
+ * collectives build on: direct writes into node peers' shared regions, and
+ * exchanges over the inter-node transport.  Both account their bytes by
+ * link class for epc_ctx_stats.
+ */
+#ifndef EPC_COMM_CTX_H
+#define EPC_COMM_CTX_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "epcomm.h"
+#include "error.h"
+#include "shm.h"
+#include "topo.h"
+#include "tr.h"
+
+struct epc_ctx {
+    epc_obj_t hdr;       /* magic EPC_MAGIC_CTX; its last_error */
+    MPI_Comm comm;       /* dup of the user's, MPI_ERRORS_RETURN */
+    MPI_Comm node_comm;  /* the ranks of this (virtual) node */
+    epc_topo_t *topo;
+    int rank, nranks, node, lrank, lsize;
+    int num_experts, hidden, max_tokens, max_topk, timeout_ms;
+    epc_dtype_t dtype;
+    size_t elem_size;            /* bytes per element of a row */
+    epc_transport_t transport;   /* EPC_TRANSPORT_MPI or _OFI */
+    char provider_req[64];       /* asked for ("" = automatic) */
+    char transport_reason[192];
+    epc_shm_t *shm;
+    epc_tr_t *tr;
+    uint64_t sent[4], recv[4]; /* by epc_link_class_t */
+};
+
+/* A live context, else EPC_ERR_INVALID_ARG raised naming fn. */
+epc_status_t epc_ctx_check(const epc_ctx_t *ctx, const char *fn);
+
+/* Deadline of a wait starting now. */
+epc_deadline_t epc_ctx_deadline(const epc_ctx_t *ctx);
+
+/* Adds bytes moved between this rank and `peer` (a rank of ctx->comm). */
+void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent);
+
+/* Shared memory: reserve (collective over the node), the region of local
+ * rank `lrank`, and the fence (collective over the node). */
+epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need);
+char *epc_ctx_shm_region(const epc_ctx_t *ctx, int lrank, size_t *cap);
+epc_status_t epc_ctx_shm_fence(epc_ctx_t *ctx, const char *phase);
+
+/* Copies len bytes into local rank lrank's region at offset (bounds
+ * checked) and accounts them. */
+epc_status_t epc_ctx_shm_put(epc_ctx_t *ctx, int lrank, size_t offset, const void *src,
+                             size_t len);
+
+/* Inter-node transport: grow regions (local) and exchange (accounted). */
+epc_status_t epc_ctx_net_reserve(epc_ctx_t *ctx, size_t send, size_t recv);
+epc_status_t epc_ctx_net_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int nsends,
+                                  const epc_tr_msg_t *recvs, int nrecvs, const char *phase);
+
+#endif

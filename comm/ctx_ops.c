@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* ctx_ops.c - the context's accessors and data-movement primitives. */
+#include <string.h>
+
+#include "ctx.h"
+
+epc_status_t epc_ctx_check(const epc_ctx_t *ctx, const char *fn)
+{
+    if (ctx == NULL || ctx->hdr.magic != EPC_MAGIC_CTX)
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: ctx is %s", fn,
+                         ctx == NULL ? "NULL" : "not a live epc_ctx_t (destroyed?)");
+    return EPC_OK;
+}
+
+epc_deadline_t epc_ctx_deadline(const epc_ctx_t *ctx)
+{
+    return epc_deadline_in_ms(ctx->timeout_ms);
+}
+
+void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent)
+{
+    epc_link_class_t cls = EPC_LINK_OTHER_NODE;
+    epc_topo_link_class(ctx->topo, ctx->rank, peer, &cls);
+    if (sent)
+        ctx->sent[cls] += bytes;
+    else
+        ctx->recv[cls] += bytes;
+}
+
+epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need)
+{
+    return epc_shm_reserve(ctx->shm, need, epc_ctx_deadline(ctx));
+}
+
+char *epc_ctx_shm_region(const epc_ctx_t *ctx, int lrank, size_t *cap)
+{
+    *cap = ctx->shm->cap[lrank];
+    return ctx->shm->base[lrank];
+}
+
+epc_status_t epc_ctx_shm_fence(epc_ctx_t *ctx, const char *phase)
+{
+    return epc_shm_fence(ctx->shm, epc_ctx_deadline(ctx), phase);
+}
+
+epc_status_t epc_ctx_shm_put(epc_ctx_t *ctx, int lrank, size_t offset, const void *src,
+                             size_t len)
+{
+    size_t cap;
+    char *dst;
+    if (lrank < 0 || lrank >= ctx->lsize)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "shm put: local rank %d of %d", lrank,
+                             ctx->lsize);
+    dst = epc_ctx_shm_region(ctx, lrank, &cap);
+    if (offset > cap || len > cap - offset)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+                             "shm put: %zu bytes at %zu exceed local rank %d's %zu-byte region",
+                             len, offset, lrank, cap);
+    if (len == 0)
+        return EPC_OK;
+    memcpy(dst + offset, src, len);
+    epc_ctx_account(ctx, ctx->topo->node_ranks[ctx->topo->node_start[ctx->node] + lrank], len, 1);
+    return EPC_OK;
+}
+
+epc_status_t epc_ctx_net_reserve(epc_ctx_t *ctx, size_t send, size_t recv)
+{
+    return epc_tr_reserve(ctx->tr, send, recv);
+}
+
+epc_status_t epc_ctx_net_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int nsends,
+                                  const epc_tr_msg_t *recvs, int nrecvs, const char *phase)
+{
+    epc_status_t st = epc_tr_exchange(ctx->tr, sends, nsends, recvs, nrecvs,
+                                      epc_ctx_deadline(ctx), phase);
+    if (st != EPC_OK)
+        return st;
+    for (int i = 0; i < nsends; i++)
+        epc_ctx_account(ctx, sends[i].peer, sends[i].len, 1);
+    for (int i = 0; i < nrecvs; i++)
+        epc_ctx_account(ctx, recvs[i].peer, recvs[i].len, 0);
+    return EPC_OK;
+}
+
+epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo)
+{
+    epc_status_t st = epc_ctx_check(ctx, "epc_ctx_topo");
+    if (st == EPC_OK && topo == NULL)
+        st = epc_error(EPC_ERR_INVALID_ARG, "epc_ctx_topo: topo is NULL");
+    if (st == EPC_OK)
+        *topo = ctx->topo;
+    return st;
+}
+
+epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
+{
+    epc_status_t st = epc_ctx_check(ctx, "epc_ctx_stats");
+    if (st == EPC_OK && s == NULL)
+        st = epc_error(EPC_ERR_INVALID_ARG, "epc_ctx_stats: stats is NULL");
+    if (st != EPC_OK)
+        return st;
+    memcpy(s->bytes_sent, ctx->sent, sizeof s->bytes_sent);
+    memcpy(s->bytes_recv, ctx->recv, sizeof s->bytes_recv);
+    s->shm_bytes = ctx->shm->cap[ctx->lrank];
+    s->net_bytes = ctx->tr->send_cap + ctx->tr->recv_cap;
+    s->shm_grows = ctx->shm->grows;
+    s->net_grows = ctx->tr->grows;
+    s->transport = ctx->tr->ops->name;
+    s->provider = ctx->tr->provider;
+    s->transport_reason = ctx->transport_reason;
+    return EPC_OK;
+}

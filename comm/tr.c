@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* tr.c - transport selection, lifetime and the checks common to all. */
+#include "build_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi_util.h"
+#include "tr.h"
+
+size_t epc_tr_grow_size(size_t cap, size_t need)
+{
+    size_t grown = cap + cap / 2;
+    need = need > grown ? need : grown;
+    return (need + 4095) & ~(size_t)4095; /* whole pages */
+}
+
+epc_status_t epc_tr_create(epc_transport_t kind, const char *provider, MPI_Comm comm,
+                           epc_obj_t *owner, epc_tr_t **tr_p)
+{
+    epc_tr_t *tr = calloc(1, sizeof *tr);
+    epc_status_t st;
+    if (tr == NULL)
+        return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "transport object");
+    tr->owner = owner;
+    tr->comm = comm;
+    MPI_Comm_rank(comm, &tr->rank);
+    MPI_Comm_size(comm, &tr->size);
+#ifdef EPC_HAVE_OFI
+    tr->ops = kind == EPC_TRANSPORT_OFI ? &epc_tr_ofi_ops : &epc_tr_mpi_ops;
+#else
+    tr->ops = &epc_tr_mpi_ops;
+    (void)kind;
+#endif
+    st = tr->ops->init(tr, provider);
+    /* init may fail on some ranks only (a provider missing on one node):
+     * agree before the collective connect. */
+    st = epc_mpi_agree(comm, st, owner);
+    if (st == EPC_OK)
+        st = epc_mpi_agree(comm, tr->ops->connect(tr), owner);
+    if (st != EPC_OK) {
+        epc_tr_destroy(tr);
+        return st;
+    }
+    *tr_p = tr;
+    return EPC_OK;
+}
+
+void epc_tr_destroy(epc_tr_t *tr)
+{
+    if (tr == NULL)
+        return;
+    if (tr->ops != NULL)
+        tr->ops->fini(tr);
+    free(tr);
+}
+
+epc_status_t epc_tr_reserve(epc_tr_t *tr, size_t send, size_t recv)
+{
+    epc_status_t st;
+    if (send <= tr->send_cap && recv <= tr->recv_cap)
+        return EPC_OK;
+    st = tr->ops->reserve(tr, send <= tr->send_cap ? tr->send_cap : epc_tr_grow_size(tr->send_cap, send),
+                          recv <= tr->recv_cap ? tr->recv_cap : epc_tr_grow_size(tr->recv_cap, recv));
+    if (st == EPC_OK)
+        tr->grows++;
+    return st;
+}
+
+/* Each message must name a peer and fit its region. */
+static epc_status_t check_msgs(epc_tr_t *tr, const epc_tr_msg_t *m, int n, size_t cap,
+                               const char *which, const char *phase)
+{
+    if (n > 0 && m == NULL)
+        return epc_error_obj(tr->owner, EPC_ERR_INTERNAL, "%s: %s list is NULL", phase, which);
+    for (int i = 0; i < n; i++)
+        if (m[i].peer < 0 || m[i].peer >= tr->size || m[i].offset > cap ||
+            m[i].len > cap - m[i].offset)
+            return epc_error_obj(tr->owner, EPC_ERR_INTERNAL,
+                                 "%s: %s %d (peer %d, offset %zu, %zu bytes) outside the %zu-byte "
+                                 "region or the %d ranks",
+                                 phase, which, i, m[i].peer, m[i].offset, m[i].len, cap, tr->size);
+    return EPC_OK;
+}
+
+epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                             const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
+                             const char *phase)
+{
+    epc_status_t st;
+    if (tr->broken)
+        return epc_error_obj(tr->owner, EPC_ERR_TRANSPORT,
+                             "%s: the %s transport failed or timed out earlier; destroy the "
+                             "context",
+                             phase, tr->ops->name);
+    if ((st = check_msgs(tr, sends, nsends, tr->send_cap, "send", phase)) != EPC_OK ||
+        (st = check_msgs(tr, recvs, nrecvs, tr->recv_cap, "receive", phase)) != EPC_OK)
+        return st;
+    st = tr->ops->exchange(tr, sends, nsends, recvs, nrecvs, dl, phase);
+    tr->epoch++;
+    if (st != EPC_OK)
+        tr->broken = 1;
+    return st;
+}

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tr.h - inter-node transports behind one small ops table (mpi, ofi).
+ *
+ * A transport owns a send region and a receive region (registered with the
+ * network where it must be), grown on demand and never shrunk.  One
+ * exchange moves a set of messages: each rank lists what it sends (peer,
+ * offset in its send region, length) and what it expects (peer, offset in
+ * its receive region, length); messages of length 0 are skipped on both
+ * sides.  Messages between one pair within one exchange must be listed in
+ * the same order by both.  Every wait has a deadline; after a timeout or
+ * failure the transport is broken and refuses further exchanges.
+ */
+#ifndef EPC_COMM_TR_H
+#define EPC_COMM_TR_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "epcomm.h"
+#include "error.h"
+#include "timer.h"
+
+typedef struct epc_tr epc_tr_t;
+
+typedef struct epc_tr_msg {
+    int peer;      /* rank in the transport's communicator */
+    size_t offset; /* in the local send (or receive) region */
+    size_t len;    /* bytes */
+} epc_tr_msg_t;
+
+typedef struct epc_tr_ops {
+    const char *name;
+    /* Sets up the local endpoint (no communication). */
+    epc_status_t (*init)(epc_tr_t *tr, const char *provider);
+    /* Learns the peers' addresses (collective over tr->comm; called on every
+     * rank once all inits succeeded). */
+    epc_status_t (*connect)(epc_tr_t *tr);
+    void (*fini)(epc_tr_t *tr);
+    /* Makes the regions at least send/recv bytes (local). */
+    epc_status_t (*reserve)(epc_tr_t *tr, size_t send, size_t recv);
+    epc_status_t (*exchange)(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                             const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
+                             const char *phase);
+} epc_tr_ops_t;
+
+struct epc_tr {
+    const epc_tr_ops_t *ops;
+    epc_obj_t *owner; /* error texts also go to the owning context */
+    MPI_Comm comm;    /* the context's duplicated communicator */
+    int rank, size;
+    char *send_buf, *recv_buf;
+    size_t send_cap, recv_cap;
+    unsigned epoch;     /* exchanges so far: keeps their messages apart */
+    int broken;         /* after a timeout or failure */
+    unsigned grows;     /* times a region grew */
+    char provider[64];  /* libfabric provider in use, "" for mpi */
+    void *impl;         /* transport-private state */
+};
+
+extern const epc_tr_ops_t epc_tr_mpi_ops;
+#ifdef EPC_HAVE_OFI
+extern const epc_tr_ops_t epc_tr_ofi_ops;
+#endif
+
+/* Creates the transport `kind` over comm (collective; every rank returns
+ * the same status). */
+epc_status_t epc_tr_create(epc_transport_t kind, const char *provider, MPI_Comm comm,
+                           epc_obj_t *owner, epc_tr_t **tr_p);
+void epc_tr_destroy(epc_tr_t *tr);
+
+/* Grows the regions to at least the given sizes (amortised: at least 1.5x
+ * the old capacity), keeping their contents. */
+epc_status_t epc_tr_reserve(epc_tr_t *tr, size_t send, size_t recv);
+
+/* Checks the message lists against the regions, then runs the exchange. */
+epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                             const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
+                             const char *phase);
+
+/* New capacity for a region that must hold `need` bytes. */
+size_t epc_tr_grow_size(size_t cap, size_t need);
+
+#endif

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * tr_ofi.c - the ofi transport: a libfabric RDM endpoint moving tagged
+ * messages from the registered send region into receives pre-posted in the
+ * registered receive region.  Endpoint names are exchanged over MPI.
+ *
+ * Tags keep messages apart without relying on provider ordering:
+ * epoch (16 bits) | sequence of the piece between this pair (16 bits) |
+ * source rank (32 bits).  Messages longer than the provider's max_msg_size
+ * travel as several pieces.  The mr_mode the provider returns is honoured:
+ * regions are registered (and bound to the endpoint) only when it asks.
+ * Progress is driven by reading the completion queue while waiting, which
+ * providers with manual progress (tcp;ofi_rxm) need.
+ */
+#include "build_config.h"
+
+#ifdef EPC_HAVE_OFI
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_tagged.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi_util.h"
+#include "ofi.h"
+#include "tr.h"
+
+#define NAME_MAX_LEN 256
+
+/* Opens fabric, domain, completion queue, address vector and endpoint. */
+static epc_status_t open_endpoint(epc_tr_t *tr, ofi_t *o)
+{
+    struct fi_cq_attr cq_attr = {.format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_NONE};
+    struct fi_av_attr av_attr = {.type = FI_AV_TABLE};
+    int rc;
+    if ((rc = fi_fabric(o->info->fabric_attr, &o->fabric, NULL)) != 0)
+        return OFI_ERR(tr, "fi_fabric", rc);
+    if ((rc = fi_domain(o->fabric, o->info, &o->domain, NULL)) != 0)
+        return OFI_ERR(tr, "fi_domain", rc);
+    if ((rc = fi_cq_open(o->domain, &cq_attr, &o->cq, NULL)) != 0)
+        return OFI_ERR(tr, "fi_cq_open", rc);
+    if ((rc = fi_av_open(o->domain, &av_attr, &o->av, NULL)) != 0)
+        return OFI_ERR(tr, "fi_av_open", rc);
+    if ((rc = fi_endpoint(o->domain, o->info, &o->ep, NULL)) != 0)
+        return OFI_ERR(tr, "fi_endpoint", rc);
+    if ((rc = fi_ep_bind(o->ep, &o->av->fid, 0)) != 0)
+        return OFI_ERR(tr, "fi_ep_bind(av)", rc);
+    if ((rc = fi_ep_bind(o->ep, &o->cq->fid, FI_TRANSMIT | FI_RECV)) != 0)
+        return OFI_ERR(tr, "fi_ep_bind(cq)", rc);
+    if ((rc = fi_enable(o->ep)) != 0)
+        return OFI_ERR(tr, "fi_enable", rc);
+    return EPC_OK;
+}
+
+static epc_status_t ofi_init(epc_tr_t *tr, const char *provider)
+{
+    ofi_t *o = calloc(1, sizeof *o);
+    epc_status_t st;
+    if (o == NULL)
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi transport state");
+    tr->impl = o;
+    o->addr = calloc((size_t)tr->size, sizeof *o->addr);
+    if (o->addr == NULL)
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi addresses of %d ranks", tr->size);
+    if ((st = epc_ofi_getinfo(provider, &o->info, tr->owner)) != EPC_OK)
+        return st;
+    snprintf(tr->provider, sizeof tr->provider, "%s", o->info->fabric_attr->prov_name);
+    o->mr_local = (o->info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
+    o->mr_endpoint = (o->info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
+    o->max_msg = o->info->ep_attr->max_msg_size ? o->info->ep_attr->max_msg_size : SIZE_MAX;
+    o->next_key = 1;
+    return open_endpoint(tr, o);
+}
+
+/* Exchanges endpoint names over MPI and fills the address table. */
+static epc_status_t ofi_connect(epc_tr_t *tr)
+{
+    ofi_t *o = tr->impl;
+    char name[NAME_MAX_LEN] = {0}, *all = malloc((size_t)tr->size * NAME_MAX_LEN);
+    size_t len = sizeof name;
+    int rc;
+    epc_status_t st = EPC_OK;
+    if (all == NULL)
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi names of %d ranks", tr->size);
+    if ((rc = fi_getname(&o->ep->fid, name, &len)) != 0)
+        st = OFI_ERR(tr, "fi_getname", rc);
+    rc = MPI_Allgather(name, NAME_MAX_LEN, MPI_BYTE, all, NAME_MAX_LEN, MPI_BYTE, tr->comm);
+    if (st == EPC_OK && rc != MPI_SUCCESS)
+        st = epc_mpi_error(tr->owner, rc, "MPI_Allgather(ofi endpoint names)");
+    /* One at a time: names travel in fixed slots, while fi_av_insert reads
+     * an array packed at the provider's own address size. */
+    for (int r = 0; st == EPC_OK && r < tr->size; r++) {
+        rc = fi_av_insert(o->av, all + (size_t)r * NAME_MAX_LEN, 1, &o->addr[r], 0, NULL);
+        if (rc != 1)
+            st = OFI_ERR(tr, "fi_av_insert", rc < 0 ? rc : -FI_EOTHER);
+    }
+    free(all);
+    return st;
+}
+
+static void close_mr(struct fid_mr **mr)
+{
+    if (*mr != NULL)
+        fi_close(&(*mr)->fid);
+    *mr = NULL;
+}
+
+static void ofi_fini(epc_tr_t *tr)
+{
+    ofi_t *o = tr->impl;
+    if (o != NULL) {
+        /* The endpoint first: nothing may touch the regions afterwards. */
+        if (o->ep)
+            fi_close(&o->ep->fid);
+        close_mr(&o->send_mr);
+        close_mr(&o->recv_mr);
+        if (o->av)
+            fi_close(&o->av->fid);
+        if (o->cq)
+            fi_close(&o->cq->fid);
+        if (o->domain)
+            fi_close(&o->domain->fid);
+        if (o->fabric)
+            fi_close(&o->fabric->fid);
+        if (o->info)
+            fi_freeinfo(o->info);
+        free(o->addr);
+        free(o);
+        tr->impl = NULL;
+    }
+    free(tr->send_buf);
+    free(tr->recv_buf);
+    tr->send_buf = tr->recv_buf = NULL;
+}
+
+/* Replaces a region by a larger one, registered when the provider asks. */
+static epc_status_t grow(epc_tr_t *tr, char **buf, size_t *cap, struct fid_mr **mr, size_t want)
+{
+    ofi_t *o = tr->impl;
+    char *p;
+    int rc;
+    if (want <= *cap)
+        return EPC_OK;
+    close_mr(mr);
+    if ((p = realloc(*buf, want)) == NULL)
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi transport: %zu-byte region", want);
+    *buf = p;
+    *cap = want;
+    if (!o->mr_local)
+        return EPC_OK;
+    rc = fi_mr_reg(o->domain, p, want, FI_SEND | FI_RECV, 0, o->next_key++, 0, mr, NULL);
+    if (rc != 0)
+        return OFI_ERR(tr, "fi_mr_reg", rc);
+    if (o->mr_endpoint && ((rc = fi_mr_bind(*mr, &o->ep->fid, 0)) != 0 || (rc = fi_mr_enable(*mr)) != 0))
+        return OFI_ERR(tr, "fi_mr_bind/fi_mr_enable", rc);
+    return EPC_OK;
+}
+
+static epc_status_t ofi_reserve(epc_tr_t *tr, size_t send, size_t recv)
+{
+    ofi_t *o = tr->impl;
+    epc_status_t st = grow(tr, &tr->send_buf, &tr->send_cap, &o->send_mr, send);
+    return st != EPC_OK ? st : grow(tr, &tr->recv_buf, &tr->recv_cap, &o->recv_mr, recv);
+}
+
+const epc_tr_ops_t epc_tr_ofi_ops = {
+    .name = "ofi",
+    .init = ofi_init,
+    .connect = ofi_connect,
+    .fini = ofi_fini,
+    .reserve = ofi_reserve,
+    .exchange = epc_ofi_exchange,
+};
+
+#endif /* EPC_HAVE_OFI */
