@@ -33,7 +33,7 @@ static void print_build(void)
     printf("  configure:   %s\n", bi->configure_args[0] ? bi->configure_args : "(no arguments)");
     printf("  compiler:    %s\n", bi->compiler);
     printf("  MPI:         built with %s; running %s\n", bi->mpi_compiled, lib);
-    printf("  hwloc:       built with %s; running %s\n", bi->hwloc_compiled, bi->hwloc_runtime);
+    printf("  hwloc API:   built with %s; running %s\n", bi->hwloc_compiled, bi->hwloc_runtime);
     if (!bi->have_ofi) {
         printf("  libfabric:   not built (configured --without-ofi): transport ofi unavailable\n");
         return;
@@ -43,6 +43,17 @@ static void print_build(void)
         printf("  providers:   %s\n", provs[0] ? provs : "(none resolve)");
     else
         printf("  providers:   (query failed: %s)\n", epc_last_error(NULL));
+}
+
+/* The inter-node transport a context would use here, and why. */
+static void print_transport(void)
+{
+    char why[256];
+    epc_transport_t chosen;
+    if (epc_transport_choice(EPC_TRANSPORT_DEFAULT, why, sizeof why, &chosen) == EPC_OK)
+        printf("  transport:   %s\n", why);
+    else
+        printf("  transport:   (cannot choose: %s)\n", epc_last_error(NULL));
 }
 
 /* Prints the table; returns the number of invalid variables. */
@@ -83,8 +94,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (build)
+    if (build) {
         print_build();
+        print_transport();
+    }
     if (config && print_config() != 0)
         return 1;
     return 0;
