@@ -143,6 +143,8 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
 /* Frees whatever creation got to; collective parts only when reached. */
 static void teardown(epc_ctx_t *ctx)
 {
+    for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
+        free(ctx->scratch[i].p);
     epc_tr_destroy(ctx->tr);
     epc_shm_destroy(ctx->shm);
     if (ctx->node_comm != MPI_COMM_NULL)

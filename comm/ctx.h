@@ -17,6 +17,16 @@
 #include "topo.h"
 #include "tr.h"
 
+/* Private buffers of the collectives. */
+enum {
+    EPC_SCRATCH_OUT,     /* flat: received rows and their metadata */
+    EPC_SCRATCH_PARTIAL, /* combine: fp32 partial sums */
+    EPC_SCRATCH_EXPERT,  /* epc_combine_buffer */
+    EPC_SCRATCH_SEND,    /* flat: send records */
+    EPC_SCRATCH_RECV,    /* flat: received records; hier: kept dispatch records */
+    EPC_SCRATCH_COUNT
+};
+
 struct epc_ctx {
     epc_obj_t hdr;       /* magic EPC_MAGIC_CTX; its last_error */
     MPI_Comm comm;       /* dup of the user's, MPI_ERRORS_RETURN */
@@ -32,6 +42,13 @@ struct epc_ctx {
     epc_shm_t *shm;
     epc_tr_t *tr;
     uint64_t sent[4], recv[4]; /* by epc_link_class_t */
+    /* private growable buffers of the collectives (epc_ctx_scratch) */
+    struct {
+        char *p;
+        size_t cap;
+    } scratch[EPC_SCRATCH_COUNT];
+    uint64_t generation;       /* dispatches so far: stale handles are refused */
+    epc_coll_stats_t cstats;
 };
 
 /* A live context, else EPC_ERR_INVALID_ARG raised naming fn. */
@@ -53,6 +70,10 @@ epc_status_t epc_ctx_shm_fence(epc_ctx_t *ctx, const char *phase);
  * checked) and accounts them. */
 epc_status_t epc_ctx_shm_put(epc_ctx_t *ctx, int lrank, size_t offset, const void *src,
                              size_t len);
+
+/* A private buffer of at least `need` bytes (grown x1.5, kept); its old
+ * contents are not kept.  EPC_ERR_NO_MEMORY raised on failure. */
+epc_status_t epc_ctx_scratch(epc_ctx_t *ctx, int which, size_t need, char **p);
 
 /* Inter-node transport: grow regions (local) and exchange (accounted). */
 epc_status_t epc_ctx_net_reserve(epc_ctx_t *ctx, size_t send, size_t recv);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* ctx_ops.c - the context's accessors and data-movement primitives. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctx.h"
@@ -63,6 +64,21 @@ epc_status_t epc_ctx_shm_put(epc_ctx_t *ctx, int lrank, size_t offset, const voi
     return EPC_OK;
 }
 
+epc_status_t epc_ctx_scratch(epc_ctx_t *ctx, int which, size_t need, char **p)
+{
+    if (need > ctx->scratch[which].cap) {
+        size_t cap = epc_tr_grow_size(ctx->scratch[which].cap, need);
+        free(ctx->scratch[which].p);
+        ctx->scratch[which].cap = 0;
+        if ((ctx->scratch[which].p = malloc(cap)) == NULL)
+            return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "context buffer of %zu bytes",
+                                 cap);
+        ctx->scratch[which].cap = cap;
+    }
+    *p = ctx->scratch[which].p;
+    return EPC_OK;
+}
+
 epc_status_t epc_ctx_net_reserve(epc_ctx_t *ctx, size_t send, size_t recv)
 {
     return epc_tr_reserve(ctx->tr, send, recv);
@@ -103,6 +119,8 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
     memcpy(s->bytes_recv, ctx->recv, sizeof s->bytes_recv);
     s->shm_bytes = ctx->shm->cap[ctx->lrank];
     s->net_bytes = ctx->tr->send_cap + ctx->tr->recv_cap;
+    for (int i = 0; i < EPC_SCRATCH_COUNT; i++) /* private buffers count as held too */
+        s->net_bytes += ctx->scratch[i].cap;
     s->shm_grows = ctx->shm->grows;
     s->net_grows = ctx->tr->grows;
     s->transport = ctx->tr->ops->name;

@@ -48,7 +48,11 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "hardware provider, else tcp.")                                                          \
     X(TIMEOUT_MS, EPC_CFG_T_INT, "60000", "1..86400000", 1, 86400000,                        \
       "Deadline in milliseconds of every wait inside a call; on expiry the call returns "     \
-      "EPC_ERR_TIMEOUT naming the phase and the peer it waited for.")
+      "EPC_ERR_TIMEOUT naming the phase and the peer it waited for.")                         \
+    X(ALGO, EPC_CFG_T_ENUM, "hier", "hier|flat", 0, 0,                                        \
+      "Dispatch/combine algorithm when the args leave it 0: hier (one network copy per "      \
+      "token and node, forwarded inside the node) or flat (MPI_Alltoallv of per-rank "        \
+      "copies, the baseline).")
 
 typedef enum epc_cfg_id {
 #define EPC_CFG_ID_(id, type, def, allowed, min, max, help) EPC_CFG_##id,

@@ -195,7 +195,7 @@ typedef struct epc_ctx_stats {
     uint64_t bytes_sent[4];     /* indexed by epc_link_class_t */
     uint64_t bytes_recv[4];
     uint64_t shm_bytes;         /* shared-memory receive region held */
-    uint64_t net_bytes;         /* transport send + receive regions held */
+    uint64_t net_bytes;         /* transport regions and private buffers held */
     uint64_t shm_grows, net_grows; /* times each grew */
     const char *transport;      /* "mpi" or "ofi" */
     const char *provider;       /* libfabric provider ("" for mpi) */
@@ -203,6 +203,110 @@ typedef struct epc_ctx_stats {
 } epc_ctx_stats_t;
 
 EPC_EXPORT epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats);
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch and combine                                                     */
+/* ------------------------------------------------------------------------ */
+
+/** What a dispatch leaves for its combine (layout, counts); reusable. */
+typedef struct epc_handle epc_handle_t;
+
+typedef enum epc_algo {
+    EPC_ALGO_DEFAULT = 0, /* EPC_ALGO, else hier */
+    EPC_ALGO_HIER = 1,    /* one network copy per (token, node), forwarded in the node */
+    EPC_ALGO_FLAT = 2     /* per-rank copies by MPI_Alltoallv (the baseline) */
+} epc_algo_t;
+
+typedef struct epc_dispatch_args {
+    size_t size;               /* EPC_DISPATCH_ARGS_INIT */
+    const void *x;             /* [T x hidden] rows in the context's dtype */
+    int num_tokens;            /* T on this rank (may differ per rank, may be 0) */
+    int topk;                  /* k, 1 <= k <= the context's max_topk */
+    const int32_t *topk_idx;   /* [T x k] expert ids, -1 = none */
+    const float *topk_weights; /* [T x k]; NULL: every weight 1 */
+    int expert_alignment;      /* pad each expert's group to a multiple; 0 = 1 */
+    epc_algo_t algo;           /* must be the same on every rank */
+} epc_dispatch_args_t;
+
+#define EPC_DISPATCH_ARGS_INIT EPC_PARAMS_INIT_(epc_dispatch_args_t)
+
+/**
+ * The rows this rank received, expert-major: rows of local expert 0, then 1,
+ * ...; within an expert by source rank, then source token index; each
+ * expert's group padded to the alignment (padding rows are zero, with
+ * src_rank -1).  A token that chose two of this rank's experts appears in
+ * both groups.  All arrays are owned by the context and valid until the
+ * next dispatch on it.
+ */
+typedef struct epc_dispatch_out {
+    void *rows;                 /* [num_rows x hidden] in the context's dtype */
+    int num_rows;               /* including padding */
+    int num_local_experts;      /* E / ranks */
+    const int *expert_begin;    /* [num_local_experts + 1]: group e is rows
+                                   expert_begin[e] .. expert_begin[e+1]-1 */
+    const int *expert_count;    /* [num_local_experts]: real rows of each group */
+    const int32_t *src_rank;    /* [num_rows], -1 for padding */
+    const int32_t *src_token;   /* [num_rows] */
+    const int32_t *local_expert;/* [num_rows] */
+    const float *weight;        /* [num_rows] (0 for padding) */
+} epc_dispatch_out_t;
+
+/**
+ * Moves each token to the ranks owning its experts (collective over the
+ * context).  *handle: NULL to get a new one, or a handle of an earlier
+ * dispatch on this context with the same topk_idx (checked) to skip the
+ * count exchange (cached mode).  Validation results travel with the counts:
+ * when one rank's input is bad it returns EPC_ERR_INVALID_ARG or
+ * EPC_ERR_CAPACITY and every other rank EPC_ERR_PEER_FAILED naming it;
+ * nothing is written to out or *handle then.  EPC_ERR_UNSUPPORTED: hier on
+ * nodes of unequal size.  EPC_ERR_TIMEOUT / EPC_ERR_TRANSPORT as the
+ * transports report them.
+ */
+EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
+                                     epc_dispatch_out_t *out, epc_handle_t **handle);
+
+/**
+ * A context-owned buffer for the expert outputs of the handle's dispatch,
+ * [num_rows x hidden] in the context's dtype, valid until the next dispatch
+ * or combine buffer request: write the outputs there and pass it to combine.
+ */
+EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle, void **buf);
+
+typedef struct epc_combine_args {
+    size_t size;            /* EPC_COMBINE_ARGS_INIT */
+    const void *expert_out; /* [num_rows x hidden], the dispatch's row order */
+    void *y;                /* [T x hidden] out, in the context's dtype */
+    int unweighted;         /* 1: plain sum (DeepEP's combine) */
+} epc_combine_args_t;
+
+#define EPC_COMBINE_ARGS_INIT EPC_PARAMS_INIT_(epc_combine_args_t)
+
+/**
+ * Brings the expert outputs back (collective): y[t] = sum over t's experts
+ * of weight x output, accumulated in fp32 in a fixed order (by node, then
+ * rank, then local expert), so results are bitwise reproducible and the
+ * same for both algorithms; tokens with no expert get zeros.  Uses the
+ * handle's algorithm.  EPC_ERR_INVALID_ARG (a handle of another context or
+ * of an earlier dispatch, NULL buffers), agreed across ranks.
+ */
+EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
+                                    const epc_combine_args_t *args);
+
+/** Frees a handle (local).  NULL is accepted. */
+EPC_EXPORT void epc_handle_destroy(epc_handle_t *handle);
+
+/** Bytes one rank moved in the last dispatch and combine, and in total. */
+typedef struct epc_coll_bytes {
+    uint64_t payload_inter, payload_intra; /* token rows / partial sums */
+    uint64_t meta_inter, meta_intra;       /* counts, indices, weights */
+} epc_coll_bytes_t;
+
+typedef struct epc_coll_stats {
+    epc_coll_bytes_t last_dispatch, last_combine, total;
+    uint64_t dispatches, combines;
+} epc_coll_stats_t;
+
+EPC_EXPORT epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats);
 
 /**
  * What EPC_TRANSPORT / auto would choose on this machine, and why, without

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * coll.h - dispatch/combine internals shared by both algorithms.
+ *
+ * Every dispatch starts with one metadata exchange (an allgather of each
+ * rank's validation status, T, tokens per expert, per node and per rank).
+ * From it every rank derives the same layout of every receiver, so rows are
+ * written straight to their final expert-major position:
+ *   row of (source s, token t, expert g) at
+ *   begin_d[g local] + sum_{s' < s} C[s'][g] + eidx
+ * where eidx is t's index among s's tokens that chose g.  Combine partial
+ * sums are indexed by (source s, didx): didx is t's index among s's tokens
+ * sent to that rank.
+ */
+#ifndef EPC_COLL_H
+#define EPC_COLL_H
+
+#include <stdint.h>
+
+#include "ctx.h"
+
+#define EPC_MAGIC_HANDLE 0x45504844u /* "EPHD" */
+#define EPC_REASON_LEN 160
+
+/* One slot of a token record: what a writer needs to place the row. */
+typedef struct coll_slot {
+    int32_t expert; /* global id; -1 when not for this destination */
+    int32_t eidx;   /* index among the source's tokens choosing it */
+    int32_t didx;   /* index among the source's tokens sent to its rank */
+    float weight;
+} coll_slot_t;
+
+/* A token record on the wire: header, then k slots (meta), row apart. */
+typedef struct coll_rec {
+    int32_t token, pad_;
+} coll_rec_t;
+
+/* Receive-side metadata arrays of one rank's dispatch area. */
+typedef struct coll_meta {
+    int32_t *src_rank, *src_token, *local_expert, *pslot;
+    float *weight;
+} coll_meta_t;
+
+struct epc_handle {
+    uint32_t magic;
+    epc_ctx_t *ctx;
+    uint64_t generation; /* the ctx's dispatch count when made */
+    epc_algo_t algo;
+    int T, k, align;
+    uint64_t idx_hash;   /* of topk_idx, for cached reuse */
+    int32_t *idx;        /* [T x k] copy */
+    float *w;            /* [T x k] (1 when NULL was given) */
+    int32_t *eidx;       /* [T x k] */
+    int32_t *didx;       /* [T x k]: index among tokens to the slot's rank */
+    /* all ranks' counts: [R x (E + N + R)] = C | tokens per node | per rank */
+    int *all;
+    int E, R, N, L, epr;
+    int *Ts;             /* [R]: every rank's T */
+    /* layout of every rank's receive side */
+    int *num_rows;       /* [R] */
+    int *begin;          /* [R x (epr + 1)] */
+    int *prefix;         /* [R x E]: sum_{s' < s} C[s'][g] */
+    /* this rank's received rows (output views) */
+    int *expert_count;   /* [epr] */
+    char *rows;
+    coll_meta_t meta;
+    char *kept;          /* hier forwarder: headers of the records it forwarded */
+};
+
+/* Counts of source s: C (per expert), per node, per rank. */
+static inline const int *coll_C(const epc_handle_t *h, int s)
+{
+    return h->all + (size_t)s * (h->E + h->N + h->R);
+}
+static inline const int *coll_tpn(const epc_handle_t *h, int s)
+{
+    return coll_C(h, s) + h->E;
+}
+static inline const int *coll_tpr(const epc_handle_t *h, int s)
+{
+    return coll_C(h, s) + h->E + h->N;
+}
+
+/* Bytes of a row in the context's dtype. */
+static inline size_t coll_row_bytes(const epc_ctx_t *ctx)
+{
+    return (size_t)ctx->hidden * ctx->elem_size;
+}
+
+/* Bytes of the metadata arrays for n rows, and their places after rows. */
+size_t coll_meta_bytes(int n);
+void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m);
+
+/* Plans a dispatch: validates args (unless `pre` already failed: that error
+ * is this rank's verdict), builds the handle's local part, exchanges counts
+ * and verdicts with every rank and derives the layouts.  Collective; every
+ * rank returns the same verdict. */
+epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
+                       epc_status_t pre, epc_handle_t **hp);
+
+/* Cached mode: same topk_idx as the handle; agrees on validity only. */
+epc_status_t coll_replan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h);
+
+/* Writes a row and its metadata at receiver position pos. */
+void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, const void *src,
+                int src_rank, int token, int local_expert, float weight, int pslot);
+
+/* Zero rows and src_rank -1 at every padding position of this rank. */
+void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
+
+/* The algorithms. */
+epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h);
+epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
+                               int unweighted);
+epc_status_t coll_flat_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h);
+epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
+                               int unweighted);
+
+/* Combine step shared by both: partial[p] = sum over this rank's rows of
+ * slot p, local experts ascending, of (weight x) row, in fp32. */
+epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
+                           float **partial, int *nslots);
+
+/* Token t's distinct destination ranks and their didx, ordered by node and
+ * then local rank (combine's summation order).  Returns the count (<= k). */
+int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx);
+
+/* acc[i] += src[i] */
+void coll_add_row(float *acc, const float *src, int n);
+
+/* Counts bytes this rank sent to peer in b (inter or intra by node) and,
+ * when link is 1, in the context's per-link-class counters (the transport
+ * exchange counts its own). */
+void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload,
+                  uint64_t meta, int link);
+
+/* Sum of tpr[s'][d] over s' < s: where source s's slots start at rank d. */
+int coll_pbase(const epc_handle_t *h, int d, int s);
+
+/* Converts an fp32 row to the context's dtype. */
+void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst);
+
+#endif

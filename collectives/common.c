@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* common.c - row placement, padding and combine's partial sums. */
+#include <string.h>
+
+#include "coll.h"
+#include "dtype.h"
+
+size_t coll_meta_bytes(int n)
+{
+    return (size_t)n * (4 * sizeof(int32_t) + sizeof(float));
+}
+
+void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m)
+{
+    char *p = base + rows_bytes;
+    m->src_rank = (int32_t *)(void *)p;
+    m->src_token = m->src_rank + n;
+    m->local_expert = m->src_token + n;
+    m->pslot = m->local_expert + n;
+    m->weight = (float *)(void *)(m->pslot + n);
+}
+
+void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, const void *src,
+                int src_rank, int token, int local_expert, float weight, int pslot)
+{
+    memcpy(rows + (size_t)pos * row_bytes, src, row_bytes);
+    m->src_rank[pos] = src_rank;
+    m->src_token[pos] = token;
+    m->local_expert[pos] = local_expert;
+    m->pslot[pos] = pslot;
+    m->weight[pos] = weight;
+}
+
+void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes)
+{
+    const int *begin = h->begin + (size_t)rank * (h->epr + 1);
+    for (int e = 0; e < h->epr; e++) {
+        int cnt = h->prefix[(size_t)(h->R - 1) * h->E + rank * h->epr + e] +
+                  coll_C(h, h->R - 1)[rank * h->epr + e];
+        for (int pos = begin[e] + cnt; pos < begin[e + 1]; pos++) {
+            memset(h->rows + (size_t)pos * row_bytes, 0, row_bytes);
+            h->meta.src_rank[pos] = -1;
+            h->meta.src_token[pos] = -1;
+            h->meta.local_expert[pos] = e;
+            h->meta.pslot[pos] = -1;
+            h->meta.weight[pos] = 0.0f;
+        }
+    }
+}
+
+/* acc[i] += w * row[i] for a row in the context's dtype. */
+static void accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w)
+{
+    int n = ctx->hidden;
+    if (ctx->dtype == EPC_DTYPE_FP32) {
+        const float *r = row;
+        for (int i = 0; i < n; i++)
+            acc[i] += w * r[i];
+    } else if (ctx->dtype == EPC_DTYPE_FP16) {
+        const uint16_t *r = row;
+        for (int i = 0; i < n; i++)
+            acc[i] += w * epc_f16_to_f32(r[i]);
+    } else {
+        const uint16_t *r = row;
+        for (int i = 0; i < n; i++)
+            acc[i] += w * epc_bf16_to_f32(r[i]);
+    }
+}
+
+void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst)
+{
+    int n = ctx->hidden;
+    if (ctx->dtype == EPC_DTYPE_FP32) {
+        memcpy(dst, src, (size_t)n * sizeof *src);
+    } else if (ctx->dtype == EPC_DTYPE_FP16) {
+        uint16_t *d = dst;
+        for (int i = 0; i < n; i++)
+            d[i] = epc_f32_to_f16(src[i]);
+    } else {
+        uint16_t *d = dst;
+        for (int i = 0; i < n; i++)
+            d[i] = epc_f32_to_bf16(src[i]);
+    }
+}
+
+epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
+                           float **partial, int *nslots)
+{
+    size_t rb = coll_row_bytes(ctx);
+    int P = 0, me = ctx->rank, n = h->num_rows[me];
+    char *buf;
+    epc_status_t st;
+    for (int s = 0; s < h->R; s++)
+        P += coll_tpr(h, s)[me];
+    st = epc_ctx_scratch(ctx, EPC_SCRATCH_PARTIAL, (size_t)P * ctx->hidden * sizeof(float) + 1,
+                         &buf);
+    if (st != EPC_OK)
+        return st;
+    memset(buf, 0, (size_t)P * ctx->hidden * sizeof(float));
+    /* Rows are expert-major, so each slot sums its experts in ascending
+     * order: the fixed order that makes combine reproducible. */
+    for (int r = 0; r < n; r++) {
+        int p = h->meta.pslot[r];
+        if (h->meta.src_rank[r] < 0)
+            continue;
+        if (p < 0 || p >= P)
+            return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d",
+                                 r, p, P);
+        accumulate(ctx, (float *)(void *)buf + (size_t)p * ctx->hidden,
+                   (const char *)out + (size_t)r * rb, unweighted ? 1.0f : h->meta.weight[r]);
+    }
+    *partial = (float *)(void *)buf;
+    *nslots = P;
+    return EPC_OK;
+}
+
+int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx)
+{
+    const epc_topo_t *topo = ctx->topo;
+    int n = 0;
+    for (int j = 0; j < h->k; j++) {
+        size_t i = (size_t)t * h->k + j;
+        int e = h->idx[i], r, dup = 0;
+        if (e < 0)
+            continue;
+        r = e / h->epr;
+        for (int q = 0; q < n; q++)
+            dup |= dest[q] == r;
+        if (dup)
+            continue;
+        /* insert keeping (node, local rank) order */
+        int q = n++;
+        for (; q > 0 && (topo->node_of[dest[q - 1]] > topo->node_of[r] ||
+                         (topo->node_of[dest[q - 1]] == topo->node_of[r] &&
+                          topo->local_rank[dest[q - 1]] > topo->local_rank[r]));
+             q--) {
+            dest[q] = dest[q - 1];
+            didx[q] = didx[q - 1];
+        }
+        dest[q] = r;
+        didx[q] = h->didx[i];
+    }
+    return n;
+}
+
+void coll_add_row(float *acc, const float *src, int n)
+{
+    for (int i = 0; i < n; i++)
+        acc[i] += src[i];
+}
+
+void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
+                  int link)
+{
+    int inter = ctx->topo->node_of[peer] != ctx->node;
+    (inter ? &b->payload_inter : &b->payload_intra)[0] += payload;
+    (inter ? &b->meta_inter : &b->meta_intra)[0] += meta;
+    if (link) /* transport exchanges count their own bytes */
+        epc_ctx_account(ctx, peer, payload + meta, 1);
+}
+
+int coll_pbase(const epc_handle_t *h, int d, int s)
+{
+    int b = 0;
+    for (int q = 0; q < s; q++)
+        b += coll_tpr(h, q)[d];
+    return b;
+}

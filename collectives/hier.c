@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * hier.c - hierarchical dispatch and combine (DeepSeek-V3's scheme).
+ *
+ * Dispatch: a token for this node is written straight into each local
+ * destination's shared region at its final position; a token for another
+ * node crosses the network once, to the rank with this rank's local index
+ * there (the forwarder), which writes it into each of its node's
+ * destinations.  Combine reverses it: every rank sums its experts' weighted
+ * outputs per (source, token) in fp32, writes that partial into the region
+ * of the source (same node) or of the source's forwarder; the forwarder sums
+ * its node's partials and sends one fp32 row per (token, node) back; the
+ * source sums over nodes.
+ *
+ * Each rank's shared region: [rows][row metadata][combine area], where the
+ * combine area holds, for every source s with this rank's local index (one
+ * per node, ascending), the partials of each local rank d (local order):
+ * tpr[s][d] fp32 rows each.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll.h"
+
+#define ALIGN64(x) (((x) + 63) & ~(size_t)63)
+
+typedef struct hgeo {
+    epc_ctx_t *ctx;
+    epc_handle_t *h;
+    int n0, L, lr, H;
+    size_t rb, unit, hdr;
+    const int *nodes;  /* node_ranks */
+    const int *start;  /* node_start */
+} hgeo_t;
+
+static hgeo_t geo(epc_ctx_t *ctx, epc_handle_t *h)
+{
+    hgeo_t g = {ctx, h, ctx->node, h->L, ctx->lrank, ctx->hidden, coll_row_bytes(ctx), 0, 0,
+                ctx->topo->node_ranks, ctx->topo->node_start};
+    g.hdr = sizeof(coll_rec_t) + h->k * sizeof(coll_slot_t);
+    g.unit = g.hdr + g.rb;
+    return g;
+}
+
+/* Rank with local index l on node n. */
+static int at(const hgeo_t *g, int n, int l)
+{
+    return g->nodes[g->start[n] + l];
+}
+
+/* Bytes before the combine area of rank x's region. */
+static size_t rows_area(const hgeo_t *g, int x)
+{
+    int n = g->h->num_rows[x];
+    return ALIGN64((size_t)n * g->rb + coll_meta_bytes(n));
+}
+
+/* Rows (fp32) of x's combine area before the block of (source s, dest d):
+ * sources with x's local index by node, then d's in local order. */
+static size_t cbase(const hgeo_t *g, int x, int s, int d)
+{
+    const epc_topo_t *t = g->ctx->topo;
+    int nx = t->node_of[x], ns = t->node_of[s];
+    size_t off = 0;
+    for (int n = 0; n < ns; n++)
+        for (int l = 0; l < g->L; l++)
+            off += coll_tpr(g->h, at(g, n, t->local_rank[x]))[at(g, nx, l)];
+    for (int l = 0; l < t->local_rank[d]; l++)
+        off += coll_tpr(g->h, s)[at(g, nx, l)];
+    return off;
+}
+
+/* fp32 rows of x's whole combine area. */
+static size_t combine_rows(const hgeo_t *g, int x)
+{
+    const epc_topo_t *t = g->ctx->topo;
+    size_t n = 0;
+    for (int m = 0; m < t->nnodes; m++)
+        for (int l = 0; l < g->L; l++)
+            n += coll_tpr(g->h, at(g, m, t->local_rank[x]))[at(g, t->node_of[x], l)];
+    return n;
+}
+
+/* The shared region of local rank l: its rows and metadata arrays. */
+static char *region(const hgeo_t *g, int l, coll_meta_t *m)
+{
+    size_t cap;
+    int x = at(g, g->n0, l);
+    char *base = epc_ctx_shm_region(g->ctx, l, &cap);
+    if (m != NULL)
+        coll_meta_place(base, (size_t)g->h->num_rows[x] * g->rb, g->h->num_rows[x], m);
+    return base;
+}
+
+/* Writes one record's row to every destination it names on this node.
+ * Fields from other ranks are checked before use. */
+static epc_status_t place_record(const hgeo_t *g, int s, int token, const coll_slot_t *sl,
+                                 const void *row, epc_coll_bytes_t *acct)
+{
+    const epc_handle_t *h = g->h;
+    for (int q = 0; q < h->k; q++) {
+        int e = sl[q].expert, d, l, le;
+        coll_meta_t m;
+        char *base;
+        if (e < 0)
+            continue;
+        d = e / h->epr;
+        if (e >= h->E || g->ctx->topo->node_of[d] != g->n0 || sl[q].eidx < 0 ||
+            sl[q].eidx >= coll_C(h, s)[e] || sl[q].didx < 0 || sl[q].didx >= coll_tpr(h, s)[d])
+            return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
+                                 "hier dispatch: corrupt record of rank %d (expert %d)", s, e);
+        l = g->ctx->topo->local_rank[d];
+        le = e - d * h->epr;
+        base = region(g, l, &m);
+        coll_place(base, &m, g->rb, h->begin[(size_t)d * (h->epr + 1) + le] +
+                   h->prefix[(size_t)s * h->E + e] + sl[q].eidx, row, s, token, le, sl[q].weight,
+                   coll_pbase(h, d, s) + sl[q].didx);
+        coll_account(g->ctx, acct, d, g->rb, 5 * sizeof(int32_t), 1);
+    }
+    return EPC_OK;
+}
+
+/* Token t's slots restricted to node n (others -1); 1 if any. */
+static int slots_for_node(const hgeo_t *g, int t, int n, coll_slot_t *sl)
+{
+    const epc_handle_t *h = g->h;
+    int any = 0;
+    for (int q = 0; q < h->k; q++) {
+        size_t i = (size_t)t * h->k + q;
+        int e = h->idx[i], on = e >= 0 && g->ctx->topo->node_of[e / h->epr] == n;
+        sl[q] = (coll_slot_t){on ? e : -1, h->eidx[i], h->didx[i], h->w[i]};
+        any |= on;
+    }
+    return any;
+}
+
+/* Message lists of one exchange, one message each way per other node, with
+ * the rank of this local index there.  Dispatch sends this rank's records
+ * for that node and receives that rank's records for this node; combine
+ * sends back that rank's node sums and receives this rank's. */
+static int lists(const hgeo_t *g, size_t unit, int combine, epc_tr_msg_t *snd, epc_tr_msg_t *rcv,
+                 size_t *send_bytes, size_t *recv_bytes)
+{
+    const epc_handle_t *h = g->h;
+    int n_msgs = 0, me = g->ctx->rank;
+    *send_bytes = *recv_bytes = 0;
+    for (int n = 0; n < g->ctx->topo->nnodes; n++) {
+        int peer = at(g, n, g->lr);
+        size_t mine, theirs;
+        if (n == g->n0)
+            continue;
+        mine = (size_t)coll_tpn(h, me)[n] * unit;
+        theirs = (size_t)coll_tpn(h, peer)[g->n0] * unit;
+        snd[n_msgs] = (epc_tr_msg_t){peer, *send_bytes, combine ? theirs : mine};
+        rcv[n_msgs] = (epc_tr_msg_t){peer, *recv_bytes, combine ? mine : theirs};
+        *send_bytes += snd[n_msgs].len;
+        *recv_bytes += rcv[n_msgs].len;
+        n_msgs++;
+    }
+    return n_msgs;
+}
+
+/* Packs this rank's records for each other node; writes its tokens for
+ * this node straight into their destinations. */
+static epc_status_t send_side(const hgeo_t *g, const epc_dispatch_args_t *a,
+                              const epc_tr_msg_t *snd)
+{
+    epc_handle_t *h = g->h;
+    epc_ctx_t *ctx = g->ctx;
+    coll_slot_t sl[256];
+    int m = 0;
+    epc_status_t st = EPC_OK;
+    for (int n = 0; n < ctx->topo->nnodes; n++) {
+        char *out;
+        int q = 0;
+        if (n == g->n0)
+            continue;
+        out = ctx->tr->send_buf + snd[m++].offset;
+        for (int t = 0; t < h->T; t++)
+            if (slots_for_node(g, t, n, sl)) {
+                char *u = out + (size_t)q++ * g->unit;
+                ((coll_rec_t *)(void *)u)->token = t;
+                memcpy(u + sizeof(coll_rec_t), sl, h->k * sizeof *sl);
+                memcpy(u + g->hdr, (const char *)a->x + (size_t)t * g->rb, g->rb);
+                coll_account(ctx, &ctx->cstats.last_dispatch, at(g, n, g->lr), g->rb, g->hdr, 0);
+            }
+    }
+    for (int t = 0; st == EPC_OK && t < h->T; t++)
+        if (slots_for_node(g, t, g->n0, sl))
+            st = place_record(g, ctx->rank, t, sl, (const char *)a->x + (size_t)t * g->rb,
+                              &ctx->cstats.last_dispatch);
+    return st;
+}
+
+/* Forwards every received record into this node and keeps the records'
+ * headers for combine. */
+static epc_status_t forward(const hgeo_t *g, const epc_tr_msg_t *rcv, int n_msgs)
+{
+    epc_handle_t *h = g->h;
+    size_t kept = 0, total = 0;
+    epc_status_t st = EPC_OK;
+    for (int m = 0; m < n_msgs; m++)
+        total += rcv[m].len / g->unit;
+    free(h->kept);
+    h->kept = malloc(total * g->hdr + 1);
+    if (h->kept == NULL)
+        return epc_error_obj(&g->ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch: %zu records", total);
+    for (int m = 0; st == EPC_OK && m < n_msgs; m++)
+        for (size_t i = 0; st == EPC_OK && i < rcv[m].len / g->unit; i++) {
+            const char *u = g->ctx->tr->recv_buf + rcv[m].offset + i * g->unit;
+            int t = ((const coll_rec_t *)(const void *)u)->token;
+            if (t < 0 || t >= h->Ts[rcv[m].peer])
+                return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
+                                     "hier dispatch: rank %d sent token %d of %d", rcv[m].peer, t,
+                                     h->Ts[rcv[m].peer]);
+            memcpy(h->kept + kept++ * g->hdr, u, g->hdr);
+            st = place_record(g, rcv[m].peer, t, (const coll_slot_t *)(const void *)(u + sizeof(coll_rec_t)),
+                              u + g->hdr, &g->ctx->cstats.last_dispatch);
+        }
+    return st;
+}
+
+epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h)
+{
+    hgeo_t g = geo(ctx, h);
+    int N = ctx->topo->nnodes, nm;
+    epc_tr_msg_t *msg = malloc((size_t)2 * N * sizeof *msg);
+    size_t sb, rb, need = rows_area(&g, ctx->rank) + combine_rows(&g, ctx->rank) * g.H * 4;
+    epc_status_t st = msg ? epc_ctx_shm_reserve(ctx, need)
+                          : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch");
+    if (st != EPC_OK) {
+        free(msg);
+        return st;
+    }
+    nm = lists(&g, g.unit, 0, msg, msg + N, &sb, &rb);
+    st = epc_ctx_net_reserve(ctx, sb, rb);
+    h->rows = region(&g, g.lr, &h->meta);
+    if (st == EPC_OK)
+        st = send_side(&g, a, msg);
+    if (st == EPC_OK)
+        st = epc_ctx_net_exchange(ctx, msg, nm, msg + N, nm, "hier dispatch");
+    if (st == EPC_OK)
+        st = forward(&g, msg + N, nm);
+    if (st == EPC_OK)
+        coll_fill_padding(h, ctx->rank, g.rb);
+    /* Always fence: the node's ranks wait here for each other either way. */
+    if (st == EPC_OK)
+        st = epc_ctx_shm_fence(ctx, "hier dispatch");
+    free(msg);
+    return st;
+}
+
+/* This rank's combine area, and the sum over this node's ranks (local
+ * order) of source s's partials for one token, given its dests on this
+ * node (sorted) and their didx. */
+static void node_sum(const hgeo_t *g, int s, const int *dest, const int *didx, int n, float *ns)
+{
+    const float *ca = (const float *)(const void *)(region(g, g->lr, NULL) +
+                                                     rows_area(g, g->ctx->rank));
+    memset(ns, 0, (size_t)g->H * sizeof *ns);
+    for (int q = 0; q < n; q++)
+        coll_add_row(ns, ca + (cbase(g, g->ctx->rank, s, dest[q]) + didx[q]) * g->H, g->H);
+}
+
+/* Writes each partial to its source (this node) or the source's forwarder
+ * (this rank's node, the source's local index). */
+static void scatter_partials(const hgeo_t *g, const float *partial)
+{
+    epc_ctx_t *ctx = g->ctx;
+    size_t row = (size_t)g->H * sizeof(float), p = 0;
+    for (int s = 0; s < g->h->R; s++) {
+        int cnt = coll_tpr(g->h, s)[ctx->rank], x, l;
+        if (cnt == 0)
+            continue;
+        l = ctx->topo->local_rank[s];
+        x = ctx->topo->node_of[s] == g->n0 ? s : at(g, g->n0, l);
+        memcpy(region(g, l, NULL) + rows_area(g, x) + cbase(g, x, s, ctx->rank) * row,
+               partial + p * g->H, cnt * row);
+        coll_account(ctx, &ctx->cstats.last_combine, x, cnt * row, 0, 1);
+        p += (size_t)cnt;
+    }
+}
+
+/* Forwarder: one node sum per record it forwarded, back to its source. */
+static void forwarder_sums(const hgeo_t *g, const epc_tr_msg_t *snd, int nm, float *ns)
+{
+    const char *rec = g->h->kept;
+    int dest[256], didx[256];
+    for (int m = 0; m < nm; m++)
+        for (size_t i = 0; i < snd[m].len / (g->H * sizeof(float)); i++, rec += g->hdr) {
+            const coll_slot_t *sl = (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t));
+            int n = 0;
+            for (int q = 0; q < g->h->k; q++) { /* distinct local dests, local order */
+                int d = sl[q].expert < 0 ? -1 : sl[q].expert / g->h->epr, dup = 0, z;
+                for (int j = 0; j < n && d >= 0; j++)
+                    dup |= dest[j] == d;
+                if (d < 0 || dup)
+                    continue;
+                for (z = n++; z > 0 && g->ctx->topo->local_rank[dest[z - 1]] > g->ctx->topo->local_rank[d]; z--)
+                    dest[z] = dest[z - 1], didx[z] = didx[z - 1];
+                dest[z] = d, didx[z] = sl[q].didx;
+            }
+            node_sum(g, snd[m].peer, dest, didx, n, ns);
+            memcpy(g->ctx->tr->send_buf + snd[m].offset + i * g->H * sizeof(float), ns,
+                   (size_t)g->H * sizeof(float));
+            coll_account(g->ctx, &g->ctx->cstats.last_combine, snd[m].peer,
+                         (uint64_t)g->H * sizeof(float), 0, 0);
+        }
+}
+
+/* Source: y[t] = sum over nodes ascending of the node sums, in fp32. */
+static void finish(const hgeo_t *g, const epc_tr_msg_t *rcv, void *y, float *acc, float *ns)
+{
+    epc_handle_t *h = g->h;
+    int dest[256], didx[256], *q = calloc((size_t)g->ctx->topo->nnodes, sizeof *q);
+    for (int t = 0; t < h->T && q != NULL; t++) {
+        int n = coll_token_dests(g->ctx, h, t, dest, didx);
+        memset(acc, 0, (size_t)g->H * sizeof *acc);
+        for (int i = 0; i < n;) {
+            int node = g->ctx->topo->node_of[dest[i]], j = i;
+            while (j < n && g->ctx->topo->node_of[dest[j]] == node)
+                j++;
+            if (node == g->n0) {
+                node_sum(g, g->ctx->rank, dest + i, didx + i, j - i, ns);
+            } else {
+                const epc_tr_msg_t *m = &rcv[node < g->n0 ? node : node - 1];
+                memcpy(ns, g->ctx->tr->recv_buf + m->offset + (size_t)q[node]++ * g->H * sizeof(float),
+                       (size_t)g->H * sizeof(float));
+            }
+            coll_add_row(acc, ns, g->H);
+            i = j;
+        }
+        coll_store_row(g->ctx, acc, (char *)y + (size_t)t * g->rb);
+    }
+    free(q);
+}
+
+epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
+                               int unweighted)
+{
+    hgeo_t g = geo(ctx, h);
+    int N = ctx->topo->nnodes, nm, P;
+    epc_tr_msg_t *msg = malloc((size_t)2 * N * sizeof *msg);
+    float *partial, *tmp = malloc((size_t)2 * g.H * sizeof(float));
+    size_t sb, rb;
+    epc_status_t st = msg && tmp ? coll_partials(ctx, h, out, unweighted, &partial, &P)
+                                 : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
+    if (st == EPC_OK) {
+        scatter_partials(&g, partial);
+        st = epc_ctx_shm_fence(ctx, "hier combine");
+    }
+    nm = msg ? lists(&g, (size_t)g.H * sizeof(float), 1, msg, msg + N, &sb, &rb) : 0;
+    if (st == EPC_OK)
+        st = epc_ctx_net_reserve(ctx, sb, rb);
+    if (st == EPC_OK) {
+        forwarder_sums(&g, msg, nm, tmp);
+        st = epc_ctx_net_exchange(ctx, msg, nm, msg + N, nm, "hier combine");
+    }
+    if (st == EPC_OK)
+        finish(&g, msg + N, y, tmp, tmp + g.H);
+    free(msg);
+    free(tmp);
+    return st;
+}

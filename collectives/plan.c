@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * plan.c - the first step of every dispatch: validate the arguments, count
+ * locally, exchange the counts (and the verdicts) with every rank, derive
+ * every receiver's layout.  Validation travels with the counts, so when one
+ * rank's input is bad every rank knows it before any row moves.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coll.h"
+#include "mpi_util.h"
+#include "router.h"
+
+enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_INTS };
+#define REASON_INTS (EPC_REASON_LEN / 4)
+
+#define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: " __VA_ARGS__)
+
+/* Local checks of the arguments; raises the first problem. */
+static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo)
+{
+    epc_status_t st;
+    if (a == NULL)
+        return BADARG("args is NULL");
+    if (a->size != sizeof *a)
+        return BADARG("args->size %zu is not a known size (%zu); use EPC_DISPATCH_ARGS_INIT",
+                      a->size, sizeof *a);
+    if (a->num_tokens < 0)
+        return BADARG("args->num_tokens = %d < 0", a->num_tokens);
+    if (a->num_tokens > ctx->max_tokens)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
+                             "epc_dispatch: args->num_tokens = %d exceeds the context's "
+                             "max_tokens_per_rank = %d",
+                             a->num_tokens, ctx->max_tokens);
+    if (a->topk < 1 || a->topk > ctx->max_topk || a->topk > 256)
+        return BADARG("args->topk = %d, must be in [1, min(max_topk = %d, 256)]", a->topk,
+                      ctx->max_topk);
+    if (a->num_tokens > 0 && (a->x == NULL || a->topk_idx == NULL))
+        return BADARG("args->%s is NULL with %d tokens", a->x == NULL ? "x" : "topk_idx",
+                      a->num_tokens);
+    if (a->expert_alignment < 0 || a->expert_alignment > 65536)
+        return BADARG("args->expert_alignment = %d, must be in [0, 65536]", a->expert_alignment);
+    if (algo == EPC_ALGO_HIER && ctx->topo->uniform_rpn == 0)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_UNSUPPORTED,
+                             "epc_dispatch: algo hier needs nodes of equal size (these differ); "
+                             "use EPC_ALGO=flat");
+    st = epc_route_check_idx(ctx->num_experts, a->topk, a->topk_idx, a->num_tokens, "epc_dispatch");
+    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
+}
+
+static uint64_t hash_idx(const int32_t *idx, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint32_t)idx[i]) * 1099511628211ull;
+    return h ^ n;
+}
+
+/* Copies the token choices and counts this rank's part: tokens per expert,
+ * node and rank, and each slot's eidx/didx.  rec gets C | tpn | tpr. */
+static epc_status_t count_local(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h,
+                                int *rec)
+{
+    size_t n = (size_t)h->T * h->k;
+    int *cE = rec, *cN = rec + h->E, *cR = rec + h->E + h->N;
+    int *seen = malloc((size_t)(h->R + h->N + 1) * sizeof *seen), *seen_node;
+    h->idx = malloc((n + 1) * sizeof *h->idx);
+    h->w = malloc((n + 1) * sizeof *h->w);
+    h->eidx = malloc((n + 1) * sizeof *h->eidx);
+    h->didx = malloc((n + 1) * sizeof *h->didx);
+    if (!seen || !h->idx || !h->w || !h->eidx || !h->didx) {
+        free(seen);
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: %zu token slots", n);
+    }
+    memcpy(h->idx, a->topk_idx, n * sizeof *h->idx);
+    for (size_t i = 0; i < n; i++)
+        h->w[i] = a->topk_weights ? a->topk_weights[i] : 1.0f;
+    h->idx_hash = hash_idx(h->idx, n);
+    memset(seen, 0xff, (size_t)(h->R + h->N + 1) * sizeof *seen);
+    seen_node = seen + h->R;
+    for (int t = 0; t < h->T; t++) {
+        for (int j = 0; j < h->k; j++) {
+            size_t i = (size_t)t * h->k + j;
+            int e = h->idx[i], r, nd;
+            h->eidx[i] = h->didx[i] = -1;
+            if (e < 0)
+                continue;
+            r = e / h->epr;
+            nd = ctx->topo->node_of[r];
+            h->eidx[i] = cE[e]++;
+            if (seen[r] != t) { /* first slot of this token on rank r */
+                seen[r] = t;
+                cR[r]++;
+            }
+            h->didx[i] = cR[r] - 1;
+            if (seen_node[nd] != t) {
+                seen_node[nd] = t;
+                cN[nd]++;
+            }
+        }
+    }
+    free(seen);
+    return EPC_OK;
+}
+
+/* Counts from peers are checked before they size anything. */
+static epc_status_t check_counts(epc_ctx_t *ctx, const epc_handle_t *h, const int *rec, int s,
+                                 int rec_ints)
+{
+    const int *hdr = rec + (size_t)s * rec_ints, *c = hdr + HDR_INTS;
+    long limit = (long)hdr[HDR_T] * hdr[HDR_K], sum = 0;
+    for (int i = 0; i < h->E + h->N + h->R; i++) {
+        if (c[i] < 0 || c[i] > hdr[HDR_T])
+            return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+                                 "epc_dispatch: rank %d sent a corrupt count %d (T = %d)", s, c[i],
+                                 hdr[HDR_T]);
+        sum += i < h->E ? c[i] : 0;
+    }
+    if (sum > limit)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+                             "epc_dispatch: rank %d's expert counts sum to %ld > T x k = %ld", s,
+                             sum, limit);
+    return EPC_OK;
+}
+
+/* The verdict of the exchange: the first failing rank's text for all. */
+static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *rec, int rec_ints,
+                            epc_status_t mine)
+{
+    const int *me = rec + (size_t)ctx->rank * rec_ints;
+    for (int s = 0; s < ctx->nranks; s++) {
+        const int *hdr = rec + (size_t)s * rec_ints;
+        char reason[EPC_REASON_LEN];
+        if (hdr[HDR_STATUS] >= 0)
+            continue;
+        if (s == ctx->rank)
+            return mine;
+        memcpy(reason, hdr + HDR_INTS + h->E + h->N + h->R, sizeof reason);
+        reason[sizeof reason - 1] = '\0';
+        return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_dispatch: rank %d: %s", s,
+                             reason);
+    }
+    for (int s = 0; s < ctx->nranks; s++) {
+        const int *hdr = rec + (size_t)s * rec_ints;
+        if (hdr[HDR_K] != me[HDR_K] || hdr[HDR_ALIGN] != me[HDR_ALIGN] ||
+            hdr[HDR_ALGO] != me[HDR_ALGO])
+            return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
+                                 "epc_dispatch: rank %d passed topk/expert_alignment/algo "
+                                 "%d/%d/%d, this rank %d/%d/%d",
+                                 s, hdr[HDR_K], hdr[HDR_ALIGN], hdr[HDR_ALGO], me[HDR_K],
+                                 me[HDR_ALIGN], me[HDR_ALGO]);
+    }
+    for (int s = 0; s < ctx->nranks; s++) {
+        epc_status_t st = check_counts(ctx, h, rec, s, rec_ints);
+        if (st != EPC_OK)
+            return st;
+    }
+    return EPC_OK;
+}
+
+/* Every receiver's expert groups (padded) and the per-source prefixes. */
+static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
+{
+    int R = h->R, E = h->E, epr = h->epr, a = h->align;
+    h->num_rows = calloc((size_t)R, sizeof *h->num_rows);
+    h->begin = calloc((size_t)R * (epr + 1), sizeof *h->begin);
+    h->prefix = calloc((size_t)R * E, sizeof *h->prefix);
+    h->expert_count = calloc((size_t)epr, sizeof *h->expert_count);
+    if (!h->num_rows || !h->begin || !h->prefix || !h->expert_count)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: layout of %d ranks", R);
+    for (int s = 1; s < R; s++)
+        for (int g = 0; g < E; g++)
+            h->prefix[(size_t)s * E + g] = h->prefix[(size_t)(s - 1) * E + g] + coll_C(h, s - 1)[g];
+    for (int d = 0; d < R; d++) {
+        long rows = 0;
+        for (int e = 0; e < epr; e++) {
+            int g = d * epr + e;
+            long cnt = (long)h->prefix[(size_t)(R - 1) * E + g] + coll_C(h, R - 1)[g];
+            h->begin[(size_t)d * (epr + 1) + e] = (int)rows;
+            rows += (cnt + a - 1) / a * a;
+            if (d == ctx->rank)
+                h->expert_count[e] = (int)cnt;
+            if (rows > (1L << 30))
+                return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
+                                     "epc_dispatch: rank %d would receive %ld rows (> 2^30)", d,
+                                     rows);
+        }
+        h->begin[(size_t)d * (epr + 1) + epr] = (int)rows;
+        h->num_rows[d] = (int)rows;
+    }
+    return EPC_OK;
+}
+
+static epc_status_t new_handle(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
+                               epc_handle_t **hp)
+{
+    epc_handle_t *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: handle");
+    h->magic = EPC_MAGIC_HANDLE;
+    h->ctx = ctx;
+    h->algo = algo;
+    h->T = a ? a->num_tokens : 0;
+    h->k = a ? a->topk : 0;
+    h->align = a && a->expert_alignment > 1 ? a->expert_alignment : 1;
+    h->E = ctx->num_experts;
+    h->R = ctx->nranks;
+    h->N = ctx->topo->nnodes;
+    h->L = ctx->topo->uniform_rpn;
+    h->epr = h->E / h->R;
+    *hp = h;
+    return EPC_OK;
+}
+
+/* Sends this rank's header, counts and reason to all; collects theirs. */
+static epc_status_t exchange(epc_ctx_t *ctx, int *mine, int *all, int rec_ints)
+{
+    MPI_Request req;
+    int pending, rc = MPI_Iallgather(mine, rec_ints, MPI_INT, all, rec_ints, MPI_INT, ctx->comm,
+                                     &req);
+    epc_status_t st;
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(dispatch counts)");
+    st = epc_mpi_wait_all(&req, 1, epc_ctx_deadline(ctx), &pending, "dispatch counts");
+    if (st == EPC_ERR_TIMEOUT)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT,
+                             "epc_dispatch: timed out exchanging counts (a rank did not call "
+                             "epc_dispatch)");
+    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
+}
+
+epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
+                       epc_status_t pre, epc_handle_t **hp)
+{
+    epc_handle_t *h = NULL;
+    epc_status_t st = pre != EPC_OK ? pre : validate(ctx, a, algo), st2;
+    int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
+    int rec_ints = HDR_INTS + per + REASON_INTS;
+    int *mine = calloc((size_t)rec_ints, sizeof *mine);
+    int *all = calloc((size_t)rec_ints * ctx->nranks, sizeof *all);
+    if (!mine || !all) /* cannot even take part: peers time out on this rank */
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: count records");
+    if (st == EPC_OK)
+        st = new_handle(ctx, a, algo, &h);
+    if (st == EPC_OK)
+        st = count_local(ctx, a, h, mine + HDR_INTS);
+    if (mine != NULL) {
+        mine[HDR_STATUS] = st;
+        mine[HDR_T] = st == EPC_OK ? a->num_tokens : 0;
+        mine[HDR_K] = st == EPC_OK ? a->topk : 0;
+        mine[HDR_ALIGN] = st == EPC_OK ? h->align : 0;
+        mine[HDR_ALGO] = (int)algo;
+        if (st != EPC_OK)
+            snprintf((char *)(mine + HDR_INTS + per), EPC_REASON_LEN, "%s", epc_last_error(NULL));
+    }
+    st2 = mine && all ? exchange(ctx, mine, all, rec_ints) : st;
+    if (st2 == EPC_OK)
+        st2 = verdict(ctx, h, all, rec_ints, st);
+    if (st2 == EPC_OK && (h->all = malloc((size_t)per * ctx->nranks * sizeof *h->all)) == NULL)
+        st2 = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
+    if (st2 == EPC_OK && (h->Ts = malloc((size_t)ctx->nranks * sizeof *h->Ts)) == NULL)
+        st2 = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
+    for (int s = 0; st2 == EPC_OK && s < ctx->nranks; s++) {
+        memcpy(h->all + (size_t)s * per, all + (size_t)s * rec_ints + HDR_INTS, per * sizeof(int));
+        h->Ts[s] = all[(size_t)s * rec_ints + HDR_T];
+    }
+    if (st2 == EPC_OK)
+        st2 = layout(ctx, h);
+    free(mine);
+    free(all);
+    if (st2 != EPC_OK) {
+        epc_handle_destroy(h);
+        return st2;
+    }
+    *hp = h;
+    return EPC_OK;
+}
+
+epc_status_t coll_replan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h)
+{
+    epc_status_t st = validate(ctx, a, h->algo);
+    if (st == EPC_OK && (a->num_tokens != h->T || a->topk != h->k ||
+                         hash_idx(a->topk_idx, (size_t)h->T * h->k) != h->idx_hash ||
+                         memcmp(a->topk_idx, h->idx, (size_t)h->T * h->k * sizeof *h->idx) != 0))
+        st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
+    if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
+        st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
+    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr)) != EPC_OK)
+        return st;
+    for (size_t i = 0; i < (size_t)h->T * h->k; i++)
+        h->w[i] = a->topk_weights ? a->topk_weights[i] : 1.0f; /* weights may change */
+    return EPC_OK;
+}
