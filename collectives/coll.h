@@ -116,17 +116,27 @@ epc_status_t coll_flat_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
 epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
                                int unweighted);
 
-/* Combine step shared by both: partial[p] = sum over this rank's rows of
- * slot p, local experts ascending, of (weight x) row, in fp32. */
+/* Combine slots of a rank: one per (source, token) it received. */
+int coll_num_slots(const epc_handle_t *h, int rank);
+
+/* Combine step shared by both: *slot[p] = sum over this rank's rows of slot
+ * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
+ * s is coll_pbase(h, rank, s) + didx).  Every slot is written. */
 epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float **partial, int *nslots);
+                           float *const *slot);
 
 /* Token t's distinct destination ranks and their didx, ordered by node and
  * then local rank (combine's summation order).  Returns the count (<= k). */
 int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx);
 
-/* acc[i] += src[i] */
+/* Row kernels (kernels.c, vectorised): acc += w * row; acc += src; and
+ * fp32 -> bf16 rounding to nearest even. */
+void coll_axpy_bf16(float *acc, const uint16_t *row, float w, int n);
+void coll_scale_bf16(float *acc, const uint16_t *row, float w, int n);
+void coll_scale_f32(float *acc, const float *row, float w, int n);
+void coll_axpy_f32(float *acc, const float *row, float w, int n);
 void coll_add_row(float *acc, const float *src, int n);
+void coll_to_bf16(uint16_t *dst, const float *src, int n);
 
 /* Counts bytes this rank sent to peer in b (inter or intra by node) and,
  * when link is 1, in the context's per-link-class counters (the transport

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* common.c - row placement, padding and combine's partial sums. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "coll.h"
@@ -48,22 +49,20 @@ void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes)
     }
 }
 
-/* acc[i] += w * row[i] for a row in the context's dtype. */
-static void accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w)
+/* acc = (first ? 0 : acc) + w * row, for a row in the context's dtype.
+ * The first contribution is stored as 0 + w*x, exactly what adding to a
+ * zeroed slot gives, without zeroing the slots first. */
+static void accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first)
 {
     int n = ctx->hidden;
     if (ctx->dtype == EPC_DTYPE_FP32) {
-        const float *r = row;
-        for (int i = 0; i < n; i++)
-            acc[i] += w * r[i];
+        (first ? coll_scale_f32 : coll_axpy_f32)(acc, row, w, n);
     } else if (ctx->dtype == EPC_DTYPE_FP16) {
         const uint16_t *r = row;
         for (int i = 0; i < n; i++)
-            acc[i] += w * epc_f16_to_f32(r[i]);
+            acc[i] = (first ? 0.0f : acc[i]) + w * epc_f16_to_f32(r[i]);
     } else {
-        const uint16_t *r = row;
-        for (int i = 0; i < n; i++)
-            acc[i] += w * epc_bf16_to_f32(r[i]);
+        (first ? coll_scale_bf16 : coll_axpy_bf16)(acc, row, w, n);
     }
 }
 
@@ -77,40 +76,42 @@ void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst)
         for (int i = 0; i < n; i++)
             d[i] = epc_f32_to_f16(src[i]);
     } else {
-        uint16_t *d = dst;
-        for (int i = 0; i < n; i++)
-            d[i] = epc_f32_to_bf16(src[i]);
+        coll_to_bf16(dst, src, n);
     }
 }
 
+int coll_num_slots(const epc_handle_t *h, int rank)
+{
+    int P = 0;
+    for (int s = 0; s < h->R; s++)
+        P += coll_tpr(h, s)[rank];
+    return P;
+}
+
 epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float **partial, int *nslots)
+                           float *const *slot)
 {
     size_t rb = coll_row_bytes(ctx);
-    int P = 0, me = ctx->rank, n = h->num_rows[me];
-    char *buf;
-    epc_status_t st;
-    for (int s = 0; s < h->R; s++)
-        P += coll_tpr(h, s)[me];
-    st = epc_ctx_scratch(ctx, EPC_SCRATCH_PARTIAL, (size_t)P * ctx->hidden * sizeof(float) + 1,
-                         &buf);
-    if (st != EPC_OK)
-        return st;
-    memset(buf, 0, (size_t)P * ctx->hidden * sizeof(float));
+    int P = coll_num_slots(h, ctx->rank), n = h->num_rows[ctx->rank];
+    unsigned char *seen = calloc((size_t)P + 1, 1);
+    if (seen == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine: %d slots", P);
     /* Rows are expert-major, so each slot sums its experts in ascending
      * order: the fixed order that makes combine reproducible. */
     for (int r = 0; r < n; r++) {
         int p = h->meta.pslot[r];
         if (h->meta.src_rank[r] < 0)
             continue;
-        if (p < 0 || p >= P)
+        if (p < 0 || p >= P) {
+            free(seen);
             return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d",
                                  r, p, P);
-        accumulate(ctx, (float *)(void *)buf + (size_t)p * ctx->hidden,
-                   (const char *)out + (size_t)r * rb, unweighted ? 1.0f : h->meta.weight[r]);
+        }
+        accumulate(ctx, slot[p], (const char *)out + (size_t)r * rb,
+                   unweighted ? 1.0f : h->meta.weight[r], !seen[p]);
+        seen[p] = 1;
     }
-    *partial = (float *)(void *)buf;
-    *nslots = P;
+    free(seen);
     return EPC_OK;
 }
 
@@ -143,11 +144,6 @@ int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *de
     return n;
 }
 
-void coll_add_row(float *acc, const float *src, int n)
-{
-    for (int i = 0; i < n; i++)
-        acc[i] += src[i];
-}
 
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
                   int link)

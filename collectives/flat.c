@@ -157,11 +157,17 @@ epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
                                int unweighted)
 {
     size_t unit = (size_t)ctx->hidden * sizeof(float);
-    int *buf = NULL, *scnt, *sdsp, *rcnt, *rdsp, P;
-    float *partial, *tmp = malloc(2 * unit + 1);
-    char *rbuf;
-    epc_status_t st = tmp ? coll_partials(ctx, h, out, unweighted, &partial, &P)
-                          : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
+    int *buf = NULL, *scnt, *sdsp, *rcnt, *rdsp, P = coll_num_slots(h, ctx->rank);
+    float *partial = NULL, *tmp = malloc(2 * unit + 1), **slot = malloc((P + 1) * sizeof *slot);
+    char *rbuf, *pbuf;
+    epc_status_t st = tmp && slot ? epc_ctx_scratch(ctx, EPC_SCRATCH_PARTIAL, P * unit + 1, &pbuf)
+                                  : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
+    if (st == EPC_OK) {
+        partial = (float *)(void *)pbuf;
+        for (int p = 0; p < P; p++)
+            slot[p] = partial + (size_t)p * ctx->hidden;
+        st = coll_partials(ctx, h, out, unweighted, slot);
+    }
     /* Back the way the rows came: to each source its slots, in order. */
     if (st == EPC_OK)
         st = counts(ctx, h, &buf, &rcnt, &rdsp, &scnt, &sdsp);
@@ -176,5 +182,6 @@ epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
         finish(ctx, h, (const float *)(const void *)rbuf, rdsp, y, tmp, tmp + ctx->hidden);
     free(buf);
     free(tmp);
+    free(slot);
     return st;
 }

@@ -262,22 +262,24 @@ static void node_sum(const hgeo_t *g, int s, const int *dest, const int *didx, i
         coll_add_row(ns, ca + (cbase(g, g->ctx->rank, s, dest[q]) + didx[q]) * g->H, g->H);
 }
 
-/* Writes each partial to its source (this node) or the source's forwarder
- * (this rank's node, the source's local index). */
-static void scatter_partials(const hgeo_t *g, const float *partial)
+/* Where each of this rank's combine slots goes: straight into the region
+ * of the source (this node) or of the source's forwarder (this node, the
+ * source's local index), so partials are summed in place, never copied. */
+static void slot_targets(const hgeo_t *g, float **slot)
 {
     epc_ctx_t *ctx = g->ctx;
-    size_t row = (size_t)g->H * sizeof(float), p = 0;
+    size_t row = (size_t)g->H * sizeof(float);
+    int p = 0;
     for (int s = 0; s < g->h->R; s++) {
-        int cnt = coll_tpr(g->h, s)[ctx->rank], x, l;
+        int cnt = coll_tpr(g->h, s)[ctx->rank], l = ctx->topo->local_rank[s], x;
+        char *base;
         if (cnt == 0)
             continue;
-        l = ctx->topo->local_rank[s];
         x = ctx->topo->node_of[s] == g->n0 ? s : at(g, g->n0, l);
-        memcpy(region(g, l, NULL) + rows_area(g, x) + cbase(g, x, s, ctx->rank) * row,
-               partial + p * g->H, cnt * row);
+        base = region(g, l, NULL) + rows_area(g, x) + cbase(g, x, s, ctx->rank) * row;
+        for (int i = 0; i < cnt; i++)
+            slot[p++] = (float *)(void *)(base + (size_t)i * row);
         coll_account(ctx, &ctx->cstats.last_combine, x, cnt * row, 0, 1);
-        p += (size_t)cnt;
     }
 }
 
@@ -341,13 +343,20 @@ epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
     hgeo_t g = geo(ctx, h);
     int N = ctx->topo->nnodes, nm, P;
     epc_tr_msg_t *msg = malloc((size_t)2 * N * sizeof *msg);
-    float *partial, *tmp = malloc((size_t)2 * g.H * sizeof(float));
+    float *tmp = malloc((size_t)2 * g.H * sizeof(float)), **slot;
     size_t sb, rb;
-    epc_status_t st = msg && tmp ? coll_partials(ctx, h, out, unweighted, &partial, &P)
-                                 : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
+    epc_status_t st;
+    P = coll_num_slots(h, ctx->rank);
+    slot = malloc(((size_t)P + 1) * sizeof *slot);
+    st = msg && tmp && slot ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
     if (st == EPC_OK) {
-        scatter_partials(&g, partial);
-        st = epc_ctx_shm_fence(ctx, "hier combine");
+        slot_targets(&g, slot);
+        st = coll_partials(ctx, h, out, unweighted, slot);
+    }
+    /* Every rank fences, even after a local failure, so none waits long. */
+    if (msg != NULL && tmp != NULL && slot != NULL) {
+        epc_status_t fst = epc_ctx_shm_fence(ctx, "hier combine");
+        st = st == EPC_OK ? fst : st;
     }
     nm = msg ? lists(&g, (size_t)g.H * sizeof(float), 1, msg, msg + N, &sb, &rb) : 0;
     if (st == EPC_OK)
@@ -360,5 +369,6 @@ epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
         finish(&g, msg + N, y, tmp, tmp + g.H);
     free(msg);
     free(tmp);
+    free(slot);
     return st;
 }

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * kernels.c - the row loops of combine, built vectorised on their own (see
+ * Makefile.am; no finite-math assumption here: outputs may hold NaN).
+ * Each element's arithmetic is the same scalar expression at any vector
+ * width and no FMA is contracted, so results do not depend on the build.
+ */
+#include "build_config.h"
+
+#include <string.h>
+
+#include "coll.h"
+
+#if defined(EPC_HAVE_TARGET_CLONES) && !defined(EPC_NO_SIMD_CLONES)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+CLONES
+void coll_axpy_bf16(float *acc, const uint16_t *row, float w, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)row[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        acc[i] += w * f;
+    }
+}
+
+CLONES
+void coll_axpy_f32(float *acc, const float *row, float w, int n)
+{
+    for (int i = 0; i < n; i++)
+        acc[i] += w * row[i];
+}
+
+/* 0 + w*x, not w*x: the first term of a sum, bit for bit (-0 becomes +0). */
+CLONES
+void coll_scale_bf16(float *acc, const uint16_t *row, float w, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)row[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        acc[i] = 0.0f + w * f;
+    }
+}
+
+CLONES
+void coll_scale_f32(float *acc, const float *row, float w, int n)
+{
+    for (int i = 0; i < n; i++)
+        acc[i] = 0.0f + w * row[i];
+}
+
+CLONES
+void coll_add_row(float *acc, const float *src, int n)
+{
+    for (int i = 0; i < n; i++)
+        acc[i] += src[i];
+}
+
+/* Round to nearest even; a NaN stays a (quiet) NaN. */
+CLONES
+void coll_to_bf16(uint16_t *dst, const float *src, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u, r, nan;
+        memcpy(&u, &src[i], sizeof u);
+        nan = (u & 0x7fffffffu) > 0x7f800000u;
+        r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : r);
+    }
+}
