@@ -183,9 +183,18 @@ static int route(bench_t *b)
     return rc;
 }
 
-int bench_setup(bench_t *b, int argc, char **argv)
+int bench_new_ctx(bench_t *b)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
+    epc_ctx_destroy(b->ctx);
+    b->ctx = NULL;
+    p.num_experts = b->o.experts, p.hidden = b->o.hidden, p.dtype = b->o.dtype;
+    p.max_tokens_per_rank = b->o.tokens, p.max_topk = b->o.topk;
+    return epc_ctx_create(MPI_COMM_WORLD, &p, &b->ctx) == EPC_OK ? 0 : bench_fail(b, "context");
+}
+
+int bench_setup(bench_t *b, int argc, char **argv)
+{
     const epc_topo_t *topo;
     int rc;
     memset(b, 0, sizeof *b);
@@ -193,10 +202,8 @@ int bench_setup(bench_t *b, int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &b->size);
     if ((rc = parse(&b->o, argc, argv, b->rank)) != 0)
         return rc;
-    p.num_experts = b->o.experts, p.hidden = b->o.hidden, p.dtype = b->o.dtype;
-    p.max_tokens_per_rank = b->o.tokens, p.max_topk = b->o.topk;
-    if (epc_ctx_create(MPI_COMM_WORLD, &p, &b->ctx) != EPC_OK)
-        return bench_fail(b, "context");
+    if (bench_new_ctx(b) != 0)
+        return 1;
     epc_ctx_topo(b->ctx, &topo);
     epc_topo_num_nodes(topo, &b->nodes);
     epc_topo_ranks_per_node(topo, &b->rpn);

@@ -37,6 +37,9 @@ typedef struct bench_result {
 } bench_result_t;
 
 int bench_setup(bench_t *b, int argc, char **argv);
+/* A fresh context (the old one destroyed): each algorithm is timed in its
+ * own, so one's buffers do not crowd the other's memory. */
+int bench_new_ctx(bench_t *b);
 void bench_teardown(bench_t *b);
 void bench_header(const bench_t *b);
 void bench_memcpy_row(bench_t *b);

@@ -72,7 +72,9 @@ int main(int argc, char **argv)
             if (!(b.o.algos & (1 << i)))
                 continue;
             memset(res[i], 0, sizeof res[i]);
-            rc = run_algo(&b, algo, &res[i][0], &res[i][1]);
+            rc = i > 0 && (b.o.algos & 1) ? bench_new_ctx(&b) : 0;
+            if (rc == 0)
+                rc = run_algo(&b, algo, &res[i][0], &res[i][1]);
             if (rc == 0 && (b.o.ops & 1))
                 bench_row(&b, algo, "dispatch", &res[i][0]);
             if (rc == 0 && (b.o.ops & 2))
