@@ -92,6 +92,10 @@ main_job() {
     say "mpirun -np $np examples/epc_topo (virtual nodes of 2 ranks: EPC_RANKS_PER_NODE=2)"
     EPC_RANKS_PER_NODE=${EPC_RANKS_PER_NODE:-2} \
         tests/mpi/mpirun.sh "$np" examples/epc_topo || die "epc_topo failed"
+    say "mpirun -np $np examples/epc_bench -t 512 -H 2048 -c (2 virtual nodes)"
+    EPC_RANKS_PER_NODE=${EPC_RANKS_PER_NODE:-2} \
+        tests/mpi/mpirun.sh "$np" examples/epc_bench -t 512 -H 2048 -e 64 -n 5 -c ||
+        die "epc_bench failed"
 }
 
 # Runs make check; prints failing logs and the one-line summary.
