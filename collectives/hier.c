@@ -160,72 +160,135 @@ static int lists(const hgeo_t *g, size_t unit, int combine, epc_tr_msg_t *snd, e
     return n_msgs;
 }
 
-/* Packs this rank's records for each other node; writes its tokens for
- * this node straight into their destinations. */
-static epc_status_t send_side(const hgeo_t *g, const epc_dispatch_args_t *a,
-                              const epc_tr_msg_t *snd)
+/* Records of a message in chunk c of C: [lo, hi). */
+static void chunk_range(size_t records, int c, int C, size_t *lo, size_t *hi)
+{
+    *lo = records * (size_t)c / (size_t)C;
+    *hi = records * (size_t)(c + 1) / (size_t)C;
+}
+
+/* Chunks per exchange, the same on every rank (from the shared counts):
+ * about 2 MiB per message per chunk, at most 8. */
+static int chunk_count(const hgeo_t *g)
+{
+    size_t most = 0;
+    for (int s = 0; s < g->h->R; s++)
+        for (int n = 0; n < g->h->N; n++)
+            most = (size_t)coll_tpn(g->h, s)[n] > most ? (size_t)coll_tpn(g->h, s)[n] : most;
+    most = (most * g->unit + (2u << 20) - 1) / (2u << 20);
+    return most < 1 ? 1 : most > 8 ? 8 : (int)most;
+}
+
+/* Packs records [lo, hi) of this rank's message to node n; list holds its
+ * tokens for that node in order. */
+static void pack_range(const hgeo_t *g, const epc_dispatch_args_t *a, int n, const int *list,
+                       size_t lo, size_t hi, char *out)
+{
+    coll_slot_t sl[256];
+    for (size_t q = lo; q < hi; q++) {
+        char *u = out + q * g->unit;
+        int t = list[q];
+        slots_for_node(g, t, n, sl);
+        ((coll_rec_t *)(void *)u)->token = t;
+        memcpy(u + sizeof(coll_rec_t), sl, g->h->k * sizeof *sl);
+        memcpy(u + g->hdr, (const char *)a->x + (size_t)t * g->rb, g->rb);
+        coll_account(g->ctx, &g->ctx->cstats.last_dispatch, at(g, n, g->lr), g->rb, g->hdr, 0);
+    }
+}
+
+/* Forwards records [lo, hi) of received message m into this node, keeping
+ * their headers (at their index) for combine. */
+static epc_status_t forward_range(const hgeo_t *g, const epc_tr_msg_t *r, size_t kept_base,
+                                  size_t lo, size_t hi)
 {
     epc_handle_t *h = g->h;
-    epc_ctx_t *ctx = g->ctx;
-    coll_slot_t sl[256];
-    int m = 0;
     epc_status_t st = EPC_OK;
-    for (int n = 0; n < ctx->topo->nnodes; n++) {
-        char *out;
-        int q = 0;
-        if (n == g->n0)
-            continue;
-        out = ctx->tr->send_buf + snd[m++].offset;
-        for (int t = 0; t < h->T; t++)
-            if (slots_for_node(g, t, n, sl)) {
-                char *u = out + (size_t)q++ * g->unit;
-                ((coll_rec_t *)(void *)u)->token = t;
-                memcpy(u + sizeof(coll_rec_t), sl, h->k * sizeof *sl);
-                memcpy(u + g->hdr, (const char *)a->x + (size_t)t * g->rb, g->rb);
-                coll_account(ctx, &ctx->cstats.last_dispatch, at(g, n, g->lr), g->rb, g->hdr, 0);
-            }
+    for (size_t i = lo; st == EPC_OK && i < hi; i++) {
+        const char *u = g->ctx->tr->recv_buf + r->offset + i * g->unit;
+        int t = ((const coll_rec_t *)(const void *)u)->token;
+        if (t < 0 || t >= h->Ts[r->peer])
+            return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
+                                 "hier dispatch: rank %d sent token %d of %d", r->peer, t,
+                                 h->Ts[r->peer]);
+        memcpy(h->kept + (kept_base + i) * g->hdr, u, g->hdr);
+        st = place_record(g, r->peer, t, (const coll_slot_t *)(const void *)(u + sizeof(coll_rec_t)),
+                          u + g->hdr, &g->ctx->cstats.last_dispatch);
     }
-    for (int t = 0; st == EPC_OK && t < h->T; t++)
-        if (slots_for_node(g, t, g->n0, sl))
-            st = place_record(g, ctx->rank, t, sl, (const char *)a->x + (size_t)t * g->rb,
-                              &ctx->cstats.last_dispatch);
     return st;
 }
 
-/* Forwards every received record into this node and keeps the records'
- * headers for combine. */
-static epc_status_t forward(const hgeo_t *g, const epc_tr_msg_t *rcv, int n_msgs)
+/* This rank's tokens for each node, in order: lists[n][q] = token. */
+static int **token_lists(const hgeo_t *g)
 {
-    epc_handle_t *h = g->h;
-    size_t kept = 0, total = 0;
-    epc_status_t st = EPC_OK;
-    for (int m = 0; m < n_msgs; m++)
-        total += rcv[m].len / g->unit;
-    free(h->kept);
-    h->kept = malloc(total * g->hdr + 1);
-    if (h->kept == NULL)
-        return epc_error_obj(&g->ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch: %zu records", total);
-    for (int m = 0; st == EPC_OK && m < n_msgs; m++)
-        for (size_t i = 0; st == EPC_OK && i < rcv[m].len / g->unit; i++) {
-            const char *u = g->ctx->tr->recv_buf + rcv[m].offset + i * g->unit;
-            int t = ((const coll_rec_t *)(const void *)u)->token;
-            if (t < 0 || t >= h->Ts[rcv[m].peer])
-                return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
-                                     "hier dispatch: rank %d sent token %d of %d", rcv[m].peer, t,
-                                     h->Ts[rcv[m].peer]);
-            memcpy(h->kept + kept++ * g->hdr, u, g->hdr);
-            st = place_record(g, rcv[m].peer, t, (const coll_slot_t *)(const void *)(u + sizeof(coll_rec_t)),
-                              u + g->hdr, &g->ctx->cstats.last_dispatch);
+    int N = g->h->N, **lists = calloc((size_t)N, sizeof *lists);
+    coll_slot_t sl[256];
+    for (int n = 0; lists && n < N; n++) {
+        int q = 0;
+        lists[n] = malloc(((size_t)coll_tpn(g->h, g->ctx->rank)[n] + 1) * sizeof **lists);
+        if (lists[n] == NULL)
+            return lists; /* caller checks every entry */
+        for (int t = 0; t < g->h->T; t++)
+            if (slots_for_node(g, t, n, sl))
+                lists[n][q++] = t;
+    }
+    return lists;
+}
+
+/* Pipeline: chunk c of every message is packed and posted, all chunks in
+ * flight; this node's own tokens are written meanwhile (driving progress);
+ * then each chunk is forwarded as soon as it has arrived. */
+static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, const epc_tr_msg_t *snd,
+                             const epc_tr_msg_t *rcv, int nm, int **tok)
+{
+    epc_ctx_t *ctx = g->ctx;
+    int C = chunk_count(g), started = 0;
+    epc_tr_msg_t *cs = malloc((size_t)2 * (nm + 1) * sizeof *cs), *cr = cs ? cs + nm + 1 : NULL;
+    void **req = calloc((size_t)C, sizeof *req);
+    size_t *kept_base = calloc((size_t)nm + 1, sizeof *kept_base);
+    coll_slot_t sl[256];
+    epc_status_t st = cs && req && kept_base ? EPC_OK
+                                             : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "pipeline");
+    for (int m = 0; st == EPC_OK && m < nm; m++)
+        kept_base[m + 1] = kept_base[m] + rcv[m].len / g->unit;
+    for (int c = 0; st == EPC_OK && c < C; c++, started++) {
+        for (int m = 0, n = 0; m < nm; m++, n++) {
+            size_t lo, hi, rlo, rhi;
+            n += n == g->n0; /* messages skip this node */
+            chunk_range(snd[m].len / g->unit, c, C, &lo, &hi);
+            chunk_range(rcv[m].len / g->unit, c, C, &rlo, &rhi);
+            pack_range(g, a, n, tok[n], lo, hi, ctx->tr->send_buf + snd[m].offset);
+            cs[m] = (epc_tr_msg_t){snd[m].peer, snd[m].offset + lo * g->unit, (hi - lo) * g->unit};
+            cr[m] = (epc_tr_msg_t){rcv[m].peer, rcv[m].offset + rlo * g->unit, (rhi - rlo) * g->unit};
         }
+        st = epc_tr_start(ctx->tr, cs, nm, cr, nm, "hier dispatch", &req[c]);
+    }
+    for (int t = 0; st == EPC_OK && t < g->h->T; t++) {
+        int done;
+        if (slots_for_node(g, t, g->n0, sl))
+            st = place_record(g, ctx->rank, t, sl, (const char *)a->x + (size_t)t * g->rb,
+                              &ctx->cstats.last_dispatch);
+        if (st == EPC_OK && t % 16 == 0 && started > 0) /* MPI moves data only when called */
+            st = epc_tr_test(ctx->tr, req[0], &done);
+    }
+    for (int c = 0; c < started; c++) {
+        epc_status_t w = epc_tr_wait(ctx->tr, req[c], epc_ctx_deadline(ctx)); /* frees req[c] */
+        st = st == EPC_OK ? w : st;
+        for (int m = 0; st == EPC_OK && m < nm; m++) {
+            size_t lo, hi;
+            chunk_range(rcv[m].len / g->unit, c, C, &lo, &hi);
+            st = forward_range(g, &rcv[m], kept_base[m], lo, hi);
+        }
+    }
+    free(cs), free(req), free(kept_base);
     return st;
 }
 
 epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h)
 {
     hgeo_t g = geo(ctx, h);
-    int N = ctx->topo->nnodes, nm;
+    int N = ctx->topo->nnodes, nm, **tok = NULL;
     epc_tr_msg_t *msg = malloc((size_t)2 * N * sizeof *msg);
-    size_t sb, rb, need = rows_area(&g, ctx->rank) + combine_rows(&g, ctx->rank) * g.H * 4;
+    size_t sb, rb, need = rows_area(&g, ctx->rank) + combine_rows(&g, ctx->rank) * g.H * 4, recs = 0;
     epc_status_t st = msg ? epc_ctx_shm_reserve(ctx, need)
                           : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch");
     if (st != EPC_OK) {
@@ -235,17 +298,25 @@ epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
     nm = lists(&g, g.unit, 0, msg, msg + N, &sb, &rb);
     st = epc_ctx_net_reserve(ctx, sb, rb);
     h->rows = region(&g, g.lr, &h->meta);
+    for (int m = 0; m < nm; m++)
+        recs += msg[N + m].len / g.unit;
+    free(h->kept);
+    h->kept = malloc(recs * g.hdr + 1);
+    tok = token_lists(&g);
+    for (int n = 0; tok && n < N; n++)
+        if (tok[n] == NULL)
+            st = st == EPC_OK ? epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "token lists") : st;
+    if (st == EPC_OK && (h->kept == NULL || tok == NULL))
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch: %zu records", recs);
     if (st == EPC_OK)
-        st = send_side(&g, a, msg);
-    if (st == EPC_OK)
-        st = epc_ctx_net_exchange(ctx, msg, nm, msg + N, nm, "hier dispatch");
-    if (st == EPC_OK)
-        st = forward(&g, msg + N, nm);
+        st = pipeline(&g, a, msg, msg + N, nm, tok);
     if (st == EPC_OK)
         coll_fill_padding(h, ctx->rank, g.rb);
-    /* Always fence: the node's ranks wait here for each other either way. */
     if (st == EPC_OK)
         st = epc_ctx_shm_fence(ctx, "hier dispatch");
+    for (int n = 0; tok && n < N; n++)
+        free(tok[n]);
+    free(tok);
     free(msg);
     return st;
 }

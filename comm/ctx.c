@@ -134,6 +134,8 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
         return st;
     st = epc_tr_create(ctx->transport, ctx->provider_req, ctx->comm, &ctx->hdr, &ctx->tr);
     if (st == EPC_OK)
+        ctx->tr->timeout_ms = ctx->timeout_ms;
+    if (st == EPC_OK)
         epc_log(EPC_LOG_INFO, "context: %d ranks, %d nodes, transport %s%s%s (%s)", ctx->nranks,
                 ctx->topo->nnodes, ctx->tr->ops->name, ctx->tr->provider[0] ? " provider " : "",
                 ctx->tr->provider, ctx->transport_reason);

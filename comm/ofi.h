@@ -35,10 +35,11 @@ typedef struct ofi {
  * naming the provider when none matches. */
 epc_status_t epc_ofi_getinfo(const char *provider, struct fi_info **info, epc_obj_t *owner);
 
-/* The exchange of the ofi transport (tr_ofi_xchg.c). */
-epc_status_t epc_ofi_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
-                              const epc_tr_msg_t *recvs, int nr, epc_deadline_t dl,
-                              const char *phase);
+/* The exchange of the ofi transport, in steps (tr_ofi_xchg.c). */
+epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
+                           const epc_tr_msg_t *recvs, int nr, const char *phase, void **req);
+epc_status_t epc_ofi_test(epc_tr_t *tr, void *req, int *done);
+epc_status_t epc_ofi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl);
 #endif
 
 /* The provider automatic selection would use: the first hardware provider

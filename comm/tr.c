@@ -83,11 +83,11 @@ static epc_status_t check_msgs(epc_tr_t *tr, const epc_tr_msg_t *m, int n, size_
     return EPC_OK;
 }
 
-epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
-                             const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
-                             const char *phase)
+epc_status_t epc_tr_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                          const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req)
 {
     epc_status_t st;
+    *req = NULL;
     if (tr->broken)
         return epc_error_obj(tr->owner, EPC_ERR_TRANSPORT,
                              "%s: the %s transport failed or timed out earlier; destroy the "
@@ -96,9 +96,34 @@ epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends
     if ((st = check_msgs(tr, sends, nsends, tr->send_cap, "send", phase)) != EPC_OK ||
         (st = check_msgs(tr, recvs, nrecvs, tr->recv_cap, "receive", phase)) != EPC_OK)
         return st;
-    st = tr->ops->exchange(tr, sends, nsends, recvs, nrecvs, dl, phase);
-    tr->epoch++;
+    st = tr->ops->start(tr, sends, nsends, recvs, nrecvs, phase, req);
+    tr->epoch++; /* the next exchange's messages never match this one's */
     if (st != EPC_OK)
         tr->broken = 1;
     return st;
+}
+
+epc_status_t epc_tr_test(epc_tr_t *tr, void *req, int *done)
+{
+    epc_status_t st = tr->ops->test(tr, req, done);
+    if (st != EPC_OK)
+        tr->broken = 1;
+    return st;
+}
+
+epc_status_t epc_tr_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
+{
+    epc_status_t st = tr->ops->wait(tr, req, dl);
+    if (st != EPC_OK)
+        tr->broken = 1;
+    return st;
+}
+
+epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                             const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
+                             const char *phase)
+{
+    void *req;
+    epc_status_t st = epc_tr_start(tr, sends, nsends, recvs, nrecvs, phase, &req);
+    return st == EPC_OK ? epc_tr_wait(tr, req, dl) : st;
 }

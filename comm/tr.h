@@ -39,9 +39,14 @@ typedef struct epc_tr_ops {
     void (*fini)(epc_tr_t *tr);
     /* Makes the regions at least send/recv bytes (local). */
     epc_status_t (*reserve)(epc_tr_t *tr, size_t send, size_t recv);
-    epc_status_t (*exchange)(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
-                             const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
-                             const char *phase);
+    /* Posts an exchange (copies the lists it needs); *req to test/wait. */
+    epc_status_t (*start)(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                          const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req);
+    /* Drives progress; *done = 1 when everything of req completed. */
+    epc_status_t (*test)(epc_tr_t *tr, void *req, int *done);
+    /* Completes req by the deadline (naming phase and peer on timeout) and
+     * frees it, also on failure. */
+    epc_status_t (*wait)(epc_tr_t *tr, void *req, epc_deadline_t dl);
 } epc_tr_ops_t;
 
 struct epc_tr {
@@ -54,6 +59,7 @@ struct epc_tr {
     unsigned epoch;     /* exchanges so far: keeps their messages apart */
     int broken;         /* after a timeout or failure */
     unsigned grows;     /* times a region grew */
+    long timeout_ms;    /* bound of waits inside start (set by the context) */
     char provider[64];  /* libfabric provider in use, "" for mpi */
     void *impl;         /* transport-private state */
 };
@@ -77,6 +83,15 @@ epc_status_t epc_tr_reserve(epc_tr_t *tr, size_t send, size_t recv);
 epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
                              const epc_tr_msg_t *recvs, int nrecvs, epc_deadline_t dl,
                              const char *phase);
+
+/* The same in steps, so several exchanges can be in flight and work can
+ * overlap them: start (checks and posts), test (progress), wait (completes
+ * and frees the request, also on failure).  A failure breaks the
+ * transport. */
+epc_status_t epc_tr_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                          const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req);
+epc_status_t epc_tr_test(epc_tr_t *tr, void *req, int *done);
+epc_status_t epc_tr_wait(epc_tr_t *tr, void *req, epc_deadline_t dl);
 
 /* New capacity for a region that must hold `need` bytes. */
 size_t epc_tr_grow_size(size_t cap, size_t need);

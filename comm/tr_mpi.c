@@ -83,40 +83,80 @@ static int post(void *buf, size_t len, int peer, int tag, MPI_Comm comm, int is_
     return rc;
 }
 
-static epc_status_t mpi_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
-                                 const epc_tr_msg_t *recvs, int nr, epc_deadline_t dl,
-                                 const char *phase)
+/* An exchange in flight: two requests per message (MiB units, tail),
+ * receives first, and the lists for naming a peer on timeout. */
+typedef struct mpi_req {
+    int n, nr;
+    MPI_Request *r;
+    epc_tr_msg_t *msgs; /* recvs then sends */
+    const char *phase;
+} mpi_req_t;
+
+static void req_free(mpi_req_t *q)
 {
-    int n = 2 * (ns + nr), rc = MPI_SUCCESS, pending = 0, tag = (int)(tr->epoch & 0x7fff);
-    MPI_Request *req = malloc((size_t)(n ? n : 1) * sizeof *req);
+    free(q->r);
+    free(q->msgs);
+    free(q);
+}
+
+static epc_status_t mpi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
+                              const epc_tr_msg_t *recvs, int nr, const char *phase, void **out)
+{
+    int rc = MPI_SUCCESS, tag = (int)(tr->epoch & 0x7fff);
     MPI_Datatype unit = *(MPI_Datatype *)tr->impl;
-    epc_status_t st;
-    if (req == NULL)
-        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d requests", phase, n);
-    for (int i = 0; i < n; i++)
-        req[i] = MPI_REQUEST_NULL;
-    /* Receives first, so most sends find their match posted. */
+    mpi_req_t *q = calloc(1, sizeof *q);
+    if (q == NULL || (q->r = malloc((size_t)(2 * (ns + nr) + 1) * sizeof *q->r)) == NULL ||
+        (q->msgs = malloc((size_t)(ns + nr + 1) * sizeof *q->msgs)) == NULL) {
+        if (q != NULL)
+            req_free(q);
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d messages", phase, ns + nr);
+    }
+    q->n = 2 * (ns + nr), q->nr = nr, q->phase = phase;
+    memcpy(q->msgs, recvs, (size_t)nr * sizeof *recvs);
+    memcpy(q->msgs + nr, sends, (size_t)ns * sizeof *sends);
+    for (int i = 0; i < q->n; i++)
+        q->r[i] = MPI_REQUEST_NULL;
     for (int i = 0; i < nr && rc == MPI_SUCCESS; i++)
         if (recvs[i].len > 0)
             rc = post(tr->recv_buf + recvs[i].offset, recvs[i].len, recvs[i].peer, tag, tr->comm,
-                      0, &req[2 * i], unit);
+                      0, &q->r[2 * i], unit);
     for (int i = 0; i < ns && rc == MPI_SUCCESS; i++)
         if (sends[i].len > 0)
             rc = post(tr->send_buf + sends[i].offset, sends[i].len, sends[i].peer, tag, tr->comm,
-                      1, &req[2 * (nr + i)], unit);
-    st = rc != MPI_SUCCESS ? epc_mpi_error(tr->owner, rc, "MPI_Isend/MPI_Irecv")
-                           : epc_mpi_wait_all(req, n, dl, &pending, phase);
+                      1, &q->r[2 * (nr + i)], unit);
+    if (rc != MPI_SUCCESS) {
+        epc_mpi_cancel_all(q->r, q->n);
+        req_free(q);
+        return epc_mpi_error(tr->owner, rc, "MPI_Isend/MPI_Irecv");
+    }
+    *out = q;
+    return EPC_OK;
+}
+
+static epc_status_t mpi_test(epc_tr_t *tr, void *req, int *done)
+{
+    mpi_req_t *q = req;
+    int rc = MPI_Testall(q->n, q->r, done, MPI_STATUSES_IGNORE);
+    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(tr->owner, rc, q->phase);
+}
+
+static epc_status_t mpi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
+{
+    mpi_req_t *q = req;
+    int pending = 0;
+    epc_status_t st = epc_mpi_wait_all(q->r, q->n, dl, &pending, q->phase);
     if (st == EPC_ERR_TIMEOUT) {
-        int i = pending / 2;
+        const epc_tr_msg_t *m = &q->msgs[pending / 2];
         st = epc_error_obj(tr->owner, EPC_ERR_TIMEOUT,
-                           "%s: mpi transport timed out %s rank %d (%zu bytes)", phase,
-                           i < nr ? "waiting for data from" : "sending to",
-                           i < nr ? recvs[i].peer : sends[i - nr].peer,
-                           i < nr ? recvs[i].len : sends[i - nr].len);
+                           "%s: mpi transport timed out %s rank %d (%zu bytes)", q->phase,
+                           pending / 2 < q->nr ? "waiting for data from" : "sending to", m->peer,
+                           m->len);
+    } else if (st != EPC_OK) {
+        epc_error_sync(tr->owner);
     }
     if (st != EPC_OK)
-        epc_mpi_cancel_all(req, n);
-    free(req);
+        epc_mpi_cancel_all(q->r, q->n);
+    req_free(q);
     return st;
 }
 
@@ -126,5 +166,7 @@ const epc_tr_ops_t epc_tr_mpi_ops = {
     .connect = mpi_connect,
     .fini = mpi_fini,
     .reserve = mpi_reserve,
-    .exchange = mpi_exchange,
+    .start = mpi_start,
+    .test = mpi_test,
+    .wait = mpi_wait,
 };

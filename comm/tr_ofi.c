@@ -175,7 +175,9 @@ const epc_tr_ops_t epc_tr_ofi_ops = {
     .connect = ofi_connect,
     .fini = ofi_fini,
     .reserve = ofi_reserve,
-    .exchange = epc_ofi_exchange,
+    .start = epc_ofi_start,
+    .test = epc_ofi_test,
+    .wait = epc_ofi_wait,
 };
 
 #endif /* EPC_HAVE_OFI */
