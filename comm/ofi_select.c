@@ -14,10 +14,10 @@
 #include "error.h"
 #include "ofi.h"
 
+#ifdef EPC_HAVE_OFI
 static const char *const hardware[] = {"verbs", "efa", "cxi", "psm3", "psm2", "opx", "usnic"};
 #define NHARDWARE (sizeof hardware / sizeof hardware[0])
 
-#ifdef EPC_HAVE_OFI
 /* Hints for an RDM endpoint with tagged messages, asking with the modern
  * mr_mode bits (never the legacy FI_MR_BASIC) and honouring the reply. */
 static struct fi_info *make_hints(const char *provider)
@@ -98,8 +98,6 @@ epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t l
                                   epc_transport_t *chosen)
 {
     const epc_config_t *cfg;
-    char prov[64];
-    int hw;
     epc_status_t st;
     if (why == NULL || len == 0 || chosen == NULL)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_transport_choice: why or chosen is NULL");
@@ -124,6 +122,8 @@ epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t l
     snprintf(why, len, "mpi: auto (built without libfabric)");
     return EPC_OK;
 #else
+    char prov[64];
+    int hw;
     if (requested == EPC_TRANSPORT_OFI) {
         *chosen = EPC_TRANSPORT_OFI;
         snprintf(why, len, "ofi: requested");
