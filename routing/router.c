@@ -106,16 +106,16 @@ static float limit_blocks(epc_router_t *r, const float *c, int nblocks, int size
         keep_best(r->block_score, nblocks, keep, ok);
         return -INFINITY;
     }
-    /* The common case, vectorised. */
+    /* The common case, in one vectorised pass. */
+    if (nblocks <= 64) {
+        float floor;
+        return epc_route_select_blocks(c, nblocks, size, gk, keep, r->k, r->block_score, r->top1,
+                                       r->top2, ok, &floor)
+                   ? floor
+                   : -INFINITY;
+    }
     epc_route_block_top2(c, nblocks, size, gk, r->block_score, r->top1, r->top2);
     keep_best(r->block_score, nblocks, keep, ok);
-    if (2 * keep == r->k) { /* exactly k values: the bound is their minimum */
-        float lo = INFINITY;
-        for (int b = 0; b < nblocks; b++)
-            if (ok[b])
-                lo = fminf(lo, r->top2[b]); /* top2 <= top1 */
-        return lo;
-    }
     topn_init(&t, r->k);
     for (int b = 0; b < nblocks; b++)
         if (ok[b]) {
@@ -123,26 +123,6 @@ static float limit_blocks(epc_router_t *r, const float *c, int nblocks, int size
             topn_push(&t, r->top2[b], b);
         }
     return t.len == r->k ? t.v[r->k - 1] : -INFINITY;
-}
-
-/* Candidates at or above the floor, in ascending expert order, into
- * r->cand_v/cand_i; returns their count. */
-static int gather(epc_router_t *r, const float *c, float floor)
-{
-    int n = 0;
-    for (int node = 0; node < r->nodes; node++) {
-        int lo = node * r->epn;
-        if (!r->node_ok[node])
-            continue;
-        epc_route_mask_ge(c + lo, r->epn, floor, r->mask);
-        for (int w = 0; w < (r->epn + 31) / 32; w++)
-            for (uint32_t m = r->mask[w]; m != 0; m &= m - 1) {
-                int e = lo + 32 * w + __builtin_ctz(m);
-                r->cand_v[n] = c[e];
-                r->cand_i[n++] = e;
-            }
-    }
-    return n;
 }
 
 /* The k best allowed experts into t (best first, ties to the lower index);
@@ -153,7 +133,12 @@ static void select_topk(epc_router_t *r, const float *c, const uint8_t *gok, flo
     topn_init(t, r->k);
     if (gok == NULL && floor > -INFINITY) {
         /* Few experts reach the floor: find them with a vector compare. */
-        int n = gather(r, c, floor);
+        int n = epc_route_gather(c, r->nodes, r->epn, r->node_ok, floor, r->cand_v, r->cand_i);
+        if (n >= r->k && n <= 64) { /* the usual few: rank them, no branches */
+            epc_route_rank_select(r->cand_v, r->cand_i, n, r->k, t->v, t->i);
+            t->len = r->k;
+            return;
+        }
         for (int i = 0; i < n; i++)
             topn_push(t, r->cand_v[i], r->cand_i[i]);
         return;

@@ -69,6 +69,26 @@ void epc_route_block_top2(const float *c, int nblocks, int size, int gk, float *
 /* Bit j of mask[j / 32] = (c[j] >= floor), for j < n. */
 void epc_route_mask_ge(const float *c, int n, float floor, uint32_t *mask);
 
+/*
+ * The common node (or group) limit in one pass (nblocks <= 64, gk <= 2):
+ * block sums as epc_route_block_top2, ok[b] = 1 for the `keep` best sums
+ * (ties to the lower index), and, when the kept blocks hold at least k
+ * values among their two best, *floor = the k-th largest of those (no
+ * chosen expert can be below it) and 1 is returned; else 0.
+ */
+int epc_route_select_blocks(const float *c, int nblocks, int size, int gk, int keep, int k,
+                            float *sum, float *t1, float *t2, uint8_t *ok, float *floor);
+
+/* The k best of n values (n >= k; ties to the earlier position, which is
+ * the lower index when idx ascends), best first, by branch-free ranking. */
+void epc_route_rank_select(const float *v, const int32_t *idx, int n, int k, float *out_v,
+                           int32_t *out_i);
+
+/* The values >= floor of the ok blocks, with their indices, in ascending
+ * index order; returns how many. */
+int epc_route_gather(const float *c, int nblocks, int size, const uint8_t *ok, float floor,
+                     float *cv, int32_t *ci);
+
 /* Internal layout from plain numbers, for the collectives: validates every
  * entry before writing anything. */
 epc_status_t epc_route_layout(int E, int k, int R, int rpn, const int32_t *topk_idx, int T,

@@ -186,3 +186,81 @@ void epc_route_mask_ge(const float *c, int n, float floor, uint32_t *mask)
         mask[w] = m;
     }
 }
+
+EPC_SIMD_CLONES
+int epc_route_select_blocks(const float *c, int nblocks, int size, int gk, int keep, int k,
+                            float *sum, float *t1, float *t2, uint8_t *ok, float *floor)
+{
+    float v[128];
+    int nv = 0;
+    for (int b = 0; b < nblocks; b++) {
+        top2(c + (size_t)b * size, size, &t1[b], &t2[b]);
+        sum[b] = gk == 1 || size == 1 ? t1[b] : t1[b] + t2[b];
+    }
+    /* Rank of each block: how many come before it (higher sum, or equal
+     * sum and lower index).  Branch-free, for the few nodes of a job. */
+    for (int b = 0; b < nblocks; b++) {
+        int rank = 0;
+        for (int j = 0; j < nblocks; j++)
+            rank += (sum[j] > sum[b]) | ((sum[j] == sum[b]) & (j < b));
+        ok[b] = rank < keep;
+    }
+    /* The k-th largest of the kept blocks' two best values bounds the
+     * answer from below (only the values of kept blocks can be chosen). */
+    for (int b = 0; b < nblocks && nv + 2 <= 128; b++)
+        if (ok[b]) {
+            v[nv++] = t1[b];
+            v[nv++] = t2[b];
+        }
+    if (nv < k)
+        return 0;
+    for (int i = 0; i < nv; i++) {
+        int rank = 0;
+        for (int j = 0; j < nv; j++)
+            rank += (v[j] > v[i]) | ((v[j] == v[i]) & (j < i));
+        if (rank == k - 1) {
+            *floor = v[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+EPC_SIMD_CLONES
+int epc_route_gather(const float *c, int nblocks, int size, const uint8_t *ok, float floor,
+                     float *cv, int32_t *ci)
+{
+    int n = 0;
+    for (int b = 0; b < nblocks; b++) {
+        const float *v = c + (size_t)b * size;
+        if (!ok[b])
+            continue;
+        for (int w = 0; w < size; w += 32) {
+            int len = size - w < 32 ? size - w : 32;
+            uint32_t m = 0;
+            for (int j = 0; j < len; j++)
+                m |= (uint32_t)(v[w + j] >= floor) << j;
+            for (; m != 0; m &= m - 1) {
+                int e = w + __builtin_ctz(m);
+                cv[n] = v[e];
+                ci[n++] = b * size + e;
+            }
+        }
+    }
+    return n;
+}
+
+EPC_SIMD_CLONES
+void epc_route_rank_select(const float *v, const int32_t *idx, int n, int k, float *out_v,
+                           int32_t *out_i)
+{
+    for (int i = 0; i < n; i++) {
+        int rank = 0;
+        for (int j = 0; j < n; j++)
+            rank += (v[j] > v[i]) | ((v[j] == v[i]) & (j < i));
+        if (rank < k) {
+            out_v[rank] = v[i];
+            out_i[rank] = idx[i];
+        }
+    }
+}
