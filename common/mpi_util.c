@@ -58,9 +58,21 @@ epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj)
 
 epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup)
 {
-    int rc = MPI_Comm_dup(comm, dup);
+    MPI_Request req;
+    int pending, rc = MPI_Comm_idup(comm, dup, &req);
+    epc_status_t st;
+    /* Non-blocking with a deadline: the first collective of every creation,
+     * so a rank that never arrives is a timeout, not a hang.  Later steps
+     * start with an agreement, which all ranks have then reached. */
     if (rc != MPI_SUCCESS)
-        return epc_mpi_error(NULL, rc, "MPI_Comm_dup");
+        return epc_mpi_error(NULL, rc, "MPI_Comm_idup");
+    st = epc_mpi_wait_all(&req, 1, epc_mpi_default_deadline(), &pending, "MPI_Comm_idup");
+    if (st == EPC_ERR_TIMEOUT)
+        return epc_error(EPC_ERR_TIMEOUT,
+                         "creating a communicator: not every rank arrived within EPC_TIMEOUT_MS "
+                         "(a rank did not call the collective create)");
+    if (st != EPC_OK)
+        return st;
     rc = MPI_Comm_set_errhandler(*dup, MPI_ERRORS_RETURN);
     if (rc != MPI_SUCCESS) {
         MPI_Comm_free(dup);

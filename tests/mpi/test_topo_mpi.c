@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "epcomm.h"
 #include "mpi_test.h"
@@ -262,6 +263,42 @@ static int mode_xml(const char *file)
     return mt_finish("test_topo_mpi xml");
 }
 
+/* Rank 1 never calls: the others must time out within twice
+ * EPC_TIMEOUT_MS instead of hanging.  The job then ends by MPI_Abort (rank
+ * 1 is still asleep), with the number of failed checks as the exit code. */
+static int mode_absent(void)
+{
+    const char *env = getenv("EPC_TIMEOUT_MS");
+    double limit = 2.0 * (env ? atof(env) : 60000) / 1000.0, t0 = MPI_Wtime();
+    int fails = 0;
+    if (mt_rank == 1) {
+        while (MPI_Wtime() - t0 < 3 * limit)
+            usleep(10000);
+        return 1; /* not reached: rank 0 aborts the job first */
+    }
+    epc_topo_t *t = NULL;
+    epc_status_t st = epc_topo_create(MPI_COMM_WORLD, NULL, &t);
+    MT_CHECK(st == EPC_ERR_TIMEOUT && t == NULL, "status %d: %s", st, epc_last_error(NULL));
+    MT_CHECK(MPI_Wtime() - t0 < limit, "took %.1f s, limit %.1f s", MPI_Wtime() - t0, limit);
+    if (mt_rank != 0) { /* report, then wait for rank 0's abort */
+        MPI_Send(&mt_fail, 1, MPI_INT, 0, 99, MPI_COMM_WORLD);
+        while (MPI_Wtime() - t0 < 3 * limit)
+            usleep(10000);
+        return 1;
+    }
+    fails = mt_fail;
+    for (int r = 2; r < nranks; r++) {
+        int f = 1;
+        MPI_Recv(&f, 1, MPI_INT, r, 99, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        fails += f;
+    }
+    printf("test_topo_mpi absent: %d ranks timed out cleanly, %d failed checks\n", nranks - 1,
+           fails);
+    fflush(stdout);
+    MPI_Abort(MPI_COMM_WORLD, fails);
+    return fails;
+}
+
 int main(int argc, char **argv)
 {
     mt_init(&argc, &argv);
@@ -272,6 +309,8 @@ int main(int argc, char **argv)
         return mode_badsplit(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "xml"))
         return mode_xml(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "absent"))
+        return mode_absent();
     if (mt_rank == 0)
         fprintf(stderr, "usage: test_topo_mpi map NODES RPN | badsplit N | xml FILE\n");
     MPI_Finalize();
