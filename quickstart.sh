@@ -28,7 +28,7 @@ esac
 
 PACKAGES=(openmpi-bin libopenmpi-dev hwloc libhwloc-dev libfabric-dev libfabric-bin
     libcmocka-dev autoconf automake libtool pkg-config make gcc g++
-    clang libclang-rt-14-dev python3)
+    clang libclang-rt-14-dev python3 gnuplot-nox)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() {
@@ -92,10 +92,13 @@ main_job() {
     say "mpirun -np $np examples/epc_topo (virtual nodes of 2 ranks: EPC_RANKS_PER_NODE=2)"
     EPC_RANKS_PER_NODE=${EPC_RANKS_PER_NODE:-2} \
         tests/mpi/mpirun.sh "$np" examples/epc_topo || die "epc_topo failed"
-    say "mpirun -np $np examples/epc_bench -t 512 -H 2048 -c (2 virtual nodes)"
+    # DeepSeek-V3-shaped routing (top-8, node limit, hidden 7168) scaled to
+    # this machine: 4 ranks as 2 virtual nodes, 64 experts, up to 512 tokens.
+    say "mpirun -np $np examples/epc_bench --sweep -t 512 -e 64 -k 8 -c --plot epc_bench.png (2 virtual nodes)"
     EPC_RANKS_PER_NODE=${EPC_RANKS_PER_NODE:-2} \
-        tests/mpi/mpirun.sh "$np" examples/epc_bench -t 512 -H 2048 -e 64 -n 5 -c ||
-        die "epc_bench failed"
+        tests/mpi/mpirun.sh "$np" examples/epc_bench --sweep -t 512 -H 7168 -e 64 -k 8 -n 3 -c \
+        --plot epc_bench.png --csv epc_bench.csv || die "epc_bench failed"
+    say "plot: $(pwd)/epc_bench.png, table: $(pwd)/epc_bench.csv"
 }
 
 # Runs make check; prints failing logs and the one-line summary.

@@ -5,51 +5,74 @@
 
 #include <epcomm.h>
 
+enum { OP_DISPATCH = 1, OP_COMBINE = 2, OP_ROUTE = 4, OP_P2P = 8 };
+
 typedef struct bench_opts {
-    int tokens, hidden, experts, topk, max_nodes, iters, warmup, check;
+    int tokens, hidden, experts, topk, max_nodes, iters, warmup, check, sweep;
     int algos; /* bit 0 hier, bit 1 flat */
-    int ops;   /* bit 0 dispatch, bit 1 combine */
+    int ops;   /* OP_* bits */
     epc_dtype_t dtype;
     double skew;
     unsigned seed;
+    const char *csv, *json, *plot, *profile;
 } bench_opts_t;
+
+typedef struct bench_result {
+    const char *algo, *op;
+    int tokens;
+    double bytes;                  /* logical bytes per rank (mean) */
+    double t_avg, t_min, t_max;    /* seconds, over ranks */
+    double algbw, busbw;           /* GB/s */
+    double inter, intra;           /* bytes per rank (mean), payload + metadata */
+    double payload_inter;          /* this rank's inter-node payload */
+    double moved_gbs;              /* all ranks' payload / slowest time */
+    double model_us;               /* modeled time on --profile, < 0: none */
+    long wrong;                    /* summed over ranks */
+} bench_result_t;
 
 typedef struct bench {
     bench_opts_t o;
     int rank, size, nodes, rpn, m;
     size_t row_bytes;
     epc_ctx_t *ctx;
+    epc_router_t *router;
+    float *logits;           /* [tokens x experts] of this rank */
     void *x, *y;
     int32_t *idx;
     float *w;
-    double logical_bytes;    /* this rank: one row per (token, destination rank) */
-    double predicted_inter;  /* this rank: one row per (token, other node) */
-    double ranks_per_token, nodes_per_token; /* means over all ranks */
+    double prof_intra, prof_inter; /* --profile bandwidths */
     double memcpy_gbs;       /* aggregate over ranks, same run */
+    double t_start;
+    bench_result_t *res;
+    int nres;
 } bench_t;
 
-typedef struct bench_result {
-    double t_avg, t_min, t_max;    /* seconds, over ranks */
-    double inter, intra;           /* bytes per rank (mean), payload + metadata */
-    double payload, payload_inter; /* this rank's payload bytes */
-    double moved_gbs;              /* all ranks' payload / slowest time */
-    long wrong;
-} bench_result_t;
+/* bench_opts.c */
+int bench_parse(bench_opts_t *o, int argc, char **argv, int rank);
 
+/* bench_util.c */
 int bench_setup(bench_t *b, int argc, char **argv);
-/* A fresh context (the old one destroyed): each algorithm is timed in its
- * own, so one's buffers do not crowd the other's memory. */
 int bench_new_ctx(bench_t *b);
 void bench_teardown(bench_t *b);
+int bench_fail(const bench_t *b, const char *what);
+/* Routing statistics of this rank's first T tokens (already routed). */
+void bench_route_stats(const bench_t *b, int T, double *logical, double *inter_pred,
+                       double *ranks_per_token, double *nodes_per_token);
+/* Modeled dispatch time (us) of algo for the first T tokens; < 0 none. */
+double bench_model(const bench_t *b, int T, epc_algo_t algo);
+long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o);
+long bench_check_combine(const bench_t *b, int T);
+void bench_progress(const bench_t *b, const char *what, int T);
+
+/* bench_out.c */
 void bench_header(const bench_t *b);
 void bench_memcpy_row(bench_t *b);
-/* Reduces one operation's time and bytes over the ranks. */
-void bench_reduce(const bench_t *b, double t, const epc_coll_bytes_t *bytes, bench_result_t *r);
-void bench_row(const bench_t *b, epc_algo_t algo, const char *op, const bench_result_t *r);
-/* Prints the comparisons; returns non-zero when any check failed. */
-int bench_summary(const bench_t *b, bench_result_t res[2][2]);
-long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o);
-long bench_check_combine(const bench_t *b);
-int bench_fail(const bench_t *b, const char *what);
+/* Reduces one operation's times and bytes over the ranks into a row. */
+bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
+                          const epc_coll_bytes_t *bytes, long wrong, double model_us);
+void bench_print_row(const bench_t *b, const bench_result_t *r);
+/* Comparisons at the largest size; returns non-zero on any failure. */
+int bench_summary(const bench_t *b);
+int bench_write_files(const bench_t *b);
 
 #endif

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* bench_opts.c - epc_bench's command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mpirun -np N epc_bench [options]\n"
+            "  -t, --tokens N      tokens per rank (4096)     -H, --hidden N   (7168)\n"
+            "  -e, --experts N     (256)                      -k, --topk N     (8)\n"
+            "  -m, --max-nodes M   node limit (min(4, nodes)) -d, --dtype bf16|fp16|fp32\n"
+            "  -a, --algo LIST     hier,flat (both, compared in one run)\n"
+            "  -o, --op LIST       dispatch,combine,route (dispatch,combine)\n"
+            "  -n, --iters N (10)  -w, --warmup N (2)         -c, --check (verify every iteration)\n"
+            "      --skew S        Zipf exponent of expert popularity (0 = uniform)\n"
+            "      --sweep         tokens from 128 up to -t, doubling\n"
+            "      --csv FILE / --json FILE / --plot FILE.png\n"
+            "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
+            "      --seed N\n");
+}
+
+/* Bits of a comma-separated list; bit 31 for an unknown word. */
+static int list_bits(const char *v, const char *const *names, int n)
+{
+    int bits = 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        int i = 0;
+        while (i < n && strcmp(p, names[i]) != 0)
+            i++;
+        bits |= i < n ? 1 << i : 1 << 30;
+    }
+    return bits;
+}
+
+static int *int_opt(bench_opts_t *o, const char *a)
+{
+    static const struct {
+        const char *s, *l;
+        size_t off;
+    } t[] = {{"-t", "--tokens", offsetof(bench_opts_t, tokens)},
+             {"-H", "--hidden", offsetof(bench_opts_t, hidden)},
+             {"-e", "--experts", offsetof(bench_opts_t, experts)},
+             {"-k", "--topk", offsetof(bench_opts_t, topk)},
+             {"-m", "--max-nodes", offsetof(bench_opts_t, max_nodes)},
+             {"-n", "--iters", offsetof(bench_opts_t, iters)},
+             {"-w", "--warmup", offsetof(bench_opts_t, warmup)}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(a, t[i].s) || !strcmp(a, t[i].l))
+            return (int *)(void *)((char *)o + t[i].off);
+    return NULL;
+}
+
+/* One option with a value; 0 ok, 1 bad value, 2 unknown. */
+static int value_opt(bench_opts_t *o, const char *a, const char *v)
+{
+    static const char *const algos[] = {"hier", "flat"}, *const ops[] = {"dispatch", "combine", "route", "p2p"};
+    int *ip = int_opt(o, a);
+    char *end;
+    if (ip != NULL) {
+        long n = strtol(v, &end, 10);
+        return *v == '\0' || *end != '\0' || n < 0 || n > (1L << 30) ? 1 : (*ip = (int)n, 0);
+    }
+    if (!strcmp(a, "-d") || !strcmp(a, "--dtype")) {
+        o->dtype = !strcmp(v, "bf16") ? EPC_DTYPE_BF16 : !strcmp(v, "fp16") ? EPC_DTYPE_FP16
+                   : !strcmp(v, "fp32") ? EPC_DTYPE_FP32 : EPC_DTYPE_DEFAULT;
+        return o->dtype == EPC_DTYPE_DEFAULT;
+    }
+    if (!strcmp(a, "-a") || !strcmp(a, "--algo"))
+        return (o->algos = list_bits(v, algos, 2)) == 0 || o->algos >> 30;
+    if (!strcmp(a, "-o") || !strcmp(a, "--op"))
+        return (o->ops = list_bits(v, ops, 4)) == 0 || o->ops >> 30;
+    if (!strcmp(a, "--skew"))
+        return o->skew = strtod(v, &end), *v == '\0' || *end != '\0' || !(o->skew >= 0);
+    if (!strcmp(a, "--seed"))
+        return o->seed = (unsigned)strtoul(v, &end, 10), *v == '\0' || *end != '\0';
+    if (!strcmp(a, "--csv"))
+        return o->csv = v, 0;
+    if (!strcmp(a, "--json"))
+        return o->json = v, 0;
+    if (!strcmp(a, "--plot"))
+        return o->plot = v, 0;
+    if (!strcmp(a, "--profile"))
+        return o->profile = v, 0;
+    return 2;
+}
+
+int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
+{
+    *o = (bench_opts_t){4096, 7168, 256, 8, -1, 10, 2, 0, 0, 3, OP_DISPATCH | OP_COMBINE,
+                        EPC_DTYPE_BF16, 0.0, 1, NULL, NULL, NULL, NULL};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int rc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return rank == 0 ? (usage(stdout), -1) : -1;
+        if (!strcmp(a, "-c") || !strcmp(a, "--check") || !strcmp(a, "--sweep")) {
+            *(a[1] == 'c' || a[2] == 'c' ? &o->check : &o->sweep) = 1;
+            continue;
+        }
+        rc = i + 1 < argc ? value_opt(o, a, argv[i + 1]) : 2;
+        if (rc != 0) {
+            if (rank == 0)
+                fprintf(stderr, rc == 1 ? "epc_bench: bad value '%s' for %s\n"
+                                        : "epc_bench: unknown option or missing value: %s%s\n",
+                        rc == 1 ? argv[i + 1] : "", a), usage(stderr);
+            return 1;
+        }
+        i++;
+    }
+    if (o->iters < 1 || o->tokens < 1 || o->hidden < 1 || (o->ops & OP_P2P)) {
+        if (rank == 0)
+            fprintf(stderr, (o->ops & OP_P2P) ? "epc_bench: --op p2p is not in epc_bench yet; run "
+                                                "tests/bench/epc_p2p\n"
+                                              : "epc_bench: --iters, --tokens and --hidden must "
+                                                "be >= 1\n");
+        return 1;
+    }
+    return 0;
+}

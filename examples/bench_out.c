@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* bench_out.c - epc_bench's table, summary, CSV, JSON and plot. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+
+void bench_header(const bench_t *b)
+{
+    epc_ctx_stats_t s;
+    static const char *const dn[] = {"", "bf16", "fp16", "fp32"};
+    double lb, pi, rpt, npt;
+    epc_ctx_stats(b->ctx, &s);
+    bench_route_stats(b, b->o.tokens, &lb, &pi, &rpt, &npt);
+    if (b->rank != 0)
+        return;
+    printf("# epc_bench: %d ranks, %d nodes x %d ranks; transport %s%s%s (%s)\n", b->size,
+           b->nodes, b->rpn, s.transport, s.provider[0] ? " " : "", s.provider,
+           s.transport_reason);
+    printf("# hidden %d %s (%zu B/row), experts %d, top-%d, node limit %s%d, skew %g, seed %u\n",
+           b->o.hidden, dn[b->o.dtype], b->row_bytes, b->o.experts, b->o.topk,
+           b->m ? "" : "none/", b->m, b->o.skew, b->o.seed);
+    printf("# at %d tokens/rank: distinct ranks/token %.2f, nodes/token %.2f; %d iterations "
+           "after %d warm-up%s\n",
+           b->o.tokens, rpt, npt, b->o.iters, b->o.warmup, b->o.check ? ", every one checked" : "");
+    if (b->o.profile)
+        printf("# model_us: cost model on profile %s (%.1f GB/s intra, %.1f GB/s inter)\n",
+               b->o.profile, b->prof_intra, b->prof_inter);
+    printf("#\n# %-5s %-8s %7s %12s %10s %10s %10s %8s %8s %12s %12s %10s %6s\n", "algo", "op",
+           "tokens", "bytes/rank", "avg_us", "min_us", "max_us", "algbw", "busbw", "inter_B",
+           "intra_B", "model_us", "#wrong");
+}
+
+/* Every rank copies as many bytes as it dispatches at the largest size
+ * (capped at 256 MiB), at the same time: the memory roofline of this run. */
+void bench_memcpy_row(bench_t *b)
+{
+    double lb, pi, rpt, npt, best = 1e30, t[3], bytes;
+    size_t n, cap = (size_t)256 << 20;
+    char *src, *dst;
+    bench_route_stats(b, b->o.tokens, &lb, &pi, &rpt, &npt);
+    n = (size_t)lb < cap ? (size_t)lb : cap;
+    n = n ? n : 4096;
+    src = malloc(n), dst = malloc(n);
+    if (src == NULL || dst == NULL) {
+        free(src), free(dst);
+        return;
+    }
+    memset(src, 1, n), memset(dst, 0, n);
+    for (int it = 0; it < 4; it++) {
+        double t0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        memcpy(dst, src, n);
+        __asm__ volatile("" : : "r"(dst) : "memory");
+        best = it > 0 && MPI_Wtime() - t0 < best ? MPI_Wtime() - t0 : best;
+    }
+    MPI_Allreduce(&best, &t[0], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&best, &t[1], 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&best, &t[2], 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    bytes = (double)n * b->size;
+    b->memcpy_gbs = bytes / t[0] * 1e-9;
+    if (b->rank == 0)
+        printf("  %-5s %-8s %7s %12zu %10.1f %10.1f %10.1f %8.2f %8s %12s %12s %10s %6d\n", "-",
+               "memcpy", "-", n, t[2] / b->size * 1e6, t[1] * 1e6, t[0] * 1e6,
+               n / (t[2] / b->size) * 1e-9, "-", "-", "-", "-", 0);
+    free(src), free(dst);
+}
+
+bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
+                          const epc_coll_bytes_t *by, long wrong, double model_us)
+{
+    bench_result_t *r, *grown = realloc(b->res, (size_t)(b->nres + 1) * sizeof *b->res);
+    double in[2] = {t, -t}, out[2], sum[5], lb, pi, rpt, npt;
+    double v[5] = {t, by ? (double)(by->payload_inter + by->meta_inter) : 0,
+                   by ? (double)(by->payload_intra + by->meta_intra) : 0,
+                   by ? (double)(by->payload_inter + by->payload_intra) : 0, (double)wrong};
+    if (grown == NULL)
+        return NULL;
+    b->res = grown;
+    r = &b->res[b->nres++];
+    memset(r, 0, sizeof *r);
+    MPI_Allreduce(in, out, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(v, sum, 5, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    bench_route_stats(b, T, &lb, &pi, &rpt, &npt);
+    MPI_Allreduce(&lb, &r->bytes, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    r->algo = algo, r->op = op, r->tokens = T, r->model_us = model_us;
+    r->bytes = !strcmp(op, "route") ? (double)T * b->o.experts * sizeof(float) : r->bytes / b->size;
+    r->t_max = out[0], r->t_min = -out[1], r->t_avg = sum[0] / b->size;
+    r->algbw = r->bytes / r->t_avg * 1e-9;
+    r->busbw = r->algbw * (b->size - 1) / b->size;
+    r->inter = sum[1] / b->size, r->intra = sum[2] / b->size;
+    r->payload_inter = by ? (double)by->payload_inter : 0;
+    r->moved_gbs = sum[3] / r->t_max * 1e-9;
+    r->wrong = (long)sum[4];
+    return r;
+}
+
+void bench_print_row(const bench_t *b, const bench_result_t *r)
+{
+    char model[32] = "-";
+    if (r->model_us >= 0)
+        snprintf(model, sizeof model, "%.1f", r->model_us);
+    if (b->rank == 0)
+        printf("  %-5s %-8s %7d %12.0f %10.1f %10.1f %10.1f %8.2f %8.2f %12.0f %12.0f %10s %6ld\n",
+               r->algo, r->op, r->tokens, r->bytes, r->t_avg * 1e6, r->t_min * 1e6,
+               r->t_max * 1e6, r->algbw, r->busbw, r->inter, r->intra, model, r->wrong);
+    fflush(stdout);
+}
+
+static const bench_result_t *find(const bench_t *b, const char *algo, const char *op, int T)
+{
+    for (int i = 0; i < b->nres; i++)
+        if (!strcmp(b->res[i].algo, algo) && !strcmp(b->res[i].op, op) && b->res[i].tokens == T)
+            return &b->res[i];
+    return NULL;
+}
+
+int bench_summary(const bench_t *b)
+{
+    const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
+                         *hc = find(b, "hier", "combine", b->o.tokens),
+                         *fd = find(b, "flat", "dispatch", b->o.tokens),
+                         *fc = find(b, "flat", "combine", b->o.tokens);
+    double lb, pred, rpt, npt;
+    long wrong = 0;
+    int off = 0, offs = 0;
+    for (int i = 0; i < b->nres; i++)
+        wrong += b->res[i].wrong;
+    bench_route_stats(b, b->o.tokens, &lb, &pred, &rpt, &npt);
+    off = hd != NULL && hd->payload_inter != pred;
+    MPI_Allreduce(&off, &offs, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (b->rank != 0)
+        return wrong != 0 || offs != 0;
+    printf("#\n");
+    if (hd && hc && fd && fc)
+        printf("# hier vs flat at %d tokens, dispatch+combine time: %.2fx faster (%.1f us vs "
+               "%.1f us)\n",
+               b->o.tokens, (fd->t_avg + fc->t_avg) / (hd->t_avg + hc->t_avg),
+               (hd->t_avg + hc->t_avg) * 1e6, (fd->t_avg + fc->t_avg) * 1e6);
+    if (hd) {
+        printf("# hier dispatch moved %.2f GB/s of payload over all ranks = %.0f%% of the "
+               "same-run aggregate memcpy rate (%.2f GB/s)\n",
+               hd->moved_gbs, 100 * hd->moved_gbs / b->memcpy_gbs, b->memcpy_gbs);
+        printf("# hier inter-node payload per rank: %s the routing statistics' prediction "
+               "(one row per token per other node) on %s\n",
+               offs ? "DIFFERS from" : "equals", offs ? "some ranks" : "every rank");
+    }
+    printf("# %ld wrong values\n", wrong);
+    return wrong != 0 || offs != 0;
+}
+
+static int write_csv(const bench_t *b, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return perror(path), 1;
+    fprintf(f, "algo,op,tokens,bytes_per_rank,avg_us,min_us,max_us,algbw_gbs,busbw_gbs,"
+               "inter_bytes,intra_bytes,model_us,wrong\n");
+    for (int i = 0; i < b->nres; i++) {
+        const bench_result_t *r = &b->res[i];
+        fprintf(f, "%s,%s,%d,%.0f,%.3f,%.3f,%.3f,%.4f,%.4f,%.0f,%.0f,%.3f,%ld\n", r->algo, r->op,
+                r->tokens, r->bytes, r->t_avg * 1e6, r->t_min * 1e6, r->t_max * 1e6, r->algbw,
+                r->busbw, r->inter, r->intra, r->model_us, r->wrong);
+    }
+    return fclose(f) != 0;
+}
+
+static int write_json(const bench_t *b, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    static const char *const dn[] = {"", "bf16", "fp16", "fp32"};
+    if (f == NULL)
+        return perror(path), 1;
+    fprintf(f, "{\"ranks\": %d, \"nodes\": %d, \"ranks_per_node\": %d, \"hidden\": %d, "
+               "\"dtype\": \"%s\", \"experts\": %d, \"topk\": %d, \"max_nodes\": %d, "
+               "\"memcpy_gbs\": %.4f, \"profile\": \"%s\",\n \"rows\": [",
+            b->size, b->nodes, b->rpn, b->o.hidden, dn[b->o.dtype], b->o.experts, b->o.topk, b->m,
+            b->memcpy_gbs, b->o.profile ? b->o.profile : "");
+    for (int i = 0; i < b->nres; i++) {
+        const bench_result_t *r = &b->res[i];
+        fprintf(f, "%s\n  {\"algo\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"bytes_per_rank\": "
+                   "%.0f, \"avg_us\": %.3f, \"min_us\": %.3f, \"max_us\": %.3f, \"algbw_gbs\": %.4f, "
+                   "\"busbw_gbs\": %.4f, \"inter_bytes\": %.0f, \"intra_bytes\": %.0f, ",
+                i ? "," : "", r->algo, r->op, r->tokens, r->bytes, r->t_avg * 1e6, r->t_min * 1e6,
+                r->t_max * 1e6, r->algbw, r->busbw, r->inter, r->intra);
+        if (r->model_us >= 0)
+            fprintf(f, "\"model_us\": %.3f, ", r->model_us);
+        fprintf(f, "\"wrong\": %ld}", r->wrong);
+    }
+    fprintf(f, "\n ]}\n");
+    return fclose(f) != 0;
+}
+
+/* algbw against tokens per rank, one line per (algo, op), through gnuplot. */
+static int write_plot(const bench_t *b, const char *png)
+{
+    static const char *const series[][2] = {
+        {"hier", "dispatch"}, {"flat", "dispatch"}, {"hier", "combine"}, {"flat", "combine"}};
+    char cmd[4200];
+    FILE *g;
+    int first = 1, rc;
+    snprintf(cmd, sizeof cmd, "gnuplot");
+    if ((g = popen(cmd, "w")) == NULL)
+        return perror("gnuplot"), 1;
+    fprintf(g, "set terminal pngcairo size 900,560 font 'sans,11'\nset output '%s'\n"
+               "set title 'epc\\_bench: %d ranks, %d node(s), hidden %d, top-%d of %d experts'\n"
+               "set xlabel 'tokens per rank'\nset ylabel 'algbw (GB/s per rank)'\n"
+               "set logscale x 2\nset grid\nset key top left\nset yrange [0:*]\nplot ",
+            png, b->size, b->nodes, b->o.hidden, b->o.topk, b->o.experts);
+    for (int s = 0; s < 4; s++)
+        if (find(b, series[s][0], series[s][1], b->o.tokens) != NULL) {
+            fprintf(g, "%s'-' with linespoints lw 2 title '%s %s'", first ? "" : ", ", series[s][0],
+                    series[s][1]);
+            first = 0;
+        }
+    fprintf(g, "\n");
+    for (int s = 0; s < 4; s++) {
+        if (find(b, series[s][0], series[s][1], b->o.tokens) == NULL)
+            continue;
+        for (int i = 0; i < b->nres; i++)
+            if (!strcmp(b->res[i].algo, series[s][0]) && !strcmp(b->res[i].op, series[s][1]))
+                fprintf(g, "%d %.4f\n", b->res[i].tokens, b->res[i].algbw);
+        fprintf(g, "e\n");
+    }
+    rc = pclose(g);
+    if (rc != 0)
+        fprintf(stderr, "epc_bench: gnuplot failed (exit %d); is it installed? (Debian: "
+                        "apt-get install gnuplot-nox)\n", rc);
+    return rc != 0;
+}
+
+int bench_write_files(const bench_t *b)
+{
+    int rc = 0;
+    if (b->rank != 0)
+        return 0;
+    if (b->o.csv)
+        rc |= write_csv(b, b->o.csv);
+    if (b->o.json)
+        rc |= write_json(b, b->o.json);
+    if (b->o.plot && (rc |= write_plot(b, b->o.plot)) == 0)
+        printf("# plot written to %s\n", b->o.plot);
+    return rc;
+}
