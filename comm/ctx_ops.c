@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ctx.h"
+#include "mpi_util.h"
 
 epc_status_t epc_ctx_check(const epc_ctx_t *ctx, const char *fn)
 {
@@ -127,4 +128,49 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
     s->provider = ctx->tr->provider;
     s->transport_reason = ctx->transport_reason;
     return EPC_OK;
+}
+
+/* Local checks of a pair exchange (agreed on afterwards). */
+static epc_status_t pair_check(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
+{
+    int partner = ctx->rank ^ 1;
+    if (ctx->nranks % 2 != 0)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                             "epc_ctx_pair_exchange: %d ranks cannot pair up", ctx->nranks);
+    if ((unsigned)path > EPC_PATH_NET || bytes > ((size_t)1 << 31))
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                             "epc_ctx_pair_exchange: path %d, bytes %zu (at most 2^31)", (int)path,
+                             bytes);
+    if (path == EPC_PATH_SHM && ctx->topo->node_of[partner] != ctx->node)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                             "epc_ctx_pair_exchange: path shm needs each pair (r, r^1) on one "
+                             "node; ranks %d and %d are not",
+                             ctx->rank, partner);
+    return EPC_OK;
+}
+
+epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
+{
+    int partner;
+    epc_status_t st = epc_ctx_check(ctx, "epc_ctx_pair_exchange");
+    if (st != EPC_OK)
+        return st;
+    if ((st = epc_mpi_agree(ctx->comm, pair_check(ctx, path, bytes), &ctx->hdr)) != EPC_OK)
+        return st;
+    partner = ctx->rank ^ 1;
+    if (path == EPC_PATH_SHM) {
+        char *src;
+        /* The source is the rank's own region (second half), the target
+         * the partner's first half: both in the window, as a dispatch. */
+        if ((st = epc_ctx_shm_reserve(ctx, 2 * bytes + 64)) != EPC_OK)
+            return st;
+        src = ctx->shm->base[ctx->lrank] + bytes + 64;
+        st = epc_ctx_shm_put(ctx, ctx->topo->local_rank[partner], 0, src, bytes);
+        return st == EPC_OK ? epc_ctx_shm_fence(ctx, "pair exchange") : st;
+    } else {
+        epc_tr_msg_t s = {partner, 0, bytes}, r = {partner, 0, bytes};
+        if ((st = epc_ctx_net_reserve(ctx, bytes, bytes)) != EPC_OK)
+            return st;
+        return epc_ctx_net_exchange(ctx, &s, 1, &r, 1, "pair exchange");
+    }
 }

@@ -97,6 +97,25 @@ bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, d
     return r;
 }
 
+bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes,
+                              double t)
+{
+    bench_result_t *r, *grown = realloc(b->res, (size_t)(b->nres + 1) * sizeof *b->res);
+    double in[2] = {t, -t}, out[2], sum;
+    if (grown == NULL)
+        return NULL;
+    b->res = grown;
+    r = &b->res[b->nres++];
+    memset(r, 0, sizeof *r);
+    MPI_Allreduce(in, out, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&t, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    r->algo = algo, r->op = op, r->tokens = 0, r->bytes = bytes, r->model_us = -1;
+    r->t_max = out[0], r->t_min = -out[1], r->t_avg = sum / b->size;
+    r->algbw = bytes / r->t_avg * 1e-9;
+    r->busbw = r->algbw;
+    return r;
+}
+
 void bench_print_row(const bench_t *b, const bench_result_t *r)
 {
     char model[32] = "-";

@@ -64,12 +64,19 @@ long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o);
 long bench_check_combine(const bench_t *b, int T);
 void bench_progress(const bench_t *b, const char *what, int T);
 
+/* bench_p2p.c: the p2p rows (shm when pairs share a node, then the
+ * transport), each with its raw baseline. */
+int bench_run_p2p(bench_t *b);
+
 /* bench_out.c */
 void bench_header(const bench_t *b);
 void bench_memcpy_row(bench_t *b);
 /* Reduces one operation's times and bytes over the ranks into a row. */
 bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
                           const epc_coll_bytes_t *bytes, long wrong, double model_us);
+/* A p2p row: `bytes` per rank each way in t seconds. */
+bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes,
+                              double t);
 void bench_print_row(const bench_t *b, const bench_result_t *r);
 /* Comparisons at the largest size; returns non-zero on any failure. */
 int bench_summary(const bench_t *b);

@@ -100,6 +100,8 @@ static int run_all(bench_t *b)
     }
     for (int s = 0; s < ns && rc == 0 && (b->o.ops & OP_ROUTE); s++)
         rc = run_route(b, sizes[s]);
+    if (rc == 0 && (b->o.ops & OP_P2P))
+        rc = bench_run_p2p(b);
     return rc;
 }
 

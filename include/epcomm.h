@@ -308,6 +308,21 @@ typedef struct epc_coll_stats {
 
 EPC_EXPORT epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats);
 
+/** The two data paths of a context, for epc_ctx_pair_exchange. */
+typedef enum epc_path {
+    EPC_PATH_SHM = 0, /* writes into the node peer's shared region + fence */
+    EPC_PATH_NET = 1  /* the inter-node transport (mpi or ofi) */
+} epc_path_t;
+
+/**
+ * A transport benchmark primitive (collective): ranks pair up as (r, r^1)
+ * and send each other `bytes` at once over `path`, from and into the
+ * context's own buffers (grown as needed).  EPC_PATH_SHM needs every pair
+ * on one node.  EPC_ERR_INVALID_ARG (odd rank count, a pair across nodes on
+ * the shm path, bytes > 2^31), agreed on every rank.
+ */
+EPC_EXPORT epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes);
+
 /**
  * What EPC_TRANSPORT / auto would choose on this machine, and why, without
  * creating a context (for epc_info).  why gets one line.

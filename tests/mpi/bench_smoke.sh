@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # epc_bench end to end, checking every iteration: 4 ranks as 2 virtual
 # nodes, both algorithms, a sweep up to messages large enough that hier
-# pipelines them in several chunks, the router row, the cost model column;
+# pipelines them in several chunks, the router rows, the p2p rows (shm and
+# the transport, each with its raw baseline), the cost model column;
 # the CSV and JSON must parse and agree, the plot must be a PNG.
 unset EPC_TRANSPORT EPC_OFI_PROVIDER EPC_ALGO
 export EPC_RANKS_PER_NODE=2
@@ -12,7 +13,7 @@ plot=
 command -v gnuplot >/dev/null 2>&1 && plot="--plot $dir/b.png"
 # shellcheck disable=SC2086
 "$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 1024 -H 2048 -e 32 -k 4 -n 1 -w 0 -c \
-    --sweep -o dispatch,combine,route --profile h800 --csv "$dir/b.csv" --json "$dir/b.json" \
+    --sweep -o dispatch,combine,route,p2p --profile h800 --csv "$dir/b.csv" --json "$dir/b.json" \
     $plot || exit 1
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 needed to parse the outputs"; exit 77; }
 python3 - "$dir" <<'PY' || exit 1
@@ -20,11 +21,12 @@ import csv, json, os, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(os.path.join(d, "b.csv"))))
 js = json.load(open(os.path.join(d, "b.json")))
-assert len(rows) == len(js["rows"]) == 2 * 2 * 4 + 4, len(rows)   # 128..1024, + route
+# 2 algos x 2 ops x 4 sizes (128..1024), 4 route rows, 2 paths x 8 sizes x (p2p, p2p-raw)
+assert len(rows) == len(js["rows"]) == 2 * 2 * 4 + 4 + 2 * 8 * 2, len(rows)
 for r, j in zip(rows, js["rows"]):
     assert r["algo"] == j["algo"] and int(r["tokens"]) == j["tokens"], (r, j)
     assert int(r["wrong"]) == 0 and float(r["avg_us"]) > 0, r
-    if r["op"] != "route":
+    if r["op"] in ("dispatch", "combine"):
         assert float(j["model_us"]) > 0, j
 print("csv and json: %d rows, all checked" % len(rows))
 PY
