@@ -68,49 +68,54 @@ void bench_memcpy_row(bench_t *b)
     free(src), free(dst);
 }
 
-bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
-                          const epc_coll_bytes_t *by, long wrong, double model_us)
+/* A new zeroed row at the end of the results, with t reduced over the
+ * ranks (avg/min/max); NULL when out of memory (after the collectives). */
+static bench_result_t *new_row(bench_t *b, double t)
 {
     bench_result_t *r, *grown = realloc(b->res, (size_t)(b->nres + 1) * sizeof *b->res);
-    double in[2] = {t, -t}, out[2], sum[5], lb, pi, rpt, npt;
-    double v[5] = {t, by ? (double)(by->payload_inter + by->meta_inter) : 0,
-                   by ? (double)(by->payload_intra + by->meta_intra) : 0,
-                   by ? (double)(by->payload_inter + by->payload_intra) : 0, (double)wrong};
+    double in[2] = {t, -t}, out[2], sum;
+    MPI_Allreduce(in, out, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&t, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     if (grown == NULL)
         return NULL;
     b->res = grown;
     r = &b->res[b->nres++];
     memset(r, 0, sizeof *r);
-    MPI_Allreduce(in, out, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(v, sum, 5, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    r->t_max = out[0], r->t_min = -out[1], r->t_avg = sum / b->size, r->model_us = -1;
+    return r;
+}
+
+bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
+                          const epc_coll_bytes_t *by, long wrong, double model_us)
+{
+    bench_result_t *r = new_row(b, t);
+    double sum[4], lb, pi, rpt, npt;
+    double v[4] = {by ? (double)(by->payload_inter + by->meta_inter) : 0,
+                   by ? (double)(by->payload_intra + by->meta_intra) : 0,
+                   by ? (double)(by->payload_inter + by->payload_intra) : 0, (double)wrong};
+    MPI_Allreduce(v, sum, 4, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     bench_route_stats(b, T, &lb, &pi, &rpt, &npt);
-    MPI_Allreduce(&lb, &r->bytes, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(MPI_IN_PLACE, &lb, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (r == NULL)
+        return NULL;
     r->algo = algo, r->op = op, r->tokens = T, r->model_us = model_us;
-    r->bytes = !strcmp(op, "route") ? (double)T * b->o.experts * sizeof(float) : r->bytes / b->size;
-    r->t_max = out[0], r->t_min = -out[1], r->t_avg = sum[0] / b->size;
+    r->bytes = !strcmp(op, "route") ? (double)T * b->o.experts * sizeof(float) : lb / b->size;
     r->algbw = r->bytes / r->t_avg * 1e-9;
     r->busbw = r->algbw * (b->size - 1) / b->size;
-    r->inter = sum[1] / b->size, r->intra = sum[2] / b->size;
+    r->inter = sum[0] / b->size, r->intra = sum[1] / b->size;
     r->payload_inter = by ? (double)by->payload_inter : 0;
-    r->moved_gbs = sum[3] / r->t_max * 1e-9;
-    r->wrong = (long)sum[4];
+    r->moved_gbs = sum[2] / r->t_max * 1e-9;
+    r->wrong = (long)sum[3];
     return r;
 }
 
 bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes,
                               double t)
 {
-    bench_result_t *r, *grown = realloc(b->res, (size_t)(b->nres + 1) * sizeof *b->res);
-    double in[2] = {t, -t}, out[2], sum;
-    if (grown == NULL)
+    bench_result_t *r = new_row(b, t);
+    if (r == NULL)
         return NULL;
-    b->res = grown;
-    r = &b->res[b->nres++];
-    memset(r, 0, sizeof *r);
-    MPI_Allreduce(in, out, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Allreduce(&t, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    r->algo = algo, r->op = op, r->tokens = 0, r->bytes = bytes, r->model_us = -1;
-    r->t_max = out[0], r->t_min = -out[1], r->t_avg = sum / b->size;
+    r->algo = algo, r->op = op, r->tokens = 0, r->bytes = bytes;
     r->algbw = bytes / r->t_avg * 1e-9;
     r->busbw = r->algbw;
     return r;
@@ -119,6 +124,8 @@ bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, doub
 void bench_print_row(const bench_t *b, const bench_result_t *r)
 {
     char model[32] = "-";
+    if (r == NULL) /* out of memory: nothing to print */
+        return;
     if (r->model_us >= 0)
         snprintf(model, sizeof model, "%.1f", r->model_us);
     if (b->rank == 0)
