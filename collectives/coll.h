@@ -81,13 +81,21 @@ static inline const int *coll_tpr(const epc_handle_t *h, int s)
     return coll_C(h, s) + h->E + h->N;
 }
 
+/* Bytes of a wire record (header, k slots, row), rounded up to 8 so the
+ * next record's header stays aligned. */
+static inline size_t coll_unit(size_t row_bytes, int k)
+{
+    return (sizeof(coll_rec_t) + (size_t)k * sizeof(coll_slot_t) + row_bytes + 7) & ~(size_t)7;
+}
+
 /* Bytes of a row in the context's dtype. */
 static inline size_t coll_row_bytes(const epc_ctx_t *ctx)
 {
     return (size_t)ctx->hidden * ctx->elem_size;
 }
 
-/* Bytes of the metadata arrays for n rows, and their places after rows. */
+/* Bytes of the metadata arrays for n rows (alignment slack included), and
+ * their places after rows_bytes of rows (at the next 64-byte boundary). */
 size_t coll_meta_bytes(int n);
 void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m);
 

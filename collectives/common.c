@@ -8,12 +8,13 @@
 
 size_t coll_meta_bytes(int n)
 {
-    return (size_t)n * (4 * sizeof(int32_t) + sizeof(float));
+    return 64 + (size_t)n * (4 * sizeof(int32_t) + sizeof(float)); /* 64: alignment slack */
 }
 
 void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m)
 {
-    char *p = base + rows_bytes;
+    /* Rows of an odd bf16 hidden size end at any byte: align the arrays. */
+    char *p = base + ((rows_bytes + 63) & ~(size_t)63);
     m->src_rank = (int32_t *)(void *)p;
     m->src_token = m->src_rank + n;
     m->local_expert = m->src_token + n;

@@ -107,7 +107,7 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
 
 epc_status_t coll_flat_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h)
 {
-    size_t rb = coll_row_bytes(ctx), unit = sizeof(coll_rec_t) + h->k * sizeof(coll_slot_t) + rb;
+    size_t rb = coll_row_bytes(ctx), unit = coll_unit(rb, h->k);
     int *buf = NULL, *scnt, *sdsp, *rcnt, *rdsp, n = h->num_rows[ctx->rank];
     char *sbuf, *rbuf, *out;
     epc_status_t st = counts(ctx, h, &buf, &scnt, &sdsp, &rcnt, &rdsp);

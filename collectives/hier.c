@@ -38,7 +38,7 @@ static hgeo_t geo(epc_ctx_t *ctx, epc_handle_t *h)
     hgeo_t g = {ctx, h, ctx->node, h->L, ctx->lrank, ctx->hidden, coll_row_bytes(ctx), 0, 0,
                 ctx->topo->node_ranks, ctx->topo->node_start};
     g.hdr = sizeof(coll_rec_t) + h->k * sizeof(coll_slot_t);
-    g.unit = g.hdr + g.rb;
+    g.unit = coll_unit(g.rb, h->k);
     return g;
 }
 

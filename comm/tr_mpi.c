@@ -112,8 +112,10 @@ static epc_status_t mpi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
         return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d messages", phase, ns + nr);
     }
     q->n = 2 * (ns + nr), q->nr = nr, q->phase = phase;
-    memcpy(q->msgs, recvs, (size_t)nr * sizeof *recvs);
-    memcpy(q->msgs + nr, sends, (size_t)ns * sizeof *sends);
+    if (nr > 0) /* the lists may be NULL when empty */
+        memcpy(q->msgs, recvs, (size_t)nr * sizeof *recvs);
+    if (ns > 0)
+        memcpy(q->msgs + nr, sends, (size_t)ns * sizeof *sends);
     for (int i = 0; i < q->n; i++)
         q->r[i] = MPI_REQUEST_NULL;
     for (int i = 0; i < nr && rc == MPI_SUCCESS; i++)

@@ -163,8 +163,10 @@ epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
     if (x == NULL || seq == NULL || (x->msgs = malloc((size_t)(ns + nr + 1) * sizeof *x->msgs)) == NULL)
         st = epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d messages", phase, ns + nr);
     if (st == EPC_OK) {
-        memcpy(x->msgs, recvs, (size_t)nr * sizeof *recvs);
-        memcpy(x->msgs + nr, sends, (size_t)ns * sizeof *sends);
+        if (nr > 0) /* the lists may be NULL when empty */
+            memcpy(x->msgs, recvs, (size_t)nr * sizeof *recvs);
+        if (ns > 0)
+            memcpy(x->msgs + nr, sends, (size_t)ns * sizeof *sends);
         for (int i = 0; i < ns + nr; i++)
             x->nops += (int)pieces(x->o, x->msgs[i].len);
         if ((x->ops = calloc((size_t)x->nops + 1, sizeof *x->ops)) == NULL)
