@@ -250,7 +250,7 @@ static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, cons
                                              : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "pipeline");
     for (int m = 0; st == EPC_OK && m < nm; m++)
         kept_base[m + 1] = kept_base[m] + rcv[m].len / g->unit;
-    for (int c = 0; st == EPC_OK && c < C; c++, started++) {
+    for (int c = 0; st == EPC_OK && c < C; c++) {
         for (int m = 0, n = 0; m < nm; m++, n++) {
             size_t lo, hi, rlo, rhi;
             n += n == g->n0; /* messages skip this node */
@@ -261,6 +261,7 @@ static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, cons
             cr[m] = (epc_tr_msg_t){rcv[m].peer, rcv[m].offset + rlo * g->unit, (rhi - rlo) * g->unit};
         }
         st = epc_tr_start(ctx->tr, cs, nm, cr, nm, "hier dispatch", &req[c]);
+        started += st == EPC_OK;
     }
     for (int t = 0; st == EPC_OK && t < g->h->T; t++) {
         int done;
@@ -271,7 +272,10 @@ static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, cons
             st = epc_tr_test(ctx->tr, req[0], &done);
     }
     for (int c = 0; c < started; c++) {
-        epc_status_t w = epc_tr_wait(ctx->tr, req[c], epc_ctx_deadline(ctx)); /* frees req[c] */
+        /* After a failure the other chunks are only cancelled and freed (an
+         * expired deadline), not waited for another full timeout each. */
+        epc_deadline_t dl = st == EPC_OK ? epc_ctx_deadline(ctx) : (epc_deadline_t){0};
+        epc_status_t w = epc_tr_wait(ctx->tr, req[c], dl); /* frees req[c] */
         st = st == EPC_OK ? w : st;
         for (int m = 0; st == EPC_OK && m < nm; m++) {
             size_t lo, hi;
@@ -289,7 +293,7 @@ epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
     int N = ctx->topo->nnodes, nm, **tok = NULL;
     epc_tr_msg_t *msg = malloc((size_t)2 * N * sizeof *msg);
     size_t sb, rb, need = rows_area(&g, ctx->rank) + combine_rows(&g, ctx->rank) * g.H * 4, recs = 0;
-    epc_status_t st = msg ? epc_ctx_shm_reserve(ctx, need)
+    epc_status_t st = msg ? epc_ctx_shm_reserve(ctx, need, "hier dispatch")
                           : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch");
     if (st != EPC_OK) {
         free(msg);

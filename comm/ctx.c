@@ -114,7 +114,8 @@ static epc_status_t build_node(epc_ctx_t *ctx, int rpn)
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(&ctx->hdr, rc, "MPI_Comm_split(node)");
     MPI_Comm_set_errhandler(ctx->node_comm, MPI_ERRORS_RETURN);
-    return epc_shm_create(ctx->node_comm, &ctx->hdr, &ctx->shm);
+    return epc_shm_create(ctx->node_comm, ctx->topo->node_ranks + ctx->topo->node_start[ctx->node],
+                          &ctx->hdr, &ctx->shm);
 }
 
 static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc_status_t st)

@@ -62,7 +62,7 @@ void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent);
 
 /* Shared memory: reserve (collective over the node), the region of local
  * rank `lrank`, and the fence (collective over the node). */
-epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need);
+epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need, const char *phase);
 char *epc_ctx_shm_region(const epc_ctx_t *ctx, int lrank, size_t *cap);
 epc_status_t epc_ctx_shm_fence(epc_ctx_t *ctx, const char *phase);
 

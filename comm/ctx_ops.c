@@ -29,9 +29,9 @@ void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent)
         ctx->recv[cls] += bytes;
 }
 
-epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need)
+epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need, const char *phase)
 {
-    return epc_shm_reserve(ctx->shm, need, epc_ctx_deadline(ctx));
+    return epc_shm_reserve(ctx->shm, need, epc_ctx_deadline(ctx), phase);
 }
 
 char *epc_ctx_shm_region(const epc_ctx_t *ctx, int lrank, size_t *cap)
@@ -162,7 +162,7 @@ epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes
         char *src;
         /* The source is the rank's own region (second half), the target
          * the partner's first half: both in the window, as a dispatch. */
-        if ((st = epc_ctx_shm_reserve(ctx, 2 * bytes + 64)) != EPC_OK)
+        if ((st = epc_ctx_shm_reserve(ctx, 2 * bytes + 64, "pair exchange")) != EPC_OK)
             return st;
         src = ctx->shm->base[ctx->lrank] + bytes + 64;
         st = epc_ctx_shm_put(ctx, ctx->topo->local_rank[partner], 0, src, bytes);

@@ -194,7 +194,7 @@ static void bench_shm(bench_t *b)
     if (p.ctx->topo->node_of[b->partner] != p.ctx->node) {
         if (b->rank == 0)
             printf("# shm: pairs are on different nodes; skipped\n");
-    } else if (epc_ctx_shm_reserve(p.ctx, b->max) == EPC_OK) {
+    } else if (epc_ctx_shm_reserve(p.ctx, b->max, "p2p") == EPC_OK) {
         row(b, "shm (vs memcpy)", &p, op_shm, op_memcpy);
     }
     epc_ctx_destroy(p.ctx);

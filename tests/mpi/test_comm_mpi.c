@@ -55,7 +55,7 @@ static void shm_round(epc_ctx_t *ctx, int round, uint64_t *bytes)
     int *peers = t->node_ranks + t->node_start[ctx->node];
     unsigned char *buf = malloc(SLOT);
     size_t cap;
-    MT_CHECK(epc_ctx_shm_reserve(ctx, (size_t)ctx->lsize * SLOT) == EPC_OK, "reserve: %s",
+    MT_CHECK(epc_ctx_shm_reserve(ctx, (size_t)ctx->lsize * SLOT, "test reserve") == EPC_OK, "reserve: %s",
              epc_last_error(NULL));
     char *mine = epc_ctx_shm_region(ctx, ctx->lrank, &cap);
     memset(mine, 0xee, cap); /* poison my own region */
