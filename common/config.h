@@ -52,7 +52,11 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
     X(ALGO, EPC_CFG_T_ENUM, "hier", "hier|flat", 0, 0,                                        \
       "Dispatch/combine algorithm when the args leave it 0: hier (one network copy per "      \
       "token and node, forwarded inside the node) or flat (MPI_Alltoallv of per-rank "        \
-      "copies, the baseline).")
+      "copies, the baseline).")                                                               \
+    X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
+      "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
+      "fail at PHASE (dispatch or combine): ACTION stall=MS sleeps MS milliseconds, exit "    \
+      "kills the process (SIGKILL). Empty: no fault.")
 
 typedef enum epc_cfg_id {
 #define EPC_CFG_ID_(id, type, def, allowed, min, max, help) EPC_CFG_##id,

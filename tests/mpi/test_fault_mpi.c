@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * test_fault_mpi - a rank that stalls in the middle of dispatch or combine
+ * (EPC_FAULT=1:PHASE:stall=MS, set by the script): every other rank must
+ * return an error (EPC_ERR_TIMEOUT, or EPC_ERR_PEER_FAILED / _TRANSPORT as
+ * the failure spreads) within EPC_TIMEOUT_MS plus slack, naming the phase,
+ * without crashing; the ranks that waited on the silent rank directly name
+ * it.  Results travel to rank 0 by point-to-point messages (the stalled
+ * rank takes no part), which ends the job with MPI_Abort(failures).
+ *   test_fault_mpi dispatch|combine
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "epcomm.h"
+#include "mpi_test.h"
+
+#define FAULT_RANK 1
+
+static int run(const char *phase, double limit, int *named)
+{
+    epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
+    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+    epc_dispatch_out_t o;
+    epc_ctx_t *ctx = NULL;
+    epc_handle_t *h = NULL;
+    int R, T = 16;
+    int32_t idx[16 * 2];
+    uint16_t x[16 * 64] = {0}, y[16 * 64];
+    epc_status_t st;
+    double t0;
+    MPI_Comm_size(MPI_COMM_WORLD, &R);
+    p.num_experts = 4 * R, p.hidden = 64;
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s", epc_last_error(NULL));
+    for (int i = 0; i < 2 * T; i++) /* every token to two experts on other ranks */
+        idx[i] = (int32_t)((4 * (mt_rank + 1 + i % (R - 1)) + i / 2 % 4) % (4 * R));
+    for (int t = 0; t < T; t++)
+        if (idx[2 * t] == idx[2 * t + 1])
+            idx[2 * t + 1] = (idx[2 * t + 1] + 1) % (4 * R);
+    a.x = x, a.num_tokens = T, a.topk = 2, a.topk_idx = idx;
+    t0 = MPI_Wtime();
+    st = epc_dispatch(ctx, &a, &o, &h);
+    if (!strcmp(phase, "combine") && st == EPC_OK) {
+        void *eo;
+        epc_combine_buffer(ctx, h, &eo);
+        c.expert_out = eo, c.y = y;
+        t0 = MPI_Wtime();
+        st = epc_combine(ctx, h, &c);
+    }
+    if (mt_rank == FAULT_RANK)
+        return 0; /* it woke up late: whatever it gets, it is not checked */
+    MT_CHECK(st == EPC_ERR_TIMEOUT || st == EPC_ERR_PEER_FAILED || st == EPC_ERR_TRANSPORT,
+             "%s: status %d", phase, st);
+    MT_CHECK(MPI_Wtime() - t0 < limit, "%s: error after %.1f s, limit %.1f s", phase,
+             MPI_Wtime() - t0, limit);
+    MT_CHECK(strstr(epc_last_error(ctx), phase) != NULL, "message lacks the phase: %s",
+             epc_last_error(ctx));
+    *named = strstr(epc_last_error(ctx), "rank 1") != NULL;
+    printf("rank %d: %s: %s (%.1f s)\n", mt_rank, epc_status_name(st), epc_last_error(ctx),
+           MPI_Wtime() - t0);
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("EPC_TIMEOUT_MS");
+    double timeout = (env ? atof(env) : 60000) / 1000.0, limit = timeout + 2.0, t0;
+    int R, named = 0, fails, total_named;
+    mt_init(&argc, &argv);
+    MPI_Comm_size(MPI_COMM_WORLD, &R);
+    t0 = MPI_Wtime();
+    if (argc != 2 || R < 3)
+        return fprintf(stderr, "usage: test_fault_mpi dispatch|combine (3+ ranks)\n"), 2;
+    run(argv[1], limit, &named);
+    if (mt_rank == FAULT_RANK) { /* wait for rank 0's abort */
+        while (MPI_Wtime() - t0 < 10 * limit)
+            usleep(10000);
+        return 1;
+    }
+    if (mt_rank != 0) {
+        int msg[2] = {mt_fail, named};
+        MPI_Send(msg, 2, MPI_INT, 0, 77, MPI_COMM_WORLD);
+        while (MPI_Wtime() - t0 < 10 * limit)
+            usleep(10000);
+        return 1;
+    }
+    fails = mt_fail, total_named = named;
+    for (int r = 2; r < R; r++) {
+        int msg[2];
+        MPI_Recv(msg, 2, MPI_INT, r, 77, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        fails += msg[0], total_named += msg[1];
+    }
+    if (total_named == 0) /* someone waited on it directly and must say so */
+        fails++, printf("no rank named the silent rank 1\n");
+    printf("test_fault_mpi %s: %d surviving ranks reported an error in time, %d named rank 1, "
+           "%d failed checks\n", argv[1], R - 1, total_named, fails);
+    fflush(stdout);
+    MPI_Abort(MPI_COMM_WORLD, fails);
+    return fails;
+}
