@@ -7,9 +7,12 @@
 #ifndef EPC_MPI_TEST_H
 #define EPC_MPI_TEST_H
 
+#include <dirent.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static int mt_pass, mt_fail, mt_rank;
 
@@ -41,6 +44,47 @@ static inline int mt_finish(const char *name)
         printf("%s: %d checks passed, %d failed (all ranks)\n", name, total[0], total[1]);
     MPI_Finalize();
     return total[1] == 0 ? 0 : 1;
+}
+
+/* Entries of a directory (/proc/self/fd: open descriptors), -1 if unreadable. */
+static inline int mt_count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    int n = 0;
+    if (d == NULL)
+        return -1;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Shared-memory mappings of this process (/dev/shm files, deleted or not):
+ * a leaked window shows here.  (Counting /dev/shm itself would be fooled by
+ * other jobs running beside the test.) */
+static inline int mt_count_shm_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    int n = 0;
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        n += strstr(line, "/dev/shm") != NULL || strstr(line, "(deleted)") != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Resident set size of this process in KiB (/proc/self/statm), -1 if unknown. */
+static inline long mt_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = -1;
+    if (f != NULL && fscanf(f, "%ld %ld", &size, &res) != 2)
+        res = -1;
+    if (f != NULL)
+        fclose(f);
+    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 #endif

@@ -11,7 +11,7 @@
  * order (node, then local rank, then local expert) from known expert
  * functions, bit for bit; hier and flat must agree bit for bit; a cached
  * handle must reproduce the same bits.  Nodes and transport come from the
- * environment the script sets.  Modes: data, errors.
+ * environment the script sets.  Modes: data, errors, soak ITERS SEED.
  */
 #include <math.h>
 #include <stdio.h>
@@ -404,6 +404,79 @@ static int mode_errors(void)
     return mt_finish("test_coll_mpi errors");
 }
 
+/* Iteration it's random shape: a pure function of (seed, it), so every
+ * rank draws the same one. */
+static scen_t soak_shape(uint64_t seed, int it, int *algo, int *unweighted)
+{
+    static const epc_dtype_t dt[] = {EPC_DTYPE_FP32, EPC_DTYPE_BF16, EPC_DTYPE_FP16};
+    uint64_t h = mix(seed * 0x9e3779b97f4a7c15ull + (uint64_t)it + 1);
+    scen_t sc;
+    sc.E = nranks * (1 + (int)(h % 8));
+    sc.k = 1 + (int)((h >> 8) % (uint64_t)(sc.E < 8 ? sc.E : 8));
+    sc.hidden = 1 + (int)((h >> 16) % 128);
+    sc.tmode = (int)((h >> 24) % 5);
+    sc.align = 1 << (int)((h >> 28) % 4);
+    sc.dtype = dt[(h >> 32) % 3];
+    *algo = (h >> 36) & 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT;
+    *unweighted = (int)((h >> 37) & 1);
+    return sc;
+}
+
+/*
+ * Soak: `iters` rounds, each a fresh context with a random shape (experts,
+ * top-k, hidden, dtype, token counts, alignment, algorithm, weighting) and
+ * fresh routing, every row and every combined value checked; then resident
+ * memory must have grown by under 5% since iteration 50, and descriptors
+ * and shared-memory mappings must be back to what they were before the
+ * first context.
+ */
+static int mode_soak(int iters, uint64_t seed)
+{
+    int fds = mt_count_dir("/proc/self/fd"), maps = mt_count_shm_maps(), it;
+    long rss50 = 0, rss_end;
+    char *y = malloc((MAXT + 1) * 128 * sizeof(float));
+    inputs_t in;
+    double t0 = MPI_Wtime(), growth, worst;
+    memset(&in, 0, sizeof in);
+    if (mt_rank == 0)
+        printf("soak: %d iterations, seed %llu (rerun: test_coll_mpi soak %d %llu)\n", iters,
+               (unsigned long long)seed, iters, (unsigned long long)seed);
+    for (it = 0; it < iters; it++) {
+        int algo, unweighted;
+        scen_t sc = soak_shape(seed, it, &algo, &unweighted);
+        epc_ctx_t *ctx = make_ctx(&sc);
+        epc_handle_t *h = NULL;
+        if (ctx == NULL)
+            break;
+        gen_all(&sc, it, &in);
+        round_trip(ctx, &sc, &in, it, (epc_algo_t)algo, unweighted, &h, y);
+        epc_handle_destroy(h);
+        MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
+        if (it == 49)
+            rss50 = mt_rss_kib();
+        if (mt_rank == 0 && (it + 1) % 250 == 0)
+            printf("soak: %d iterations (%.0f s)\n", it + 1, MPI_Wtime() - t0), fflush(stdout);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    rss_end = mt_rss_kib();
+    growth = rss50 > 0 ? (double)(rss_end - rss50) / (double)rss50 : 1.0;
+    MPI_Reduce(&growth, &worst, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (mt_rank == 0)
+        printf("soak: rank 0 resident %ld KiB after 50 iterations, %ld KiB after %d; "
+               "largest growth on any rank %+.2f%%\n", rss50, rss_end, it, 100.0 * worst);
+    MT_CHECK(it == iters && iters > 50, "ran %d of %d iterations", it, iters);
+    MT_CHECK(growth < 0.05, "resident memory grew %.2f%% (%ld -> %ld KiB)", 100.0 * growth, rss50,
+             rss_end);
+    MT_CHECK(mt_count_dir("/proc/self/fd") == fds, "fds %d -> %d", fds,
+             mt_count_dir("/proc/self/fd"));
+    MT_CHECK(mt_count_shm_maps() == maps, "shared-memory mappings %d -> %d", maps,
+             mt_count_shm_maps());
+    for (int r = 0; r < nranks; r++)
+        free(in.idx[r]), free(in.w[r]);
+    free(y);
+    return mt_finish("test_coll_mpi soak");
+}
+
 int main(int argc, char **argv)
 {
     mt_init(&argc, &argv);
@@ -414,8 +487,10 @@ int main(int argc, char **argv)
         return mode_data();
     if (argc == 2 && !strcmp(argv[1], "errors"))
         return mode_errors();
+    if (argc == 4 && !strcmp(argv[1], "soak") && atoi(argv[2]) > 0)
+        return mode_soak(atoi(argv[2]), strtoull(argv[3], NULL, 10));
     if (mt_rank == 0)
-        fprintf(stderr, "usage: test_coll_mpi data|errors\n");
+        fprintf(stderr, "usage: test_coll_mpi data|errors|soak ITERS SEED\n");
     MPI_Finalize();
     return 2;
 }

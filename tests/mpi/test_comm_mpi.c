@@ -13,7 +13,6 @@
  *   leak      100 create/use/destroy cycles: no file descriptor, shared-
  *             memory mapping or heap memory left behind
  */
-#include <dirent.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,34 +199,6 @@ static int mode_mismatch(void)
     return mt_finish("test_comm_mpi mismatch");
 }
 
-static int count_dir(const char *path)
-{
-    DIR *d = opendir(path);
-    int n = 0;
-    if (d == NULL)
-        return -1;
-    while (readdir(d) != NULL)
-        n++;
-    closedir(d);
-    return n;
-}
-
-/* Shared-memory mappings of this process (/dev/shm files, deleted or not):
- * a leaked window shows here.  (Counting /dev/shm itself would be fooled by
- * other jobs running beside this test.) */
-static int count_shm_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    char line[1024];
-    int n = 0;
-    if (f == NULL)
-        return -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        n += strstr(line, "/dev/shm") != NULL || strstr(line, "(deleted)") != NULL;
-    fclose(f);
-    return n;
-}
-
 static int mode_leak(void)
 {
     int fds = 0, shm = 0;
@@ -242,18 +213,18 @@ static int mode_leak(void)
         /* The measure sees a live shared window, so it would see a leaked one
          * (a one-rank node's window may be private memory). */
         if (i == 10 && ctx->lsize > 1)
-            MT_CHECK(count_shm_maps() > shm, "window mappings not visible: %d", count_shm_maps());
+            MT_CHECK(mt_count_shm_maps() > shm, "window mappings not visible: %d", mt_count_shm_maps());
         MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
         if (i == 9) { /* after MPI's own lazy setup */
             MPI_Barrier(MPI_COMM_WORLD);
-            fds = count_dir("/proc/self/fd");
-            shm = count_shm_maps();
+            fds = mt_count_dir("/proc/self/fd");
+            shm = mt_count_shm_maps();
             heap = mallinfo2().uordblks;
         }
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    MT_CHECK(count_dir("/proc/self/fd") == fds, "fds %d -> %d", fds, count_dir("/proc/self/fd"));
-    MT_CHECK(count_shm_maps() == shm, "shared-memory mappings %d -> %d", shm, count_shm_maps());
+    MT_CHECK(mt_count_dir("/proc/self/fd") == fds, "fds %d -> %d", fds, mt_count_dir("/proc/self/fd"));
+    MT_CHECK(mt_count_shm_maps() == shm, "shared-memory mappings %d -> %d", shm, mt_count_shm_maps());
     /* 90 cycles with MiB-sized regions each: a leak would show as MiBs. */
     MT_CHECK(mallinfo2().uordblks < heap + (1u << 20), "heap %zu -> %zu bytes", heap,
              mallinfo2().uordblks);

@@ -1,0 +1,13 @@
+#!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
+# Soak: 1000 dispatch/combine rounds on 8 ranks as 4 nodes of 2, each with a
+# fresh context, random shape and routing, every value checked; resident
+# memory, descriptors and shared-memory mappings must not grow.  The seed is
+# the time unless EPC_SOAK_SEED is set, and is printed for reruns;
+# EPC_SOAK_ITERS shortens it (the sanitizer run).
+unset EPC_TRANSPORT EPC_OFI_PROVIDER EPC_TIMEOUT_MS EPC_ALGO EPC_FAULT
+export EPC_TRANSPORT=mpi EPC_RANKS_PER_NODE=2
+: "${EPC_TEST_TIMEOUT:=600}"
+export EPC_TEST_TIMEOUT
+exec "$EPC_MPIRUN" 8 "$top_builddir/tests/mpi/test_coll_mpi" soak "${EPC_SOAK_ITERS:-1000}" \
+    "${EPC_SOAK_SEED:-$(date +%s)}"
