@@ -11,25 +11,50 @@
 #include "fault.h"
 #include "log.h"
 
+int epc_fault_parse(const char *spec, epc_fault_t *f)
+{
+    epc_fault_t t = {0};
+    char act[32] = "", extra;
+    long ms;
+    if (spec == NULL || sscanf(spec, "%d:%15[a-z]:%31[^:]%c", &t.rank, t.phase, act, &extra) != 3 ||
+        t.rank < 0 || (strcmp(t.phase, "dispatch") != 0 && strcmp(t.phase, "combine") != 0))
+        return -1;
+    if (strcmp(act, "exit") == 0) {
+        t.kill = 1;
+    } else if (sscanf(act, "stall=%ld%c", &ms, &extra) == 1 && ms > 0 && ms <= 86400000) {
+        t.stall_ms = ms;
+    } else {
+        return -1;
+    }
+    *f = t;
+    return 0;
+}
+
 void epc_fault_point(const char *phase, int world_rank)
 {
+    static int warned;
     const epc_config_t *cfg;
     const char *spec;
-    char ph[32] = "", act[32] = "";
-    int rank = -1;
-    long ms = 0;
+    epc_fault_t f;
     (void)epc_config_get_quiet(&cfg);
     spec = epc_cfg_string(cfg, EPC_CFG_FAULT);
-    if (spec[0] == '\0' || sscanf(spec, "%d:%31[^:]:%31s", &rank, ph, act) != 3 ||
-        rank != world_rank || strcmp(ph, phase) != 0)
+    if (spec[0] == '\0')
         return;
-    if (strcmp(act, "exit") == 0) {
+    if (epc_fault_parse(spec, &f) != 0) {
+        if (!warned++)
+            epc_log(EPC_LOG_WARN, "EPC_FAULT=\"%s\" ignored: expected "
+                    "RANK:dispatch|combine:stall=MS or RANK:dispatch|combine:exit", spec);
+        return;
+    }
+    if (f.rank != world_rank || strcmp(f.phase, phase) != 0)
+        return;
+    if (f.kill) {
         epc_log(EPC_LOG_WARN, "EPC_FAULT: killing this rank at %s", phase);
         raise(SIGKILL);
     }
-    if (sscanf(act, "stall=%ld", &ms) == 1 && ms > 0) {
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        epc_log(EPC_LOG_WARN, "EPC_FAULT: stalling this rank %ld ms at %s", ms, phase);
+    {
+        struct timespec ts = {f.stall_ms / 1000, (f.stall_ms % 1000) * 1000000L};
+        epc_log(EPC_LOG_WARN, "EPC_FAULT: stalling this rank %ld ms at %s", f.stall_ms, phase);
         while (nanosleep(&ts, &ts) != 0)
             ;
     }
