@@ -17,9 +17,15 @@ int epc_fault_parse(const char *spec, epc_fault_t *f)
     char act[32] = "", extra;
     long ms;
     if (spec == NULL || sscanf(spec, "%d:%15[a-z]:%31[^:]%c", &t.rank, t.phase, act, &extra) != 3 ||
-        t.rank < 0 || (strcmp(t.phase, "dispatch") != 0 && strcmp(t.phase, "combine") != 0))
+        t.rank < 0)
         return -1;
-    if (strcmp(act, "exit") == 0) {
+    if (strcmp(t.phase, "counts") == 0 || strcmp(act, "corrupt") == 0) {
+        if (strcmp(t.phase, "counts") != 0 || strcmp(act, "corrupt") != 0)
+            return -1;
+        t.corrupt = 1;
+    } else if (strcmp(t.phase, "dispatch") != 0 && strcmp(t.phase, "combine") != 0) {
+        return -1;
+    } else if (strcmp(act, "exit") == 0) {
         t.kill = 1;
     } else if (sscanf(act, "stall=%ld%c", &ms, &extra) == 1 && ms > 0 && ms <= 86400000) {
         t.stall_ms = ms;
@@ -30,7 +36,7 @@ int epc_fault_parse(const char *spec, epc_fault_t *f)
     return 0;
 }
 
-void epc_fault_point(const char *phase, int world_rank)
+int epc_fault_point(const char *phase, int world_rank)
 {
     static int warned;
     const epc_config_t *cfg;
@@ -39,15 +45,20 @@ void epc_fault_point(const char *phase, int world_rank)
     (void)epc_config_get_quiet(&cfg);
     spec = epc_cfg_string(cfg, EPC_CFG_FAULT);
     if (spec[0] == '\0')
-        return;
+        return 0;
     if (epc_fault_parse(spec, &f) != 0) {
         if (!warned++)
             epc_log(EPC_LOG_WARN, "EPC_FAULT=\"%s\" ignored: expected "
-                    "RANK:dispatch|combine:stall=MS or RANK:dispatch|combine:exit", spec);
-        return;
+                    "RANK:dispatch|combine:stall=MS, RANK:dispatch|combine:exit or "
+                    "RANK:counts:corrupt", spec);
+        return 0;
     }
     if (f.rank != world_rank || strcmp(f.phase, phase) != 0)
-        return;
+        return 0;
+    if (f.corrupt) {
+        epc_log(EPC_LOG_WARN, "EPC_FAULT: sending a corrupt count at %s", phase);
+        return 1;
+    }
     if (f.kill) {
         epc_log(EPC_LOG_WARN, "EPC_FAULT: killing this rank at %s", phase);
         raise(SIGKILL);
@@ -58,4 +69,5 @@ void epc_fault_point(const char *phase, int world_rank)
         while (nanosleep(&ts, &ts) != 0)
             ;
     }
+    return 0;
 }

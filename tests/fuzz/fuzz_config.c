@@ -70,9 +70,12 @@ static void fuzz_fault(const char *text)
     char back[64];
     if (epc_fault_parse(text, &f) != 0)
         return;
-    CHECK(f.rank >= 0 && (!strcmp(f.phase, "dispatch") || !strcmp(f.phase, "combine")));
-    CHECK(f.kill || (f.stall_ms > 0 && f.stall_ms <= 86400000));
-    if (f.kill)
+    CHECK(f.rank >= 0 && (!strcmp(f.phase, "dispatch") || !strcmp(f.phase, "combine") ||
+                          (!strcmp(f.phase, "counts") && f.corrupt)));
+    CHECK(f.kill || f.corrupt || (f.stall_ms > 0 && f.stall_ms <= 86400000));
+    if (f.corrupt)
+        snprintf(back, sizeof back, "%d:counts:corrupt", f.rank);
+    else if (f.kill)
         snprintf(back, sizeof back, "%d:%s:exit", f.rank, f.phase);
     else
         snprintf(back, sizeof back, "%d:%s:stall=%ld", f.rank, f.phase, f.stall_ms);

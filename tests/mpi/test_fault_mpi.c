@@ -8,6 +8,8 @@
  * it.  Results travel to rank 0 by point-to-point messages (the stalled
  * rank takes no part), which ends the job with MPI_Abort(failures).
  *   test_fault_mpi dispatch|combine
+ * Mode corrupt (EPC_FAULT=1:counts:corrupt): a corrupt count from rank 1
+ * is refused by every rank, naming it, outputs untouched.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,38 @@ static int run(const char *phase, double limit, int *named)
     return 0;
 }
 
+/* EPC_FAULT=1:counts:corrupt: rank 1 sends a negative count.  Every rank,
+ * rank 1 included, must refuse the dispatch naming rank 1, with the output
+ * and the handle untouched. */
+static int run_corrupt(void)
+{
+    epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
+    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+    epc_dispatch_out_t o, poison;
+    epc_ctx_t *ctx = NULL;
+    epc_handle_t *h = NULL;
+    int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    uint16_t x[4 * 64] = {0};
+    epc_status_t st;
+    int R;
+    MPI_Comm_size(MPI_COMM_WORLD, &R);
+    p.num_experts = 4 * R, p.hidden = 64;
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s", epc_last_error(NULL));
+    if (ctx == NULL)
+        return mt_finish("test_fault_mpi corrupt");
+    memset(&poison, 0x5a, sizeof poison);
+    o = poison;
+    a.x = x, a.num_tokens = 4, a.topk = 2, a.topk_idx = idx;
+    st = epc_dispatch(ctx, &a, &o, &h);
+    MT_CHECK(st != EPC_OK, "dispatch accepted a corrupt count");
+    MT_CHECK(strstr(epc_last_error(ctx), "rank 1") && strstr(epc_last_error(ctx), "corrupt"),
+             "message does not name rank 1's corrupt count: %s", epc_last_error(ctx));
+    MT_CHECK(h == NULL && memcmp(&o, &poison, sizeof o) == 0, "outputs written on failure");
+    printf("rank %d: %s: %s\n", mt_rank, epc_status_name(st), epc_last_error(ctx));
+    MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
+    return mt_finish("test_fault_mpi corrupt");
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("EPC_TIMEOUT_MS");
@@ -73,8 +107,10 @@ int main(int argc, char **argv)
     mt_init(&argc, &argv);
     MPI_Comm_size(MPI_COMM_WORLD, &R);
     t0 = MPI_Wtime();
+    if (argc == 2 && !strcmp(argv[1], "corrupt") && R >= 2)
+        return run_corrupt();
     if (argc != 2 || R < 3)
-        return fprintf(stderr, "usage: test_fault_mpi dispatch|combine (3+ ranks)\n"), 2;
+        return fprintf(stderr, "usage: test_fault_mpi dispatch|combine (3+ ranks) | corrupt\n"), 2;
     run(argv[1], limit, &named);
     if (mt_rank == FAULT_RANK) { /* wait for rank 0's abort */
         while (MPI_Wtime() - t0 < 10 * limit)
