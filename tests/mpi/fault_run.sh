@@ -1,18 +1,22 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-3-Clause
 # Shared body of the fault_* tests: 4 ranks as 2 nodes, rank 1 stalls for
-# 8 s at phase $1 over transport $2 (mpi, or ofi over tcp on loopback);
+# 8 s (or, with $3 = exit, kills itself) at phase $1 over transport $2 (mpi,
+# or ofi over tcp on loopback);
 # every other rank must fail within EPC_TIMEOUT_MS (1.5 s) plus slack,
 # naming the phase, and one must name rank 1.  Rank 0 ends the job with
 # MPI_Abort(failures), so the verdict is read from its summary line.
-phase=$1 transport=$2
+phase=$1 transport=$2 action=${3:-stall=8000} recovery=
+# A killed rank ends an Open MPI job unless mpirun keeps it going.
+[ "$action" = exit ] && recovery=--enable-recovery
 unset EPC_TRANSPORT EPC_OFI_PROVIDER EPC_ALGO EPC_FAULT
 if [ "$transport" = ofi ]; then
     [ "$EPC_HAVE_OFI" = yes ] || { echo "SKIP: built --without-ofi"; exit 77; }
     export EPC_TRANSPORT=ofi EPC_OFI_PROVIDER=tcp FI_TCP_IFACE=lo FI_SOCKETS_IFACE=lo
 fi
-export EPC_RANKS_PER_NODE=2 EPC_TIMEOUT_MS=1500 EPC_FAULT="1:$phase:stall=8000"
-out=$("$EPC_MPIRUN" 4 "$top_builddir/tests/mpi/test_fault_mpi" "$phase" 2>&1)
+export EPC_RANKS_PER_NODE=2 EPC_TIMEOUT_MS=1500 EPC_FAULT="1:$phase:$action"
+# shellcheck disable=SC2086
+out=$("$EPC_MPIRUN" 4 $recovery "$top_builddir/tests/mpi/test_fault_mpi" "$phase" 2>&1)
 echo "$out"
 echo "$out" | grep -q "test_fault_mpi $phase: 3 surviving ranks reported an error in time, [1-9][0-9]* named rank 1, 0 failed checks" || {
     echo "FAIL: no clean summary from rank 0"; exit 1; }
