@@ -83,9 +83,7 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
         st = coll_plan(ctx, st == EPC_OK ? args : NULL, algo, st, &h);
     }
     if (st == EPC_OK) {
-        int world = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &world);
-        epc_fault_point("dispatch", world); /* test hook: after the counts, before rows */
+        epc_fault_here("dispatch"); /* test hook: after the counts, before rows */
         st = h->algo == EPC_ALGO_HIER ? coll_hier_dispatch(ctx, args, h)
                                       : coll_flat_dispatch(ctx, args, h);
     }
@@ -132,11 +130,7 @@ epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args
     if (st != EPC_OK)
         return st;
     memset(&ctx->cstats.last_combine, 0, sizeof ctx->cstats.last_combine);
-    {
-        int world = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &world);
-        epc_fault_point("combine", world); /* test hook */
-    }
+    epc_fault_here("combine"); /* test hook */
     st = h->algo == EPC_ALGO_HIER
              ? coll_hier_combine(ctx, h, args->expert_out, args->y, args->unweighted)
              : coll_flat_combine(ctx, h, args->expert_out, args->y, args->unweighted);

@@ -110,8 +110,6 @@ static epc_status_t alloc_window(epc_shm_t *s, size_t size)
     return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(s->owner, rc, "MPI_Win_lock_all");
 }
 
-epc_status_t epc_shm_fence(epc_shm_t *s, epc_deadline_t dl, const char *phase);
-
 /* Each rank's control line: the fence counter in word 0, its reserve flags
  * in words 1 and 2 (alternate reserves use alternate words). */
 static _Atomic uint64_t *line(const epc_shm_t *s, int l, int word)

@@ -7,6 +7,8 @@
 #ifndef EPC_COMMON_FAULT_H
 #define EPC_COMMON_FAULT_H
 
+#include <mpi.h>
+
 typedef struct epc_fault {
     int rank;        /* rank of MPI_COMM_WORLD */
     char phase[16];  /* "dispatch", "combine" or "counts" */
@@ -25,5 +27,14 @@ int epc_fault_parse(const char *spec, epc_fault_t *f);
  * when the caller must corrupt what it sends (else 0); a malformed
  * EPC_FAULT is reported once and otherwise ignored. */
 int epc_fault_point(const char *phase, int world_rank);
+
+/* epc_fault_point for the calling process's rank in MPI_COMM_WORLD: what
+ * the collectives call (inline, so MPI-free users of fault.c need no MPI). */
+static inline int epc_fault_here(const char *phase)
+{
+    int world = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world);
+    return epc_fault_point(phase, world);
+}
 
 #endif
