@@ -18,22 +18,10 @@
 #include <stdint.h>
 
 #include "ctx.h"
+#include "wire.h"
 
 #define EPC_MAGIC_HANDLE 0x45504844u /* "EPHD" */
 #define EPC_REASON_LEN 160
-
-/* One slot of a token record: what a writer needs to place the row. */
-typedef struct coll_slot {
-    int32_t expert; /* global id; -1 when not for this destination */
-    int32_t eidx;   /* index among the source's tokens choosing it */
-    int32_t didx;   /* index among the source's tokens sent to its rank */
-    float weight;
-} coll_slot_t;
-
-/* A token record on the wire: header, then k slots (meta), row apart. */
-typedef struct coll_rec {
-    int32_t token, pad_;
-} coll_rec_t;
 
 /* Receive-side metadata arrays of one rank's dispatch area. */
 typedef struct coll_meta {
@@ -55,6 +43,7 @@ struct epc_handle {
     /* all ranks' counts: [R x (E + N + R)] = C | tokens per node | per rank */
     int *all;
     int E, R, N, L, epr;
+    coll_dims_t dims;    /* the same, for the checks of peers' fields */
     int *Ts;             /* [R]: every rank's T */
     /* layout of every rank's receive side */
     int *num_rows;       /* [R] */

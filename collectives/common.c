@@ -158,8 +158,5 @@ void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payloa
 
 int coll_pbase(const epc_handle_t *h, int d, int s)
 {
-    int b = 0;
-    for (int q = 0; q < s; q++)
-        b += coll_tpr(h, q)[d];
-    return b;
+    return coll_wire_pbase(&h->dims, h->all, d, s);
 }

@@ -84,22 +84,22 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
 {
     size_t rb = coll_row_bytes(ctx), hdr = sizeof(coll_rec_t);
     int me = ctx->rank, pb = 0;
-    const int *begin = h->begin + (size_t)me * (h->epr + 1);
     for (int s = 0; s < h->R; pb += rcnt[s], s++)
         for (int i = 0; i < rcnt[s]; i++) {
             const char *u = rbuf + ((size_t)rdsp[s] + i) * unit;
             const coll_slot_t *sl = (const coll_slot_t *)(const void *)(u + hdr);
             int t = ((const coll_rec_t *)(const void *)u)->token;
             for (int q = 0; q < h->k; q++) {
-                int e = sl[q].expert, le = e - me * h->epr;
-                if (e < 0)
+                int e = sl[q].expert, ok = coll_wire_slot(&h->dims, coll_C(h, s), &sl[q], -1, me);
+                if (ok == 0)
                     continue;
-                if (le < 0 || le >= h->epr || sl[q].eidx < 0 || sl[q].eidx >= coll_C(h, s)[e] ||
-                    sl[q].didx != i)
+                if (ok < 0 || sl[q].didx != i || t < 0 || t >= h->Ts[s])
                     return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
                                          "flat dispatch: corrupt record %d from rank %d", i, s);
-                coll_place(h->rows, &h->meta, rb, begin[le] + h->prefix[(size_t)s * h->E + e] + sl[q].eidx,
-                           u + hdr + (size_t)h->k * sizeof *sl, s, t, le, sl[q].weight, pb + i);
+                coll_place(h->rows, &h->meta, rb,
+                           (int)coll_wire_row(&h->dims, h->begin, h->prefix, s, e, sl[q].eidx),
+                           u + hdr + (size_t)h->k * sizeof *sl, s, t, e - me * h->epr,
+                           sl[q].weight, pb + i);
             }
         }
     return EPC_OK;

@@ -99,22 +99,21 @@ static epc_status_t place_record(const hgeo_t *g, int s, int token, const coll_s
 {
     const epc_handle_t *h = g->h;
     for (int q = 0; q < h->k; q++) {
-        int e = sl[q].expert, d, l, le;
+        int e = sl[q].expert, ok = coll_wire_slot(&h->dims, coll_C(h, s), &sl[q], g->n0, -1), d, l,
+            le;
         coll_meta_t m;
         char *base;
-        if (e < 0)
+        if (ok == 0)
             continue;
-        d = e / h->epr;
-        if (e >= h->E || g->ctx->topo->node_of[d] != g->n0 || sl[q].eidx < 0 ||
-            sl[q].eidx >= coll_C(h, s)[e] || sl[q].didx < 0 || sl[q].didx >= coll_tpr(h, s)[d])
+        if (ok < 0)
             return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
                                  "hier dispatch: corrupt record of rank %d (expert %d)", s, e);
+        d = e / h->epr;
         l = g->ctx->topo->local_rank[d];
         le = e - d * h->epr;
         base = region(g, l, &m);
-        coll_place(base, &m, g->rb, h->begin[(size_t)d * (h->epr + 1) + le] +
-                   h->prefix[(size_t)s * h->E + e] + sl[q].eidx, row, s, token, le, sl[q].weight,
-                   coll_pbase(h, d, s) + sl[q].didx);
+        coll_place(base, &m, g->rb,
+                   (int)coll_wire_row(&h->dims, h->begin, h->prefix, s, e, sl[q].eidx), row, s, token, le, sl[q].weight, coll_pbase(h, d, s) + sl[q].didx);
         coll_account(g->ctx, acct, d, g->rb, 5 * sizeof(int32_t), 1);
     }
     return EPC_OK;

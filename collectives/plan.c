@@ -106,23 +106,14 @@ static epc_status_t count_local(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
     return EPC_OK;
 }
 
-/* Counts from peers are checked before they size anything. */
+/* Counts from peers are checked before they size anything (wire.c). */
 static epc_status_t check_counts(epc_ctx_t *ctx, const epc_handle_t *h, const int *rec, int s,
                                  int rec_ints)
 {
-    const int *hdr = rec + (size_t)s * rec_ints, *c = hdr + HDR_INTS;
-    long limit = (long)hdr[HDR_T] * hdr[HDR_K], sum = 0;
-    for (int i = 0; i < h->E + h->N + h->R; i++) {
-        if (c[i] < 0 || c[i] > hdr[HDR_T])
-            return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
-                                 "epc_dispatch: rank %d sent a corrupt count %d (T = %d)", s, c[i],
-                                 hdr[HDR_T]);
-        sum += i < h->E ? c[i] : 0;
-    }
-    if (sum > limit)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
-                             "epc_dispatch: rank %d's expert counts sum to %ld > T x k = %ld", s,
-                             sum, limit);
+    const int *hdr = rec + (size_t)s * rec_ints;
+    char why[EPC_REASON_LEN];
+    if (coll_wire_counts(&h->dims, s, hdr[HDR_T], hdr + HDR_INTS, why, sizeof why) != 0)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "epc_dispatch: %s", why);
     return EPC_OK;
 }
 
@@ -164,33 +155,17 @@ static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *re
 /* Every receiver's expert groups (padded) and the per-source prefixes. */
 static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
 {
-    int R = h->R, E = h->E, epr = h->epr, a = h->align;
-    h->num_rows = calloc((size_t)R, sizeof *h->num_rows);
-    h->begin = calloc((size_t)R * (epr + 1), sizeof *h->begin);
-    h->prefix = calloc((size_t)R * E, sizeof *h->prefix);
-    h->expert_count = calloc((size_t)epr, sizeof *h->expert_count);
+    char why[EPC_REASON_LEN];
+    h->num_rows = calloc((size_t)h->R, sizeof *h->num_rows);
+    h->begin = calloc((size_t)h->R * (h->epr + 1), sizeof *h->begin);
+    h->prefix = calloc((size_t)h->R * h->E, sizeof *h->prefix);
+    h->expert_count = calloc((size_t)h->epr, sizeof *h->expert_count);
     if (!h->num_rows || !h->begin || !h->prefix || !h->expert_count)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: layout of %d ranks", R);
-    for (int s = 1; s < R; s++)
-        for (int g = 0; g < E; g++)
-            h->prefix[(size_t)s * E + g] = h->prefix[(size_t)(s - 1) * E + g] + coll_C(h, s - 1)[g];
-    for (int d = 0; d < R; d++) {
-        long rows = 0;
-        for (int e = 0; e < epr; e++) {
-            int g = d * epr + e;
-            long cnt = (long)h->prefix[(size_t)(R - 1) * E + g] + coll_C(h, R - 1)[g];
-            h->begin[(size_t)d * (epr + 1) + e] = (int)rows;
-            rows += (cnt + a - 1) / a * a;
-            if (d == ctx->rank)
-                h->expert_count[e] = (int)cnt;
-            if (rows > (1L << 30))
-                return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
-                                     "epc_dispatch: rank %d would receive %ld rows (> 2^30)", d,
-                                     rows);
-        }
-        h->begin[(size_t)d * (epr + 1) + epr] = (int)rows;
-        h->num_rows[d] = (int)rows;
-    }
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: layout of %d ranks",
+                             h->R);
+    if (coll_wire_layout(&h->dims, h->all, ctx->rank, h->prefix, h->begin, h->num_rows,
+                         h->expert_count, why, sizeof why) != 0)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY, "epc_dispatch: %s", why);
     return EPC_OK;
 }
 
@@ -211,6 +186,8 @@ static epc_status_t new_handle(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc
     h->N = ctx->topo->nnodes;
     h->L = ctx->topo->uniform_rpn;
     h->epr = h->E / h->R;
+    h->dims = (coll_dims_t){h->E, h->N, h->R, h->epr, h->k, h->align, ctx->max_tokens,
+                            ctx->topo->node_of};
     *hp = h;
     return EPC_OK;
 }

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-3-Clause
 # Coverage-guided fuzzing under libFuzzer with ASan and UBSan, for
-# FUZZ_SECONDS (default 5): of route and layout, or with FUZZ_TARGET=config
-# of the EPC_* parser (libfuzzer_config.sh).  The seed corpus is copied so the
+# FUZZ_SECONDS (default 5): of route and layout, with FUZZ_TARGET=config
+# of the EPC_* parser, with FUZZ_TARGET=wire of the checks of peers' messages
+# (libfuzzer_config.sh, libfuzzer_wire.sh).  The seed corpus is copied so the
 # source tree stays untouched; a crash fails the test and its input is
 # printed (base64) in the log.
 target=${FUZZ_TARGET:-route}
