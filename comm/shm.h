@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * shm.h - the intra-node path: every rank of a node (real or virtual) has a
- * receive region in an MPI-3 shared window, mapped by all ranks of the
- * node, so a rank writes rows straight into a peer's region at an offset
+ * receive region in a shared-memory segment of its own, mapped by all ranks
+ * of the node, so a rank writes rows straight into a peer's region at an offset
  * agreed beforehand (one copy, like NVLink peer writes).  A fence makes
  * the writes of all ranks visible to all.
  */
@@ -20,9 +20,11 @@ typedef struct epc_shm {
     epc_obj_t *owner;
     MPI_Comm comm; /* the ranks of this node (not owned) */
     int lrank, lsize;
-    MPI_Win win;   /* MPI_WIN_NULL until the first reserve */
-    MPI_Win ctl_win; /* one cache line per rank: fence counter, reserve flags */
-    char *ctl;       /* rank l's counter at ctl + 64 * l */
+    int mapped;      /* regions exist (0 until the first reserve) */
+    char **ctl_base; /* [lsize]: the control segment (local rank 0's only) */
+    size_t *ctl_cap; /* [lsize] */
+    char *ctl;       /* one cache line per rank: fence counter, reserve flags
+                      * (rank l's at ctl + 64 * l) */
     uint64_t epoch;  /* fences passed by this rank */
     uint64_t reserves; /* reserves called by this rank */
     int broken;      /* a fence timed out: the counters no longer agree */
@@ -37,13 +39,13 @@ typedef struct epc_shm {
 epc_status_t epc_shm_create(MPI_Comm node_comm, const int *names, epc_obj_t *owner,
                             epc_shm_t **shm_p);
 
-/* Collective over the node (frees the window: call it on every rank). */
+/* Unmaps every segment (they were unlinked when mapped). */
 void epc_shm_destroy(epc_shm_t *shm);
 
 /*
  * Collective over the node: makes this rank's region at least `need` bytes
  * (each rank passes its own need).  When any rank must grow, all reallocate
- * the window (amortised: at least 1.5x); the regions' contents are lost
+ * their segments (amortised: at least 1.5x); the regions' contents are lost
  * then.  Bounded by the deadline; a timeout names `phase` and the rank
  * that did not arrive.
  */

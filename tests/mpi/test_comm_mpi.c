@@ -11,8 +11,10 @@
  *             naming rank 1, within twice EPC_TIMEOUT_MS
  *   mismatch  rank 0 asks a different hidden size: EPC_ERR_MISMATCH on all
  *   leak      100 create/use/destroy cycles: no file descriptor, shared-
- *             memory mapping or heap memory left behind
+ *             memory mapping or heap memory left behind; while a context
+ *             lives, its segments are private, unguessable and unlinked
  */
+#include <dirent.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,8 @@
 
 #include "ctx.h"
 #include "mpi_test.h"
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int nranks;
 
@@ -199,6 +203,40 @@ static int mode_mismatch(void)
     return mt_finish("test_comm_mpi mismatch");
 }
 
+/* The live context's segments: mapped as /dev/shm/epc-<32 hex> and
+ * already unlinked ("(deleted)"), mode 0600 and this user's (checked on
+ * the mapping itself where /proc/self/map_files is readable), and no
+ * epc- name left in /dev/shm.  Returns how many were seen. */
+static int check_segments(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024], range[64], path[128], *name;
+    int seen = 0;
+    DIR *d;
+    struct dirent *e;
+    struct stat st;
+    MT_CHECK(f != NULL, "cannot read /proc/self/maps");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if ((name = strstr(line, "/dev/shm/epc-")) == NULL)
+            continue;
+        seen++;
+        MT_CHECK(strspn(name + 13, "0123456789abcdef") == 32, "segment name not 128 random bits: %s", name);
+        MT_CHECK(strstr(name, "(deleted)") != NULL, "segment still linked: %s", name);
+        sscanf(line, "%63s", range);
+        snprintf(path, sizeof path, "/proc/self/map_files/%s", range);
+        if (stat(path, &st) == 0)
+            MT_CHECK((st.st_mode & 0777) == 0600 && st.st_uid == geteuid(),
+                     "segment mode %o uid %d: %s", (unsigned)(st.st_mode & 0777), (int)st.st_uid, name);
+    }
+    if (f != NULL)
+        fclose(f);
+    for (d = opendir("/dev/shm"); d != NULL && (e = readdir(d)) != NULL;)
+        MT_CHECK(strncmp(e->d_name, "epc-", 4) != 0, "/dev/shm/%s left linked", e->d_name);
+    if (d != NULL)
+        closedir(d);
+    return seen;
+}
+
 static int mode_leak(void)
 {
     int fds = 0, shm = 0;
@@ -212,8 +250,11 @@ static int mode_leak(void)
         net_round(ctx, i % 5, &dummy, &d2);
         /* The measure sees a live shared window, so it would see a leaked one
          * (a one-rank node's window may be private memory). */
-        if (i == 10 && ctx->lsize > 1)
+        if (i == 10 && ctx->lsize > 1) {
             MT_CHECK(mt_count_shm_maps() > shm, "window mappings not visible: %d", mt_count_shm_maps());
+            MT_CHECK(check_segments() == ctx->lsize + 1,
+                     "expected %d regions and the control segment", ctx->lsize);
+        }
         MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
         if (i == 9) { /* after MPI's own lazy setup */
             MPI_Barrier(MPI_COMM_WORLD);
