@@ -65,7 +65,22 @@ EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
 /* ------------------------------------------------------------------------ */
 
 /* X(name, value, description): the single list the enum and the strings are
- * generated from. */
+ * generated from.
+ *
+ * Rules every function follows (each function's comment lists the statuses
+ * specific to it):
+ *  - on failure, epc_last_error() names the argument or peer and the value,
+ *    and no output is written (outputs are written only on EPC_OK);
+ *  - any function that allocates may return EPC_ERR_NO_MEMORY;
+ *  - a collective call (marked "collective") returns the same status on
+ *    every rank when the failure is an input or a capacity (the failing
+ *    rank its own status, the others EPC_ERR_PEER_FAILED naming it), and
+ *    returns EPC_ERR_TIMEOUT (naming the phase and the silent peer) within
+ *    EPC_TIMEOUT_MS when a peer stops taking part, or EPC_ERR_TRANSPORT when
+ *    MPI or libfabric fail; after a timeout or transport error the context
+ *    refuses further calls with EPC_ERR_TRANSPORT: destroy it;
+ *  - EPC_ERR_INTERNAL means a peer sent data that fails the receiver's checks
+ *    (a corrupt count or record, named) or a library bug. */
 #define EPC_STATUS_LIST(X)                                                  \
     X(EPC_OK,               0, "success")                                   \
     X(EPC_IN_PROGRESS,      1, "operation in progress")                     \
@@ -178,16 +193,21 @@ extern "C" {
  *  EPC_ERR_TRANSPORT    MPI or libfabric failed (their message included)
  *  EPC_ERR_PEER_FAILED  another rank failed (the text names it and why)
  *  EPC_ERR_TOPOLOGY     hwloc failed
+ *  EPC_ERR_TIMEOUT      a rank did not call it within the timeout
+ *  EPC_ERR_NO_MEMORY    as every allocating call
  * Every rank returns the same status.
  */
 EPC_EXPORT epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params,
                                        epc_ctx_t **ctx_p);
 
 /** Frees the context (collective over its communicator).  NULL is accepted.
- * EPC_ERR_INVALID_ARG for a pointer that is not a live context. */
+ * EPC_ERR_INVALID_ARG for a pointer that is not a live context;
+ * EPC_ERR_TIMEOUT when a rank does not take part in time (the context is
+ * freed on this rank anyway). */
 EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
 
-/** The context's topology (owned by the context). */
+/** The context's topology (owned by the context).  EPC_ERR_INVALID_ARG: ctx
+ * not a live context, topo NULL. */
 EPC_EXPORT epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo);
 
 /** Traffic and memory of one rank's context since its creation. */
@@ -202,6 +222,7 @@ typedef struct epc_ctx_stats {
     const char *transport_reason; /* why this transport was chosen */
 } epc_ctx_stats_t;
 
+/** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL. */
 EPC_EXPORT epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats);
 
 /* ------------------------------------------------------------------------ */
@@ -258,9 +279,20 @@ typedef struct epc_dispatch_out {
  * count exchange (cached mode).  Validation results travel with the counts:
  * when one rank's input is bad it returns EPC_ERR_INVALID_ARG or
  * EPC_ERR_CAPACITY and every other rank EPC_ERR_PEER_FAILED naming it;
- * nothing is written to out or *handle then.  EPC_ERR_UNSUPPORTED: hier on
- * nodes of unequal size.  EPC_ERR_TIMEOUT / EPC_ERR_TRANSPORT as the
- * transports report them.
+ * nothing is written to out or *handle then.
+ *  EPC_ERR_INVALID_ARG  args NULL or of unknown size, num_tokens < 0, topk
+ *                       outside [1, max_topk], x/topk_idx NULL with tokens,
+ *                       an expert id outside [-1, E) or repeated in a token,
+ *                       expert_alignment outside [0, 65536], a cached
+ *                       *handle whose topk_idx differ
+ *  EPC_ERR_CAPACITY     num_tokens > max_tokens_per_rank, or a rank would
+ *                       receive more than 2^30 rows
+ *  EPC_ERR_MISMATCH     ranks passed different topk, alignment or algo
+ *  EPC_ERR_UNSUPPORTED  hier on nodes of unequal size
+ *  EPC_ERR_PEER_FAILED  another rank's input failed (named, with its reason)
+ *  EPC_ERR_INTERNAL     a peer's counts or records failed the checks (named)
+ *  EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY: see the rules
+ *                       under the status list
  */
 EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
                                      epc_dispatch_out_t *out, epc_handle_t **handle);
@@ -269,6 +301,8 @@ EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *
  * A context-owned buffer for the expert outputs of the handle's dispatch,
  * [num_rows x hidden] in the context's dtype, valid until the next dispatch
  * or combine buffer request: write the outputs there and pass it to combine.
+ * Local.  EPC_ERR_INVALID_ARG: a NULL pointer, a handle of another context
+ * or of an earlier dispatch; EPC_ERR_NO_MEMORY.
  */
 EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle, void **buf);
 
@@ -286,8 +320,12 @@ typedef struct epc_combine_args {
  * of weight x output, accumulated in fp32 in a fixed order (by node, then
  * rank, then local expert), so results are bitwise reproducible and the
  * same for both algorithms; tokens with no expert get zeros.  Uses the
- * handle's algorithm.  EPC_ERR_INVALID_ARG (a handle of another context or
- * of an earlier dispatch, NULL buffers), agreed across ranks.
+ * handle's algorithm.  Collective.  EPC_ERR_INVALID_ARG (args NULL or of
+ * unknown size, a handle of another context or of an earlier dispatch, NULL
+ * buffers), agreed across ranks (the others get EPC_ERR_PEER_FAILED);
+ * EPC_ERR_INTERNAL for a partial sum slot out of range; EPC_ERR_TIMEOUT,
+ * EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.  y is written only
+ * on EPC_OK.
  */
 EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
                                     const epc_combine_args_t *args);
@@ -306,6 +344,7 @@ typedef struct epc_coll_stats {
     uint64_t dispatches, combines;
 } epc_coll_stats_t;
 
+/** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL. */
 EPC_EXPORT epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats);
 
 /** The two data paths of a context, for epc_ctx_pair_exchange. */
@@ -319,13 +358,16 @@ typedef enum epc_path {
  * and send each other `bytes` at once over `path`, from and into the
  * context's own buffers (grown as needed).  EPC_PATH_SHM needs every pair
  * on one node.  EPC_ERR_INVALID_ARG (odd rank count, a pair across nodes on
- * the shm path, bytes > 2^31), agreed on every rank.
+ * the shm path, bytes > 2^31), agreed on every rank; EPC_ERR_TIMEOUT,
+ * EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
  */
 EPC_EXPORT epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes);
 
 /**
  * What EPC_TRANSPORT / auto would choose on this machine, and why, without
- * creating a context (for epc_info).  why gets one line.
+ * creating a context (for epc_info).  why gets one line.  EPC_ERR_INVALID_ARG:
+ * why or chosen NULL, an unknown requested value, an invalid EPC_TRANSPORT;
+ * EPC_ERR_UNSUPPORTED: ofi requested in a build without libfabric.
  */
 EPC_EXPORT epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t len,
                                              epc_transport_t *chosen);
