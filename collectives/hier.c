@@ -282,6 +282,13 @@ static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, cons
             st = forward_range(g, &rcv[m], kept_base[m], lo, hi);
         }
     }
+    /* The per-link counters, as epc_ctx_net_exchange keeps them for the
+     * unchunked exchanges (the emulated-cluster test compares them with
+     * the interfaces' byte counters). */
+    for (int m = 0; st == EPC_OK && m < nm; m++) {
+        epc_ctx_account(ctx, snd[m].peer, snd[m].len, 1);
+        epc_ctx_account(ctx, rcv[m].peer, rcv[m].len, 0);
+    }
     free(cs), free(req), free(kept_base);
     return st;
 }
