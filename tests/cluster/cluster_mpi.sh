@@ -1,0 +1,4 @@
+#!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
+# Dispatch/combine on 4 emulated hosts, mpi over TCP (see cluster_run.sh).
+exec sh "$top_srcdir/tests/cluster/cluster_run.sh" mpi
