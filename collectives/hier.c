@@ -166,15 +166,16 @@ static void chunk_range(size_t records, int c, int C, size_t *lo, size_t *hi)
     *hi = records * (size_t)(c + 1) / (size_t)C;
 }
 
-/* Chunks per exchange, the same on every rank (from the shared counts):
- * about 2 MiB per message per chunk, at most 8. */
-static int chunk_count(const hgeo_t *g)
+/* Chunks per exchange of `unit`-byte records, the same on every rank (from
+ * the shared counts and the agreed EPC_CHUNK_KB): about that many bytes
+ * per message per chunk, at most 8. */
+static int chunk_count(const hgeo_t *g, size_t unit)
 {
     size_t most = 0;
     for (int s = 0; s < g->h->R; s++)
         for (int n = 0; n < g->h->N; n++)
             most = (size_t)coll_tpn(g->h, s)[n] > most ? (size_t)coll_tpn(g->h, s)[n] : most;
-    most = (most * g->unit + (2u << 20) - 1) / (2u << 20);
+    most = (most * unit + g->ctx->chunk_bytes - 1) / g->ctx->chunk_bytes;
     return most < 1 ? 1 : most > 8 ? 8 : (int)most;
 }
 
@@ -240,7 +241,7 @@ static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, cons
                              const epc_tr_msg_t *rcv, int nm, int **tok)
 {
     epc_ctx_t *ctx = g->ctx;
-    int C = chunk_count(g), started = 0;
+    int C = chunk_count(g, g->unit), started = 0;
     epc_tr_msg_t *cs = malloc((size_t)2 * (nm + 1) * sizeof *cs), *cr = cs ? cs + nm + 1 : NULL;
     void **req = calloc((size_t)C, sizeof *req);
     size_t *kept_base = calloc((size_t)nm + 1, sizeof *kept_base);
@@ -364,31 +365,75 @@ static void slot_targets(const hgeo_t *g, float **slot)
     }
 }
 
-/* Forwarder: one node sum per record it forwarded, back to its source. */
-static void forwarder_sums(const hgeo_t *g, const epc_tr_msg_t *snd, int nm, float *ns)
+/* Forwarder: the node sums of records [lo, hi) of combine message m (back
+ * to the source that sent them), whose kept headers start at record kb. */
+static void forwarder_sums(const hgeo_t *g, const epc_tr_msg_t *m, size_t kb, size_t lo,
+                           size_t hi, float *ns)
 {
-    const char *rec = g->h->kept;
     int dest[256], didx[256];
-    for (int m = 0; m < nm; m++)
-        for (size_t i = 0; i < snd[m].len / (g->H * sizeof(float)); i++, rec += g->hdr) {
-            const coll_slot_t *sl = (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t));
-            int n = 0;
-            for (int q = 0; q < g->h->k; q++) { /* distinct local dests, local order */
-                int d = sl[q].expert < 0 ? -1 : sl[q].expert / g->h->epr, dup = 0, z;
-                for (int j = 0; j < n && d >= 0; j++)
-                    dup |= dest[j] == d;
-                if (d < 0 || dup)
-                    continue;
-                for (z = n++; z > 0 && g->ctx->topo->local_rank[dest[z - 1]] > g->ctx->topo->local_rank[d]; z--)
-                    dest[z] = dest[z - 1], didx[z] = didx[z - 1];
-                dest[z] = d, didx[z] = sl[q].didx;
-            }
-            node_sum(g, snd[m].peer, dest, didx, n, ns);
-            memcpy(g->ctx->tr->send_buf + snd[m].offset + i * g->H * sizeof(float), ns,
-                   (size_t)g->H * sizeof(float));
-            coll_account(g->ctx, &g->ctx->cstats.last_combine, snd[m].peer,
-                         (uint64_t)g->H * sizeof(float), 0, 0);
+    for (size_t i = lo; i < hi; i++) {
+        const char *rec = g->h->kept + (kb + i) * g->hdr;
+        const coll_slot_t *sl = (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t));
+        int n = 0;
+        for (int q = 0; q < g->h->k; q++) { /* distinct local dests, local order */
+            int d = sl[q].expert < 0 ? -1 : sl[q].expert / g->h->epr, dup = 0, z;
+            for (int j = 0; j < n && d >= 0; j++)
+                dup |= dest[j] == d;
+            if (d < 0 || dup)
+                continue;
+            for (z = n++; z > 0 && g->ctx->topo->local_rank[dest[z - 1]] > g->ctx->topo->local_rank[d]; z--)
+                dest[z] = dest[z - 1], didx[z] = didx[z - 1];
+            dest[z] = d, didx[z] = sl[q].didx;
         }
+        node_sum(g, m->peer, dest, didx, n, ns);
+        memcpy(g->ctx->tr->send_buf + m->offset + i * g->H * sizeof(float), ns,
+               (size_t)g->H * sizeof(float));
+        coll_account(g->ctx, &g->ctx->cstats.last_combine, m->peer,
+                     (uint64_t)g->H * sizeof(float), 0, 0);
+    }
+}
+
+/* Combine's network step, pipelined like dispatch: chunk c of every node
+ * sum message is computed and posted while chunk c - 1 is on the wire (the
+ * chunking follows the shared counts, so both ends cut alike). */
+static epc_status_t combine_pipeline(const hgeo_t *g, const epc_tr_msg_t *snd,
+                                     const epc_tr_msg_t *rcv, int nm, float *ns)
+{
+    epc_ctx_t *ctx = g->ctx;
+    size_t unit = (size_t)g->H * sizeof(float);
+    int C = chunk_count(g, unit), started = 0;
+    epc_tr_msg_t *cs = malloc((size_t)2 * (nm + 1) * sizeof *cs), *cr = cs ? cs + nm + 1 : NULL;
+    void **req = calloc((size_t)C, sizeof *req);
+    epc_status_t st = cs && req ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine");
+    for (int c = 0; st == EPC_OK && c < C; c++) {
+        size_t kb = 0;
+        for (int m = 0; st == EPC_OK && m < nm; kb += snd[m].len / unit, m++) {
+            size_t lo, hi, rlo, rhi;
+            chunk_range(snd[m].len / unit, c, C, &lo, &hi);
+            chunk_range(rcv[m].len / unit, c, C, &rlo, &rhi);
+            forwarder_sums(g, &snd[m], kb, lo, hi, ns);
+            cs[m] = (epc_tr_msg_t){snd[m].peer, snd[m].offset + lo * unit, (hi - lo) * unit};
+            cr[m] = (epc_tr_msg_t){rcv[m].peer, rcv[m].offset + rlo * unit, (rhi - rlo) * unit};
+            if (started > 0) { /* MPI moves data only when called */
+                int done;
+                st = epc_tr_test(ctx->tr, req[started - 1], &done);
+            }
+        }
+        if (st == EPC_OK)
+            st = epc_tr_start(ctx->tr, cs, nm, cr, nm, "hier combine", &req[c]);
+        started += st == EPC_OK;
+    }
+    for (int c = 0; c < started; c++) {
+        epc_deadline_t dl = st == EPC_OK ? epc_ctx_deadline(ctx) : (epc_deadline_t){0};
+        epc_status_t w = epc_tr_wait(ctx->tr, req[c], dl); /* frees req[c] */
+        st = st == EPC_OK ? w : st;
+    }
+    for (int m = 0; st == EPC_OK && m < nm; m++) {
+        epc_ctx_account(ctx, snd[m].peer, snd[m].len, 1);
+        epc_ctx_account(ctx, rcv[m].peer, rcv[m].len, 0);
+    }
+    free(cs), free(req);
+    return st;
 }
 
 /* Source: y[t] = sum over nodes ascending of the node sums, in fp32. */
@@ -442,10 +487,8 @@ epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
     nm = msg ? lists(&g, (size_t)g.H * sizeof(float), 1, msg, msg + N, &sb, &rb) : 0;
     if (st == EPC_OK)
         st = epc_ctx_net_reserve(ctx, sb, rb);
-    if (st == EPC_OK) {
-        forwarder_sums(&g, msg, nm, tmp);
-        st = epc_ctx_net_exchange(ctx, msg, nm, msg + N, nm, "hier combine");
-    }
+    if (st == EPC_OK)
+        st = combine_pipeline(&g, msg, msg + N, nm, tmp);
     if (st == EPC_OK)
         finish(&g, msg + N, y, tmp, tmp + g.H);
     free(msg);

@@ -52,6 +52,7 @@ static epc_status_t resolve(epc_ctx_t *ctx, const epc_ctx_params_t *p)
     if (ctx->max_topk > p->num_experts)
         return BAD("params->max_topk = %d > num_experts = %d", ctx->max_topk, p->num_experts);
     ctx->timeout_ms = p->timeout_ms ? p->timeout_ms : (int)epc_cfg_int(cfg, EPC_CFG_TIMEOUT_MS);
+    ctx->chunk_bytes = (size_t)epc_cfg_int(cfg, EPC_CFG_CHUNK_KB) << 10;
     prov = p->ofi_provider ? p->ofi_provider : epc_cfg_string(cfg, EPC_CFG_OFI_PROVIDER);
     snprintf(ctx->provider_req, sizeof ctx->provider_req, "%s", prov);
     st = epc_transport_choice(p->transport, ctx->transport_reason, sizeof ctx->transport_reason,
@@ -73,17 +74,19 @@ static epc_status_t check_same(epc_ctx_t *ctx, int rpn)
 {
     static const char *const names[] = {"num_experts",  "hidden",   "dtype",
                                         "max_tokens_per_rank", "max_topk", "transport",
-                                        "ofi_provider", "ranks_per_node", "timeout_ms"};
-    double v[9] = {ctx->num_experts, ctx->hidden, ctx->dtype, ctx->max_tokens, ctx->max_topk,
-                   ctx->transport, hash_str(ctx->provider_req), rpn, ctx->timeout_ms};
-    double in[18], out[18];
+                                        "ofi_provider", "ranks_per_node", "timeout_ms",
+                                        "EPC_CHUNK_KB"};
+    double v[10] = {ctx->num_experts, ctx->hidden, ctx->dtype, ctx->max_tokens, ctx->max_topk,
+                    ctx->transport, hash_str(ctx->provider_req), rpn, ctx->timeout_ms,
+                    (double)ctx->chunk_bytes / 1024};
+    double in[20], out[20];
     int rc;
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         in[2 * i] = v[i], in[2 * i + 1] = -v[i];
-    rc = MPI_Allreduce(in, out, 18, MPI_DOUBLE, MPI_MAX, ctx->comm);
+    rc = MPI_Allreduce(in, out, 20, MPI_DOUBLE, MPI_MAX, ctx->comm);
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(&ctx->hdr, rc, "MPI_Allreduce(job-wide params)");
-    for (int i = 0; i < 9; i++)
+    for (int i = 0; i < 10; i++)
         if (out[2 * i] != -out[2 * i + 1])
             return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
                                  "epc_ctx_create: ranks disagree on %s (this rank: %.0f; values "

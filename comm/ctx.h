@@ -34,6 +34,7 @@ struct epc_ctx {
     epc_topo_t *topo;
     int rank, nranks, node, lrank, lsize;
     int num_experts, hidden, max_tokens, max_topk, timeout_ms;
+    size_t chunk_bytes; /* EPC_CHUNK_KB: pipeline chunk per message */
     epc_dtype_t dtype;
     size_t elem_size;            /* bytes per element of a row */
     epc_transport_t transport;   /* EPC_TRANSPORT_MPI or _OFI */

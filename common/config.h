@@ -53,6 +53,10 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "Dispatch/combine algorithm when the args leave it 0: hier (one network copy per "      \
       "token and node, forwarded inside the node) or flat (MPI_Alltoallv of per-rank "        \
       "copies, the baseline).")                                                               \
+    X(CHUNK_KB, EPC_CFG_T_INT, "2048", "4..1048576", 4, 1048576,                              \
+      "Pipeline chunk of hier dispatch and combine, in KiB per message (at most 8 chunks): "  \
+      "a chunk is packed or summed while the previous one is on the wire. Must be the same "  \
+      "on every rank (checked at context creation).")                                         \
     X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
       "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
       "fail at PHASE (dispatch or combine): ACTION stall=MS sleeps MS milliseconds, exit "    \
