@@ -143,6 +143,20 @@ static const bench_result_t *find(const bench_t *b, const char *algo, const char
     return NULL;
 }
 
+/* When the network is the bottleneck, hier should beat flat by the ratio
+ * of their inter-node bytes: both ratios and how much of the second the
+ * first reaches. */
+static void print_ratio(const char *op, const bench_result_t *h, const bench_result_t *f)
+{
+    double tr, br;
+    if (h == NULL || f == NULL || h->inter <= 0 || h->t_avg <= 0)
+        return;
+    tr = f->t_avg / h->t_avg;
+    br = f->inter / h->inter;
+    printf("# %-8s flat/hier: time %.2fx, inter-node bytes %.2fx; time ratio = %.0f%% of the "
+           "byte ratio\n", op, tr, br, 100 * tr / br);
+}
+
 int bench_summary(const bench_t *b)
 {
     const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
@@ -165,6 +179,8 @@ int bench_summary(const bench_t *b)
                "%.1f us)\n",
                b->o.tokens, (fd->t_avg + fc->t_avg) / (hd->t_avg + hc->t_avg),
                (hd->t_avg + hc->t_avg) * 1e6, (fd->t_avg + fc->t_avg) * 1e6);
+    print_ratio("dispatch", hd, fd);
+    print_ratio("combine", hc, fc);
     if (hd) {
         printf("# hier dispatch moved %.2f GB/s of payload over all ranks = %.0f%% of the "
                "same-run aggregate memcpy rate (%.2f GB/s)\n",
