@@ -450,12 +450,13 @@ static void finish(const hgeo_t *g, const epc_tr_msg_t *rcv, void *y, float *acc
                 j++;
             if (node == g->n0) {
                 node_sum(g, g->ctx->rank, dest + i, didx + i, j - i, ns);
-            } else {
+                coll_add_row(acc, ns, g->H);
+            } else { /* added straight from the receive buffer (whole fp32 rows) */
                 const epc_tr_msg_t *m = &rcv[node < g->n0 ? node : node - 1];
-                memcpy(ns, g->ctx->tr->recv_buf + m->offset + (size_t)q[node]++ * g->H * sizeof(float),
-                       (size_t)g->H * sizeof(float));
+                coll_add_row(acc, (const float *)(const void *)(g->ctx->tr->recv_buf + m->offset +
+                                                               (size_t)q[node]++ * g->H * sizeof(float)),
+                             g->H);
             }
-            coll_add_row(acc, ns, g->H);
             i = j;
         }
         coll_store_row(g->ctx, acc, (char *)y + (size_t)t * g->rb);
