@@ -18,16 +18,9 @@
 
 #include "config.h"
 #include "epcomm.h"
+#include "fuzz_check.h"
 #include "fault.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_config: invariant failed: %s (%s:%d)\n", #cond,    \
-                    __FILE__, __LINE__);                                             \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 typedef struct fake_env {
     const char *name, *text;

@@ -15,15 +15,8 @@
 #include <string.h>
 
 #include "epcomm.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_route: invariant failed: %s (%s:%d)\n", #cond,     \
-                    __FILE__, __LINE__);                                             \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 enum { HEADER = 12 };
 

@@ -22,16 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "wire.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "fuzz_wire: invariant failed: %s (%s:%d)\n", #cond,      \
-                    __FILE__, __LINE__);                                             \
-            abort();                                                                 \
-        }                                                                            \
-    } while (0)
 
 enum { MAXR = 8, MAXK = 8, MAXT = 48, HEADER = 8, EDIT = 7, MAX_EDITS = 8 };
 
