@@ -108,7 +108,9 @@ up() {
         i=$((i + 1))
     done
     # Names resolve only inside the namespaces: `ip netns exec` bind-mounts
-    # /etc/netns/NS/hosts over /etc/hosts.
+    # /etc/netns/NS/hosts over /etc/hosts.  /etc/netns itself is removed at
+    # `down` only if this run created it.
+    [ -d /etc/netns ] || echo 1 >"$STATE/made_etc_netns"
     i=0
     while [ $i -lt "$N" ]; do
         mkdir -p "/etc/netns/$(ns_of $i)" || exit 1
@@ -189,8 +191,9 @@ down() {
         ip netns del "$ns" 2>/dev/null || say "down: could not delete namespace $ns"
         rm -rf "/etc/netns/$ns"
     done
+    [ ! -f "$STATE/made_etc_netns" ] || rmdir /etc/netns 2>/dev/null
     rm -f "$STATE/prefix" "$STATE/hosts" "$STATE/slots" "$STATE/rate" "$STATE/hostfile" \
-        "$STATE/agent"
+        "$STATE/agent" "$STATE/made_etc_netns"
     rmdir "$STATE" 2>/dev/null
     say "down: removed cluster $P"
     return 0
