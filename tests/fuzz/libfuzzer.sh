@@ -7,8 +7,7 @@
 # source tree stays untouched; a crash fails the test and its input is
 # printed (base64) in the log.
 target=${FUZZ_TARGET:-route}
-corpus=corpus
-[ "$target" = route ] || corpus=corpus_$target
+corpus=seeds_$target
 bin="$top_builddir/tests/fuzz/fuzz_${target}_libfuzzer"
 [ -x "$bin" ] || { echo "SKIP: $bin not built (no clang with libFuzzer)"; exit 77; }
 work=$(mktemp -d)
