@@ -102,16 +102,17 @@ static void unmap_all(char **base, size_t *cap, int n)
  */
 static epc_status_t seg_share(epc_shm_t *s, size_t size, char **base, size_t *cap)
 {
-    seg_info_t me = {0, ""}, *all = calloc((size_t)s->lsize, sizeof *all);
-    epc_status_t st = all ? EPC_OK : epc_error_obj(s->owner, EPC_ERR_NO_MEMORY, "segment names");
+    /* Allocated at creation: this collective must not skip a step for lack
+     * of memory, or the others would wait in it. */
+    seg_info_t me = {0, ""}, *all = s->seg_info;
+    epc_status_t st = EPC_OK;
     int ok = 0, all_ok = 0, rc;
     if (st == EPC_OK && size > 0)
         st = seg_create(s, size, &me, &base[s->lrank]);
     if (st != EPC_OK)
         me.size = -1;
-    rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all ? all : &me, all ? (int)sizeof me : 0,
-                       MPI_BYTE, s->comm);
-    ok = rc == MPI_SUCCESS && all != NULL;
+    rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, s->comm);
+    ok = rc == MPI_SUCCESS;
     for (int l = 0; ok && l < s->lsize; l++) {
         ok = all[l].size >= 0;
         cap[l] = ok ? (size_t)all[l].size : 0;
@@ -132,7 +133,6 @@ static epc_status_t seg_share(epc_shm_t *s, size_t size, char **base, size_t *ca
                                "shared memory: another rank of this node could not create or "
                                "attach its segment");
     }
-    free(all);
     return st;
 }
 
@@ -162,7 +162,8 @@ epc_status_t epc_shm_create(MPI_Comm node_comm, const int *names, epc_obj_t *own
     s->cap = calloc((size_t)s->lsize, sizeof *s->cap);
     s->ctl_base = calloc((size_t)s->lsize, sizeof *s->ctl_base);
     s->ctl_cap = calloc((size_t)s->lsize, sizeof *s->ctl_cap);
-    if (!s->base || !s->cap || !s->ctl_base || !s->ctl_cap) {
+    s->seg_info = calloc((size_t)s->lsize, sizeof(seg_info_t));
+    if (!s->base || !s->cap || !s->ctl_base || !s->ctl_cap || !s->seg_info) {
         epc_shm_destroy(s);
         return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "shared-memory state of %d ranks",
                              s->lsize);
@@ -193,6 +194,7 @@ void epc_shm_destroy(epc_shm_t *s)
     free(s->cap);
     free(s->ctl_base);
     free(s->ctl_cap);
+    free(s->seg_info);
     free(s);
 }
 

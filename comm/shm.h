@@ -23,6 +23,7 @@ typedef struct epc_shm {
     int mapped;      /* regions exist (0 until the first reserve) */
     char **ctl_base; /* [lsize]: the control segment (local rank 0's only) */
     size_t *ctl_cap; /* [lsize] */
+    void *seg_info;  /* [lsize] names exchanged when segments are made */
     char *ctl;       /* one cache line per rank: fence counter, reserve flags
                       * (rank l's at ctl + 64 * l) */
     uint64_t epoch;  /* fences passed by this rank */
