@@ -116,11 +116,20 @@ epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
 /* Combine slots of a rank: one per (source, token) it received. */
 int coll_num_slots(const epc_handle_t *h, int rank);
 
+/* Called every few rows by coll_partials (to drive a transport's progress
+ * while it computes); a failure stops it. */
+typedef struct coll_poll {
+    epc_status_t (*fn)(void *arg);
+    void *arg;
+} coll_poll_t;
+
 /* Combine step shared by both: *slot[p] = sum over this rank's rows of slot
  * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
- * s is coll_pbase(h, rank, s) + didx).  Every slot is written. */
+ * s is coll_pbase(h, rank, s) + didx).  Only the rows of sources on node
+ * src_node when it is >= 0 (every row otherwise); every slot of those
+ * sources is written.  poll may be NULL. */
 epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float *const *slot);
+                           float *const *slot, int src_node, const coll_poll_t *poll);
 
 /* Token t's distinct destination ranks and their didx, ordered by node and
  * then local rank (combine's summation order).  Returns the count (<= k). */

@@ -90,30 +90,33 @@ int coll_num_slots(const epc_handle_t *h, int rank)
 }
 
 epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float *const *slot)
+                           float *const *slot, int src_node, const coll_poll_t *poll)
 {
     size_t rb = coll_row_bytes(ctx);
-    int P = coll_num_slots(h, ctx->rank), n = h->num_rows[ctx->rank];
+    int P = coll_num_slots(h, ctx->rank), n = h->num_rows[ctx->rank], done = 0;
     unsigned char *seen = calloc((size_t)P + 1, 1);
+    epc_status_t st = EPC_OK;
     if (seen == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine: %d slots", P);
     /* Rows are expert-major, so each slot sums its experts in ascending
      * order: the fixed order that makes combine reproducible. */
-    for (int r = 0; r < n; r++) {
-        int p = h->meta.pslot[r];
-        if (h->meta.src_rank[r] < 0)
+    for (int r = 0; r < n && st == EPC_OK; r++) {
+        int p = h->meta.pslot[r], src = h->meta.src_rank[r];
+        if (src < 0 || (src_node >= 0 && ctx->topo->node_of[src] != src_node))
             continue;
         if (p < 0 || p >= P) {
-            free(seen);
-            return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d",
-                                 r, p, P);
+            st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d",
+                               r, p, P);
+            break;
         }
         accumulate(ctx, slot[p], (const char *)out + (size_t)r * rb,
                    unweighted ? 1.0f : h->meta.weight[r], !seen[p]);
         seen[p] = 1;
+        if (poll != NULL && ++done % 32 == 0)
+            st = poll->fn(poll->arg);
     }
     free(seen);
-    return EPC_OK;
+    return st;
 }
 
 int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx)

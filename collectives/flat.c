@@ -166,7 +166,7 @@ epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
         partial = (float *)(void *)pbuf;
         for (int p = 0; p < P; p++)
             slot[p] = partial + (size_t)p * ctx->hidden;
-        st = coll_partials(ctx, h, out, unweighted, slot);
+        st = coll_partials(ctx, h, out, unweighted, slot, -1, NULL);
     }
     /* Back the way the rows came: to each source its slots, in order. */
     if (st == EPC_OK)

@@ -393,46 +393,95 @@ static void forwarder_sums(const hgeo_t *g, const epc_tr_msg_t *m, size_t kb, si
     }
 }
 
-/* Combine's network step, pipelined like dispatch: chunk c of every node
- * sum message is computed and posted while chunk c - 1 is on the wire (the
- * chunking follows the shared counts, so both ends cut alike). */
-static epc_status_t combine_pipeline(const hgeo_t *g, const epc_tr_msg_t *snd,
-                                     const epc_tr_msg_t *rcv, int nm, float *ns)
+/* Combine's staged exchange: what the stages share. */
+typedef struct cstage {
+    const hgeo_t *g;
+    const epc_tr_msg_t *snd, *rcv; /* one per other node, ascending (lists()) */
+    size_t *kb;                    /* [nm]: index of snd[m]'s first kept header */
+    void **req;                    /* [(N - 1) x C] posted exchanges */
+    int C, started;
+    float *ns;
+} cstage_t;
+
+/* Drives the transport while partials are summed (MPI moves data only when
+ * called). */
+static epc_status_t cstage_poll(void *arg)
+{
+    cstage_t *x = arg;
+    int done;
+    return x->started > 0 ? epc_tr_test(x->g->ctx->tr, x->req[x->started - 1], &done) : EPC_OK;
+}
+
+/* Stage s: the node sums for node n0 + s (mod N), summed and posted chunk
+ * by chunk, each with the receipt of the chunk node n0 - s sends this rank
+ * (its tokens' node sums).  Every rank posts the same sequence of
+ * exchanges, and both ends cut a message alike (shared counts). */
+static epc_status_t post_stage(cstage_t *x, int s)
+{
+    const hgeo_t *g = x->g;
+    int N = g->ctx->topo->nnodes, to = (g->n0 + s) % N, from = (g->n0 - s + N) % N;
+    const epc_tr_msg_t *ms = &x->snd[to < g->n0 ? to : to - 1];
+    const epc_tr_msg_t *mr = &x->rcv[from < g->n0 ? from : from - 1];
+    size_t unit = (size_t)g->H * sizeof(float), kb = x->kb[ms - x->snd];
+    epc_status_t st = EPC_OK;
+    for (int c = 0; st == EPC_OK && c < x->C; c++) {
+        size_t lo, hi, rlo, rhi;
+        epc_tr_msg_t cs, cr;
+        chunk_range(ms->len / unit, c, x->C, &lo, &hi);
+        chunk_range(mr->len / unit, c, x->C, &rlo, &rhi);
+        forwarder_sums(g, ms, kb, lo, hi, x->ns);
+        cs = (epc_tr_msg_t){ms->peer, ms->offset + lo * unit, (hi - lo) * unit};
+        cr = (epc_tr_msg_t){mr->peer, mr->offset + rlo * unit, (rhi - rlo) * unit};
+        st = cstage_poll(x);
+        if (st == EPC_OK)
+            st = epc_tr_start(g->ctx->tr, &cs, 1, &cr, 1, "hier combine", &x->req[x->started]);
+        x->started += st == EPC_OK;
+    }
+    return st;
+}
+
+/*
+ * Partial sums and the network overlapped: for each other node in turn
+ * (n0 + 1, n0 + 2, ... mod N) the node's ranks sum the partials of that
+ * node's sources, fence, and the forwarders post those node sums while the
+ * next node's partials are summed; this node's own sources come last.
+ * Every rank fences N times whatever happens (st is this rank's status so
+ * far), so a local failure strands no local peer.  Returns when every
+ * posted exchange has completed.
+ */
+static epc_status_t combine_stages(const hgeo_t *g, const void *out, int unweighted,
+                                   float *const *slot, const epc_tr_msg_t *snd,
+                                   const epc_tr_msg_t *rcv, int nm, float *ns, epc_status_t st)
 {
     epc_ctx_t *ctx = g->ctx;
-    size_t unit = (size_t)g->H * sizeof(float);
-    int C = chunk_count(g, unit), started = 0;
-    epc_tr_msg_t *cs = malloc((size_t)2 * (nm + 1) * sizeof *cs), *cr = cs ? cs + nm + 1 : NULL;
-    void **req = calloc((size_t)C, sizeof *req);
-    epc_status_t st = cs && req ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine");
-    for (int c = 0; st == EPC_OK && c < C; c++) {
-        size_t kb = 0;
-        for (int m = 0; st == EPC_OK && m < nm; kb += snd[m].len / unit, m++) {
-            size_t lo, hi, rlo, rhi;
-            chunk_range(snd[m].len / unit, c, C, &lo, &hi);
-            chunk_range(rcv[m].len / unit, c, C, &rlo, &rhi);
-            forwarder_sums(g, &snd[m], kb, lo, hi, ns);
-            cs[m] = (epc_tr_msg_t){snd[m].peer, snd[m].offset + lo * unit, (hi - lo) * unit};
-            cr[m] = (epc_tr_msg_t){rcv[m].peer, rcv[m].offset + rlo * unit, (rhi - rlo) * unit};
-            if (started > 0) { /* MPI moves data only when called */
-                int done;
-                st = epc_tr_test(ctx->tr, req[started - 1], &done);
-            }
-        }
+    int N = ctx->topo->nnodes;
+    cstage_t x = {g, snd, rcv, calloc((size_t)nm + 1, sizeof(size_t)), NULL,
+                  chunk_count(g, (size_t)g->H * sizeof(float)), 0, ns};
+    coll_poll_t poll = {cstage_poll, &x};
+    x.req = calloc((size_t)(N - 1) * x.C + 1, sizeof *x.req);
+    if (st == EPC_OK && (x.kb == NULL || x.req == NULL))
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
+    for (int m = 1; st == EPC_OK && m < nm; m++)
+        x.kb[m] = x.kb[m - 1] + snd[m - 1].len / ((size_t)g->H * sizeof(float));
+    for (int s = 1; s <= N; s++) {
+        epc_status_t fst;
         if (st == EPC_OK)
-            st = epc_tr_start(ctx->tr, cs, nm, cr, nm, "hier combine", &req[c]);
-        started += st == EPC_OK;
+            st = coll_partials(ctx, g->h, out, unweighted, slot, (g->n0 + s) % N, &poll);
+        fst = epc_ctx_shm_fence(ctx, "hier combine");
+        st = st == EPC_OK ? fst : st;
+        if (st == EPC_OK && s < N)
+            st = post_stage(&x, s);
     }
-    for (int c = 0; c < started; c++) {
+    for (int c = 0; c < x.started; c++) {
         epc_deadline_t dl = st == EPC_OK ? epc_ctx_deadline(ctx) : (epc_deadline_t){0};
-        epc_status_t w = epc_tr_wait(ctx->tr, req[c], dl); /* frees req[c] */
+        epc_status_t w = epc_tr_wait(ctx->tr, x.req[c], dl); /* frees req[c] */
         st = st == EPC_OK ? w : st;
     }
     for (int m = 0; st == EPC_OK && m < nm; m++) {
         epc_ctx_account(ctx, snd[m].peer, snd[m].len, 1);
         epc_ctx_account(ctx, rcv[m].peer, rcv[m].len, 0);
     }
-    free(cs), free(req);
+    free(x.kb), free(x.req);
     return st;
 }
 
@@ -476,20 +525,12 @@ epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
     P = coll_num_slots(h, ctx->rank);
     slot = malloc(((size_t)P + 1) * sizeof *slot);
     st = msg && tmp && slot ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
+    nm = msg ? lists(&g, (size_t)g.H * sizeof(float), 1, msg, msg + N, &sb, &rb) : 0;
     if (st == EPC_OK) {
         slot_targets(&g, slot);
-        st = coll_partials(ctx, h, out, unweighted, slot);
-    }
-    /* Every rank fences, even after a local failure, so none waits long. */
-    if (msg != NULL && tmp != NULL && slot != NULL) {
-        epc_status_t fst = epc_ctx_shm_fence(ctx, "hier combine");
-        st = st == EPC_OK ? fst : st;
-    }
-    nm = msg ? lists(&g, (size_t)g.H * sizeof(float), 1, msg, msg + N, &sb, &rb) : 0;
-    if (st == EPC_OK)
         st = epc_ctx_net_reserve(ctx, sb, rb);
-    if (st == EPC_OK)
-        st = combine_pipeline(&g, msg, msg + N, nm, tmp);
+    }
+    st = combine_stages(&g, out, unweighted, slot, msg, msg + N, nm, tmp, st);
     if (st == EPC_OK)
         finish(&g, msg + N, y, tmp, tmp + g.H);
     free(msg);
