@@ -446,7 +446,7 @@ static epc_status_t post_stage(cstage_t *x, int s)
  * node's sources, fence, and the forwarders post those node sums while the
  * next node's partials are summed; this node's own sources come last.
  * Every rank fences N times whatever happens (st is this rank's status so
- * far), so a local failure strands no local peer.  Returns when every
+ * far), so a local failure strands no local peer, until a fence fails.  Returns when every
  * posted exchange has completed.
  */
 static epc_status_t combine_stages(const hgeo_t *g, const void *out, int unweighted,
@@ -463,11 +463,14 @@ static epc_status_t combine_stages(const hgeo_t *g, const void *out, int unweigh
         st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
     for (int m = 1; st == EPC_OK && m < nm; m++)
         x.kb[m] = x.kb[m - 1] + snd[m - 1].len / ((size_t)g->H * sizeof(float));
-    for (int s = 1; s <= N; s++) {
+    for (int s = 1, fence_failed = 0; s <= N; s++) {
         epc_status_t fst;
         if (st == EPC_OK)
             st = coll_partials(ctx, g->h, out, unweighted, slot, (g->n0 + s) % N, &poll);
-        fst = epc_ctx_shm_fence(ctx, "hier combine");
+        /* After a fence failed the counters are broken: fencing again would
+         * only replace the error that named the missing rank. */
+        fst = fence_failed ? st : epc_ctx_shm_fence(ctx, "hier combine");
+        fence_failed |= fst != EPC_OK;
         st = st == EPC_OK ? fst : st;
         if (st == EPC_OK && s < N)
             st = post_stage(&x, s);
