@@ -446,8 +446,8 @@ static epc_status_t post_stage(cstage_t *x, int s)
  * node's sources, fence, and the forwarders post those node sums while the
  * next node's partials are summed; this node's own sources come last.
  * Every rank fences N times whatever happens (st is this rank's status so
- * far), so a local failure strands no local peer, until a fence fails.  Returns when every
- * posted exchange has completed.
+ * far), so a local failure strands no local peer; only a failed fence ends
+ * the fencing.  Returns when every posted exchange has completed.
  */
 static epc_status_t combine_stages(const hgeo_t *g, const void *out, int unweighted,
                                    float *const *slot, const epc_tr_msg_t *snd,
