@@ -234,6 +234,16 @@ static int **token_lists(const hgeo_t *g)
     return lists;
 }
 
+/* Waits for one posted exchange (and frees it), folding its status into st.
+ * After a failure it is only cancelled and freed (an expired deadline), not
+ * waited for another full timeout. */
+static epc_status_t wait_posted(epc_ctx_t *ctx, void *req, epc_status_t st)
+{
+    epc_deadline_t dl = st == EPC_OK ? epc_ctx_deadline(ctx) : (epc_deadline_t){0};
+    epc_status_t w = epc_tr_wait(ctx->tr, req, dl);
+    return st == EPC_OK ? w : st;
+}
+
 /* Pipeline: chunk c of every message is packed and posted, all chunks in
  * flight; this node's own tokens are written meanwhile (driving progress);
  * then each chunk is forwarded as soon as it has arrived. */
@@ -272,24 +282,15 @@ static epc_status_t pipeline(const hgeo_t *g, const epc_dispatch_args_t *a, cons
             st = epc_tr_test(ctx->tr, req[0], &done);
     }
     for (int c = 0; c < started; c++) {
-        /* After a failure the other chunks are only cancelled and freed (an
-         * expired deadline), not waited for another full timeout each. */
-        epc_deadline_t dl = st == EPC_OK ? epc_ctx_deadline(ctx) : (epc_deadline_t){0};
-        epc_status_t w = epc_tr_wait(ctx->tr, req[c], dl); /* frees req[c] */
-        st = st == EPC_OK ? w : st;
+        st = wait_posted(ctx, req[c], st);
         for (int m = 0; st == EPC_OK && m < nm; m++) {
             size_t lo, hi;
             chunk_range(rcv[m].len / g->unit, c, C, &lo, &hi);
             st = forward_range(g, &rcv[m], kept_base[m], lo, hi);
         }
     }
-    /* The per-link counters, as epc_ctx_net_exchange keeps them for the
-     * unchunked exchanges (the emulated-cluster test compares them with
-     * the interfaces' byte counters). */
-    for (int m = 0; st == EPC_OK && m < nm; m++) {
-        epc_ctx_account(ctx, snd[m].peer, snd[m].len, 1);
-        epc_ctx_account(ctx, rcv[m].peer, rcv[m].len, 0);
-    }
+    if (st == EPC_OK) /* per-link counters, as for unchunked exchanges */
+        epc_ctx_account_exchange(ctx, snd, nm, rcv, nm);
     free(cs), free(req), free(kept_base);
     return st;
 }
@@ -366,9 +367,10 @@ static void slot_targets(const hgeo_t *g, float **slot)
 }
 
 /* Forwarder: the node sums of records [lo, hi) of combine message m (back
- * to the source that sent them), whose kept headers start at record kb. */
+ * to the source that sent them), whose kept headers start at record kb,
+ * summed in place in the send buffer. */
 static void forwarder_sums(const hgeo_t *g, const epc_tr_msg_t *m, size_t kb, size_t lo,
-                           size_t hi, float *ns)
+                           size_t hi)
 {
     int dest[256], didx[256];
     for (size_t i = lo; i < hi; i++) {
@@ -385,9 +387,8 @@ static void forwarder_sums(const hgeo_t *g, const epc_tr_msg_t *m, size_t kb, si
                 dest[z] = dest[z - 1], didx[z] = didx[z - 1];
             dest[z] = d, didx[z] = sl[q].didx;
         }
-        node_sum(g, m->peer, dest, didx, n, ns);
-        memcpy(g->ctx->tr->send_buf + m->offset + i * g->H * sizeof(float), ns,
-               (size_t)g->H * sizeof(float));
+        node_sum(g, m->peer, dest, didx, n,
+                 (float *)(void *)(g->ctx->tr->send_buf + m->offset + i * g->H * sizeof(float)));
         coll_account(g->ctx, &g->ctx->cstats.last_combine, m->peer,
                      (uint64_t)g->H * sizeof(float), 0, 0);
     }
@@ -400,7 +401,6 @@ typedef struct cstage {
     size_t *kb;                    /* [nm]: index of snd[m]'s first kept header */
     void **req;                    /* [(N - 1) x C] posted exchanges */
     int C, started;
-    float *ns;
 } cstage_t;
 
 /* Drives the transport while partials are summed (MPI moves data only when
@@ -429,7 +429,7 @@ static epc_status_t post_stage(cstage_t *x, int s)
         epc_tr_msg_t cs, cr;
         chunk_range(ms->len / unit, c, x->C, &lo, &hi);
         chunk_range(mr->len / unit, c, x->C, &rlo, &rhi);
-        forwarder_sums(g, ms, kb, lo, hi, x->ns);
+        forwarder_sums(g, ms, kb, lo, hi);
         cs = (epc_tr_msg_t){ms->peer, ms->offset + lo * unit, (hi - lo) * unit};
         cr = (epc_tr_msg_t){mr->peer, mr->offset + rlo * unit, (rhi - rlo) * unit};
         st = cstage_poll(x);
@@ -451,12 +451,12 @@ static epc_status_t post_stage(cstage_t *x, int s)
  */
 static epc_status_t combine_stages(const hgeo_t *g, const void *out, int unweighted,
                                    float *const *slot, const epc_tr_msg_t *snd,
-                                   const epc_tr_msg_t *rcv, int nm, float *ns, epc_status_t st)
+                                   const epc_tr_msg_t *rcv, int nm, epc_status_t st)
 {
     epc_ctx_t *ctx = g->ctx;
     int N = ctx->topo->nnodes;
     cstage_t x = {g, snd, rcv, calloc((size_t)nm + 1, sizeof(size_t)), NULL,
-                  chunk_count(g, (size_t)g->H * sizeof(float)), 0, ns};
+                  chunk_count(g, (size_t)g->H * sizeof(float)), 0};
     coll_poll_t poll = {cstage_poll, &x};
     x.req = calloc((size_t)(N - 1) * x.C + 1, sizeof *x.req);
     if (st == EPC_OK && (x.kb == NULL || x.req == NULL))
@@ -475,15 +475,10 @@ static epc_status_t combine_stages(const hgeo_t *g, const void *out, int unweigh
         if (st == EPC_OK && s < N)
             st = post_stage(&x, s);
     }
-    for (int c = 0; c < x.started; c++) {
-        epc_deadline_t dl = st == EPC_OK ? epc_ctx_deadline(ctx) : (epc_deadline_t){0};
-        epc_status_t w = epc_tr_wait(ctx->tr, x.req[c], dl); /* frees req[c] */
-        st = st == EPC_OK ? w : st;
-    }
-    for (int m = 0; st == EPC_OK && m < nm; m++) {
-        epc_ctx_account(ctx, snd[m].peer, snd[m].len, 1);
-        epc_ctx_account(ctx, rcv[m].peer, rcv[m].len, 0);
-    }
+    for (int c = 0; c < x.started; c++)
+        st = wait_posted(ctx, x.req[c], st);
+    if (st == EPC_OK)
+        epc_ctx_account_exchange(ctx, snd, nm, rcv, nm);
     free(x.kb), free(x.req);
     return st;
 }
@@ -533,7 +528,7 @@ epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
         slot_targets(&g, slot);
         st = epc_ctx_net_reserve(ctx, sb, rb);
     }
-    st = combine_stages(&g, out, unweighted, slot, msg, msg + N, nm, tmp, st);
+    st = combine_stages(&g, out, unweighted, slot, msg, msg + N, nm, st);
     if (st == EPC_OK)
         finish(&g, msg + N, y, tmp, tmp + g.H);
     free(msg);

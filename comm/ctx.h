@@ -61,6 +61,11 @@ epc_deadline_t epc_ctx_deadline(const epc_ctx_t *ctx);
 /* Adds bytes moved between this rank and `peer` (a rank of ctx->comm). */
 void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent);
 
+/* Adds a completed transport exchange's messages, whole (also when they
+ * travelled in chunks). */
+void epc_ctx_account_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int nsends,
+                              const epc_tr_msg_t *recvs, int nrecvs);
+
 /* Shared memory: reserve (collective over the node), the region of local
  * rank `lrank`, and the fence (collective over the node). */
 epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need, const char *phase);

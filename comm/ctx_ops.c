@@ -90,13 +90,18 @@ epc_status_t epc_ctx_net_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int
 {
     epc_status_t st = epc_tr_exchange(ctx->tr, sends, nsends, recvs, nrecvs,
                                       epc_ctx_deadline(ctx), phase);
-    if (st != EPC_OK)
-        return st;
+    if (st == EPC_OK)
+        epc_ctx_account_exchange(ctx, sends, nsends, recvs, nrecvs);
+    return st;
+}
+
+void epc_ctx_account_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int nsends,
+                              const epc_tr_msg_t *recvs, int nrecvs)
+{
     for (int i = 0; i < nsends; i++)
         epc_ctx_account(ctx, sends[i].peer, sends[i].len, 1);
     for (int i = 0; i < nrecvs; i++)
         epc_ctx_account(ctx, recvs[i].peer, recvs[i].len, 0);
-    return EPC_OK;
 }
 
 epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo)
