@@ -59,10 +59,10 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
 {
     epc_handle_t *h = NULL;
     epc_algo_t algo = pick_algo(args);
-    epc_status_t st = epc_ctx_check(ctx, "epc_dispatch");
+    epc_status_t st = epc_ctx_enter(ctx, "epc_dispatch");
     int cached;
     if (st != EPC_OK)
-        return st; /* no context: no one to tell */
+        return st; /* no context, or a dead one: no one to tell */
     if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
         algo = EPC_ALGO_HIER, st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                                                  "epc_dispatch: args->algo = %d", (int)args->algo);
@@ -78,7 +78,7 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
         h = *handle;
         st = coll_replan(ctx, args, h);
     } else if (cached) {
-        st = epc_mpi_agree(ctx->comm, st, &ctx->hdr);
+        st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx));
     } else {
         st = coll_plan(ctx, st == EPC_OK ? args : NULL, algo, st, &h);
     }
@@ -90,7 +90,7 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
     if (st != EPC_OK) {
         if (!cached)
             epc_handle_destroy(h);
-        return st;
+        return epc_ctx_leave(ctx, st);
     }
     h->generation = ++ctx->generation;
     fill_out(ctx, h, out);
@@ -123,12 +123,12 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
 
 epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args_t *args)
 {
-    epc_status_t st = epc_ctx_check(ctx, "epc_combine");
+    epc_status_t st = epc_ctx_enter(ctx, "epc_combine");
     if (st != EPC_OK)
         return st;
-    st = epc_mpi_agree(ctx->comm, check_combine(ctx, h, args), &ctx->hdr);
+    st = epc_mpi_agree(ctx->comm, check_combine(ctx, h, args), &ctx->hdr, epc_ctx_deadline(ctx));
     if (st != EPC_OK)
-        return st;
+        return epc_ctx_leave(ctx, st);
     memset(&ctx->cstats.last_combine, 0, sizeof ctx->cstats.last_combine);
     epc_fault_here("combine"); /* test hook */
     st = h->algo == EPC_ALGO_HIER
@@ -138,7 +138,7 @@ epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args
         add_bytes(&ctx->cstats.total, &ctx->cstats.last_combine);
         ctx->cstats.combines++;
     }
-    return st;
+    return epc_ctx_leave(ctx, st);
 }
 
 epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
@@ -148,6 +148,10 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
     if (st == EPC_OK && (!own_handle(ctx, h) || buf == NULL))
         st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_combine_buffer: %s",
                            buf == NULL ? "buf is NULL" : "handle is not of this context");
+    if (st == EPC_OK && h->generation != ctx->generation)
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                           "epc_combine_buffer: the handle's dispatch was followed by another "
+                           "(its rows were overwritten); ask right after its dispatch");
     if (st == EPC_OK)
         st = epc_ctx_scratch(ctx, EPC_SCRATCH_EXPERT,
                              (size_t)h->num_rows[ctx->rank] * coll_row_bytes(ctx) + 1, &p);

@@ -92,6 +92,29 @@ static char *region(const hgeo_t *g, int l, coll_meta_t *m)
     return base;
 }
 
+/* Bytes rank x's region must hold: rows, metadata and combine area. */
+static size_t region_need(const hgeo_t *g, int x)
+{
+    return rows_area(g, x) + combine_rows(g, x) * (size_t)g->H * sizeof(float);
+}
+
+/* Every region of this node holds what the layout puts there, so the
+ * writes below (checked against each region's row count) stay inside the
+ * mappings: a layout bug is an error, never a write past a mapping. */
+static epc_status_t check_regions(const hgeo_t *g, const char *phase)
+{
+    for (int l = 0; l < g->L; l++) {
+        size_t cap, need = region_need(g, at(g, g->n0, l));
+        epc_ctx_shm_region(g->ctx, l, &cap);
+        if (need > cap)
+            return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
+                                 "%s: local rank %d's shared region holds %zu bytes, its layout "
+                                 "needs %zu",
+                                 phase, l, cap, need);
+    }
+    return EPC_OK;
+}
+
 /* Writes one record's row to every destination it names on this node.
  * Fields from other ranks are checked before use. */
 static epc_status_t place_record(const hgeo_t *g, int s, int token, const coll_slot_t *sl,
@@ -101,6 +124,7 @@ static epc_status_t place_record(const hgeo_t *g, int s, int token, const coll_s
     for (int q = 0; q < h->k; q++) {
         int e = sl[q].expert, ok = coll_wire_slot(&h->dims, coll_C(h, s), &sl[q], g->n0, -1), d, l,
             le;
+        long pos;
         coll_meta_t m;
         char *base;
         if (ok == 0)
@@ -111,9 +135,15 @@ static epc_status_t place_record(const hgeo_t *g, int s, int token, const coll_s
         d = e / h->epr;
         l = g->ctx->topo->local_rank[d];
         le = e - d * h->epr;
+        pos = coll_wire_row(&h->dims, h->begin, h->prefix, s, e, sl[q].eidx);
+        if (pos < 0 || pos >= h->num_rows[d]) /* check_regions covers [0, num_rows) */
+            return epc_error_obj(&g->ctx->hdr, EPC_ERR_INTERNAL,
+                                 "hier dispatch: row %ld of rank %d's token %d outside rank %d's "
+                                 "%d rows",
+                                 pos, s, token, d, h->num_rows[d]);
         base = region(g, l, &m);
-        coll_place(base, &m, g->rb,
-                   (int)coll_wire_row(&h->dims, h->begin, h->prefix, s, e, sl[q].eidx), row, s, token, le, sl[q].weight, coll_pbase(h, d, s) + sl[q].didx);
+        coll_place(base, &m, g->rb, (int)pos, row, s, token, le, sl[q].weight,
+                   coll_pbase(h, d, s) + sl[q].didx);
         coll_account(g->ctx, acct, d, g->rb, 5 * sizeof(int32_t), 1);
     }
     return EPC_OK;
@@ -300,7 +330,7 @@ epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
     hgeo_t g = geo(ctx, h);
     int N = ctx->topo->nnodes, nm, **tok = NULL;
     epc_tr_msg_t *msg = malloc((size_t)2 * N * sizeof *msg);
-    size_t sb, rb, need = rows_area(&g, ctx->rank) + combine_rows(&g, ctx->rank) * g.H * 4, recs = 0;
+    size_t sb, rb, need = region_need(&g, ctx->rank), recs = 0;
     epc_status_t st = msg ? epc_ctx_shm_reserve(ctx, need, "hier dispatch")
                           : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier dispatch");
     if (st != EPC_OK) {
@@ -308,7 +338,9 @@ epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
         return st;
     }
     nm = lists(&g, g.unit, 0, msg, msg + N, &sb, &rb);
-    st = epc_ctx_net_reserve(ctx, sb, rb);
+    st = check_regions(&g, "hier dispatch");
+    if (st == EPC_OK)
+        st = epc_ctx_net_reserve(ctx, sb, rb);
     h->rows = region(&g, g.lr, &h->meta);
     for (int m = 0; m < nm; m++)
         recs += msg[N + m].len / g.unit;
@@ -523,6 +555,8 @@ epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out,
     P = coll_num_slots(h, ctx->rank);
     slot = malloc(((size_t)P + 1) * sizeof *slot);
     st = msg && tmp && slot ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "hier combine");
+    if (st == EPC_OK) /* the partials land in the regions the dispatch sized */
+        st = check_regions(&g, "hier combine");
     nm = msg ? lists(&g, (size_t)g.H * sizeof(float), 1, msg, msg + N, &sb, &rb) : 0;
     if (st == EPC_OK) {
         slot_targets(&g, slot);

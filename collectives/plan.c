@@ -117,19 +117,24 @@ static epc_status_t check_counts(epc_ctx_t *ctx, const epc_handle_t *h, const in
     return EPC_OK;
 }
 
-/* The verdict of the exchange: the first failing rank's text for all. */
+/* The verdict of the exchange: a rank whose own input failed keeps its
+ * status and text; every other rank gets the lowest failing rank's text.
+ * h is NULL when this rank's own validation failed (nothing is read from
+ * it then); per = E + N + R, the counts in each record. */
 static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *rec, int rec_ints,
-                            epc_status_t mine)
+                            int per, epc_status_t mine)
 {
     const int *me = rec + (size_t)ctx->rank * rec_ints;
+    if (mine != EPC_OK) {
+        epc_error_sync(&ctx->hdr);
+        return mine;
+    }
     for (int s = 0; s < ctx->nranks; s++) {
         const int *hdr = rec + (size_t)s * rec_ints;
         char reason[EPC_REASON_LEN];
         if (hdr[HDR_STATUS] >= 0)
             continue;
-        if (s == ctx->rank)
-            return mine;
-        memcpy(reason, hdr + HDR_INTS + h->E + h->N + h->R, sizeof reason);
+        memcpy(reason, hdr + HDR_INTS + per, sizeof reason);
         reason[sizeof reason - 1] = '\0';
         return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_dispatch: rank %d: %s", s,
                              reason);
@@ -237,7 +242,7 @@ epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t 
         mine[HDR_INTS] = -7; /* peers must reject this */
     st2 = mine && all ? exchange(ctx, mine, all, rec_ints) : st;
     if (st2 == EPC_OK)
-        st2 = verdict(ctx, h, all, rec_ints, st);
+        st2 = verdict(ctx, h, all, rec_ints, per, st);
     if (st2 == EPC_OK && (h->all = malloc((size_t)per * ctx->nranks * sizeof *h->all)) == NULL)
         st2 = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
     if (st2 == EPC_OK && (h->Ts = malloc((size_t)ctx->nranks * sizeof *h->Ts)) == NULL)
@@ -267,7 +272,7 @@ epc_status_t coll_replan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handl
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
-    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr)) != EPC_OK)
+    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
         return st;
     for (size_t i = 0; i < (size_t)h->T * h->k; i++)
         h->w[i] = a->topk_weights ? a->topk_weights[i] : 1.0f; /* weights may change */

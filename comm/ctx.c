@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "ctx.h"
+#include "fault.h"
 #include "log.h"
 #include "mpi_util.h"
 
@@ -80,12 +81,18 @@ static epc_status_t check_same(epc_ctx_t *ctx, int rpn)
                     ctx->transport, hash_str(ctx->provider_req), rpn, ctx->timeout_ms,
                     (double)ctx->chunk_bytes / 1024};
     double in[20], out[20];
+    MPI_Request req;
     int rc;
-    for (int i = 0; i < 10; i++)
-        in[2 * i] = v[i], in[2 * i + 1] = -v[i];
-    rc = MPI_Allreduce(in, out, 20, MPI_DOUBLE, MPI_MAX, ctx->comm);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&ctx->hdr, rc, "MPI_Allreduce(job-wide params)");
+    epc_status_t st;
+    for (int i = 0; i < 10; i++) {
+        in[2 * i] = v[i];
+        in[2 * i + 1] = -v[i];
+    }
+    rc = MPI_Iallreduce(in, out, 20, MPI_DOUBLE, MPI_MAX, ctx->comm, &req);
+    st = epc_mpi_finish(rc, &req, epc_deadline_in_ms(ctx->timeout_ms), &ctx->hdr,
+                        "epc_ctx_create: MPI_Iallreduce(job-wide params)");
+    if (st != EPC_OK)
+        return st;
     for (int i = 0; i < 10; i++)
         if (out[2 * i] != -out[2 * i + 1])
             return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
@@ -101,7 +108,6 @@ static epc_status_t build_node(epc_ctx_t *ctx, int rpn)
 {
     epc_topo_params_t tp = EPC_TOPO_PARAMS_INIT;
     epc_status_t st;
-    int rc;
     tp.ranks_per_node = rpn;
     if ((st = epc_topo_create(ctx->comm, &tp, &ctx->topo)) != EPC_OK)
         return epc_error_sync(&ctx->hdr), st;
@@ -113,12 +119,9 @@ static epc_status_t build_node(epc_ctx_t *ctx, int rpn)
         return BAD("num_experts = %d is not divisible by the %d ranks (experts are placed in "
                    "equal contiguous blocks)",
                    ctx->num_experts, ctx->nranks);
-    rc = MPI_Comm_split(ctx->comm, ctx->node, ctx->lrank, &ctx->node_comm);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&ctx->hdr, rc, "MPI_Comm_split(node)");
-    MPI_Comm_set_errhandler(ctx->node_comm, MPI_ERRORS_RETURN);
-    return epc_shm_create(ctx->node_comm, ctx->topo->node_ranks + ctx->topo->node_start[ctx->node],
-                          &ctx->hdr, &ctx->shm);
+    return epc_shm_create(ctx->ctrl, ctx->topo->node_ranks + ctx->topo->node_start[ctx->node],
+                          ctx->lsize, ctx->lrank, &ctx->hdr, epc_deadline_in_ms(ctx->timeout_ms),
+                          &ctx->shm);
 }
 
 static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc_status_t st)
@@ -129,16 +132,26 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
         (void)epc_config_get_quiet(&cfg);
         rpn = p->ranks_per_node ? p->ranks_per_node : (int)epc_cfg_int(cfg, EPC_CFG_RANKS_PER_NODE);
     }
-    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr)) != EPC_OK)
+    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_mpi_default_deadline())) != EPC_OK)
         return st;
     if ((st = check_same(ctx, rpn)) != EPC_OK)
         return st; /* every rank saw the same Allreduce result */
+    epc_fault_here("create"); /* test hook: a rank stops inside the creation */
     st = build_node(ctx, rpn);
-    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr)) != EPC_OK)
-        return st;
-    st = epc_tr_create(ctx->transport, ctx->provider_req, ctx->comm, &ctx->hdr, &ctx->tr);
     if (st == EPC_OK)
-        ctx->tr->timeout_ms = ctx->timeout_ms;
+        st = epc_abort_init(&ctx->abort, ctx->ctrl, ctx->topo, ctx->shm, &ctx->hdr);
+    /* After a timeout a rank is missing: agreeing would only wait for it
+     * again (the others time out on it by themselves). */
+    if (st == EPC_ERR_TIMEOUT)
+        return st;
+    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
+        return st;
+    st = epc_tr_create(ctx->transport, ctx->provider_req, ctx->comm, ctx->timeout_ms, &ctx->hdr,
+                       &ctx->tr);
+    if (st == EPC_OK) { /* its waits end early too when a peer aborts */
+        ctx->tr->interrupted = epc_abort_poll;
+        ctx->tr->interrupt_arg = &ctx->abort;
+    }
     if (st == EPC_OK)
         epc_log(EPC_LOG_INFO, "context: %d ranks, %d nodes, transport %s%s%s (%s)", ctx->nranks,
                 ctx->topo->nnodes, ctx->tr->ops->name, ctx->tr->provider[0] ? " provider " : "",
@@ -152,10 +165,13 @@ static void teardown(epc_ctx_t *ctx)
     for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
         free(ctx->scratch[i].p);
     epc_tr_destroy(ctx->tr);
+    epc_abort_fini(&ctx->abort);
     epc_shm_destroy(ctx->shm);
-    if (ctx->node_comm != MPI_COMM_NULL)
-        MPI_Comm_free(&ctx->node_comm);
     epc_topo_destroy(ctx->topo);
+    /* Local in MPI: marks the communicators for freeing once their pending
+     * operations (abandoned after a timeout) complete. */
+    if (ctx->ctrl != MPI_COMM_NULL)
+        MPI_Comm_free(&ctx->ctrl);
     if (ctx->comm != MPI_COMM_NULL)
         MPI_Comm_free(&ctx->comm);
     ctx->hdr.magic = EPC_MAGIC_DEAD;
@@ -175,9 +191,14 @@ epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_c
     if ((ctx = calloc(1, sizeof *ctx)) == NULL)
         return epc_error(EPC_ERR_NO_MEMORY, "epc_ctx_create: context object");
     ctx->hdr.magic = EPC_MAGIC_CTX;
-    ctx->node_comm = MPI_COMM_NULL;
+    ctx->ctrl = MPI_COMM_NULL;
     if ((st = epc_mpi_dup(comm, &ctx->comm)) != EPC_OK) {
         ctx->comm = MPI_COMM_NULL;
+        teardown(ctx);
+        return st;
+    }
+    if ((st = epc_mpi_dup(ctx->comm, &ctx->ctrl)) != EPC_OK) {
+        ctx->ctrl = MPI_COMM_NULL;
         teardown(ctx);
         return st;
     }
@@ -208,8 +229,12 @@ epc_status_t epc_ctx_destroy(epc_ctx_t *ctx)
         return EPC_OK;
     if ((st = epc_ctx_check(ctx, "epc_ctx_destroy")) != EPC_OK)
         return st;
-    /* No rank frees its regions while a peer may still write into them. */
-    st = epc_mpi_barrier(ctx->comm, epc_ctx_deadline(ctx), "epc_ctx_destroy", &ctx->hdr);
+    epc_fault_here("destroy"); /* test hook */
+    /* No rank frees its regions while a peer may still write into them;
+     * after a failure or an abort the peers stopped writing (or are gone),
+     * and waiting for them would only cost the deadline. */
+    if (!ctx->failed && !ctx->aborted && epc_abort_poll(&ctx->abort) == EPC_OK)
+        st = epc_mpi_barrier(ctx->comm, epc_ctx_deadline(ctx), "epc_ctx_destroy", &ctx->hdr);
     teardown(ctx);
     return st;
 }

@@ -11,6 +11,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
+#include "abort.h"
 #include "epcomm.h"
 #include "error.h"
 #include "shm.h"
@@ -29,8 +30,8 @@ enum {
 
 struct epc_ctx {
     epc_obj_t hdr;       /* magic EPC_MAGIC_CTX; its last_error */
-    MPI_Comm comm;       /* dup of the user's, MPI_ERRORS_RETURN */
-    MPI_Comm node_comm;  /* the ranks of this (virtual) node */
+    MPI_Comm comm;       /* dup of the user's, MPI_ERRORS_RETURN: data */
+    MPI_Comm ctrl;       /* another dup: node exchanges and abort messages */
     epc_topo_t *topo;
     int rank, nranks, node, lrank, lsize;
     int num_experts, hidden, max_tokens, max_topk, timeout_ms;
@@ -42,6 +43,9 @@ struct epc_ctx {
     char transport_reason[192];
     epc_shm_t *shm;
     epc_tr_t *tr;
+    epc_abort_t abort;   /* peers' aborts, and telling them of this rank's */
+    int failed;          /* a wait timed out or a transport failed: only destroy remains */
+    int aborted;         /* epc_ctx_abort was called on this rank */
     uint64_t sent[4], recv[4]; /* by epc_link_class_t */
     /* private growable buffers of the collectives (epc_ctx_scratch) */
     struct {
@@ -55,7 +59,19 @@ struct epc_ctx {
 /* A live context, else EPC_ERR_INVALID_ARG raised naming fn. */
 epc_status_t epc_ctx_check(const epc_ctx_t *ctx, const char *fn);
 
-/* Deadline of a wait starting now. */
+/* What every collective call on the context checks first: a live context
+ * (EPC_ERR_INVALID_ARG), not aborted by this rank (EPC_ERR_INVALID_ARG),
+ * no peer's abort seen (EPC_ERR_PEER_FAILED naming it), no earlier
+ * timeout or transport failure (EPC_ERR_TRANSPORT).  Raised naming fn. */
+epc_status_t epc_ctx_enter(epc_ctx_t *ctx, const char *fn);
+
+/* What every collective call does with its final status: after a timeout
+ * or a transport failure the context is failed, and its peers are told
+ * (so they stop waiting for this rank now, not at their deadline).
+ * Returns st. */
+epc_status_t epc_ctx_leave(epc_ctx_t *ctx, epc_status_t st);
+
+/* Deadline of a wait starting now; a peer's abort interrupts it. */
 epc_deadline_t epc_ctx_deadline(const epc_ctx_t *ctx);
 
 /* Adds bytes moved between this rank and `peer` (a rank of ctx->comm). */

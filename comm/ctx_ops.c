@@ -14,9 +14,56 @@ epc_status_t epc_ctx_check(const epc_ctx_t *ctx, const char *fn)
     return EPC_OK;
 }
 
+epc_status_t epc_ctx_enter(epc_ctx_t *ctx, const char *fn)
+{
+    epc_status_t st = epc_ctx_check(ctx, fn);
+    if (st != EPC_OK)
+        return st;
+    if (ctx->aborted)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                             "%s: this rank aborted the context (epc_ctx_abort); only "
+                             "epc_ctx_destroy is allowed",
+                             fn);
+    if ((st = epc_abort_poll(&ctx->abort)) != EPC_OK)
+        return st;
+    if (ctx->failed)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_TRANSPORT,
+                             "%s: an earlier call on this context timed out or lost its "
+                             "transport; destroy the context",
+                             fn);
+    return EPC_OK;
+}
+
+epc_status_t epc_ctx_leave(epc_ctx_t *ctx, epc_status_t st)
+{
+    if (st != EPC_ERR_TIMEOUT && st != EPC_ERR_TRANSPORT)
+        return st;
+    ctx->failed = 1;
+    /* Peers still waiting for this rank learn it now; the text keeps what
+     * this rank saw (often the rank it waited for). */
+    epc_abort_tell(&ctx->abort, epc_last_error(ctx), ctx->timeout_ms < 1000 ? ctx->timeout_ms : 1000);
+    return st;
+}
+
 epc_deadline_t epc_ctx_deadline(const epc_ctx_t *ctx)
 {
-    return epc_deadline_in_ms(ctx->timeout_ms);
+    epc_deadline_t dl = epc_deadline_in_ms(ctx->timeout_ms);
+    if (ctx->abort.sends != NULL) { /* the abort receive is posted */
+        dl.interrupted = epc_abort_poll;
+        dl.arg = (void *)&ctx->abort;
+    }
+    return dl;
+}
+
+epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason)
+{
+    epc_status_t st = epc_ctx_check(ctx, "epc_ctx_abort");
+    if (st != EPC_OK)
+        return st;
+    ctx->aborted = 1;
+    epc_abort_tell(&ctx->abort, reason != NULL && reason[0] ? reason : "no reason given",
+                   ctx->timeout_ms < 1000 ? ctx->timeout_ms : 1000);
+    return EPC_OK;
 }
 
 void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent)
@@ -154,14 +201,22 @@ static epc_status_t pair_check(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
     return EPC_OK;
 }
 
+static epc_status_t pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes);
+
 epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
 {
-    int partner;
-    epc_status_t st = epc_ctx_check(ctx, "epc_ctx_pair_exchange");
+    epc_status_t st = epc_ctx_enter(ctx, "epc_ctx_pair_exchange");
     if (st != EPC_OK)
         return st;
-    if ((st = epc_mpi_agree(ctx->comm, pair_check(ctx, path, bytes), &ctx->hdr)) != EPC_OK)
-        return st;
+    st = epc_mpi_agree(ctx->comm, pair_check(ctx, path, bytes), &ctx->hdr, epc_ctx_deadline(ctx));
+    return epc_ctx_leave(ctx, st == EPC_OK ? pair_exchange(ctx, path, bytes) : st);
+}
+
+/* The exchange itself, once every rank agreed on its arguments. */
+static epc_status_t pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
+{
+    int partner;
+    epc_status_t st;
     partner = ctx->rank ^ 1;
     if (path == EPC_PATH_SHM) {
         char *src;

@@ -2,84 +2,99 @@
 /*
  * shm.c - node-local receive regions and fence counters in shared memory.
  *
- * The segments are the library's own, not MPI windows, so their safety is
- * not left to the MPI library: each is created by its owner with an
- * unguessable name (128 random bits), O_EXCL and mode 0600, mapped by every
- * rank of the node, and unlinked by its owner as soon as all have mapped
- * it, so nothing is left in /dev/shm even if the job dies later.
+ * The segments are the library's own, not MPI windows, and they are
+ * anonymous: each rank creates its segment with memfd_create, seals its
+ * size, and keeps the descriptor open only until every rank of the node
+ * has mapped it.  Peers open it through /proc/PID/fd/N of the owner (the
+ * kernel lets only the same user do that) and check owner, size and seals
+ * before mapping.  No name ever exists in /dev/shm or elsewhere, so a job
+ * killed at any instant leaves nothing behind: the memory goes with the
+ * last process that maps it.
+ *
+ * The node's ranks agree through point-to-point messages on the context's
+ * control communicator, bounded by the caller's deadline (a node
+ * communicator would need MPI_Comm_split, which cannot be bounded).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "mpi_util.h"
 #include "shm.h"
 #include "tr.h"
 
-enum { SEG_NAME_LEN = 48 };
+/* Tag of the node exchanges on the control communicator. */
+enum { SHM_TAG = 2 };
+
+/* The size seals every segment carries: a peer can then map it whole
+ * without fearing SIGBUS from a later truncation. */
+#define SHM_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* Bytes of the control segment: a line per rank, then the abort area. */
+static size_t control_bytes(int lsize)
+{
+    return 64 * (size_t)lsize + 64 + EPC_SHM_ABORT_TEXT;
+}
 
 /* What each rank tells the others about its segment. */
 typedef struct seg_info {
     int64_t size; /* bytes; 0: none; -1: creating it failed */
-    char name[SEG_NAME_LEN];
+    int32_t pid;  /* owner process */
+    int32_t fd;   /* its descriptor there, open until all have mapped */
 } seg_info_t;
 
-/* Creates this rank's segment of `size` bytes, mapped at *base.  Fills
- * me->name; me->size = -1 (and the error raised) on failure. */
+/* Creates this rank's segment of `size` bytes, mapped at *base, its
+ * descriptor in me->fd.  me->size = -1 (and the error raised) on failure. */
 static epc_status_t seg_create(epc_shm_t *s, size_t size, seg_info_t *me, char **base)
 {
-    unsigned char rnd[16];
-    int fd = -1;
+    int fd = memfd_create("epc-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     me->size = -1;
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        return epc_error_obj(s->owner, EPC_ERR_TRANSPORT, "shared memory: getrandom: %s",
-                             strerror(errno));
-    snprintf(me->name, sizeof me->name, "/epc-");
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(me->name + 5 + 2 * i, 3, "%02x", rnd[i]);
-    fd = shm_open(me->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, S_IRUSR | S_IWUSR);
+    me->fd = -1;
     if (fd < 0)
-        return epc_error_obj(s->owner, EPC_ERR_TRANSPORT, "shared memory: shm_open(%s): %s",
-                             me->name, strerror(errno));
-    if (ftruncate(fd, (off_t)size) != 0 ||
+        return epc_error_obj(s->owner, EPC_ERR_TRANSPORT, "shared memory: memfd_create: %s",
+                             strerror(errno));
+    if (fchmod(fd, S_IRUSR | S_IWUSR) != 0 || ftruncate(fd, (off_t)size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, SHM_SEALS) != 0 ||
         (*base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
         int err = errno;
         *base = NULL;
         close(fd);
-        shm_unlink(me->name);
-        return epc_error_obj(s->owner, EPC_ERR_NO_MEMORY,
-                             "shared memory: %zu bytes in %s (is /dev/shm large enough?): %s",
-                             size, me->name, strerror(err));
+        return epc_error_obj(s->owner, EPC_ERR_NO_MEMORY, "shared memory: %zu-byte segment: %s",
+                             size, strerror(err));
     }
-    close(fd);
+    me->fd = fd;
+    me->pid = (int32_t)getpid();
     me->size = (int64_t)size;
     return EPC_OK;
 }
 
-/* Maps a peer's segment after checking it is this user's, private and of
- * the announced size (a name in /dev/shm is not trusted blindly); NULL
- * with the error raised otherwise. */
+/* Maps local rank l's segment after checking it is this user's, of the
+ * announced size and sealed (so it is a memfd made by this library, not
+ * whatever the descriptor number now points to); NULL with the error
+ * raised otherwise. */
 static char *seg_attach(epc_shm_t *s, const seg_info_t *in, int l)
 {
+    char path[64];
     struct stat st;
     char *b = MAP_FAILED;
-    int fd = shm_open(in->name, O_RDWR | O_CLOEXEC, 0);
+    int fd;
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)in->pid, (int)in->fd);
+    fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_uid != geteuid() ||
-        (st.st_mode & 077) != 0 || st.st_size != (off_t)in->size ||
+        st.st_size != (off_t)in->size || (fcntl(fd, F_GET_SEALS) & SHM_SEALS) != SHM_SEALS ||
         (b = mmap(NULL, (size_t)in->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
             MAP_FAILED)
         epc_error_obj(s->owner, EPC_ERR_TRANSPORT,
-                      "shared memory: cannot attach rank %d's segment %s (%s)",
-                      s->names ? s->names[l] : l, in->name,
-                      fd < 0 ? strerror(errno) : "not this user's, not private or wrong size");
+                      "shared memory: cannot attach rank %d's segment (%s): %s", s->names[l],
+                      path, fd < 0 ? strerror(errno) : "not this user's, wrong size or unsealed");
     if (fd >= 0)
         close(fd);
     return b == MAP_FAILED ? NULL : b;
@@ -96,79 +111,141 @@ static void unmap_all(char **base, size_t *cap, int n)
 }
 
 /*
- * Collective over the node: every rank contributes a segment of `size`
- * bytes (0: none) and maps everyone's into base[]/cap[].  All ranks agree
- * on the outcome; on failure nothing stays mapped or named.
+ * Collective over the node: each rank sends `len` bytes of `mine` to every
+ * other and receives theirs into all (local rank l's at l * len), by dl.
+ * A timeout names the first rank that did not answer and breaks the
+ * node's agreement (s->broken).
  */
-static epc_status_t seg_share(epc_shm_t *s, size_t size, char **base, size_t *cap)
+static epc_status_t node_allgather(epc_shm_t *s, const void *mine, size_t len, void *all,
+                                   epc_deadline_t dl, const char *what)
 {
-    /* Allocated at creation: this collective must not skip a step for lack
-     * of memory, or the others would wait in it. */
-    seg_info_t me = {0, ""}, *all = s->seg_info;
-    epc_status_t st = EPC_OK;
-    int ok = 0, all_ok = 0, rc;
-    if (st == EPC_OK && size > 0)
-        st = seg_create(s, size, &me, &base[s->lrank]);
-    if (st != EPC_OK)
-        me.size = -1;
-    rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, s->comm);
-    ok = rc == MPI_SUCCESS;
-    for (int l = 0; ok && l < s->lsize; l++) {
-        ok = all[l].size >= 0;
-        cap[l] = ok ? (size_t)all[l].size : 0;
-        if (ok && l != s->lrank && all[l].size > 0 &&
-            !(ok = (base[l] = seg_attach(s, &all[l], l)) != NULL))
-            st = EPC_ERR_TRANSPORT; /* raised by seg_attach */
+    int rc = MPI_SUCCESS, pending = 0, n = 2 * s->lsize;
+    epc_status_t st;
+    for (int i = 0; i < n; i++)
+        s->reqs[i] = MPI_REQUEST_NULL;
+    memcpy((char *)all + (size_t)s->lrank * len, mine, len);
+    for (int l = 0; l < s->lsize && rc == MPI_SUCCESS; l++) {
+        if (l == s->lrank)
+            continue;
+        rc = MPI_Irecv((char *)all + (size_t)l * len, (int)len, MPI_BYTE, s->names[l], SHM_TAG,
+                       s->comm, &s->reqs[2 * l]);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Isend(mine, (int)len, MPI_BYTE, s->names[l], SHM_TAG, s->comm,
+                           &s->reqs[2 * l + 1]);
     }
-    if (rc != MPI_SUCCESS && st == EPC_OK)
-        st = epc_mpi_error(s->owner, rc, "MPI_Allgather(segment names)");
-    /* Nobody unlinks before everyone has mapped (or failed). */
-    rc = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, s->comm);
-    if (me.size > 0)
-        shm_unlink(me.name);
-    if (rc != MPI_SUCCESS || !all_ok) {
-        unmap_all(base, cap, s->lsize);
-        if (st == EPC_OK)
-            st = epc_error_obj(s->owner, EPC_ERR_PEER_FAILED,
-                               "shared memory: another rank of this node could not create or "
-                               "attach its segment");
+    st = rc != MPI_SUCCESS ? epc_mpi_error(s->owner, rc, what)
+                           : epc_mpi_wait_all(s->reqs, n, dl, &pending, what);
+    if (st == EPC_ERR_TIMEOUT)
+        st = epc_error_obj(s->owner, EPC_ERR_TIMEOUT,
+                           "%s: timed out waiting for rank %d (local rank %d)", what,
+                           s->names[pending / 2], pending / 2);
+    else if (st == EPC_ERR_TRANSPORT)
+        epc_error_sync(s->owner);
+    if (st != EPC_OK) {
+        epc_mpi_cancel_all(s->reqs, n);
+        s->broken = 1;
     }
     return st;
 }
 
-/* The fence counters: one cache line per rank in local rank 0's segment,
- * zero from creation (ftruncate) before anyone can fence. */
-static epc_status_t alloc_control(epc_shm_t *s)
+/* Maps every peer's announced segment; 1 when all went well. */
+static int attach_all(epc_shm_t *s, const seg_info_t *all, char **base, size_t *cap)
 {
-    epc_status_t st = seg_share(s, s->lrank == 0 ? 64 * (size_t)s->lsize : 0, s->ctl_base,
-                                s->ctl_cap);
+    int ok = 1;
+    for (int l = 0; l < s->lsize; l++) {
+        ok = ok && all[l].size >= 0;
+        cap[l] = ok ? (size_t)all[l].size : 0;
+        if (ok && l != s->lrank && all[l].size > 0)
+            ok = (base[l] = seg_attach(s, &all[l], l)) != NULL;
+    }
+    return ok;
+}
+
+/* Collective over the node: the AND of every rank's ok, by dl (the
+ * announcements' buffer is reused: they are no longer needed). */
+static epc_status_t node_all_ok(epc_shm_t *s, int *ok, epc_deadline_t dl, const char *phase)
+{
+    int32_t mine = *ok, *all = s->seg_info;
+    epc_status_t st = node_allgather(s, &mine, sizeof mine, all, dl, phase);
+    for (int l = 0; st == EPC_OK && l < s->lsize; l++)
+        *ok &= all[l] != 0;
+    return st;
+}
+
+/*
+ * Collective over the node: every rank contributes a segment of `size`
+ * bytes (0: none) and maps everyone's into base[]/cap[].  All ranks agree
+ * on the outcome; on failure nothing stays mapped.  Each owner keeps its
+ * descriptor open until every rank has mapped (or failed), then closes it.
+ */
+static epc_status_t seg_share(epc_shm_t *s, size_t size, char **base, size_t *cap,
+                              epc_deadline_t dl, const char *phase)
+{
+    seg_info_t me = {0, 0, -1};
+    epc_status_t st = EPC_OK, xst;
+    int ok = 0;
+    if (size > 0)
+        st = seg_create(s, size, &me, &base[s->lrank]);
+    epc_fault_here("shm"); /* test hook: a segment exists, not yet mapped by all */
+    xst = node_allgather(s, &me, sizeof me, s->seg_info, dl, phase);
+    if (xst == EPC_OK) {
+        ok = st == EPC_OK && attach_all(s, s->seg_info, base, cap);
+        if (st == EPC_OK && !ok)
+            st = EPC_ERR_TRANSPORT; /* raised by seg_attach */
+        /* Nobody closes before everyone has mapped (or failed). */
+        xst = node_all_ok(s, &ok, dl, phase);
+    }
+    if (me.fd >= 0)
+        close(me.fd);
+    if (st == EPC_OK)
+        st = xst;
+    if (!ok || st != EPC_OK) {
+        unmap_all(base, cap, s->lsize);
+        if (st == EPC_OK)
+            st = epc_error_obj(s->owner, EPC_ERR_PEER_FAILED,
+                               "%s: another rank of this node could not create or attach its "
+                               "shared-memory segment",
+                               phase);
+    }
+    return st;
+}
+
+/* The fence counters and abort area in local rank 0's segment, zero from
+ * creation (ftruncate) before anyone can use them. */
+static epc_status_t alloc_control(epc_shm_t *s, epc_deadline_t dl)
+{
+    epc_status_t st = seg_share(s, s->lrank == 0 ? control_bytes(s->lsize) : 0, s->ctl_base,
+                                s->ctl_cap, dl, "creating the node's shared memory");
     s->ctl = s->ctl_base[0];
     return st;
 }
 
-epc_status_t epc_shm_create(MPI_Comm node_comm, const int *names, epc_obj_t *owner,
-                            epc_shm_t **shm_p)
+epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank,
+                            epc_obj_t *owner, epc_deadline_t dl, epc_shm_t **shm_p)
 {
     epc_shm_t *s = calloc(1, sizeof *s);
+    size_t info = sizeof(seg_info_t) > sizeof(int32_t) ? sizeof(seg_info_t) : sizeof(int32_t);
     epc_status_t st;
     if (s == NULL)
         return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "shared-memory state");
     s->owner = owner;
-    s->comm = node_comm;
+    s->comm = comm;
     s->names = names;
-    MPI_Comm_rank(node_comm, &s->lrank);
-    MPI_Comm_size(node_comm, &s->lsize);
-    s->base = calloc((size_t)s->lsize, sizeof *s->base);
-    s->cap = calloc((size_t)s->lsize, sizeof *s->cap);
-    s->ctl_base = calloc((size_t)s->lsize, sizeof *s->ctl_base);
-    s->ctl_cap = calloc((size_t)s->lsize, sizeof *s->ctl_cap);
-    s->seg_info = calloc((size_t)s->lsize, sizeof(seg_info_t));
-    if (!s->base || !s->cap || !s->ctl_base || !s->ctl_cap || !s->seg_info) {
+    s->lrank = lrank;
+    s->lsize = lsize;
+    /* Everything the node exchanges need is allocated here: an exchange
+     * must never skip a step for lack of memory, or the others would wait. */
+    s->base = calloc((size_t)lsize, sizeof *s->base);
+    s->cap = calloc((size_t)lsize, sizeof *s->cap);
+    s->ctl_base = calloc((size_t)lsize, sizeof *s->ctl_base);
+    s->ctl_cap = calloc((size_t)lsize, sizeof *s->ctl_cap);
+    s->seg_info = calloc((size_t)lsize, info);
+    s->reqs = calloc((size_t)2 * lsize, sizeof *s->reqs);
+    if (!s->base || !s->cap || !s->ctl_base || !s->ctl_cap || !s->seg_info || !s->reqs) {
         epc_shm_destroy(s);
-        return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "shared-memory state of %d ranks",
-                             s->lsize);
+        return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "shared-memory state of %d ranks", lsize);
     }
-    if ((st = alloc_control(s)) != EPC_OK) {
+    if ((st = alloc_control(s, dl)) != EPC_OK) {
         epc_shm_destroy(s);
         return st;
     }
@@ -195,15 +272,8 @@ void epc_shm_destroy(epc_shm_t *s)
     free(s->ctl_base);
     free(s->ctl_cap);
     free(s->seg_info);
+    free(s->reqs);
     free(s);
-}
-
-/* Every rank's region of `size` bytes (this rank's), mapped by all. */
-static epc_status_t alloc_window(epc_shm_t *s, size_t size)
-{
-    epc_status_t st = seg_share(s, size, s->base, s->cap);
-    s->mapped = st == EPC_OK;
-    return st;
 }
 
 /* Each rank's control line: the fence counter in word 0, its reserve flags
@@ -211,6 +281,12 @@ static epc_status_t alloc_window(epc_shm_t *s, size_t size)
 static _Atomic uint64_t *line(const epc_shm_t *s, int l, int word)
 {
     return (_Atomic uint64_t *)(void *)(s->ctl + 64 * (size_t)l + 8 * (size_t)word);
+}
+
+void epc_shm_abort_area(const epc_shm_t *s, _Atomic uint64_t **word, char **text)
+{
+    *word = (_Atomic uint64_t *)(void *)(s->ctl + 64 * (size_t)s->lsize);
+    *text = s->ctl + 64 * (size_t)s->lsize + 64;
 }
 
 epc_status_t epc_shm_reserve(epc_shm_t *s, size_t need, epc_deadline_t dl, const char *phase)
@@ -231,11 +307,11 @@ epc_status_t epc_shm_reserve(epc_shm_t *s, size_t need, epc_deadline_t dl, const
         any |= atomic_load_explicit(line(s, l, word), memory_order_relaxed) != 0;
     if (!any)
         return EPC_OK;
-    /* Every rank of the node is here: the collective reallocation cannot
-     * wait for an absent one. */
+    epc_fault_here("grow"); /* test hook: a region is about to grow */
     size = need > s->cap[s->lrank] ? epc_tr_grow_size(s->cap[s->lrank], need) : s->cap[s->lrank];
     free_window(s);
-    st = alloc_window(s, size);
+    st = seg_share(s, size, s->base, s->cap, dl, phase);
+    s->mapped = st == EPC_OK;
     if (st == EPC_OK)
         s->grows++;
     return st;
@@ -251,18 +327,24 @@ epc_status_t epc_shm_fence(epc_shm_t *s, epc_deadline_t dl, const char *phase)
     uint64_t target;
     if (s->broken)
         return epc_error_obj(s->owner, EPC_ERR_TRANSPORT,
-                             "%s: an earlier node fence timed out; destroy the context", phase);
+                             "%s: an earlier node fence or exchange failed; destroy the context",
+                             phase);
     target = ++s->epoch;
     /* Release: every write before the fence is visible to whoever sees the
      * counter; acquire below pairs with the others' release. */
     atomic_store_explicit(counter(s, s->lrank), target, memory_order_release);
     for (int l = 0; l < s->lsize; l++)
         while (atomic_load_explicit(counter(s, l), memory_order_acquire) < target) {
-            if (epc_deadline_expired(dl))
-                return s->broken = 1, epc_error_obj(s->owner, EPC_ERR_TIMEOUT,
-                                     "%s: timed out at the node fence waiting for rank %d "
-                                     "(local rank %d)",
-                                     phase, s->names ? s->names[l] : -1, l);
+            epc_status_t st = epc_deadline_check(dl);
+            if (st == EPC_ERR_TIMEOUT)
+                st = epc_error_obj(s->owner, EPC_ERR_TIMEOUT,
+                                   "%s: timed out at the node fence waiting for rank %d "
+                                   "(local rank %d)",
+                                   phase, s->names[l], l);
+            if (st != EPC_OK) {
+                s->broken = 1;
+                return st;
+            }
             sched_yield();
         }
     return EPC_OK;

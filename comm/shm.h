@@ -5,42 +5,50 @@
  * of the node, so a rank writes rows straight into a peer's region at an offset
  * agreed beforehand (one copy, like NVLink peer writes).  A fence makes
  * the writes of all ranks visible to all.
+ *
+ * Segments are anonymous (memfd): they have no name anywhere, so nothing
+ * can outlive the processes that map them, whenever and however they die.
  */
 #ifndef EPC_COMM_SHM_H
 #define EPC_COMM_SHM_H
 
 #include <mpi.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
 #include "timer.h"
 
+/* Bytes of the node-wide abort text in the control segment. */
+#define EPC_SHM_ABORT_TEXT 512
+
 typedef struct epc_shm {
     epc_obj_t *owner;
-    MPI_Comm comm; /* the ranks of this node (not owned) */
+    MPI_Comm comm;      /* point-to-point between the node's ranks (not owned) */
     int lrank, lsize;
-    int mapped;      /* regions exist (0 until the first reserve) */
-    char **ctl_base; /* [lsize]: the control segment (local rank 0's only) */
-    size_t *ctl_cap; /* [lsize] */
-    void *seg_info;  /* [lsize] names exchanged when segments are made */
-    char *ctl;       /* one cache line per rank: fence counter, reserve flags
-                      * (rank l's at ctl + 64 * l) */
-    uint64_t epoch;  /* fences passed by this rank */
-    uint64_t reserves; /* reserves called by this rank */
-    int broken;      /* a fence timed out: the counters no longer agree */
-    const int *names; /* ranks (in the context's communicator) of the node */
-    char **base;   /* [lsize]: each rank's region, mapped here */
-    size_t *cap;   /* [lsize] */
+    const int *names;   /* [lsize]: the node's ranks in comm (kept by reference) */
+    MPI_Request *reqs;  /* [2 * lsize]: the node exchanges' requests */
+    void *seg_info;     /* [lsize]: what each rank announced of its segment */
+    int mapped;         /* regions exist (0 until the first reserve) */
+    char **ctl_base;    /* [lsize]: the control segment (local rank 0's only) */
+    size_t *ctl_cap;    /* [lsize] */
+    char *ctl;          /* one cache line per rank: fence counter, reserve flags
+                         * (rank l's at ctl + 64 * l); then the abort area */
+    uint64_t epoch;     /* fences passed by this rank */
+    uint64_t reserves;  /* reserves called by this rank */
+    int broken;         /* a fence or node exchange failed: counters no longer agree */
+    char **base;        /* [lsize]: each rank's region, mapped here */
+    size_t *cap;        /* [lsize] */
     unsigned grows;
 } epc_shm_t;
 
-/* names[l]: the rank of local rank l in the owner's communicator (for
- * error messages); kept by reference. */
-epc_status_t epc_shm_create(MPI_Comm node_comm, const int *names, epc_obj_t *owner,
-                            epc_shm_t **shm_p);
+/* Creates the node's control segment (collective over the node's ranks:
+ * names[0..lsize) in comm, this rank being names[lrank]), bounded by dl. */
+epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank,
+                            epc_obj_t *owner, epc_deadline_t dl, epc_shm_t **shm_p);
 
-/* Unmaps every segment (they were unlinked when mapped). */
+/* Unmaps every segment (local; the segments vanish with the last mapping). */
 void epc_shm_destroy(epc_shm_t *shm);
 
 /*
@@ -57,5 +65,9 @@ epc_status_t epc_shm_reserve(epc_shm_t *shm, size_t need, epc_deadline_t dl, con
  * in shared memory (no MPI call): a timeout names the ranks that did not
  * arrive. */
 epc_status_t epc_shm_fence(epc_shm_t *shm, epc_deadline_t dl, const char *phase);
+
+/* The node-wide abort word (0: none; else the aborting rank + 1) and its
+ * text, in the control segment every rank of the node maps. */
+void epc_shm_abort_area(const epc_shm_t *shm, _Atomic uint64_t **word, char **text);
 
 #endif

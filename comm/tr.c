@@ -15,8 +15,16 @@ size_t epc_tr_grow_size(size_t cap, size_t need)
     return (need + 4095) & ~(size_t)4095; /* whole pages */
 }
 
+epc_deadline_t epc_tr_deadline(const epc_tr_t *tr)
+{
+    epc_deadline_t dl = epc_deadline_in_ms(tr->timeout_ms);
+    dl.interrupted = tr->interrupted;
+    dl.arg = tr->interrupt_arg;
+    return dl;
+}
+
 epc_status_t epc_tr_create(epc_transport_t kind, const char *provider, MPI_Comm comm,
-                           epc_obj_t *owner, epc_tr_t **tr_p)
+                           long timeout_ms, epc_obj_t *owner, epc_tr_t **tr_p)
 {
     epc_tr_t *tr = calloc(1, sizeof *tr);
     epc_status_t st;
@@ -24,6 +32,7 @@ epc_status_t epc_tr_create(epc_transport_t kind, const char *provider, MPI_Comm 
         return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "transport object");
     tr->owner = owner;
     tr->comm = comm;
+    tr->timeout_ms = timeout_ms;
     MPI_Comm_rank(comm, &tr->rank);
     MPI_Comm_size(comm, &tr->size);
 #ifdef EPC_HAVE_OFI
@@ -35,9 +44,9 @@ epc_status_t epc_tr_create(epc_transport_t kind, const char *provider, MPI_Comm 
     st = tr->ops->init(tr, provider);
     /* init may fail on some ranks only (a provider missing on one node):
      * agree before the collective connect. */
-    st = epc_mpi_agree(comm, st, owner);
+    st = epc_mpi_agree(comm, st, owner, epc_tr_deadline(tr));
     if (st == EPC_OK)
-        st = epc_mpi_agree(comm, tr->ops->connect(tr), owner);
+        st = epc_mpi_agree(comm, tr->ops->connect(tr), owner, epc_tr_deadline(tr));
     if (st != EPC_OK) {
         epc_tr_destroy(tr);
         return st;

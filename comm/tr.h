@@ -59,7 +59,9 @@ struct epc_tr {
     unsigned epoch;     /* exchanges so far: keeps their messages apart */
     int broken;         /* after a timeout or failure */
     unsigned grows;     /* times a region grew */
-    long timeout_ms;    /* bound of waits inside start (set by the context) */
+    long timeout_ms;    /* bound of waits inside start and of creation */
+    epc_status_t (*interrupted)(void *arg); /* ends waits inside start early */
+    void *interrupt_arg;
     char provider[64];  /* libfabric provider in use, "" for mpi */
     void *impl;         /* transport-private state */
 };
@@ -69,10 +71,14 @@ extern const epc_tr_ops_t epc_tr_mpi_ops;
 extern const epc_tr_ops_t epc_tr_ofi_ops;
 #endif
 
-/* Creates the transport `kind` over comm (collective; every rank returns
- * the same status). */
+/* Creates the transport `kind` over comm (collective, each step bounded by
+ * timeout_ms; every rank returns the same status). */
 epc_status_t epc_tr_create(epc_transport_t kind, const char *provider, MPI_Comm comm,
-                           epc_obj_t *owner, epc_tr_t **tr_p);
+                           long timeout_ms, epc_obj_t *owner, epc_tr_t **tr_p);
+
+/* The deadline of a wait inside the transport starting now (timeout_ms,
+ * interrupted like the context's). */
+epc_deadline_t epc_tr_deadline(const epc_tr_t *tr);
 void epc_tr_destroy(epc_tr_t *tr);
 
 /* Grows the regions to at least the given sizes (amortised: at least 1.5x

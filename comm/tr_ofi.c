@@ -85,14 +85,19 @@ static epc_status_t ofi_connect(epc_tr_t *tr)
     char name[NAME_MAX_LEN] = {0}, *all = malloc((size_t)tr->size * NAME_MAX_LEN);
     size_t len = sizeof name;
     int rc;
-    epc_status_t st = EPC_OK;
+    MPI_Request req;
+    epc_status_t st = EPC_OK, xst;
     if (all == NULL)
         return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi names of %d ranks", tr->size);
     if ((rc = fi_getname(&o->ep->fid, name, &len)) != 0)
         st = OFI_ERR(tr, "fi_getname", rc);
-    rc = MPI_Allgather(name, NAME_MAX_LEN, MPI_BYTE, all, NAME_MAX_LEN, MPI_BYTE, tr->comm);
-    if (st == EPC_OK && rc != MPI_SUCCESS)
-        st = epc_mpi_error(tr->owner, rc, "MPI_Allgather(ofi endpoint names)");
+    /* Every rank takes part, also after a local failure: the others would
+     * wait for it (the agreement afterwards reports the failure). */
+    rc = MPI_Iallgather(name, NAME_MAX_LEN, MPI_BYTE, all, NAME_MAX_LEN, MPI_BYTE, tr->comm, &req);
+    xst = epc_mpi_finish(rc, &req, epc_tr_deadline(tr), tr->owner,
+                         "ofi transport: MPI_Iallgather(endpoint names)");
+    if (st == EPC_OK)
+        st = xst;
     /* One at a time: names travel in fixed slots, while fi_av_insert reads
      * an array packed at the provider's own address size. */
     for (int r = 0; st == EPC_OK && r < tr->size; r++) {

@@ -86,7 +86,7 @@ static epc_status_t progress(epc_tr_t *tr)
 static epc_status_t post(xchg_t *x, op_t *op, char *buf, size_t len, void *desc, int peer,
                          uint64_t tag)
 {
-    epc_deadline_t dl = epc_deadline_in_ms(x->tr->timeout_ms);
+    epc_deadline_t dl = epc_tr_deadline(x->tr);
     for (;;) {
         ssize_t rc = op->is_recv ? fi_trecv(x->o->ep, buf, len, desc, FI_ADDR_UNSPEC, tag, 0, &op->ctx)
                                  : fi_tsend(x->o->ep, buf, len, desc, x->o->addr[peer], tag, &op->ctx);
@@ -99,11 +99,13 @@ static epc_status_t post(xchg_t *x, op_t *op, char *buf, size_t len, void *desc,
             return OFI_ERR(x->tr, op->is_recv ? "fi_trecv" : "fi_tsend", rc);
         if ((st = progress(x->tr)) != EPC_OK)
             return st;
-        if (epc_deadline_expired(dl))
+        if ((st = epc_deadline_check(dl)) == EPC_ERR_TIMEOUT)
             return epc_error_obj(x->tr->owner, EPC_ERR_TIMEOUT,
                                  "%s: ofi transport (%s) could not post to rank %d before the "
                                  "deadline",
                                  x->phase, x->tr->provider, peer);
+        if (st != EPC_OK)
+            return st; /* a peer aborted: raised by the interrupt */
         sched_yield();
     }
 }
@@ -202,9 +204,7 @@ epc_status_t epc_ofi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
     while (st == EPC_OK && x->completed < x->nops) {
         if ((st = progress(tr)) != EPC_OK)
             break;
-        if (x->completed < x->nops && epc_deadline_expired(dl))
-            st = EPC_ERR_TIMEOUT;
-        else if (x->completed < x->nops)
+        if (x->completed < x->nops && (st = epc_deadline_check(dl)) == EPC_OK)
             sched_yield();
     }
     if (st == EPC_ERR_TIMEOUT) {

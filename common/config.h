@@ -59,9 +59,11 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "on every rank (checked at context creation).")                                         \
     X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
       "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
-      "fail at PHASE (dispatch or combine): ACTION stall=MS sleeps MS milliseconds, exit "    \
-      "kills the process (SIGKILL); RANK:counts:corrupt makes it send a corrupt expert "     \
-      "count in the dispatch count exchange. Empty: no fault.")
+      "fail at PHASE (create: inside epc_ctx_create; shm: a shared-memory segment made, not " \
+      "yet mapped by the node; grow: a region about to grow; dispatch; combine; destroy): "  \
+      "ACTION stall=MS sleeps MS milliseconds, exit kills the process (SIGKILL); "           \
+      "RANK:counts:corrupt makes it send a corrupt expert count in the dispatch count "      \
+      "exchange. Empty: no fault.")
 
 typedef enum epc_cfg_id {
 #define EPC_CFG_ID_(id, type, def, allowed, min, max, help) EPC_CFG_##id,

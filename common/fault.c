@@ -11,6 +11,20 @@
 #include "fault.h"
 #include "log.h"
 
+/* 1 when name is one of EPC_FAULT_PHASES exactly. */
+static int phase_is_listed(const char *name)
+{
+    const char *p = EPC_FAULT_PHASES;
+    size_t n = strlen(name);
+    while (n > 0 && p != NULL) {
+        if (strncmp(p, name, n) == 0 && (p[n] == '|' || p[n] == '\0'))
+            return 1;
+        p = strchr(p, '|');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    return 0;
+}
+
 int epc_fault_parse(const char *spec, epc_fault_t *f)
 {
     epc_fault_t t = {0};
@@ -23,7 +37,7 @@ int epc_fault_parse(const char *spec, epc_fault_t *f)
         if (strcmp(t.phase, "counts") != 0 || strcmp(act, "corrupt") != 0)
             return -1;
         t.corrupt = 1;
-    } else if (strcmp(t.phase, "dispatch") != 0 && strcmp(t.phase, "combine") != 0) {
+    } else if (!phase_is_listed(t.phase)) {
         return -1;
     } else if (strcmp(act, "exit") == 0) {
         t.kill = 1;
@@ -41,6 +55,7 @@ int epc_fault_point(const char *phase, int world_rank)
     static int warned;
     const epc_config_t *cfg;
     const char *spec;
+    struct timespec now;
     epc_fault_t f;
     (void)epc_config_get_quiet(&cfg);
     spec = epc_cfg_string(cfg, EPC_CFG_FAULT);
@@ -49,8 +64,8 @@ int epc_fault_point(const char *phase, int world_rank)
     if (epc_fault_parse(spec, &f) != 0) {
         if (!warned++)
             epc_log(EPC_LOG_WARN, "EPC_FAULT=\"%s\" ignored: expected "
-                    "RANK:dispatch|combine:stall=MS, RANK:dispatch|combine:exit or "
-                    "RANK:counts:corrupt", spec);
+                    "RANK:PHASE:stall=MS or RANK:PHASE:exit (PHASE one of " EPC_FAULT_PHASES
+                    "), or RANK:counts:corrupt", spec);
         return 0;
     }
     if (f.rank != world_rank || strcmp(f.phase, phase) != 0)
@@ -59,13 +74,18 @@ int epc_fault_point(const char *phase, int world_rank)
         epc_log(EPC_LOG_WARN, "EPC_FAULT: sending a corrupt count at %s", phase);
         return 1;
     }
+    /* The wall-clock time lets a test measure from the fault to the end
+     * of the whole job. */
+    clock_gettime(CLOCK_REALTIME, &now);
     if (f.kill) {
-        epc_log(EPC_LOG_WARN, "EPC_FAULT: killing this rank at %s", phase);
+        epc_log(EPC_LOG_WARN, "EPC_FAULT: killing this rank at %s (at %lld.%03ld)", phase,
+                (long long)now.tv_sec, now.tv_nsec / 1000000);
         raise(SIGKILL);
     }
     {
         struct timespec ts = {f.stall_ms / 1000, (f.stall_ms % 1000) * 1000000L};
-        epc_log(EPC_LOG_WARN, "EPC_FAULT: stalling this rank %ld ms at %s", f.stall_ms, phase);
+        epc_log(EPC_LOG_WARN, "EPC_FAULT: stalling this rank %ld ms at %s (at %lld.%03ld)",
+                f.stall_ms, phase, (long long)now.tv_sec, now.tv_nsec / 1000000);
         while (nanosleep(&ts, &ts) != 0)
             ;
     }

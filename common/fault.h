@@ -4,6 +4,12 @@
  * (EPC_FAULT=RANK:PHASE:stall=MS|exit, or RANK:counts:corrupt).  A no-op
  * unless the variable names this rank and phase.
  */
+
+/* Where a rank can be made to stall or die: inside epc_ctx_create (after
+ * the parameters agree), between creating a shared-memory segment and
+ * every node peer mapping it, when a region is about to grow, inside
+ * dispatch (after the counts) and combine, at the start of destroy. */
+#define EPC_FAULT_PHASES "create|shm|grow|dispatch|combine|destroy"
 #ifndef EPC_COMMON_FAULT_H
 #define EPC_COMMON_FAULT_H
 
@@ -11,18 +17,18 @@
 
 typedef struct epc_fault {
     int rank;        /* rank of MPI_COMM_WORLD */
-    char phase[16];  /* "dispatch", "combine" or "counts" */
+    char phase[16];  /* one of EPC_FAULT_PHASES, or "counts" */
     int kill;        /* 1: SIGKILL */
     int corrupt;     /* 1: send a corrupt count (phase "counts" only) */
     long stall_ms;   /* 1..86400000 when neither kill nor corrupt */
 } epc_fault_t;
 
 /* Parses an EPC_FAULT value.  0 and *f filled when it is exactly
- * RANK:dispatch|combine:exit, RANK:dispatch|combine:stall=MS or
+ * RANK:PHASE:exit or RANK:PHASE:stall=MS (PHASE in EPC_FAULT_PHASES), or
  * RANK:counts:corrupt; -1 (and *f untouched) for anything else. */
 int epc_fault_parse(const char *spec, epc_fault_t *f);
 
-/* Called at `phase` ("dispatch", "combine", "counts") by world rank
+/* Called at `phase` (EPC_FAULT_PHASES, or "counts") by world rank
  * `rank`: stalls or kills the process when EPC_FAULT says so, or returns 1
  * when the caller must corrupt what it sends (else 0); a malformed
  * EPC_FAULT is reported once and otherwise ignored. */

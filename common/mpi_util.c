@@ -15,41 +15,52 @@ epc_status_t epc_mpi_error(epc_obj_t *obj, int mpi_rc, const char *call)
     return epc_error_obj(obj, EPC_ERR_TRANSPORT, "%s failed: %s (code %d)", call, msg, mpi_rc);
 }
 
-epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj)
+epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
+                            const char *what)
+{
+    int pending;
+    epc_status_t st;
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(obj, rc, what);
+    st = epc_mpi_wait_all(req, 1, dl, &pending, what);
+    /* A collective request can be neither cancelled nor freed (MPI-3.1
+     * 5.12): after a timeout it is abandoned, and the caller fails. */
+    if (st == EPC_ERR_TIMEOUT)
+        return epc_error_obj(obj, EPC_ERR_TIMEOUT,
+                             "%s: not every rank took part within the timeout (a rank stopped, "
+                             "failed before it, or called another collective)",
+                             what);
+    if (st != EPC_OK)
+        epc_error_sync(obj);
+    return st;
+}
+
+epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj, epc_deadline_t dl)
 {
     int in[2], out[2], me, rc;
     char text[EPC_ERR_TEXT_MAX];
-    MPI_Comm_rank(comm, &me);
     MPI_Request req;
-    int pending;
     epc_status_t st;
-    in[0] = (int)local;
+    MPI_Comm_rank(comm, &me);
+    /* (0, rank) for a failure, (1, rank) for success: MINLOC finds the
+     * lowest failing rank, whatever the failures' kinds. */
+    in[0] = local < 0 ? 0 : 1;
     in[1] = me;
-    /* Non-blocking with a deadline: a peer that never arrives times out. */
     rc = MPI_Iallreduce(in, out, 1, MPI_2INT, MPI_MINLOC, comm, &req);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(obj, rc, "MPI_Iallreduce (error agreement)");
-    st = epc_mpi_wait_all(&req, 1, epc_mpi_default_deadline(), &pending, "error agreement");
-    /* A collective request can be neither cancelled nor freed (MPI-3.1
-     * 5.12): after a timeout it is abandoned, and the caller fails. */
-    if (st == EPC_ERR_TIMEOUT) {
-        return epc_error_obj(obj, EPC_ERR_TIMEOUT,
-                             "error agreement: not every rank reached it within EPC_TIMEOUT_MS "
-                             "(a rank did not call, or called another collective)");
-    }
-    if (st != EPC_OK)
+    if ((st = epc_mpi_finish(rc, &req, dl, obj, "error agreement")) != EPC_OK)
         return st;
-    if (out[0] >= 0)
+    if (out[0] == 1)
         return EPC_OK;
-    /* The worst failure's text travels to everyone, so each rank's message
-     * says what went wrong where, not just that something did. */
+    /* The failure's text travels to everyone, so each rank's message says
+     * what went wrong where, not just that something did. */
+    memset(text, 0, sizeof text);
     if (me == out[1])
         strncpy(text, epc_last_error(NULL), sizeof text - 1);
+    rc = MPI_Ibcast(text, (int)sizeof text, MPI_CHAR, out[1], comm, &req);
+    if ((st = epc_mpi_finish(rc, &req, dl, obj, "error agreement (reason)")) != EPC_OK)
+        return st;
     text[sizeof text - 1] = '\0';
-    rc = MPI_Bcast(text, (int)sizeof text, MPI_CHAR, out[1], comm);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(obj, rc, "MPI_Bcast (error agreement)");
-    if (local < 0) {
+    if (local < 0) { /* a failing rank keeps its own status and text */
         epc_error_sync(obj);
         return local;
     }
@@ -59,18 +70,11 @@ epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj)
 epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup)
 {
     MPI_Request req;
-    int pending, rc = MPI_Comm_idup(comm, dup, &req);
-    epc_status_t st;
+    int rc = MPI_Comm_idup(comm, dup, &req);
     /* Non-blocking with a deadline: the first collective of every creation,
-     * so a rank that never arrives is a timeout, not a hang.  Later steps
-     * start with an agreement, which all ranks have then reached. */
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(NULL, rc, "MPI_Comm_idup");
-    st = epc_mpi_wait_all(&req, 1, epc_mpi_default_deadline(), &pending, "MPI_Comm_idup");
-    if (st == EPC_ERR_TIMEOUT)
-        return epc_error(EPC_ERR_TIMEOUT,
-                         "creating a communicator: not every rank arrived within EPC_TIMEOUT_MS "
-                         "(a rank did not call the collective create)");
+     * so a rank that never arrives is a timeout, not a hang. */
+    epc_status_t st = epc_mpi_finish(rc, &req, epc_mpi_default_deadline(), NULL,
+                                     "MPI_Comm_idup (creating a communicator)");
     if (st != EPC_OK)
         return st;
     rc = MPI_Comm_set_errhandler(*dup, MPI_ERRORS_RETURN);
@@ -91,13 +95,16 @@ epc_deadline_t epc_mpi_default_deadline(void)
 epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *pending,
                               const char *what)
 {
+    epc_status_t st;
     for (;;) {
         int done = 0, rc = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS)
             return epc_mpi_error(NULL, rc, what);
         if (done)
             return EPC_OK;
-        if (epc_deadline_expired(dl)) {
+        if ((st = epc_deadline_check(dl)) != EPC_OK) {
+            if (st != EPC_ERR_TIMEOUT)
+                return st; /* interrupted: raised by the interrupt */
             *pending = 0;
             for (int i = 0; i < n; i++) {
                 int flag = 0;
@@ -127,15 +134,6 @@ void epc_mpi_cancel_all(MPI_Request *reqs, int n)
 epc_status_t epc_mpi_barrier(MPI_Comm comm, epc_deadline_t dl, const char *phase, epc_obj_t *obj)
 {
     MPI_Request req;
-    int pending, rc = MPI_Ibarrier(comm, &req);
-    epc_status_t st;
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(obj, rc, "MPI_Ibarrier");
-    st = epc_mpi_wait_all(&req, 1, dl, &pending, phase);
-    if (st == EPC_ERR_TIMEOUT) /* abandoned: see epc_mpi_agree */
-        return epc_error_obj(obj, EPC_ERR_TIMEOUT,
-                             "%s: timed out waiting for the other ranks", phase);
-    if (st != EPC_OK)
-        epc_error_sync(obj);
-    return st;
+    int rc = MPI_Ibarrier(comm, &req);
+    return epc_mpi_finish(rc, &req, dl, obj, phase);
 }

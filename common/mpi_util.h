@@ -17,13 +17,22 @@
 epc_status_t epc_mpi_error(epc_obj_t *obj, int mpi_rc, const char *call);
 
 /*
- * Collective over comm (which must return errors, not abort).  Every rank
- * passes its local status; returns EPC_OK when all are OK.  Otherwise the
- * rank with the most severe (lowest) status, lowest rank first, broadcasts
- * its error text: it returns its own status, ranks that failed too keep
- * theirs, and the others get EPC_ERR_PEER_FAILED with "rank R: <text>".
+ * Collective over comm (which must return errors, not abort), bounded by
+ * dl.  Every rank passes its local status; returns EPC_OK when all are OK.
+ * Otherwise the lowest failing rank broadcasts its error text: every
+ * failing rank returns its own status and text, and the others get
+ * EPC_ERR_PEER_FAILED with "rank R: <text>".
  */
-epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj);
+epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj, epc_deadline_t dl);
+
+/*
+ * Completes one nonblocking collective whose start returned rc, by dl: the
+ * one way the library waits for a collective.  EPC_ERR_TIMEOUT raised
+ * naming `what` (the request is abandoned: MPI cannot cancel collectives),
+ * EPC_ERR_TRANSPORT for an MPI error, or the deadline's interrupt.
+ */
+epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
+                            const char *what);
 
 /* Duplicates comm with MPI_ERRORS_RETURN, so MPI failures become statuses. */
 epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup);
@@ -33,7 +42,9 @@ epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup);
  * (ranks may outnumber cores).  EPC_OK when all completed; on expiry
  * EPC_ERR_TIMEOUT (not raised: the caller names the phase and peer) with
  * *pending = index of the first incomplete request; EPC_ERR_TRANSPORT
- * (raised) if MPI fails.  Completed requests become MPI_REQUEST_NULL.
+ * (raised) if MPI fails; the interrupt's status (raised by it) when the
+ * deadline's interrupt ends the wait.  Completed requests become
+ * MPI_REQUEST_NULL.
  */
 epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *pending,
                               const char *what);

@@ -141,7 +141,8 @@ double bench_model(const bench_t *b, int T, epc_algo_t algo)
 int bench_new_ctx(bench_t *b)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
-    epc_ctx_destroy(b->ctx);
+    if (epc_ctx_destroy(b->ctx) != EPC_OK)
+        return bench_fail(b, "destroying the context");
     b->ctx = NULL;
     p.num_experts = b->o.experts, p.hidden = b->o.hidden, p.dtype = b->o.dtype;
     p.max_tokens_per_rank = b->o.tokens, p.max_topk = b->o.topk;
@@ -184,7 +185,10 @@ int bench_setup(bench_t *b, int argc, char **argv)
 
 void bench_teardown(bench_t *b)
 {
-    epc_ctx_destroy(b->ctx);
+    /* A destroy that timed out left a peer behind: MPI_Finalize would wait
+     * for it, so the job ends here instead. */
+    if (epc_ctx_destroy(b->ctx) != EPC_OK)
+        bench_fail(b, "destroying the context");
     epc_router_destroy(b->router);
     free(b->x), free(b->y), free(b->idx), free(b->w), free(b->logits), free(b->res);
 }
@@ -193,6 +197,10 @@ int bench_fail(const bench_t *b, const char *what)
 {
     const char *e = b->ctx ? epc_last_error(b->ctx) : "";
     fprintf(stderr, "epc_bench: rank %d: %s: %s\n", b->rank, what, e[0] ? e : epc_last_error(NULL));
+    fflush(stderr);
+    /* As nccl-tests do: a rank that cannot go on ends the whole job, so
+     * no peer is left waiting in a call this rank will never make. */
+    MPI_Abort(MPI_COMM_WORLD, 1);
     return 1;
 }
 

@@ -54,6 +54,8 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank);
 int bench_setup(bench_t *b, int argc, char **argv);
 int bench_new_ctx(bench_t *b);
 void bench_teardown(bench_t *b);
+/* Prints what failed with the library's error text, then ends the whole
+ * job with MPI_Abort(1) (returns 1 only if MPI_Abort returns). */
 int bench_fail(const bench_t *b, const char *what);
 /* Routing statistics of this rank's first T tokens (already routed). */
 void bench_route_stats(const bench_t *b, int T, double *logical, double *inter_pred,

@@ -195,6 +195,12 @@ int main(int argc, char **argv)
     st = epc_topo_create(MPI_COMM_WORLD, &p, &t);
     if (st != EPC_OK) {
         fprintf(stderr, "epc_topo: rank %d: %s\n", rank, epc_last_error(NULL));
+        fflush(stderr);
+        /* Every rank returns the same status, except after a timeout or an
+         * MPI failure, when a peer may be missing: then the whole job ends
+         * here, or it could wait for that peer in MPI_Finalize. */
+        if (st == EPC_ERR_TIMEOUT || st == EPC_ERR_TRANSPORT)
+            MPI_Abort(MPI_COMM_WORLD, 1);
         MPI_Finalize();
         return 1;
     }

@@ -105,6 +105,16 @@ static epc_router_t *router(const layer_t *l)
 }
 
 /* The layer through epcomm; t gets route, dispatch, experts, combine secs. */
+/* Prints a fatal library error and ends the whole job (MPI_Abort), so no
+ * peer waits for this rank in a call it will never make. */
+static int fatal(int rank, const char *text)
+{
+    fprintf(stderr, "moe_layer: rank %d: %s\n", rank, text);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+}
+
 static int forward(const layer_t *l, epc_ctx_t *ctx, epc_router_t *r, const uint16_t *x,
                    uint16_t *y, double t[4])
 {
@@ -140,8 +150,7 @@ static int forward(const layer_t *l, epc_ctx_t *ctx, epc_router_t *r, const uint
     rc = 0;
 out:
     if (rc != 0)
-        fprintf(stderr, "moe_layer: rank %d: %s\n", l->rank,
-                epc_last_error(ctx)[0] ? epc_last_error(ctx) : epc_last_error(NULL));
+        fatal(l->rank, epc_last_error(ctx)[0] ? epc_last_error(ctx) : epc_last_error(NULL));
     epc_handle_destroy(h);
     free(logits), free(w), free(hid), free(idx);
     return rc;
@@ -218,10 +227,8 @@ static int setup(layer_t *l, epc_ctx_t **ctx)
         l->E = 4 * l->size;
     p.num_experts = l->E, p.hidden = l->H, p.dtype = EPC_DTYPE_BF16;
     p.max_tokens_per_rank = l->T, p.max_topk = l->k;
-    if (epc_ctx_create(MPI_COMM_WORLD, &p, ctx) != EPC_OK) {
-        fprintf(stderr, "moe_layer: rank %d: %s\n", l->rank, epc_last_error(NULL));
-        return 1;
-    }
+    if (epc_ctx_create(MPI_COMM_WORLD, &p, ctx) != EPC_OK)
+        return fatal(l->rank, epc_last_error(NULL));
     epc_ctx_topo(*ctx, &topo);
     epc_topo_num_nodes(topo, &l->nodes);
     epc_topo_ranks_per_node(topo, &l->rpn);
@@ -292,7 +299,8 @@ int main(int argc, char **argv)
         rc = bad != 0;
     }
     epc_router_destroy(r);
-    epc_ctx_destroy(ctx);
+    if (epc_ctx_destroy(ctx) != EPC_OK) /* a peer is missing: MPI_Finalize would wait */
+        fatal(l.rank, epc_last_error(NULL));
     free(x), free(y), free(xs), free(ys), free(l.wg);
     MPI_Finalize();
     return rc;

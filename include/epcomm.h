@@ -203,8 +203,28 @@ EPC_EXPORT epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *pa
 /** Frees the context (collective over its communicator).  NULL is accepted.
  * EPC_ERR_INVALID_ARG for a pointer that is not a live context;
  * EPC_ERR_TIMEOUT when a rank does not take part in time (the context is
- * freed on this rank anyway). */
+ * freed on this rank anyway).  After a timeout, a transport failure or an
+ * abort (this rank's or a peer's) it is local: it frees at once and waits
+ * for no one. */
 EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
+
+/**
+ * Fails fast: a rank that cannot go on (its caller failed outside the
+ * library, say) aborts the context.  Local, never waits for a peer (it
+ * posts a short message to each rank on another node, waiting at most
+ * min(1 s, the timeout) for them to leave).  Every peer blocked in a
+ * collective call on this context, or entering one later, returns
+ * EPC_ERR_PEER_FAILED whose text names this rank and `reason` ("rank R
+ * aborted the context: reason"), within about a millisecond of polling
+ * rather than at its deadline.  Afterwards this rank's own calls on the
+ * context return EPC_ERR_INVALID_ARG; only epc_ctx_destroy (then local)
+ * remains.  The library does the same by itself when a call times out or
+ * its transport fails, with that error's text as the reason.
+ *  reason   one line, may be NULL ("no reason given"); cut at 511 bytes.
+ *  EPC_ERR_INVALID_ARG  ctx not a live context.
+ * Calling it again is harmless (EPC_OK; peers are told once).
+ */
+EPC_EXPORT epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason);
 
 /** The context's topology (owned by the context).  EPC_ERR_INVALID_ARG: ctx
  * not a live context, topo NULL. */

@@ -84,9 +84,12 @@ static epc_status_t check_same(epc_topo_t *t, const topo_opts_t *o)
     double out[6];
     static const char *const what[] = {"ranks_per_node (EPC_RANKS_PER_NODE)",
                                        "intra-node bandwidth", "inter-node bandwidth"};
-    int rc = MPI_Allreduce(in, out, 6, MPI_DOUBLE, MPI_MAX, t->comm);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&t->hdr, rc, "MPI_Allreduce");
+    MPI_Request req;
+    int rc = MPI_Iallreduce(in, out, 6, MPI_DOUBLE, MPI_MAX, t->comm, &req);
+    epc_status_t st = epc_mpi_finish(rc, &req, epc_mpi_default_deadline(), &t->hdr,
+                                     "epc_topo_create: MPI_Iallreduce(job-wide options)");
+    if (st != EPC_OK)
+        return st;
     for (int i = 0; i < 3; i++)
         if (out[2 * i] != -out[2 * i + 1])
             return epc_error_obj(&t->hdr, EPC_ERR_MISMATCH,
@@ -103,14 +106,21 @@ static epc_status_t probe_local(epc_topo_t *t, const topo_opts_t *o, epc_rank_re
     epc_status_t st;
     epc_hw_t *hw = NULL;
     hwloc_bitmap_t set;
+    MPI_Request req;
+    /* MPI has no nonblocking split.  Every rank arrives here straight from
+     * check_same, a collective bounded by the deadline that all completed,
+     * with nothing in between that waits: a rank can only be missing here
+     * if it died in those instructions, and a dead process ends an Open MPI
+     * job (unless mpirun runs with --enable-recovery). */
     rc = MPI_Comm_split_type(t->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, shm);
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(&t->hdr, rc, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)");
     MPI_Comm_rank(*shm, &lrank);
     MPI_Comm_size(*shm, &lsize);
-    rc = MPI_Allreduce(&t->my_rank, &me->phys_leader, 1, MPI_INT, MPI_MIN, *shm);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&t->hdr, rc, "MPI_Allreduce(node leader)");
+    rc = MPI_Iallreduce(&t->my_rank, &me->phys_leader, 1, MPI_INT, MPI_MIN, *shm, &req);
+    if ((st = epc_mpi_finish(rc, &req, epc_mpi_default_deadline(), &t->hdr,
+                             "epc_topo_create: MPI_Iallreduce(node leader)")) != EPC_OK)
+        return st;
     me->phys_local = lrank;
     me->phys_size = lsize;
     if ((st = epc_hw_load(o->xml, NULL, &hw)) != EPC_OK)
@@ -137,16 +147,18 @@ static epc_status_t assign_devices(epc_topo_t *t, MPI_Comm shm, epc_rank_rec_t *
     char(*gpu)[EPC_HW_NAME_MAX] = malloc((size_t)me->phys_size * sizeof *gpu);
     char(*nic)[EPC_HW_NAME_MAX] = malloc((size_t)me->phys_size * sizeof *nic);
     epc_status_t st = EPC_OK;
+    MPI_Request req;
     int rc;
     if (!peers || !loc || !gpu || !nic) {
         st = epc_error(EPC_ERR_NO_MEMORY, "epc_topo_create: %d local ranks", me->phys_size);
         goto out;
     }
-    rc = MPI_Allgather(me, (int)sizeof *me, MPI_BYTE, peers, (int)sizeof *me, MPI_BYTE, shm);
-    if (rc != MPI_SUCCESS) {
-        st = epc_mpi_error(&t->hdr, rc, "MPI_Allgather(node-local records)");
+    rc = MPI_Iallgather(me, (int)sizeof *me, MPI_BYTE, peers, (int)sizeof *me, MPI_BYTE, shm,
+                        &req);
+    st = epc_mpi_finish(rc, &req, epc_mpi_default_deadline(), &t->hdr,
+                        "epc_topo_create: MPI_Iallgather(node-local records)");
+    if (st != EPC_OK)
         goto out;
-    }
     for (int i = 0; i < me->phys_size; i++)
         loc[i] = peers[i].loc;
     epc_hw_assign(t->hw, loc, me->phys_size, gpu, nic);
@@ -247,9 +259,11 @@ epc_status_t epc_topo_index_nodes(epc_topo_t *t)
 
 static epc_status_t gather_all(epc_topo_t *t, const epc_rank_rec_t *me)
 {
-    int rc = MPI_Allgather(me, (int)sizeof *me, MPI_BYTE, t->recs, (int)sizeof *me, MPI_BYTE,
-                           t->comm);
-    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&t->hdr, rc, "MPI_Allgather(rank records)");
+    MPI_Request req;
+    int rc = MPI_Iallgather(me, (int)sizeof *me, MPI_BYTE, t->recs, (int)sizeof *me, MPI_BYTE,
+                            t->comm, &req);
+    return epc_mpi_finish(rc, &req, epc_mpi_default_deadline(), &t->hdr,
+                          "epc_topo_create: MPI_Iallgather(rank records)");
 }
 
 static epc_status_t alloc_topo(MPI_Comm comm, epc_topo_t **tp)
@@ -287,14 +301,14 @@ static epc_status_t create_phases(epc_topo_t *t, const epc_topo_params_t *p, epc
     MPI_Get_processor_name(me.host, &len);
     if (st == EPC_OK)
         st = resolve_opts(p, t, &o);
-    if ((st = epc_mpi_agree(t->comm, st, &t->hdr)) != EPC_OK)
+    if ((st = epc_mpi_agree(t->comm, st, &t->hdr, epc_mpi_default_deadline())) != EPC_OK)
         return st;
     if ((st = check_same(t, &o)) != EPC_OK)
         return st; /* the Allreduce gave every rank the same values */
     st = probe_local(t, &o, &me, &shm);
-    if ((st = epc_mpi_agree(t->comm, st, &t->hdr)) == EPC_OK) {
+    if ((st = epc_mpi_agree(t->comm, st, &t->hdr, epc_mpi_default_deadline())) == EPC_OK) {
         st = assign_devices(t, shm, &me);
-        st = epc_mpi_agree(t->comm, st, &t->hdr);
+        st = epc_mpi_agree(t->comm, st, &t->hdr, epc_mpi_default_deadline());
     }
     if (shm != MPI_COMM_NULL)
         MPI_Comm_free(&shm);
@@ -302,7 +316,7 @@ static epc_status_t create_phases(epc_topo_t *t, const epc_topo_params_t *p, epc
         return st;
     /* The verdict is the same everywhere; agreeing covers a local ENOMEM. */
     st = build_map(t, o.ranks_per_node, p->ranks_per_node == 0);
-    if ((st = epc_mpi_agree(t->comm, st, &t->hdr)) != EPC_OK)
+    if ((st = epc_mpi_agree(t->comm, st, &t->hdr, epc_mpi_default_deadline())) != EPC_OK)
         return st;
     check_hosts(t);
     t->bw.intra_gbs = o.intra;

@@ -12,7 +12,7 @@
  *   mismatch  rank 0 asks a different hidden size: EPC_ERR_MISMATCH on all
  *   leak      100 create/use/destroy cycles: no file descriptor, shared-
  *             memory mapping or heap memory left behind; while a context
- *             lives, its segments are private, unguessable and unlinked
+ *             lives, its segments are private and have no name
  */
 #include <dirent.h>
 #include <malloc.h>
@@ -203,35 +203,43 @@ static int mode_mismatch(void)
     return mt_finish("test_comm_mpi mismatch");
 }
 
-/* The live context's segments: mapped as /dev/shm/epc-<32 hex> and
- * already unlinked ("(deleted)"), mode 0600 and this user's (checked on
- * the mapping itself where /proc/self/map_files is readable), and no
- * epc- name left in /dev/shm.  Returns how many were seen. */
+/* The live context's segments: anonymous memory files ("/memfd:epc-region
+ * (deleted)" in /proc/self/maps), mode 0600 and this user's (checked on
+ * the mapping itself where /proc/self/map_files is readable); none mapped
+ * from /dev/shm, and no descriptor of this process still open on one (a
+ * segment lives exactly as long as its mappings).  Returns how many were
+ * seen. */
 static int check_segments(void)
 {
     FILE *f = fopen("/proc/self/maps", "r");
-    char line[1024], range[64], path[128], *name;
+    char line[1024], range[64], path[320], link[256];
     int seen = 0;
     DIR *d;
     struct dirent *e;
     struct stat st;
     MT_CHECK(f != NULL, "cannot read /proc/self/maps");
     while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if ((name = strstr(line, "/dev/shm/epc-")) == NULL)
+        MT_CHECK(strstr(line, "/dev/shm/epc-") == NULL, "a named segment is mapped: %s", line);
+        if (strstr(line, "/memfd:epc-region (deleted)") == NULL)
             continue;
         seen++;
-        MT_CHECK(strspn(name + 13, "0123456789abcdef") == 32, "segment name not 128 random bits: %s", name);
-        MT_CHECK(strstr(name, "(deleted)") != NULL, "segment still linked: %s", name);
         sscanf(line, "%63s", range);
         snprintf(path, sizeof path, "/proc/self/map_files/%s", range);
         if (stat(path, &st) == 0)
             MT_CHECK((st.st_mode & 0777) == 0600 && st.st_uid == geteuid(),
-                     "segment mode %o uid %d: %s", (unsigned)(st.st_mode & 0777), (int)st.st_uid, name);
+                     "segment mode %o uid %d: %s", (unsigned)(st.st_mode & 0777), (int)st.st_uid,
+                     line);
     }
     if (f != NULL)
         fclose(f);
-    for (d = opendir("/dev/shm"); d != NULL && (e = readdir(d)) != NULL;)
-        MT_CHECK(strncmp(e->d_name, "epc-", 4) != 0, "/dev/shm/%s left linked", e->d_name);
+    for (d = opendir("/proc/self/fd"); d != NULL && (e = readdir(d)) != NULL;) {
+        ssize_t n;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        n = readlink(path, link, sizeof link - 1);
+        link[n > 0 ? n : 0] = '\0';
+        MT_CHECK(strstr(link, "memfd:epc-region") == NULL, "descriptor %s still open on %s",
+                 e->d_name, link);
+    }
     if (d != NULL)
         closedir(d);
     return seen;
