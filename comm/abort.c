@@ -36,8 +36,14 @@ epc_status_t epc_abort_init(epc_abort_t *a, MPI_Comm comm, const epc_topo_t *top
 
 void epc_abort_fini(epc_abort_t *a)
 {
+    int pending;
     if (a->owner == NULL)
         return; /* init never ran (a zeroed struct) */
+    /* Abort messages still on their way leave before the communicator
+     * goes, for a short while at most (a gone peer must not hold us). */
+    if (a->told && a->sends != NULL)
+        (void)epc_mpi_wait_all(a->sends, a->nranks, epc_deadline_in_ms(1000), &pending,
+                               "abort messages");
     if (a->recv != MPI_REQUEST_NULL) {
         /* Cancelling a receive completes locally (MPI-3.1 3.8.4): this
          * wait cannot block on a peer. */
@@ -77,9 +83,13 @@ void epc_abort_tell(epc_abort_t *a, const char *text, long wait_ms)
         if (node_of[r] != node_of[a->rank])
             MPI_Isend(&a->out, (int)sizeof a->out, MPI_BYTE, r, ABORT_TAG, a->comm, &a->sends[r]);
     /* Small messages leave at once (eager); a peer that is gone must not
-     * hold this rank, hence the short bound and no error. */
-    (void)epc_mpi_wait_all(a->sends, a->nranks, epc_deadline_in_ms(wait_ms), &pending,
-                           "abort messages");
+     * hold this rank, hence the short bound and no error.  (A deadline of
+     * 0 ms would mean none: test once instead.) */
+    if (wait_ms > 0)
+        (void)epc_mpi_wait_all(a->sends, a->nranks, epc_deadline_in_ms(wait_ms), &pending,
+                               "abort messages");
+    else
+        MPI_Testall(a->nranks, a->sends, &pending, MPI_STATUSES_IGNORE);
 }
 
 /* Looks for a peer's abort: the node word, then (at most every 1 ms) the

@@ -56,8 +56,9 @@ epc_status_t epc_abort_init(epc_abort_t *a, MPI_Comm comm, const epc_topo_t *top
 void epc_abort_fini(epc_abort_t *a);
 
 /* Tells every peer that this rank aborted, with `text` as the reason
- * (once; later calls do nothing).  Local: the messages are posted, and
- * waited for at most wait_ms so they leave before the process may exit. */
+ * (once; later calls do nothing).  Local: the messages are posted and
+ * waited for at most wait_ms (0: tested once), so they leave before the
+ * process may exit; epc_abort_fini waits up to 1 s for any still going. */
 void epc_abort_tell(epc_abort_t *a, const char *text, long wait_ms);
 
 /* EPC_OK while no peer aborted; else EPC_ERR_PEER_FAILED raised (logged

@@ -41,7 +41,7 @@ epc_status_t epc_ctx_leave(epc_ctx_t *ctx, epc_status_t st)
     ctx->failed = 1;
     /* Peers still waiting for this rank learn it now; the text keeps what
      * this rank saw (often the rank it waited for). */
-    epc_abort_tell(&ctx->abort, epc_last_error(ctx), ctx->timeout_ms < 1000 ? ctx->timeout_ms : 1000);
+    epc_abort_tell(&ctx->abort, epc_last_error(ctx), 0); /* destroy waits for the messages */
     return st;
 }
 
