@@ -372,6 +372,129 @@ static void expect_failure(epc_ctx_t *ctx, int bad_rank, int how, epc_status_t w
     MT_CHECK(h == NULL && memcmp(&o, &poison, sizeof o) == 0, "how %d: outputs written", how);
 }
 
+/* Ways a rank's dispatch input can be bad, with the status and the words
+ * its own error names. */
+static const struct bad_way {
+    epc_status_t want;
+    const char *says;
+} bad_ways[] = {
+    {EPC_ERR_INVALID_ARG, "is outside"},  /* an expert id outside [-1, E) */
+    {EPC_ERR_CAPACITY, "max_tokens"},     /* more tokens than max_tokens_per_rank */
+    {EPC_ERR_INVALID_ARG, "twice"},       /* an expert repeated in a token */
+    {EPC_ERR_INVALID_ARG, "args->topk"},  /* topk 0 */
+};
+
+/* One dispatch where every rank r with bit r of `bad` set breaks its input
+ * in way way[r] (bad_ways).  Each bad rank gets its own status and text;
+ * every good rank EPC_ERR_PEER_FAILED naming the lowest bad rank and that
+ * rank's reason; no rank's outputs are written.  (Several bad ranks once
+ * crashed every bad rank but the lowest.) */
+static void expect_bad_ranks(epc_ctx_t *ctx, unsigned bad, const int *way)
+{
+    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
+    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+    epc_dispatch_out_t o, poison;
+    epc_handle_t *h = NULL;
+    int32_t idx[2 * (MAXT + 1)];
+    float w[2 * (MAXT + 1)];
+    uint16_t x[8 * (MAXT + 1)] = {0};
+    int lowest = __builtin_ctz(bad), mine = (bad >> mt_rank) & 1;
+    char name[64];
+    epc_status_t st;
+    inputs_of(&sc, mt_rank, 0, idx, w);
+    a.x = x, a.num_tokens = tokens_of(&sc, mt_rank), a.topk = 2, a.topk_idx = idx, a.topk_weights = w;
+    if (mine && way[mt_rank] == 0)
+        idx[3] = -5;
+    else if (mine && way[mt_rank] == 1)
+        a.num_tokens = MAXT + 1;
+    else if (mine && way[mt_rank] == 2)
+        idx[1] = idx[0];
+    else if (mine)
+        a.topk = 0;
+    memset(&o, 0x5a, sizeof o);
+    poison = o;
+    st = epc_dispatch(ctx, &a, &o, &h);
+    snprintf(name, sizeof name, "rank %d: ", lowest);
+    if (mine)
+        MT_CHECK(st == bad_ways[way[mt_rank]].want &&
+                     strstr(epc_last_error(ctx), bad_ways[way[mt_rank]].says) &&
+                     strstr(epc_last_error(ctx), "peer failed") == NULL,
+                 "bad 0x%x: own status %d: %s", bad, st, epc_last_error(ctx));
+    else
+        MT_CHECK(st == EPC_ERR_PEER_FAILED && strstr(epc_last_error(ctx), name) &&
+                     strstr(epc_last_error(ctx), bad_ways[way[lowest]].says),
+                 "bad 0x%x: status %d: %s", bad, st, epc_last_error(ctx));
+    MT_CHECK(h == NULL && memcmp(&o, &poison, sizeof o) == 0, "bad 0x%x: outputs written", bad);
+}
+
+/* A combine with y NULL (tokens on every rank) on the ranks of `bad`: each
+ * refuses, the others name the lowest; y untouched everywhere. */
+static void expect_bad_combine(epc_ctx_t *ctx, epc_handle_t *h, void *eo, uint16_t *y, size_t ylen,
+                               unsigned bad)
+{
+    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+    int lowest = __builtin_ctz(bad), mine = (bad >> mt_rank) & 1;
+    char name[32];
+    epc_status_t st;
+    c.expert_out = eo, c.y = mine ? NULL : y;
+    memset(y, 0x44, ylen * sizeof *y);
+    st = epc_combine(ctx, h, &c);
+    snprintf(name, sizeof name, "rank %d: ", lowest);
+    MT_CHECK(mine ? st == EPC_ERR_INVALID_ARG && strstr(epc_last_error(ctx), "args->y")
+                  : st == EPC_ERR_PEER_FAILED && strstr(epc_last_error(ctx), name) &&
+                        strstr(epc_last_error(ctx), "args->y"),
+             "combine bad 0x%x: status %d: %s", bad, st, epc_last_error(ctx));
+    for (size_t i = 0; i < ylen; i++)
+        MT_CHECK(y[i] == 0x4444, "combine bad 0x%x: y written at %zu", bad, i);
+}
+
+/* Bad input on two ranks and on all, same and different reasons, in
+ * dispatch and in combine; then a checked round trip on the same context. */
+static void several_bad_ranks(epc_ctx_t *ctx)
+{
+    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
+    int same[64], mixed[64], all = nranks >= 32 ? -1 : (1 << nranks) - 1;
+    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+    epc_dispatch_out_t o;
+    epc_handle_t *h = NULL;
+    int32_t idx[2 * (MAXT + 1)];
+    float w[2 * (MAXT + 1)];
+    uint16_t x[8 * (MAXT + 1)] = {0}, y[8 * (MAXT + 1)], yy[8 * (MAXT + 1)];
+    inputs_t in;
+    void *eo = NULL;
+    for (int r = 0; r < 64; r++) {
+        same[r] = 0;
+        mixed[r] = r % 4;
+    }
+    expect_bad_ranks(ctx, 1u << 1 | 1u << (nranks - 1), same);     /* two, same reason */
+    expect_bad_ranks(ctx, 1u << 1 | 1u << (nranks - 1), mixed);    /* two, different reasons */
+    expect_bad_ranks(ctx, (unsigned)all, mixed);                   /* all, different reasons */
+    for (int r = 0; r < 64; r++)
+        same[r] = 1;
+    expect_bad_ranks(ctx, (unsigned)all, same);                    /* all over capacity */
+    for (int r = 0; r < 64; r++)
+        same[r] = 2;
+    expect_bad_ranks(ctx, (unsigned)all, same);                    /* a repeated expert everywhere */
+    inputs_of(&sc, mt_rank, 0, idx, w);
+    a.x = x, a.num_tokens = tokens_of(&sc, mt_rank), a.topk = 2, a.topk_idx = idx, a.topk_weights = w;
+    MT_CHECK(epc_dispatch(ctx, &a, &o, &h) == EPC_OK, "dispatch: %s", epc_last_error(ctx));
+    MT_CHECK(epc_combine_buffer(ctx, h, &eo) == EPC_OK, "buffer: %s", epc_last_error(ctx));
+    expect_bad_combine(ctx, h, eo, y, sizeof y / 2, 1u << 0 | 1u << (nranks - 1));
+    expect_bad_combine(ctx, h, eo, y, sizeof y / 2, (unsigned)all);
+    epc_handle_destroy(h);
+    h = NULL;
+    /* The context is whole: every row and every sum checked. */
+    memset(&in, 0, sizeof in);
+    gen_all(&sc, 0, &in);
+    round_trip(ctx, &sc, &in, 0, EPC_ALGO_HIER, 0, &h, yy);
+    epc_handle_destroy(h);
+    h = NULL;
+    round_trip(ctx, &sc, &in, 0, EPC_ALGO_FLAT, 0, &h, yy);
+    epc_handle_destroy(h);
+    for (int r = 0; r < nranks; r++)
+        free(in.idx[r]), free(in.w[r]);
+}
+
 static int mode_errors(void)
 {
     static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
@@ -398,6 +521,11 @@ static int mode_errors(void)
     MT_CHECK(epc_dispatch(ctx, &a, &o, &h1) == EPC_OK, "dispatch: %s", epc_last_error(ctx));
     MT_CHECK(epc_dispatch(other, &a, &o, &ho) == EPC_OK, "dispatch: %s", epc_last_error(other));
     MT_CHECK(epc_dispatch(ctx, &a, &o, &h2) == EPC_OK, "dispatch: %s", epc_last_error(ctx));
+    /* The combine buffer of a stale handle: refused, *buf untouched. */
+    eo = &a;
+    MT_CHECK(epc_combine_buffer(ctx, h1, &eo) == EPC_ERR_INVALID_ARG && eo == (void *)&a &&
+                 strstr(epc_last_error(ctx), "followed"),
+             "stale buffer: %s", epc_last_error(ctx));
     epc_combine_buffer(ctx, h2, &eo);
     c.expert_out = eo, c.y = y;
     /* A stale handle, on every rank: all refuse, y untouched. */
@@ -414,6 +542,7 @@ static int mode_errors(void)
     MT_CHECK(epc_dispatch(ctx, &a, &o, &ho) == EPC_ERR_INVALID_ARG, "foreign cached");
     MT_CHECK(epc_combine(ctx, h2, &c) == EPC_OK, "combine: %s", epc_last_error(ctx));
     epc_handle_destroy(h1), epc_handle_destroy(h2), epc_handle_destroy(ho);
+    several_bad_ranks(ctx);
     MT_CHECK(epc_ctx_destroy(other) == EPC_OK && epc_ctx_destroy(ctx) == EPC_OK, "destroy");
     return mt_finish("test_coll_mpi errors");
 }
