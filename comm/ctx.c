@@ -8,6 +8,7 @@
  */
 #include "build_config.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,10 @@ static epc_status_t resolve(epc_ctx_t *ctx, const epc_ctx_params_t *p)
     const char *prov;
     if (st != EPC_OK)
         return epc_error_sync(&ctx->hdr), st;
+    if ((unsigned)p->log_level > EPC_LOG_DEBUG)
+        return BAD("params->log_level = %d is not a known value", (int)p->log_level);
+    if (p->log_level != EPC_LOG_DEFAULT) /* first, so it covers this creation too */
+        epc_log_set_level(p->log_level);
     if (p->num_experts < 1 || p->hidden < 1)
         return BAD("params->%s = %d, must be >= 1", p->num_experts < 1 ? "num_experts" : "hidden",
                    p->num_experts < 1 ? p->num_experts : p->hidden);
@@ -178,8 +183,15 @@ static void teardown(epc_ctx_t *ctx)
     free(ctx);
 }
 
+/* Sizes of epc_ctx_params_t the library knows: each released layout. */
+static int known_params_size(size_t size)
+{
+    return size == sizeof(epc_ctx_params_t) || size == offsetof(epc_ctx_params_t, log_level);
+}
+
 epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_ctx_t **ctx_p)
 {
+    epc_ctx_params_t p = {0}; /* fields an older layout lacks stay 0: defaults */
     epc_ctx_t *ctx;
     epc_status_t st = EPC_OK;
     int init = 0, fini = 0;
@@ -209,11 +221,13 @@ epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_c
         st = BAD("ctx_p is NULL");
     else if (params == NULL)
         st = BAD("params is NULL (num_experts and hidden are required)");
-    else if (params->size != sizeof *params)
-        st = BAD("params->size %zu is not a known size (%zu); initialise with "
-                 "EPC_CTX_PARAMS_INIT",
-                 params->size, sizeof *params);
-    st = create_phases(ctx, st == EPC_OK ? params : NULL, st);
+    else if (!known_params_size(params->size))
+        st = BAD("params->size %zu is not a known size (%zu, or %zu for version 0.1); "
+                 "initialise with EPC_CTX_PARAMS_INIT",
+                 params->size, sizeof *params, offsetof(epc_ctx_params_t, log_level));
+    else
+        memcpy(&p, params, params->size);
+    st = create_phases(ctx, st == EPC_OK ? &p : NULL, st);
     if (st != EPC_OK) {
         teardown(ctx);
         return st;

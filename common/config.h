@@ -21,9 +21,10 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
  *  - STRING: any text.
  */
 #define EPC_CONFIG_TABLE(X)                                                                   \
-    X(LOG_LEVEL, EPC_CFG_T_ENUM, "warn", "error|warn|info|debug", 0, 0,                       \
+    X(LOG_LEVEL, EPC_CFG_T_ENUM, "warn", "error|warn|info|debug|off", 0, 0,                   \
       "Least severe messages printed on stderr. Each line is prefixed with host, pid and "    \
-      "MPI rank.")                                                                             \
+      "MPI rank. off prints nothing (for callers that report the statuses themselves: "     \
+      "epc_last_error still gives every detail).")                                             \
     X(RANKS_PER_NODE, EPC_CFG_T_INT, "0", "0..65536", 0, 65536,                               \
       "Virtual nodes: split each real node's ranks into consecutive blocks of this many "     \
       "ranks, each block acting as a node (traffic between blocks then takes the inter-node " \

@@ -10,26 +10,44 @@
 #include "config.h"
 #include "log.h"
 
+/* Indexed by level - EPC_LOG_ERROR. */
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
-/* -1: not read yet.  Atomic: any thread may log first. */
-static atomic_int log_level = -1;
+/* EPC_LOG_LEVEL's level, EPC_LOG_DEFAULT until read; the override of a
+ * context's params, EPC_LOG_DEFAULT when none.  Atomic: any thread may
+ * log first. */
+static atomic_int env_level = EPC_LOG_DEFAULT;
+static atomic_int set_level = EPC_LOG_DEFAULT;
 static atomic_int log_rank = -1;
+
+/* EPC_LOG_LEVEL's choices are "error|warn|info|debug|off", in that order. */
+static int level_of_choice(long long index)
+{
+    return index < 4 ? EPC_LOG_ERROR + (int)index : EPC_LOG_OFF;
+}
 
 static int current_level(void)
 {
-    int lvl = atomic_load(&log_level);
-    if (lvl < 0) {
+    int lvl = atomic_load(&set_level);
+    if (lvl != EPC_LOG_DEFAULT)
+        return lvl;
+    lvl = atomic_load(&env_level);
+    if (lvl == EPC_LOG_DEFAULT) {
         const epc_config_t *cfg = NULL;
         /* An invalid EPC_LOG_LEVEL is reported by the call that read the
          * configuration; meanwhile log at the default (warn). */
         if (epc_config_get_quiet(&cfg) == EPC_OK)
-            lvl = (int)epc_cfg_enum(cfg, EPC_CFG_LOG_LEVEL);
+            lvl = level_of_choice(epc_cfg_enum(cfg, EPC_CFG_LOG_LEVEL));
         else
             lvl = EPC_LOG_WARN;
-        atomic_store(&log_level, lvl);
+        atomic_store(&env_level, lvl);
     }
     return lvl;
+}
+
+void epc_log_set_level(epc_log_level_t level)
+{
+    atomic_store(&set_level, (int)level);
 }
 
 int epc_log_enabled(epc_log_level_t level)
@@ -39,7 +57,7 @@ int epc_log_enabled(epc_log_level_t level)
 
 void epc_log_reload(void)
 {
-    atomic_store(&log_level, -1);
+    atomic_store(&env_level, EPC_LOG_DEFAULT);
 }
 
 void epc_log_set_rank(int rank)
@@ -94,7 +112,7 @@ void epc_log(epc_log_level_t level, const char *fmt, ...)
     if (!epc_log_enabled(level))
         return;
     n = epc_log_prefix(line, (int)sizeof line);
-    n += snprintf(line + n, sizeof line - (size_t)n, " %s: ", level_names[level]);
+    n += snprintf(line + n, sizeof line - (size_t)n, " %s: ", level_names[level - EPC_LOG_ERROR]);
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);

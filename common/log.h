@@ -9,12 +9,7 @@
 #ifndef EPC_COMMON_LOG_H
 #define EPC_COMMON_LOG_H
 
-typedef enum epc_log_level {
-    EPC_LOG_ERROR = 0,
-    EPC_LOG_WARN = 1,
-    EPC_LOG_INFO = 2,
-    EPC_LOG_DEBUG = 3
-} epc_log_level_t;
+#include "epcomm.h" /* epc_log_level_t */
 
 /* Prints one line if `level` passes the filter. */
 void epc_log(epc_log_level_t level, const char *fmt, ...)
@@ -33,6 +28,10 @@ int epc_log_rank(void);
 
 /* Re-reads the level from the configuration (after epc_config_reload). */
 void epc_log_reload(void);
+
+/* Overrides EPC_LOG_LEVEL process-wide (a context's params->log_level);
+ * EPC_LOG_DEFAULT returns to it. */
+void epc_log_set_level(epc_log_level_t level);
 
 /* Writes the prefix "[epcomm host:pid rank R]" into buf; returns its length. */
 int epc_log_prefix(char *buf, int len);

@@ -46,9 +46,9 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 1
+#define EPC_VERSION_MINOR 2
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.1.0"
+#define EPC_VERSION_STRING "0.2.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj) * 10000 + (min) * 100 + (pat))
 #define EPC_VERSION \
@@ -136,6 +136,16 @@ typedef enum epc_dtype {
     EPC_DTYPE_FP32 = 3
 } epc_dtype_t;
 
+/** What the library prints on stderr (the values of EPC_LOG_LEVEL). */
+typedef enum epc_log_level {
+    EPC_LOG_DEFAULT = 0, /* params: keep EPC_LOG_LEVEL (whose default is warn) */
+    EPC_LOG_OFF = 1,     /* nothing: statuses and epc_last_error() still say all */
+    EPC_LOG_ERROR = 2,
+    EPC_LOG_WARN = 3,
+    EPC_LOG_INFO = 4,
+    EPC_LOG_DEBUG = 5
+} epc_log_level_t;
+
 typedef enum epc_transport {
     EPC_TRANSPORT_DEFAULT = 0, /* EPC_TRANSPORT, else auto */
     EPC_TRANSPORT_MPI = 1,     /* MPI point-to-point */
@@ -161,6 +171,11 @@ typedef struct epc_ctx_params {
                                   EPC_OFI_PROVIDER, else automatic */
     int ranks_per_node;        /* virtual nodes; 0: EPC_RANKS_PER_NODE */
     int timeout_ms;            /* deadline of any wait; 0: EPC_TIMEOUT_MS */
+    /* Added in 0.2 (a size up to timeout_ms, the 0.1 layout, is accepted):
+     * the library's log level from this creation on.  Process-wide, like
+     * EPC_LOG_LEVEL, which it overrides; EPC_LOG_OFF silences the library
+     * entirely.  0: keep EPC_LOG_LEVEL. */
+    epc_log_level_t log_level;
 } epc_ctx_params_t;
 
 #ifdef __cplusplus

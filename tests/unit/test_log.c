@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "error.h"
 #include "log.h"
 #include "capture_log.h"
 
@@ -43,14 +44,59 @@ static void test_filtering(void **state)
         set_level(levels[setting]);
         assert_int_equal(epc_config_check(), EPC_OK);
         for (int msg = 0; msg < 4; msg++) {
-            capture_log((epc_log_level_t)msg, "probe", out, sizeof out);
+            epc_log_level_t lvl = (epc_log_level_t)(EPC_LOG_ERROR + msg);
+            capture_log(lvl, "probe", out, sizeof out);
             if (msg <= setting)
                 assert_non_null(strstr(out, "probe"));
             else
                 assert_string_equal(out, "");
-            assert_int_equal(epc_log_enabled((epc_log_level_t)msg), msg <= setting);
+            assert_int_equal(epc_log_enabled(lvl), msg <= setting);
         }
     }
+}
+
+/* Prints what epc_error_obj logs for one error into out ("" if nothing). */
+static void capture_error(char *out, size_t len)
+{
+    int fds[2], saved = dup(STDERR_FILENO);
+    ssize_t n;
+    assert_int_equal(pipe(fds), 0);
+    dup2(fds[1], STDERR_FILENO);
+    close(fds[1]);
+    epc_error(EPC_ERR_TIMEOUT, "probe error %d", 42);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    n = read(fds[0], out, len - 1);
+    out[n > 0 ? n : 0] = '\0';
+    close(fds[0]);
+}
+
+/* off silences every level, errors included, while the error text is
+ * still recorded; the override of a context's params beats the
+ * environment both ways, and EPC_LOG_DEFAULT returns to it. */
+static void test_off(void **state)
+{
+    char out[1024];
+    (void)state;
+    set_level("off");
+    assert_int_equal(epc_config_check(), EPC_OK);
+    for (int msg = EPC_LOG_ERROR; msg <= EPC_LOG_DEBUG; msg++) {
+        capture_log((epc_log_level_t)msg, "probe", out, sizeof out);
+        assert_string_equal(out, "");
+        assert_int_equal(epc_log_enabled((epc_log_level_t)msg), 0);
+    }
+    capture_error(out, sizeof out);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(epc_last_error(NULL), "probe error 42"));
+    epc_log_set_level(EPC_LOG_ERROR); /* params beat the environment */
+    capture_error(out, sizeof out);
+    assert_non_null(strstr(out, "probe error 42"));
+    set_level("debug");
+    epc_log_set_level(EPC_LOG_OFF);
+    capture_error(out, sizeof out);
+    assert_string_equal(out, "");
+    epc_log_set_level(EPC_LOG_DEFAULT);
+    assert_int_equal(epc_log_enabled(EPC_LOG_DEBUG), 1);
 }
 
 static void test_default_is_warn(void **state)
@@ -131,6 +177,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_filtering, setup),
         cmocka_unit_test_setup(test_default_is_warn, setup),
+        cmocka_unit_test_setup(test_off, setup),
         cmocka_unit_test_setup(test_case_insensitive, setup),
         cmocka_unit_test_setup(test_invalid_level, setup),
         cmocka_unit_test_setup(test_prefix, setup),
