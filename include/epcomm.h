@@ -72,13 +72,18 @@ EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
  *  - on failure, epc_last_error() names the argument or peer and the value,
  *    and no output is written (outputs are written only on EPC_OK);
  *  - any function that allocates may return EPC_ERR_NO_MEMORY;
- *  - a collective call (marked "collective") returns the same status on
- *    every rank when the failure is an input or a capacity (the failing
- *    rank its own status, the others EPC_ERR_PEER_FAILED naming it), and
- *    returns EPC_ERR_TIMEOUT (naming the phase and the silent peer) within
- *    EPC_TIMEOUT_MS when a peer stops taking part, or EPC_ERR_TRANSPORT when
- *    MPI or libfabric fail; after a timeout or transport error the context
- *    refuses further calls with EPC_ERR_TRANSPORT: destroy it;
+ *  - a collective call (marked "collective") agrees on input and capacity
+ *    failures, however many ranks fail: each failing rank returns its own
+ *    status and text, every other rank EPC_ERR_PEER_FAILED naming the
+ *    lowest failing rank and its reason; the context stays usable;
+ *  - it returns EPC_ERR_TIMEOUT (naming the phase and the silent peer)
+ *    within EPC_TIMEOUT_MS when a peer stops taking part, or
+ *    EPC_ERR_TRANSPORT when MPI or libfabric fail; that rank then tells
+ *    its peers, whose waits on the context end at once with
+ *    EPC_ERR_PEER_FAILED ("rank R aborted the context: <its error>"), as
+ *    after epc_ctx_abort; a context in that state refuses further calls
+ *    (EPC_ERR_TRANSPORT, or EPC_ERR_PEER_FAILED naming the aborting rank)
+ *    and epc_ctx_destroy frees it locally;
  *  - EPC_ERR_INTERNAL means a peer sent data that fails the receiver's checks
  *    (a corrupt count or record, named) or a library bug. */
 #define EPC_STATUS_LIST(X)                                                  \
@@ -324,8 +329,10 @@ typedef struct epc_dispatch_out {
  *                       receive more than 2^30 rows
  *  EPC_ERR_MISMATCH     ranks passed different topk, alignment or algo
  *  EPC_ERR_UNSUPPORTED  hier on nodes of unequal size
- *  EPC_ERR_PEER_FAILED  another rank's input failed (named, with its reason)
- *  EPC_ERR_INTERNAL     a peer's counts or records failed the checks (named)
+ *  EPC_ERR_PEER_FAILED  another rank's input failed (the lowest such rank,
+ *                       named with its reason), or a peer aborted the context
+ *  EPC_ERR_INTERNAL     a peer's counts or records failed the checks (named),
+ *                       or a row would land outside its shared region
  *  EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY: see the rules
  *                       under the status list
  */
@@ -356,11 +363,13 @@ typedef struct epc_combine_args {
  * rank, then local expert), so results are bitwise reproducible and the
  * same for both algorithms; tokens with no expert get zeros.  Uses the
  * handle's algorithm.  Collective.  EPC_ERR_INVALID_ARG (args NULL or of
- * unknown size, a handle of another context or of an earlier dispatch, NULL
- * buffers), agreed across ranks (the others get EPC_ERR_PEER_FAILED);
- * EPC_ERR_INTERNAL for a partial sum slot out of range; EPC_ERR_TIMEOUT,
- * EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.  y is written only
- * on EPC_OK.
+ * unknown size, a handle NULL, of another context or of an earlier
+ * dispatch, expert_out NULL with rows, y NULL with tokens), agreed across
+ * ranks (the others get EPC_ERR_PEER_FAILED naming the lowest failing
+ * rank); EPC_ERR_INTERNAL for a partial sum slot or a shared region out of
+ * range; EPC_ERR_PEER_FAILED also when a peer aborted the context;
+ * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
+ * y is written only on EPC_OK.
  */
 EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
                                     const epc_combine_args_t *args);
