@@ -333,45 +333,6 @@ static int mode_data(void)
     return mt_finish("test_coll_mpi data");
 }
 
-/* One dispatch where `bad_rank` breaks its input in way `how`; every rank
- * must fail, the others naming bad_rank, and nothing may be written. */
-static void expect_failure(epc_ctx_t *ctx, int bad_rank, int how, epc_status_t want)
-{
-    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
-    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    epc_dispatch_out_t o, poison;
-    epc_handle_t *h = NULL;
-    int32_t idx[2 * (MAXT + 1)];
-    float w[2 * (MAXT + 1)];
-    uint16_t x[8 * (MAXT + 1)] = {0};
-    epc_status_t st;
-    char name[32];
-    inputs_of(&sc, mt_rank, 0, idx, w);
-    a.x = x, a.num_tokens = tokens_of(&sc, mt_rank), a.topk = 2, a.topk_idx = idx, a.topk_weights = w;
-    a.algo = EPC_ALGO_HIER;
-    if (mt_rank == bad_rank) {
-        if (how == 0)
-            idx[3] = 16; /* token 1, slot 1: outside [-1, E) */
-        else if (how == 1)
-            a.num_tokens = MAXT + 1;
-        else if (how == 2)
-            a.algo = EPC_ALGO_FLAT;
-    }
-    memset(&o, 0x5a, sizeof o);
-    poison = o;
-    st = epc_dispatch(ctx, &a, how == 3 && mt_rank == bad_rank ? NULL : &o, &h);
-    snprintf(name, sizeof name, "rank %d", bad_rank);
-    if (how == 2) {
-        MT_CHECK(st == EPC_ERR_MISMATCH, "how %d: status %d", how, st);
-    } else if (mt_rank == bad_rank) {
-        MT_CHECK(st == want, "how %d: status %d, want %d: %s", how, st, want, epc_last_error(ctx));
-    } else {
-        MT_CHECK(st == EPC_ERR_PEER_FAILED && strstr(epc_last_error(ctx), name),
-                 "how %d: status %d: %s", how, st, epc_last_error(ctx));
-    }
-    MT_CHECK(h == NULL && memcmp(&o, &poison, sizeof o) == 0, "how %d: outputs written", how);
-}
-
 /* Ways a rank's dispatch input can be bad, with the status and the words
  * its own error names. */
 static const struct bad_way {
@@ -382,6 +343,7 @@ static const struct bad_way {
     {EPC_ERR_CAPACITY, "max_tokens"},     /* more tokens than max_tokens_per_rank */
     {EPC_ERR_INVALID_ARG, "twice"},       /* an expert repeated in a token */
     {EPC_ERR_INVALID_ARG, "args->topk"},  /* topk 0 */
+    {EPC_ERR_INVALID_ARG, "out is NULL"}, /* no output struct */
 };
 
 /* One dispatch where every rank r with bit r of `bad` set breaks its input
@@ -409,11 +371,11 @@ static void expect_bad_ranks(epc_ctx_t *ctx, unsigned bad, const int *way)
         a.num_tokens = MAXT + 1;
     else if (mine && way[mt_rank] == 2)
         idx[1] = idx[0];
-    else if (mine)
+    else if (mine && way[mt_rank] == 3)
         a.topk = 0;
     memset(&o, 0x5a, sizeof o);
     poison = o;
-    st = epc_dispatch(ctx, &a, &o, &h);
+    st = epc_dispatch(ctx, &a, mine && way[mt_rank] == 4 ? NULL : &o, &h);
     snprintf(name, sizeof name, "rank %d: ", lowest);
     if (mine)
         MT_CHECK(st == bad_ways[way[mt_rank]].want &&
@@ -454,6 +416,7 @@ static void several_bad_ranks(epc_ctx_t *ctx)
 {
     static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
     int same[64], mixed[64], all = nranks >= 32 ? -1 : (1 << nranks) - 1;
+    /* (way 4, a NULL output struct, is tried on one rank in mode_errors) */
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_dispatch_out_t o;
     epc_handle_t *h = NULL;
@@ -507,17 +470,25 @@ static int mode_errors(void)
     float w[2 * (MAXT + 1)];
     uint16_t x[8 * (MAXT + 1)] = {0}, y[8 * (MAXT + 1)];
     void *eo;
+    int way[64] = {0};
     if (ctx == NULL || other == NULL)
         return mt_finish("test_coll_mpi errors");
-    expect_failure(ctx, 1 % nranks, 0, EPC_ERR_INVALID_ARG);
+    /* One bad rank at a time: an expert id, capacity, a NULL output. */
+    expect_bad_ranks(ctx, 1u << (1 % nranks), way);
     MT_CHECK(mt_rank != 1 % nranks || strstr(epc_last_error(ctx), "token 1"), "message: %s",
              epc_last_error(ctx));
-    expect_failure(ctx, 0, 1, EPC_ERR_CAPACITY);
-    expect_failure(ctx, nranks - 1, 2, EPC_ERR_MISMATCH);
-    expect_failure(ctx, nranks - 1, 3, EPC_ERR_INVALID_ARG);
-    /* The context still works after all that. */
+    way[0] = 1;
+    expect_bad_ranks(ctx, 1u, way);
+    way[nranks - 1] = 4;
+    expect_bad_ranks(ctx, 1u << (nranks - 1), way);
+    /* Ranks that disagree on algo: EPC_ERR_MISMATCH on every rank. */
     inputs_of(&sc, mt_rank, 0, idx, w);
     a.x = x, a.num_tokens = tokens_of(&sc, mt_rank), a.topk = 2, a.topk_idx = idx, a.topk_weights = w;
+    a.algo = mt_rank == nranks - 1 ? EPC_ALGO_FLAT : EPC_ALGO_HIER;
+    MT_CHECK(epc_dispatch(ctx, &a, &o, &h1) == EPC_ERR_MISMATCH && h1 == NULL, "algo mismatch: %s",
+             epc_last_error(ctx));
+    a.algo = EPC_ALGO_DEFAULT;
+    /* The context still works after all that. */
     MT_CHECK(epc_dispatch(ctx, &a, &o, &h1) == EPC_OK, "dispatch: %s", epc_last_error(ctx));
     MT_CHECK(epc_dispatch(other, &a, &o, &ho) == EPC_OK, "dispatch: %s", epc_last_error(other));
     MT_CHECK(epc_dispatch(ctx, &a, &o, &h2) == EPC_OK, "dispatch: %s", epc_last_error(ctx));
