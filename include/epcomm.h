@@ -215,17 +215,19 @@ extern "C" {
  *  EPC_ERR_TOPOLOGY     hwloc failed
  *  EPC_ERR_TIMEOUT      a rank did not call it within the timeout
  *  EPC_ERR_NO_MEMORY    as every allocating call
- * Every rank returns the same status.
+ * Failures are agreed as the rules say: each failing rank returns its own
+ * status, the others EPC_ERR_PEER_FAILED naming the lowest failing rank
+ * (a timeout is not agreed: the silent rank may never come).
  */
 EPC_EXPORT epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params,
                                        epc_ctx_t **ctx_p);
 
 /** Frees the context (collective over its communicator).  NULL is accepted.
  * EPC_ERR_INVALID_ARG for a pointer that is not a live context;
- * EPC_ERR_TIMEOUT when a rank does not take part in time (the context is
- * freed on this rank anyway).  After a timeout, a transport failure or an
- * abort (this rank's or a peer's) it is local: it frees at once and waits
- * for no one. */
+ * EPC_ERR_TIMEOUT when a rank does not take part in time, EPC_ERR_PEER_FAILED
+ * when a peer aborts the context meanwhile (the context is freed on this
+ * rank anyway).  After a timeout, a transport failure or an abort (this
+ * rank's or a peer's) it is local: it frees at once and waits for no one. */
 EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
 
 /**
@@ -242,7 +244,9 @@ EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
  * its transport fails, with that error's text as the reason.
  *  reason   one line, may be NULL ("no reason given"); cut at 511 bytes.
  *  EPC_ERR_INVALID_ARG  ctx not a live context.
- * Calling it again is harmless (EPC_OK; peers are told once).
+ * Calling it again is harmless (EPC_OK; peers are told once).  Call it
+ * from the thread that makes the context's calls, or from any thread when
+ * MPI was initialised with MPI_THREAD_MULTIPLE (it posts MPI messages).
  */
 EPC_EXPORT epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason);
 
@@ -545,8 +549,10 @@ typedef struct epc_topo_bw {
 } epc_topo_bw_t;
 
 /**
- * Discovers the topology of comm's ranks.  Collective over comm: every rank
- * returns the same status.  params may be NULL (all defaults).
+ * Discovers the topology of comm's ranks.  Collective over comm: failures
+ * are agreed (each failing rank its own status, the others
+ * EPC_ERR_PEER_FAILED naming the lowest failing rank; a timeout is not
+ * agreed).  params may be NULL (all defaults).
  *  EPC_ERR_INVALID_ARG  comm is MPI_COMM_NULL, topo_p NULL, params->size
  *                       unknown, an unknown profile, an invalid EPC_* value,
  *                       or a virtual-node size that does not divide a node's
@@ -555,6 +561,7 @@ typedef struct epc_topo_bw {
  *  EPC_ERR_TOPOLOGY     hwloc could not load (on this rank)
  *  EPC_ERR_PEER_FAILED  another rank failed (the text names it and why)
  *  EPC_ERR_TRANSPORT    an MPI call failed
+ *  EPC_ERR_TIMEOUT      a rank did not take part within EPC_TIMEOUT_MS
  */
 EPC_EXPORT epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params,
                                         epc_topo_t **topo_p);
