@@ -27,6 +27,8 @@ static epc_status_t alltoallv(epc_ctx_t *ctx, const void *sbuf, const int *scnt,
                            : epc_mpi_wait_all(&req, 1, epc_ctx_deadline(ctx), &pending, phase);
     if (st == EPC_ERR_TIMEOUT)
         st = epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT, "%s: MPI_Ialltoallv timed out", phase);
+    else if (st != EPC_OK && st != EPC_ERR_TRANSPORT) /* a peer aborted */
+        st = epc_error_context(&ctx->hdr, st, "%s: MPI_Ialltoallv", phase);
     MPI_Type_free(&t);
     return st;
 }

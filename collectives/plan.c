@@ -211,7 +211,11 @@ static epc_status_t exchange(epc_ctx_t *ctx, int *mine, int *all, int rec_ints)
         return epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT,
                              "epc_dispatch: timed out exchanging counts (a rank did not call "
                              "epc_dispatch)");
-    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
+    if (st == EPC_ERR_TRANSPORT)
+        epc_error_sync(&ctx->hdr);
+    else if (st != EPC_OK) /* a peer aborted */
+        st = epc_error_context(&ctx->hdr, st, "epc_dispatch: exchanging counts");
+    return st;
 }
 
 epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,

@@ -123,9 +123,7 @@ epc_status_t epc_abort_poll(void *arg)
         look(a);
     if (!a->seen)
         return EPC_OK;
-    if (a->reported++)
-        return epc_error_quiet(a->owner, EPC_ERR_PEER_FAILED, "rank %d aborted the context: %s",
-                               a->seen_rank, a->seen_text);
-    return epc_error_obj(a->owner, EPC_ERR_PEER_FAILED, "rank %d aborted the context: %s",
-                         a->seen_rank, a->seen_text);
+    /* Not logged here: the waiter adds what it was waiting for and logs. */
+    return epc_error_quiet(a->owner, EPC_ERR_PEER_FAILED, "rank %d aborted the context: %s",
+                           a->seen_rank, a->seen_text);
 }

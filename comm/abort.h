@@ -43,7 +43,6 @@ typedef struct epc_abort {
     int seen;                     /* 1: a peer's abort was seen (seen_rank, seen_text) */
     int seen_rank;
     char seen_text[EPC_ABORT_TEXT];
-    int reported;                 /* the peer's abort was logged once already */
     int told;                     /* this rank told its peers */
 } epc_abort_t;
 
@@ -61,9 +60,10 @@ void epc_abort_fini(epc_abort_t *a);
  * process may exit; epc_abort_fini waits up to 1 s for any still going. */
 void epc_abort_tell(epc_abort_t *a, const char *text, long wait_ms);
 
-/* EPC_OK while no peer aborted; else EPC_ERR_PEER_FAILED raised (logged
- * the first time only) naming the rank and its reason.  Takes an
- * epc_abort_t *: it is the interrupt of the context's deadlines. */
+/* EPC_OK while no peer aborted; else EPC_ERR_PEER_FAILED raised, not
+ * logged, naming the rank and its reason (the waiter adds what it waited
+ * for with epc_error_context, which logs).  Takes an epc_abort_t *: it is
+ * the interrupt of the context's deadlines. */
 epc_status_t epc_abort_poll(void *a);
 
 #endif

@@ -25,7 +25,7 @@ epc_status_t epc_ctx_enter(epc_ctx_t *ctx, const char *fn)
                              "epc_ctx_destroy is allowed",
                              fn);
     if ((st = epc_abort_poll(&ctx->abort)) != EPC_OK)
-        return st;
+        return epc_error_context(&ctx->hdr, st, "%s", fn);
     if (ctx->failed)
         return epc_error_obj(&ctx->hdr, EPC_ERR_TRANSPORT,
                              "%s: an earlier call on this context timed out or lost its "

@@ -141,6 +141,9 @@ static epc_status_t node_allgather(epc_shm_t *s, const void *mine, size_t len, v
                            s->names[pending / 2], pending / 2);
     else if (st == EPC_ERR_TRANSPORT)
         epc_error_sync(s->owner);
+    else if (st != EPC_OK) /* interrupted: say whom this rank was waiting for */
+        st = epc_error_context(s->owner, st, "%s: waiting for rank %d (local rank %d)", what,
+                               s->names[pending / 2], pending / 2);
     if (st != EPC_OK) {
         epc_mpi_cancel_all(s->reqs, n);
         s->broken = 1;
@@ -341,6 +344,10 @@ epc_status_t epc_shm_fence(epc_shm_t *s, epc_deadline_t dl, const char *phase)
                                    "%s: timed out at the node fence waiting for rank %d "
                                    "(local rank %d)",
                                    phase, s->names[l], l);
+            else if (st != EPC_OK) /* a peer aborted: keep whom this rank waited for */
+                st = epc_error_context(s->owner, st,
+                                       "%s: at the node fence waiting for rank %d (local rank %d)",
+                                       phase, s->names[l], l);
             if (st != EPC_OK) {
                 s->broken = 1;
                 return st;

@@ -153,8 +153,13 @@ static epc_status_t mpi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
                            "%s: mpi transport timed out %s rank %d (%zu bytes)", q->phase,
                            pending / 2 < q->nr ? "waiting for data from" : "sending to", m->peer,
                            m->len);
-    } else if (st != EPC_OK) {
+    } else if (st == EPC_ERR_TRANSPORT) {
         epc_error_sync(tr->owner);
+    } else if (st != EPC_OK) { /* a peer aborted: keep whom this rank waited for */
+        const epc_tr_msg_t *m = &q->msgs[pending / 2];
+        st = epc_error_context(tr->owner, st, "%s: mpi transport %s rank %d", q->phase,
+                               pending / 2 < q->nr ? "waiting for data from" : "sending to",
+                               m->peer);
     }
     if (st != EPC_OK)
         epc_mpi_cancel_all(q->r, q->n);

@@ -104,8 +104,9 @@ static epc_status_t post(xchg_t *x, op_t *op, char *buf, size_t len, void *desc,
                                  "%s: ofi transport (%s) could not post to rank %d before the "
                                  "deadline",
                                  x->phase, x->tr->provider, peer);
-        if (st != EPC_OK)
-            return st; /* a peer aborted: raised by the interrupt */
+        if (st != EPC_OK) /* a peer aborted: keep whom this rank was posting to */
+            return epc_error_context(x->tr->owner, st, "%s: ofi transport (%s) posting to rank %d",
+                                     x->phase, x->tr->provider, peer);
         sched_yield();
     }
 }
@@ -197,6 +198,28 @@ epc_status_t epc_ofi_test(epc_tr_t *tr, void *req, int *done)
     return st;
 }
 
+/* Raises a wait's timeout, or its interruption by a peer's abort, naming
+ * the first operation still incomplete (what this rank was waiting for). */
+static epc_status_t name_waited(const xchg_t *x, epc_status_t st)
+{
+    const op_t *op = NULL;
+    for (int i = 0; i < x->posted && op == NULL; i++)
+        op = x->ops[i].done ? NULL : &x->ops[i];
+    if (op == NULL) /* nothing pending: the posting itself was slow */
+        return st == EPC_ERR_TIMEOUT ? epc_error_obj(x->tr->owner, st,
+                                                     "%s: ofi transport (%s) timed out posting",
+                                                     x->phase, x->tr->provider)
+                                     : epc_error_context(x->tr->owner, st, "%s", x->phase);
+    if (st == EPC_ERR_TIMEOUT)
+        return epc_error_obj(x->tr->owner, st,
+                             "%s: ofi transport (%s) timed out %s rank %d (%zu bytes)", x->phase,
+                             x->tr->provider, op->is_recv ? "waiting for data from" : "sending to",
+                             op->peer, x->msgs[op->msg].len);
+    return epc_error_context(x->tr->owner, st, "%s: ofi transport (%s) %s rank %d", x->phase,
+                             x->tr->provider, op->is_recv ? "waiting for data from" : "sending to",
+                             op->peer);
+}
+
 epc_status_t epc_ofi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
 {
     xchg_t *x = req;
@@ -207,20 +230,8 @@ epc_status_t epc_ofi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
         if (x->completed < x->nops && (st = epc_deadline_check(dl)) == EPC_OK)
             sched_yield();
     }
-    if (st == EPC_ERR_TIMEOUT) {
-        st = epc_error_obj(tr->owner, EPC_ERR_TIMEOUT, "%s: ofi transport (%s) timed out posting",
-                           x->phase, tr->provider);
-        for (int i = 0; i < x->posted; i++)
-            if (!x->ops[i].done) {
-                const epc_tr_msg_t *m = &x->msgs[x->ops[i].msg];
-                st = epc_error_obj(tr->owner, EPC_ERR_TIMEOUT,
-                                   "%s: ofi transport (%s) timed out %s rank %d (%zu bytes)",
-                                   x->phase, tr->provider,
-                                   x->ops[i].is_recv ? "waiting for data from" : "sending to",
-                                   m->peer, m->len);
-                break;
-            }
-    }
+    if (st != EPC_OK && st != EPC_ERR_TRANSPORT)
+        st = name_waited(x, st);
     if (st != EPC_OK)
         abandon(x);
     xchg_free(x);

@@ -62,6 +62,19 @@ epc_status_t epc_error_quiet(epc_obj_t *obj, epc_status_t status, const char *fm
     return status;
 }
 
+epc_status_t epc_error_context(epc_obj_t *obj, epc_status_t status, const char *fmt, ...)
+{
+    char earlier[EPC_ERR_TEXT_MAX], context[EPC_ERR_TEXT_MAX];
+    const char *detail = strstr(tls_last_error, ": ");
+    va_list ap;
+    /* The earlier detail, without its status text: it is said again in front. */
+    snprintf(earlier, sizeof earlier, "%s", detail != NULL ? detail + 2 : tls_last_error);
+    va_start(ap, fmt);
+    vsnprintf(context, sizeof context, fmt, ap);
+    va_end(ap);
+    return epc_error_obj(obj, status, "%s: %s", context, earlier);
+}
+
 void epc_error_sync(epc_obj_t *obj)
 {
     if (obj != NULL)

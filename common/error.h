@@ -42,6 +42,15 @@ epc_status_t epc_error_obj(epc_obj_t *obj, epc_status_t status, const char *fmt,
 epc_status_t epc_error_quiet(epc_obj_t *obj, epc_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Raises (and logs) the thread's last error again with `fmt` in front of
+ * its detail: "<status text>: <fmt>: <earlier detail>".  For a wait that
+ * was interrupted (a peer aborted), so the text says both what this rank
+ * was waiting for and why the wait ended.
+ */
+epc_status_t epc_error_context(epc_obj_t *obj, epc_status_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Copies obj's error text (or the thread's when obj is NULL) into the other
  * so both report it. */
 void epc_error_sync(epc_obj_t *obj);

@@ -30,8 +30,10 @@ epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj
                              "%s: not every rank took part within the timeout (a rank stopped, "
                              "failed before it, or called another collective)",
                              what);
-    if (st != EPC_OK)
+    if (st == EPC_ERR_TRANSPORT)
         epc_error_sync(obj);
+    else if (st != EPC_OK) /* interrupted: a peer aborted */
+        return epc_error_context(obj, st, "%s", what);
     return st;
 }
 
@@ -103,9 +105,7 @@ epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *
         if (done)
             return EPC_OK;
         if ((st = epc_deadline_check(dl)) != EPC_OK) {
-            if (st != EPC_ERR_TIMEOUT)
-                return st; /* interrupted: raised by the interrupt */
-            *pending = 0;
+            *pending = 0; /* the first incomplete one: what the caller waited for */
             for (int i = 0; i < n; i++) {
                 int flag = 0;
                 if (reqs[i] != MPI_REQUEST_NULL)
@@ -115,7 +115,7 @@ epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *
                     break;
                 }
             }
-            return EPC_ERR_TIMEOUT;
+            return st; /* EPC_ERR_TIMEOUT, or the interrupt's (raised by it) */
         }
         sched_yield();
     }

@@ -42,9 +42,10 @@ epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup);
  * (ranks may outnumber cores).  EPC_OK when all completed; on expiry
  * EPC_ERR_TIMEOUT (not raised: the caller names the phase and peer) with
  * *pending = index of the first incomplete request; EPC_ERR_TRANSPORT
- * (raised) if MPI fails; the interrupt's status (raised by it) when the
- * deadline's interrupt ends the wait.  Completed requests become
- * MPI_REQUEST_NULL.
+ * (raised) if MPI fails; the interrupt's status (raised by it, quietly:
+ * the caller adds whom it waited for with epc_error_context), *pending
+ * set as for a timeout, when the deadline's interrupt ends the wait.
+ * Completed requests become MPI_REQUEST_NULL.
  */
 epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *pending,
                               const char *what);

@@ -156,6 +156,11 @@ static void topo_functions(void)
     EXPECT(epc_topo_create(MPI_COMM_WORLD, &q, &t), EPC_ERR_INVALID_ARG, NULL, "h900");
     q = p, q.ranks_per_node = 3;
     EXPECT(epc_topo_create(MPI_COMM_WORLD, &q, &t), EPC_ERR_INVALID_ARG, NULL, "divide");
+    q = p, q.xml_path = "/nonexistent/epc-api.xml"; /* hwloc cannot load it */
+    EXPECT(epc_topo_create(MPI_COMM_WORLD, &q, &t), EPC_ERR_TOPOLOGY, NULL, "epc-api.xml");
+    q = p, q.xml_path = mt_rank == 2 ? "/nonexistent/epc-api.xml" : NULL; /* on one rank */
+    EXPECT(epc_topo_create(MPI_COMM_WORLD, &q, &t),
+           mt_rank == 2 ? EPC_ERR_TOPOLOGY : EPC_ERR_PEER_FAILED, NULL, "epc-api.xml");
     MT_CHECK(t == NULL, "topo written on failure");
     q = p, q.ranks_per_node = mt_rank == 0 ? 1 : 2; /* ranks disagree */
     EXPECT(epc_topo_create(MPI_COMM_WORLD, &q, &t), EPC_ERR_MISMATCH, NULL, "ranks_per_node");
@@ -289,6 +294,7 @@ static void ctx_errors(epc_ctx_t *ctx)
     EXPECT(epc_ctx_pair_exchange(ctx, (epc_path_t)7, 8), EPC_ERR_INVALID_ARG, ctx, "path");
     EXPECT(epc_ctx_pair_exchange(ctx, EPC_PATH_NET, ((size_t)1 << 31) + 1), EPC_ERR_INVALID_ARG,
            ctx, "bytes");
+    EXPECT(epc_ctx_pair_exchange(ctx, EPC_PATH_SHM, 64), EPC_OK, ctx, NULL); /* pairs share a node */
     MT_CHECK(topo == NULL, "topo written on failure");
 }
 
