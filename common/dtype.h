@@ -1,32 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * dtype.h - element conversions for token rows: bf16 and fp16 to and from
- * fp32, rounding to nearest even, NaN kept NaN.  Portable C (no F16C
- * needed); combine accumulates in fp32 and converts once at the end.
+ * dtype.h - element conversions for token rows: fp16 to and from fp32,
+ * rounding to nearest even, NaN kept NaN.  Portable C (no F16C needed);
+ * combine accumulates in fp32 and converts once at the end.  (bf16 rows
+ * are converted inside the vectorised row kernels, collectives/kernels.c.)
  */
 #ifndef EPC_COMMON_DTYPE_H
 #define EPC_COMMON_DTYPE_H
 
 #include <stdint.h>
 #include <string.h>
-
-static inline float epc_bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint16_t epc_f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it quiet and NaN */
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 
 static inline float epc_f16_to_f32(uint16_t h)
 {

@@ -31,7 +31,6 @@ struct epc_router {
     float *scores, *choice; /* [E] */
     uint8_t *node_ok, *group_ok;
     float *block_score, *top1, *top2; /* [max(nodes, groups)] */
-    uint32_t *mask;                   /* [(epn + 31) / 32] */
     float *cand_v;                    /* [E]: selection candidates */
     int32_t *cand_i;
     int32_t *idx_buf;
@@ -65,9 +64,6 @@ int epc_route_scores(epc_score_fn_t fn, const float *x, int E, const float *bias
  * largest in descending order (a node's or group's rank score). */
 void epc_route_block_top2(const float *c, int nblocks, int size, int gk, float *sum, float *t1,
                           float *t2);
-
-/* Bit j of mask[j / 32] = (c[j] >= floor), for j < n. */
-void epc_route_mask_ge(const float *c, int n, float floor, uint32_t *mask);
 
 /*
  * The common node (or group) limit in one pass (nblocks <= 64, gk <= 2):

@@ -109,13 +109,12 @@ static epc_status_t build(epc_router_t *r, const epc_router_params_t *p, int R, 
     r->block_score = malloc((size_t)max_int(r->nodes, r->G) * sizeof *r->block_score);
     r->top1 = malloc((size_t)max_int(r->nodes, r->G) * sizeof *r->top1);
     r->top2 = malloc((size_t)max_int(r->nodes, r->G) * sizeof *r->top2);
-    r->mask = malloc((size_t)(r->epn + 31) / 32 * sizeof *r->mask);
     r->cand_v = malloc((size_t)r->E * sizeof *r->cand_v);
     r->cand_i = malloc((size_t)r->E * sizeof *r->cand_i);
     if (p->expert_bias != NULL && (r->bias = malloc((size_t)r->E * sizeof *r->bias)) != NULL)
         memcpy(r->bias, p->expert_bias, (size_t)r->E * sizeof *r->bias);
     if (!r->scores || !r->choice || !r->node_ok || !r->group_ok || !r->block_score || !r->top1 ||
-        !r->top2 || !r->mask || !r->cand_v || !r->cand_i ||
+        !r->top2 || !r->cand_v || !r->cand_i ||
         (p->expert_bias && !r->bias))
         return epc_error(EPC_ERR_NO_MEMORY, "epc_router_create: scratch for %d experts", r->E);
     return EPC_OK;
@@ -161,7 +160,6 @@ void epc_router_destroy(epc_router_t *r)
     free(r->block_score);
     free(r->top1);
     free(r->top2);
-    free(r->mask);
     free(r->cand_v);
     free(r->cand_i);
     free(r->bias);

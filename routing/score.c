@@ -175,19 +175,6 @@ void epc_route_block_top2(const float *c, int nblocks, int size, int gk, float *
 }
 
 EPC_SIMD_CLONES
-void epc_route_mask_ge(const float *c, int n, float floor, uint32_t *mask)
-{
-    for (int w = 0; w < (n + 31) / 32; w++) {
-        uint32_t m = 0;
-        int len = n - 32 * w < 32 ? n - 32 * w : 32;
-        const float *v = c + 32 * w;
-        for (int j = 0; j < len; j++)
-            m |= (uint32_t)(v[j] >= floor) << j;
-        mask[w] = m;
-    }
-}
-
-EPC_SIMD_CLONES
 int epc_route_select_blocks(const float *c, int nblocks, int size, int gk, int keep, int k,
                             float *sum, float *t1, float *t2, uint8_t *ok, float *floor)
 {

@@ -149,11 +149,6 @@ const char *epc_hw_source(const epc_hw_t *hw)
     return hw->source;
 }
 
-hwloc_topology_t epc_hw_topology(const epc_hw_t *hw)
-{
-    return hw->topo;
-}
-
 epc_status_t epc_hw_rank_cpuset(const epc_hw_t *hw, int local_rank, int local_size,
                                 hwloc_bitmap_t out, int *bound)
 {

@@ -57,8 +57,6 @@ int epc_hw_is_thissystem(const epc_hw_t *hw);
 /* Where the topology came from: "this system", "xml /path", ... */
 const char *epc_hw_source(const epc_hw_t *hw);
 
-hwloc_topology_t epc_hw_topology(const epc_hw_t *hw);
-
 /*
  * The CPUs of local rank `local_rank` of `local_size`.  On this system: the
  * process binding (*bound = 1 when it is a strict subset of the machine).
