@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "router.h"
-#include "topo.h"
 
 typedef struct cost_in {
     int R, rpn, nodes;
@@ -18,16 +17,20 @@ typedef struct cost_in {
 
 #define BAD(...) epc_error(EPC_ERR_INVALID_ARG, "epc_cost_model: " __VA_ARGS__)
 
-/* params > topo; every figure must end up positive. */
+/* params > topo; every figure must end up positive.  The topology is read
+ * through its public accessors: routing stays pure computation. */
 static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
 {
-    const epc_topo_t *t = p->topo;
-    if (t != NULL && t->hdr.magic != EPC_MAGIC_TOPO)
+    epc_topo_bw_t bw = {0};
+    int R = 0, rpn = 0;
+    if (p->topo != NULL && (epc_topo_num_ranks(p->topo, &R) != EPC_OK ||
+                            epc_topo_ranks_per_node(p->topo, &rpn) != EPC_OK ||
+                            epc_topo_bandwidth(p->topo, &bw) != EPC_OK))
         return BAD("topo is not a live epc_topo_t");
-    in->R = p->num_ranks ? p->num_ranks : t ? t->nranks : 0;
-    in->rpn = p->ranks_per_node ? p->ranks_per_node : t ? t->uniform_rpn : 0;
-    in->intra = p->intra_bw_gbs > 0 ? p->intra_bw_gbs : t ? t->bw.intra_gbs : 0;
-    in->inter = p->inter_bw_gbs > 0 ? p->inter_bw_gbs : t ? t->bw.inter_gbs : 0;
+    in->R = p->num_ranks ? p->num_ranks : R;
+    in->rpn = p->ranks_per_node ? p->ranks_per_node : rpn;
+    in->intra = p->intra_bw_gbs > 0 ? p->intra_bw_gbs : bw.intra_gbs;
+    in->inter = p->inter_bw_gbs > 0 ? p->inter_bw_gbs : bw.inter_gbs;
     in->row = p->row_bytes;
     in->tpr = p->tokens_per_rank;
     in->tpn = p->tokens_per_node;

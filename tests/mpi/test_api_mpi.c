@@ -132,7 +132,9 @@ static void routing_functions(void)
     EXPECT(epc_route_stats(r, good, 2, 0, -1, &rs), EPC_ERR_INVALID_ARG, NULL, "row_bytes");
     EXPECT(epc_route_stats(r, idx, 1, 0, 100, &rs), EPC_ERR_INVALID_ARG, NULL, "twice");
     EXPECT(epc_cost_model(NULL, &cost), EPC_ERR_INVALID_ARG, NULL, NULL);
-    EXPECT(epc_cost_model(&cp, &cost), EPC_ERR_INVALID_ARG, NULL, NULL); /* no R, no topo */
+    EXPECT(epc_cost_model(&cp, &cost), EPC_ERR_INVALID_ARG, NULL, "num_ranks"); /* no R, no topo */
+    cp.topo = (const epc_topo_t *)(const void *)&q; /* not a topology */
+    EXPECT(epc_cost_model(&cp, &cost), EPC_ERR_INVALID_ARG, NULL, "topo");
     epc_router_destroy(r);
     epc_router_destroy(NULL);
 }
