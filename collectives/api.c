@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "coll.h"
-#include "config.h"
 #include "fault.h"
 #include "mpi_util.h"
 
@@ -18,13 +17,12 @@ void epc_handle_destroy(epc_handle_t *h)
     free(h);
 }
 
-static epc_algo_t pick_algo(const epc_dispatch_args_t *a)
+/* args->algo, else the context's (EPC_ALGO, read at its creation). */
+static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
 {
-    const epc_config_t *cfg;
     if (a != NULL && a->size == sizeof *a && a->algo != EPC_ALGO_DEFAULT)
         return a->algo;
-    (void)epc_config_get_quiet(&cfg);
-    return epc_cfg_enum(cfg, EPC_CFG_ALGO) == 1 ? EPC_ALGO_FLAT : EPC_ALGO_HIER;
+    return ctx->algo;
 }
 
 static void add_bytes(epc_coll_bytes_t *total, const epc_coll_bytes_t *b)
@@ -58,11 +56,12 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
                           epc_handle_t **handle)
 {
     epc_handle_t *h = NULL;
-    epc_algo_t algo = pick_algo(args);
     epc_status_t st = epc_ctx_enter(ctx, "epc_dispatch");
+    epc_algo_t algo;
     int cached;
     if (st != EPC_OK)
         return st; /* no context, or a dead one: no one to tell */
+    algo = pick_algo(ctx, args);
     if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
         algo = EPC_ALGO_HIER, st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                                                  "epc_dispatch: args->algo = %d", (int)args->algo);

@@ -59,6 +59,7 @@ static epc_status_t resolve(epc_ctx_t *ctx, const epc_ctx_params_t *p)
         return BAD("params->max_topk = %d > num_experts = %d", ctx->max_topk, p->num_experts);
     ctx->timeout_ms = p->timeout_ms ? p->timeout_ms : (int)epc_cfg_int(cfg, EPC_CFG_TIMEOUT_MS);
     ctx->chunk_bytes = (size_t)epc_cfg_int(cfg, EPC_CFG_CHUNK_KB) << 10;
+    ctx->algo = epc_cfg_enum(cfg, EPC_CFG_ALGO) == 1 ? EPC_ALGO_FLAT : EPC_ALGO_HIER;
     prov = p->ofi_provider ? p->ofi_provider : epc_cfg_string(cfg, EPC_CFG_OFI_PROVIDER);
     snprintf(ctx->provider_req, sizeof ctx->provider_req, "%s", prov);
     st = epc_transport_choice(p->transport, ctx->transport_reason, sizeof ctx->transport_reason,

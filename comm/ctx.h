@@ -36,6 +36,7 @@ struct epc_ctx {
     int rank, nranks, node, lrank, lsize;
     int num_experts, hidden, max_tokens, max_topk, timeout_ms;
     size_t chunk_bytes; /* EPC_CHUNK_KB: pipeline chunk per message */
+    epc_algo_t algo;    /* EPC_ALGO: dispatch's algorithm when args leave it 0 */
     epc_dtype_t dtype;
     size_t elem_size;            /* bytes per element of a row */
     epc_transport_t transport;   /* EPC_TRANSPORT_MPI or _OFI */

@@ -53,7 +53,7 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
     X(ALGO, EPC_CFG_T_ENUM, "hier", "hier|flat", 0, 0,                                        \
       "Dispatch/combine algorithm when the args leave it 0: hier (one network copy per "      \
       "token and node, forwarded inside the node) or flat (MPI_Alltoallv of per-rank "        \
-      "copies, the baseline).")                                                               \
+      "copies, the baseline). Read at context creation.")                                     \
     X(CHUNK_KB, EPC_CFG_T_INT, "2048", "4..1048576", 4, 1048576,                              \
       "Pipeline chunk of hier dispatch and combine, in KiB per message (at most 8 chunks): "  \
       "a chunk is packed or summed while the previous one is on the wire. Must be the same "  \
