@@ -1,21 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* api.c - the public dispatch/combine entry points, handles and stats. */
+/* api.c - the public dispatch/combine entry points and statistics. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "coll.h"
 #include "fault.h"
 #include "mpi_util.h"
-
-void epc_handle_destroy(epc_handle_t *h)
-{
-    if (h == NULL || h->magic != EPC_MAGIC_HANDLE)
-        return;
-    h->magic = EPC_MAGIC_DEAD;
-    free(h->idx), free(h->w), free(h->eidx), free(h->didx), free(h->all), free(h->Ts);
-    free(h->num_rows), free(h->begin), free(h->prefix), free(h->expert_count), free(h->kept);
-    free(h);
-}
 
 /* args->algo, else the context's (EPC_ALGO, read at its creation). */
 static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
@@ -46,12 +36,6 @@ static void fill_out(const epc_ctx_t *ctx, const epc_handle_t *h, epc_dispatch_o
     out->weight = h->meta.weight;
 }
 
-/* A handle this context made (any dispatch), else NULL. */
-static int own_handle(const epc_ctx_t *ctx, const epc_handle_t *h)
-{
-    return h != NULL && h->magic == EPC_MAGIC_HANDLE && h->ctx == ctx;
-}
-
 epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_dispatch_out_t *out,
                           epc_handle_t **handle)
 {
@@ -69,7 +53,7 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
         st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: %s is NULL",
                            out == NULL ? "out" : "handle");
     cached = handle != NULL && *handle != NULL;
-    if (st == EPC_OK && cached && !own_handle(ctx, *handle))
+    if (st == EPC_OK && cached && !coll_handle_owned(ctx, *handle))
         st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                            "epc_dispatch: *handle is not a handle of this context");
     memset(&ctx->cstats.last_dispatch, 0, sizeof ctx->cstats.last_dispatch);
@@ -103,7 +87,7 @@ epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_d
 static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
                                   const epc_combine_args_t *a)
 {
-    if (!own_handle(ctx, h))
+    if (!coll_handle_owned(ctx, h))
         return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                              "epc_combine: handle is %s", h == NULL ? "NULL" : "not of this context");
     if (h->generation != ctx->generation)
@@ -144,7 +128,7 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
 {
     char *p;
     epc_status_t st = epc_ctx_check(ctx, "epc_combine_buffer");
-    if (st == EPC_OK && (!own_handle(ctx, h) || buf == NULL))
+    if (st == EPC_OK && (!coll_handle_owned(ctx, h) || buf == NULL))
         st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_combine_buffer: %s",
                            buf == NULL ? "buf is NULL" : "handle is not of this context");
     if (st == EPC_OK && h->generation != ctx->generation)

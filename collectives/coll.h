@@ -88,6 +88,14 @@ static inline size_t coll_row_bytes(const epc_ctx_t *ctx)
 size_t coll_meta_bytes(int n);
 void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m);
 
+/* A new handle for args (which may be NULL: T and k 0 then),
+ * its shape from the context; EPC_ERR_NO_MEMORY raised. */
+epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
+                             epc_handle_t **hp);
+
+/* 1 when h is a live handle this context made (of any dispatch). */
+int coll_handle_owned(const epc_ctx_t *ctx, const epc_handle_t *h);
+
 /* Plans a dispatch: validates args (unless `pre` already failed: that error
  * is this rank's verdict), builds the handle's local part, exchanges counts
  * and verdicts with every rank and derives the layouts.  Collective; every

@@ -174,29 +174,6 @@ static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
     return EPC_OK;
 }
 
-static epc_status_t new_handle(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
-                               epc_handle_t **hp)
-{
-    epc_handle_t *h = calloc(1, sizeof *h);
-    if (h == NULL)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: handle");
-    h->magic = EPC_MAGIC_HANDLE;
-    h->ctx = ctx;
-    h->algo = algo;
-    h->T = a ? a->num_tokens : 0;
-    h->k = a ? a->topk : 0;
-    h->align = a && a->expert_alignment > 1 ? a->expert_alignment : 1;
-    h->E = ctx->num_experts;
-    h->R = ctx->nranks;
-    h->N = ctx->topo->nnodes;
-    h->L = ctx->topo->uniform_rpn;
-    h->epr = h->E / h->R;
-    h->dims = (coll_dims_t){h->E, h->N, h->R, h->epr, h->k, h->align, ctx->max_tokens,
-                            ctx->topo->node_of};
-    *hp = h;
-    return EPC_OK;
-}
-
 /* Sends this rank's header, counts and reason to all; collects theirs. */
 static epc_status_t exchange(epc_ctx_t *ctx, int *mine, int *all, int rec_ints)
 {
@@ -230,7 +207,7 @@ epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t 
     if (!mine || !all) /* cannot even take part: peers time out on this rank */
         st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: count records");
     if (st == EPC_OK)
-        st = new_handle(ctx, a, algo, &h);
+        st = coll_handle_new(ctx, a, algo, &h);
     if (st == EPC_OK)
         st = count_local(ctx, a, h, mine + HDR_INTS);
     if (mine != NULL) {
