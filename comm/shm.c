@@ -151,17 +151,20 @@ static epc_status_t node_allgather(epc_shm_t *s, const void *mine, size_t len, v
     return st;
 }
 
-/* Maps every peer's announced segment; 1 when all went well. */
+/* Maps every peer's announced segment: 1 when all went well, 0 when a
+ * peer announced a failure (nothing raised here), -1 when mapping one
+ * failed (raised by seg_attach). */
 static int attach_all(epc_shm_t *s, const seg_info_t *all, char **base, size_t *cap)
 {
-    int ok = 1;
+    for (int l = 0; l < s->lsize; l++)
+        if (all[l].size < 0)
+            return 0;
     for (int l = 0; l < s->lsize; l++) {
-        ok = ok && all[l].size >= 0;
-        cap[l] = ok ? (size_t)all[l].size : 0;
-        if (ok && l != s->lrank && all[l].size > 0)
-            ok = (base[l] = seg_attach(s, &all[l], l)) != NULL;
+        cap[l] = (size_t)all[l].size;
+        if (l != s->lrank && all[l].size > 0 && (base[l] = seg_attach(s, &all[l], l)) == NULL)
+            return -1;
     }
-    return ok;
+    return 1;
 }
 
 /* Collective over the node: the AND of every rank's ok, by dl (the
@@ -187,13 +190,14 @@ static epc_status_t seg_share(epc_shm_t *s, size_t size, char **base, size_t *ca
     seg_info_t me = {0, 0, -1};
     epc_status_t st = EPC_OK, xst;
     int ok = 0;
-    if (size > 0)
-        st = seg_create(s, size, &me, &base[s->lrank]);
+    if (size > 0 && (st = seg_create(s, size, &me, &base[s->lrank])) == EPC_OK)
+        cap[s->lrank] = size; /* so a failure below unmaps it whole */
     epc_fault_here("shm"); /* test hook: a segment exists, not yet mapped by all */
     xst = node_allgather(s, &me, sizeof me, s->seg_info, dl, phase);
     if (xst == EPC_OK) {
-        ok = st == EPC_OK && attach_all(s, s->seg_info, base, cap);
-        if (st == EPC_OK && !ok)
+        int attached = st == EPC_OK ? attach_all(s, s->seg_info, base, cap) : 0;
+        ok = attached == 1;
+        if (attached < 0)
             st = EPC_ERR_TRANSPORT; /* raised by seg_attach */
         /* Nobody closes before everyone has mapped (or failed). */
         xst = node_all_ok(s, &ok, dl, phase);
