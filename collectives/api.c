@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* api.c - the public dispatch/combine entry points and statistics. */
+/*
+ * api.c - the public dispatch/combine entry points: the nonblocking
+ * starts (checks, a request, its first steps), the blocking calls (start
+ * and wait), the combine buffer and the statistics.
+ */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "coll.h"
 #include "fault.h"
-#include "mpi_util.h"
+#include "request.h"
+
+#define BADARG(fn, ...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, fn ": " __VA_ARGS__)
 
 /* args->algo, else the context's (EPC_ALGO, read at its creation). */
 static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
@@ -15,71 +21,60 @@ static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
     return ctx->algo;
 }
 
-static void add_bytes(epc_coll_bytes_t *total, const epc_coll_bytes_t *b)
+/* This rank's checks of a dispatch that need no peer: the verdict travels
+ * with the counts (or the cached mode's agreement). */
+static epc_status_t check_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
+                                   epc_dispatch_out_t *out, epc_handle_t **handle,
+                                   epc_algo_t algo)
 {
-    total->payload_inter += b->payload_inter;
-    total->payload_intra += b->payload_intra;
-    total->meta_inter += b->meta_inter;
-    total->meta_intra += b->meta_intra;
+    if (a == NULL)
+        return BADARG("epc_dispatch", "args is NULL");
+    if (a->size != sizeof *a)
+        return BADARG("epc_dispatch",
+                      "args->size %zu is not a known size (%zu); use EPC_DISPATCH_ARGS_INIT",
+                      a->size, sizeof *a);
+    if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
+        return BADARG("epc_dispatch", "args->algo = %d", (int)a->algo);
+    if (out == NULL || handle == NULL)
+        return BADARG("epc_dispatch", "%s is NULL", out == NULL ? "out" : "handle");
+    if (*handle != NULL && !coll_handle_owned(ctx, *handle))
+        return BADARG("epc_dispatch", "*handle is not a handle of this context");
+    return EPC_OK;
 }
 
-static void fill_out(const epc_ctx_t *ctx, const epc_handle_t *h, epc_dispatch_out_t *out)
+epc_status_t epc_dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
+                                epc_dispatch_out_t *out, epc_handle_t **handle,
+                                epc_request_t **req)
 {
-    out->rows = h->rows;
-    out->num_rows = h->num_rows[ctx->rank];
-    out->num_local_experts = h->epr;
-    out->expert_begin = h->begin + (size_t)ctx->rank * (h->epr + 1);
-    out->expert_count = h->expert_count;
-    out->src_rank = h->meta.src_rank;
-    out->src_token = h->meta.src_token;
-    out->local_expert = h->meta.local_expert;
-    out->weight = h->meta.weight;
-}
-
-epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_dispatch_out_t *out,
-                          epc_handle_t **handle)
-{
-    epc_handle_t *h = NULL;
     epc_status_t st = epc_ctx_enter(ctx, "epc_dispatch");
     epc_algo_t algo;
-    int cached;
+    epc_lane_t *ln;
+    epc_request_t *r;
     if (st != EPC_OK)
         return st; /* no context, or a dead one: no one to tell */
+    if (req == NULL)
+        return BADARG("epc_dispatch_start", "req is NULL");
+    ln = &ctx->lane[ctx->dispatches % EPC_LANES];
+    if ((st = coll_req_new(ctx, ln, 1, "epc_dispatch", &r)) != EPC_OK)
+        return st;
+    ctx->dispatches++;
+    ln->dispatches++; /* older handles of this lane are stale from now on */
     algo = pick_algo(ctx, args);
-    if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
-        algo = EPC_ALGO_HIER, st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                                                 "epc_dispatch: args->algo = %d", (int)args->algo);
-    if (st == EPC_OK && (out == NULL || handle == NULL))
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: %s is NULL",
-                           out == NULL ? "out" : "handle");
-    cached = handle != NULL && *handle != NULL;
-    if (st == EPC_OK && cached && !coll_handle_owned(ctx, *handle))
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                           "epc_dispatch: *handle is not a handle of this context");
-    memset(&ctx->cstats.last_dispatch, 0, sizeof ctx->cstats.last_dispatch);
-    if (cached && st == EPC_OK) {
-        h = *handle;
-        st = coll_replan(ctx, args, h);
-    } else if (cached) {
-        st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx));
-    } else {
-        st = coll_plan(ctx, st == EPC_OK ? args : NULL, algo, st, &h);
+    r->local = check_dispatch(ctx, args, out, handle, algo);
+    r->cached = handle != NULL && *handle != NULL;
+    r->out = out;
+    r->handle_p = handle;
+    if (r->local == EPC_OK) {
+        r->args = *args; /* its arrays stay the caller's until the request ends */
+        if (r->cached) {
+            r->h = *handle; /* unusable once its rows start moving (plan.c) */
+        } else {
+            r->local = coll_handle_new(ctx, args, algo, &r->h);
+        }
     }
-    if (st == EPC_OK) {
-        epc_fault_here("dispatch"); /* test hook: after the counts, before rows */
-        st = h->algo == EPC_ALGO_HIER ? coll_hier_dispatch(ctx, args, h)
-                                      : coll_flat_dispatch(ctx, args, h);
-    }
-    if (st != EPC_OK) {
-        if (!cached)
-            epc_handle_destroy(h);
-        return epc_ctx_leave(ctx, st);
-    }
-    h->generation = ++ctx->generation;
-    fill_out(ctx, h, out);
-    *handle = h;
-    add_bytes(&ctx->cstats.total, &ctx->cstats.last_dispatch);
-    ctx->cstats.dispatches++;
+    r->step = coll_plan_step_post;
+    coll_progress(ctx); /* posts the count exchange */
+    *req = r;
     return EPC_OK;
 }
 
@@ -88,40 +83,127 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
                                   const epc_combine_args_t *a)
 {
     if (!coll_handle_owned(ctx, h))
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                             "epc_combine: handle is %s", h == NULL ? "NULL" : "not of this context");
-    if (h->generation != ctx->generation)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                             "epc_combine: the handle's dispatch was followed by another "
-                             "(its rows were overwritten); combine right after its dispatch");
+        return BADARG("epc_combine", "handle is %s", h == NULL ? "NULL" : "not of this context");
+    if (h->lane < 0 || ctx->lane[h->lane].dispatches != h->lane_seq)
+        return BADARG("epc_combine",
+                      "the handle's dispatch %s; combine before the second dispatch after it",
+                      h->lane < 0 ? "did not complete"
+                                  : "was followed by two others (its rows were overwritten)");
     if (a == NULL || a->size != sizeof *a)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                             "epc_combine: args is NULL or of unknown size; use "
-                             "EPC_COMBINE_ARGS_INIT");
+        return BADARG("epc_combine",
+                      "args is NULL or of unknown size; use EPC_COMBINE_ARGS_INIT");
     if ((a->expert_out == NULL && h->num_rows[ctx->rank] > 0) || (a->y == NULL && h->T > 0))
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_combine: args->%s is NULL",
-                             a->y == NULL ? "y" : "expert_out");
+        return BADARG("epc_combine", "args->%s is NULL", a->y == NULL ? "y" : "expert_out");
     return EPC_OK;
+}
+
+/* Every rank's verdict on its combine arguments with its reason, in one
+ * collective on the context's communicator (posted at the start, so in
+ * the same order on every rank, whatever handle each was given). */
+#define VERDICT_INTS (1 + EPC_REASON_LEN / 4)
+
+/* After every rank's checks are known: the algorithm's schedule, or the
+ * verdict (a failing rank keeps its own error, the others name the lowest
+ * failing rank). */
+static epc_status_t step_combine_agreed(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    epc_status_t st = coll_req_test_mpi(r, &r->xreq, "combine agreement");
+    if (st == EPC_ERR_TIMEOUT)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT,
+                             "epc_combine: timed out agreeing on the arguments (a rank did not "
+                             "call epc_combine)");
+    if (st != EPC_OK && st != EPC_IN_PROGRESS && st != EPC_ERR_TRANSPORT) /* a peer aborted */
+        return epc_error_context(&ctx->hdr, st, "epc_combine: agreeing on the arguments");
+    if (st != EPC_OK)
+        return st;
+    if (r->local != EPC_OK)
+        return epc_error_restore(&ctx->hdr, r->local, r->error);
+    for (int s = 0; s < ctx->nranks; s++) {
+        const int *rec = r->rec_all + (size_t)s * VERDICT_INTS;
+        char reason[EPC_REASON_LEN];
+        if (rec[0] == EPC_OK)
+            continue;
+        memcpy(reason, rec + 1, sizeof reason);
+        reason[sizeof reason - 1] = '\0';
+        return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_combine: rank %d: %s", s,
+                             reason);
+    }
+    epc_fault_here("combine"); /* test hook */
+    r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_combine_begin : coll_flat_combine_begin;
+    return EPC_OK;
+}
+
+/* Posts this rank's verdict; EPC_OK or why it could not. */
+static epc_status_t post_verdict(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    int rc;
+    r->rec_mine = calloc(VERDICT_INTS, sizeof *r->rec_mine);
+    r->rec_all = calloc((size_t)VERDICT_INTS * ctx->nranks, sizeof *r->rec_all);
+    if (r->rec_mine == NULL || r->rec_all == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_combine: verdicts");
+    r->rec_mine[0] = r->local;
+    if (r->local != EPC_OK) {
+        snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
+        /* cut to the record (calloc'd: stays terminated) */
+        memcpy(r->rec_mine + 1, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
+    }
+    rc = MPI_Iallgather(r->rec_mine, VERDICT_INTS, MPI_INT, r->rec_all, VERDICT_INTS, MPI_INT,
+                        ctx->comm, &r->xreq);
+    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(verdicts)");
+}
+
+epc_status_t epc_combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args_t *args,
+                               epc_request_t **req)
+{
+    epc_status_t st = epc_ctx_enter(ctx, "epc_combine"), local;
+    epc_request_t *r;
+    if (st != EPC_OK)
+        return st;
+    if (req == NULL)
+        return BADARG("epc_combine_start", "req is NULL");
+    local = check_combine(ctx, h, args);
+    /* a rank without a usable handle has no lane; it holds lane 0's place */
+    st = coll_req_new(ctx, &ctx->lane[local == EPC_OK ? h->lane : 0], 0, "epc_combine", &r);
+    if (st != EPC_OK)
+        return st;
+    r->local = local;
+    r->h = local == EPC_OK ? h : NULL;
+    if (local == EPC_OK)
+        r->cargs = *args;
+    r->cached = 1; /* the handle is the caller's: never freed by the request */
+    r->step = step_combine_agreed;
+    if ((st = post_verdict(r)) != EPC_OK) { /* the verdict could not even be posted */
+        r->status = epc_ctx_leave(ctx, st);
+        snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
+    }
+    coll_progress(ctx);
+    *req = r;
+    return EPC_OK;
+}
+
+epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_dispatch_out_t *out,
+                          epc_handle_t **handle)
+{
+    epc_request_t *r;
+    epc_status_t st = epc_dispatch_start(ctx, args, out, handle, &r);
+    if (st != EPC_OK)
+        return st;
+    st = epc_wait(r);
+    epc_request_free(r);
+    return st;
 }
 
 epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args_t *args)
 {
-    epc_status_t st = epc_ctx_enter(ctx, "epc_combine");
+    epc_request_t *r;
+    epc_status_t st = epc_combine_start(ctx, h, args, &r);
     if (st != EPC_OK)
         return st;
-    st = epc_mpi_agree(ctx->comm, check_combine(ctx, h, args), &ctx->hdr, epc_ctx_deadline(ctx));
-    if (st != EPC_OK)
-        return epc_ctx_leave(ctx, st);
-    memset(&ctx->cstats.last_combine, 0, sizeof ctx->cstats.last_combine);
-    epc_fault_here("combine"); /* test hook */
-    st = h->algo == EPC_ALGO_HIER
-             ? coll_hier_combine(ctx, h, args->expert_out, args->y, args->unweighted)
-             : coll_flat_combine(ctx, h, args->expert_out, args->y, args->unweighted);
-    if (st == EPC_OK) {
-        add_bytes(&ctx->cstats.total, &ctx->cstats.last_combine);
-        ctx->cstats.combines++;
-    }
-    return epc_ctx_leave(ctx, st);
+    st = epc_wait(r);
+    epc_request_free(r);
+    return st;
 }
 
 epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
@@ -129,15 +211,16 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
     char *p;
     epc_status_t st = epc_ctx_check(ctx, "epc_combine_buffer");
     if (st == EPC_OK && (!coll_handle_owned(ctx, h) || buf == NULL))
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_combine_buffer: %s",
-                           buf == NULL ? "buf is NULL" : "handle is not of this context");
-    if (st == EPC_OK && h->generation != ctx->generation)
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                           "epc_combine_buffer: the handle's dispatch was followed by another "
-                           "(its rows were overwritten); ask right after its dispatch");
+        st = BADARG("epc_combine_buffer", "%s",
+                    buf == NULL ? "buf is NULL" : "handle is not of this context");
+    if (st == EPC_OK && (h->lane < 0 || ctx->lane[h->lane].dispatches != h->lane_seq))
+        st = BADARG("epc_combine_buffer",
+                    "the handle's dispatch %s; ask before the second dispatch after it",
+                    h->lane < 0 ? "did not complete"
+                                : "was followed by two others (its rows were overwritten)");
     if (st == EPC_OK)
-        st = epc_ctx_scratch(ctx, EPC_SCRATCH_EXPERT,
-                             (size_t)h->num_rows[ctx->rank] * coll_row_bytes(ctx) + 1, &p);
+        st = epc_lane_scratch(&ctx->lane[h->lane], EPC_SCRATCH_EXPERT,
+                              (size_t)h->num_rows[ctx->rank] * coll_row_bytes(ctx) + 1, &p);
     if (st == EPC_OK)
         *buf = p;
     return st;

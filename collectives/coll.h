@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "ctx.h"
+#include "lane.h"
 #include "wire.h"
 
 #define EPC_MAGIC_HANDLE 0x45504844u /* "EPHD" */
@@ -32,7 +33,8 @@ typedef struct coll_meta {
 struct epc_handle {
     uint32_t magic;
     epc_ctx_t *ctx;
-    uint64_t generation; /* the ctx's dispatch count when made */
+    int lane;            /* the lane its rows are in; -1: no complete dispatch */
+    uint64_t lane_seq;   /* that lane's dispatch count then (later: stale) */
     epc_algo_t algo;
     int T, k, align;
     uint64_t idx_hash;   /* of topk_idx, for cached reuse */
@@ -96,30 +98,12 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
 /* 1 when h is a live handle this context made (of any dispatch). */
 int coll_handle_owned(const epc_ctx_t *ctx, const epc_handle_t *h);
 
-/* Plans a dispatch: validates args (unless `pre` already failed: that error
- * is this rank's verdict), builds the handle's local part, exchanges counts
- * and verdicts with every rank and derives the layouts.  Collective; every
- * rank returns the same verdict. */
-epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
-                       epc_status_t pre, epc_handle_t **hp);
-
-/* Cached mode: same topk_idx as the handle; agrees on validity only. */
-epc_status_t coll_replan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h);
-
 /* Writes a row and its metadata at receiver position pos. */
 void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, const void *src,
                 int src_rank, int token, int local_expert, float weight, int pslot);
 
 /* Zero rows and src_rank -1 at every padding position of this rank. */
 void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
-
-/* The algorithms. */
-epc_status_t coll_hier_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h);
-epc_status_t coll_hier_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
-                               int unweighted);
-epc_status_t coll_flat_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h);
-epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
-                               int unweighted);
 
 /* Combine slots of a rank: one per (source, token) it received. */
 int coll_num_slots(const epc_handle_t *h, int rank);

@@ -8,52 +8,100 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coll.h"
-#include "mpi_util.h"
+#include "fault.h"
+#include "request.h"
 
-/* Runs MPI_Ialltoallv in units of `unit` bytes, bounded by the deadline. */
-static epc_status_t alltoallv(epc_ctx_t *ctx, const void *sbuf, const int *scnt, const int *sdsp,
-                              void *rbuf, const int *rcnt, const int *rdsp, size_t unit,
-                              const char *phase)
+/* What a flat request keeps between its steps. */
+typedef struct flat {
+    int *counts;                  /* [4R]: scnt | sdsp | rcnt | rdsp */
+    int *scnt, *sdsp, *rcnt, *rdsp;
+    char *sbuf, *rbuf;
+    size_t unit;                  /* bytes of one record */
+    MPI_Datatype type;            /* unit bytes */
+    int have_type;
+    MPI_Request req;              /* the posted MPI_Ialltoallv */
+    float *tmp;                   /* combine: [2H] */
+    float **slot;                 /* combine: partial sum slots */
+} flat_t;
+
+static void flat_free(epc_request_t *r)
 {
-    MPI_Datatype t;
-    MPI_Request req;
-    int rc, pending;
-    epc_status_t st;
-    MPI_Type_contiguous((int)unit, MPI_BYTE, &t);
-    MPI_Type_commit(&t);
-    rc = MPI_Ialltoallv(sbuf, scnt, sdsp, t, rbuf, rcnt, rdsp, t, ctx->comm, &req);
-    st = rc != MPI_SUCCESS ? epc_mpi_error(&ctx->hdr, rc, "MPI_Ialltoallv")
-                           : epc_mpi_wait_all(&req, 1, epc_ctx_deadline(ctx), &pending, phase);
+    flat_t *x = r->algo;
+    /* A pending collective cannot be freed (MPI-3.1 5.12): after a
+     * failure it is abandoned with the failed context. */
+    if (x->have_type)
+        MPI_Type_free(&x->type);
+    free(x->counts);
+    free(x->tmp);
+    free(x->slot);
+    free(x);
+    r->algo = NULL;
+    r->algo_free = NULL;
+}
+
+static flat_t *flat_new(epc_request_t *r)
+{
+    flat_t *x = calloc(1, sizeof *x);
+    if (x != NULL) {
+        r->algo = x;
+        r->algo_free = flat_free;
+        x->req = MPI_REQUEST_NULL;
+    }
+    return x;
+}
+
+/* Posts MPI_Ialltoallv of `unit`-byte records on the request's lane. */
+static epc_status_t post_alltoallv(epc_request_t *r, flat_t *x, const void *sbuf,
+                                   const int *scnt, const int *sdsp, void *rbuf, const int *rcnt,
+                                   const int *rdsp)
+{
+    int rc = MPI_Type_contiguous((int)x->unit, MPI_BYTE, &x->type);
+    if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&x->type)) != MPI_SUCCESS)
+        MPI_Type_free(&x->type);
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(&r->ctx->hdr, rc, "MPI_Type_contiguous");
+    x->have_type = 1;
+    rc = MPI_Ialltoallv(sbuf, scnt, sdsp, x->type, rbuf, rcnt, rdsp, x->type, r->lane->comm,
+                        &x->req);
+    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&r->ctx->hdr, rc, "MPI_Ialltoallv");
+}
+
+/* EPC_OK once the posted MPI_Ialltoallv completed, EPC_IN_PROGRESS, or
+ * its error naming phase. */
+static epc_status_t test_alltoallv(epc_request_t *r, flat_t *x, const char *phase)
+{
+    epc_status_t st = coll_req_test_mpi(r, &x->req, "MPI_Ialltoallv");
     if (st == EPC_ERR_TIMEOUT)
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT, "%s: MPI_Ialltoallv timed out", phase);
-    else if (st != EPC_OK && st != EPC_ERR_TRANSPORT) /* a peer aborted */
-        st = epc_error_context(&ctx->hdr, st, "%s: MPI_Ialltoallv", phase);
-    MPI_Type_free(&t);
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_TIMEOUT, "%s: MPI_Ialltoallv timed out",
+                             phase);
+    if (st != EPC_OK && st != EPC_IN_PROGRESS && st != EPC_ERR_TRANSPORT) /* a peer aborted */
+        return epc_error_context(&r->ctx->hdr, st, "%s: MPI_Ialltoallv", phase);
     return st;
 }
 
 /* Counts and displacements (in units) of what this rank sends/receives. */
-static epc_status_t counts(epc_ctx_t *ctx, const epc_handle_t *h, int **buf, int **scnt,
-                           int **sdsp, int **rcnt, int **rdsp)
+static epc_status_t counts(epc_ctx_t *ctx, const epc_handle_t *h, flat_t *x)
 {
     int R = h->R, me = ctx->rank;
-    *buf = malloc((size_t)4 * R * sizeof **buf);
-    if (*buf == NULL)
+    x->counts = malloc((size_t)4 * R * sizeof *x->counts);
+    if (x->counts == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat: counts of %d ranks", R);
-    *scnt = *buf, *sdsp = *buf + R, *rcnt = *buf + 2 * R, *rdsp = *buf + 3 * R;
+    x->scnt = x->counts;
+    x->sdsp = x->counts + R;
+    x->rcnt = x->counts + 2 * R;
+    x->rdsp = x->counts + 3 * R;
     for (int r = 0; r < R; r++) {
-        (*scnt)[r] = coll_tpr(h, me)[r];
-        (*rcnt)[r] = coll_tpr(h, r)[me];
-        (*sdsp)[r] = r ? (*sdsp)[r - 1] + (*scnt)[r - 1] : 0;
-        (*rdsp)[r] = r ? (*rdsp)[r - 1] + (*rcnt)[r - 1] : 0;
+        x->scnt[r] = coll_tpr(h, me)[r];
+        x->rcnt[r] = coll_tpr(h, r)[me];
+        x->sdsp[r] = r ? x->sdsp[r - 1] + x->scnt[r - 1] : 0;
+        x->rdsp[r] = r ? x->rdsp[r - 1] + x->rcnt[r - 1] : 0;
     }
     return EPC_OK;
 }
 
 /* One record per (token, destination rank), at the rank's didx. */
 static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, char *sbuf,
-                 const int *sdsp, size_t unit)
+                 const int *sdsp, size_t unit, epc_coll_bytes_t *acct)
 {
     size_t rb = coll_row_bytes(ctx), hdr = sizeof(coll_rec_t);
     for (int t = 0; t < h->T; t++)
@@ -75,7 +123,7 @@ static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, 
                 sl[q] = (coll_slot_t){mine ? h->idx[iq] : -1, h->eidx[iq], h->didx[iq], h->w[iq]};
             }
             memcpy(u + hdr + (size_t)h->k * sizeof *sl, (const char *)a->x + (size_t)t * rb, rb);
-            coll_account(ctx, &ctx->cstats.last_dispatch, r, rb, hdr + h->k * sizeof *sl, 1);
+            coll_account(ctx, acct, r, rb, hdr + h->k * sizeof *sl, 1);
         }
 }
 
@@ -107,31 +155,49 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
     return EPC_OK;
 }
 
-epc_status_t coll_flat_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h)
+/* After the exchange: every record's row at its place, then padding. */
+static epc_status_t step_unpack(epc_request_t *r)
 {
-    size_t rb = coll_row_bytes(ctx), unit = coll_unit(rb, h->k);
-    int *buf = NULL, *scnt, *sdsp, *rcnt, *rdsp, n = h->num_rows[ctx->rank];
-    char *sbuf, *rbuf, *out;
-    epc_status_t st = counts(ctx, h, &buf, &scnt, &sdsp, &rcnt, &rdsp);
+    flat_t *x = r->algo;
+    epc_handle_t *h = r->h;
+    size_t rb = coll_row_bytes(r->ctx);
+    char *out;
+    int n = h->num_rows[r->ctx->rank];
+    epc_status_t st = test_alltoallv(r, x, "flat dispatch");
     if (st == EPC_OK)
-        st = epc_ctx_scratch(ctx, EPC_SCRATCH_SEND, (sdsp[h->R - 1] + scnt[h->R - 1]) * unit + 1, &sbuf);
-    if (st == EPC_OK)
-        st = epc_ctx_scratch(ctx, EPC_SCRATCH_RECV, (rdsp[h->R - 1] + rcnt[h->R - 1]) * unit + 1, &rbuf);
-    if (st == EPC_OK)
-        st = epc_ctx_scratch(ctx, EPC_SCRATCH_OUT, (size_t)n * rb + coll_meta_bytes(n) + 1, &out);
-    if (st == EPC_OK) {
-        pack(ctx, a, h, sbuf, sdsp, unit);
-        st = alltoallv(ctx, sbuf, scnt, sdsp, rbuf, rcnt, rdsp, unit, "flat dispatch");
-    }
-    if (st == EPC_OK) {
-        h->rows = out;
-        coll_meta_place(out, (size_t)n * rb, n, &h->meta);
-        st = unpack(ctx, h, rbuf, rcnt, rdsp, unit);
-    }
-    if (st == EPC_OK)
-        coll_fill_padding(h, ctx->rank, rb);
-    free(buf);
+        st = epc_lane_scratch(r->lane, EPC_SCRATCH_OUT, (size_t)n * rb + coll_meta_bytes(n) + 1,
+                              &out);
+    if (st != EPC_OK)
+        return st;
+    h->rows = out;
+    coll_meta_place(out, (size_t)n * rb, n, &h->meta);
+    if ((st = unpack(r->ctx, h, x->rbuf, x->rcnt, x->rdsp, x->unit)) == EPC_OK)
+        coll_fill_padding(h, r->ctx->rank, rb);
+    r->step = NULL;
     return st;
+}
+
+epc_status_t coll_flat_dispatch_begin(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    epc_handle_t *h = r->h;
+    flat_t *x = flat_new(r);
+    epc_status_t st = x != NULL ? counts(ctx, h, x)
+                                : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat dispatch");
+    epc_fault_here("dispatch"); /* test hook: after the counts, before rows */
+    if (st != EPC_OK)
+        return st;
+    x->unit = coll_unit(coll_row_bytes(ctx), h->k);
+    st = epc_lane_scratch(r->lane, EPC_SCRATCH_SEND,
+                          (x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &x->sbuf);
+    if (st == EPC_OK)
+        st = epc_lane_scratch(r->lane, EPC_SCRATCH_RECV,
+                              (x->rdsp[h->R - 1] + x->rcnt[h->R - 1]) * x->unit + 1, &x->rbuf);
+    if (st != EPC_OK)
+        return st;
+    pack(ctx, &r->args, h, x->sbuf, x->sdsp, x->unit, &r->bytes);
+    r->step = step_unpack;
+    return post_alltoallv(r, x, x->sbuf, x->scnt, x->sdsp, x->rbuf, x->rcnt, x->rdsp);
 }
 
 /* y[t] = sum over nodes (ascending) of the sum over their ranks (local
@@ -155,35 +221,49 @@ static void finish(epc_ctx_t *ctx, epc_handle_t *h, const float *recv, const int
     }
 }
 
-epc_status_t coll_flat_combine(epc_ctx_t *ctx, epc_handle_t *h, const void *out, void *y,
-                               int unweighted)
+static epc_status_t step_finish(epc_request_t *r)
 {
-    size_t unit = (size_t)ctx->hidden * sizeof(float);
-    int *buf = NULL, *scnt, *sdsp, *rcnt, *rdsp, P = coll_num_slots(h, ctx->rank);
-    float *partial = NULL, *tmp = malloc(2 * unit + 1), **slot = malloc((P + 1) * sizeof *slot);
-    char *rbuf, *pbuf;
-    epc_status_t st = tmp && slot ? epc_ctx_scratch(ctx, EPC_SCRATCH_PARTIAL, P * unit + 1, &pbuf)
-                                  : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
-    if (st == EPC_OK) {
-        partial = (float *)(void *)pbuf;
-        for (int p = 0; p < P; p++)
-            slot[p] = partial + (size_t)p * ctx->hidden;
-        st = coll_partials(ctx, h, out, unweighted, slot, -1, NULL);
-    }
-    /* Back the way the rows came: to each source its slots, in order. */
+    flat_t *x = r->algo;
+    /* combine's exchange runs back the way the rows came: receive counts
+     * are the dispatch's send counts (scnt/sdsp) */
+    epc_status_t st = test_alltoallv(r, x, "flat combine");
+    if (st != EPC_OK)
+        return st;
+    finish(r->ctx, r->h, (const float *)(const void *)x->rbuf, x->sdsp, r->cargs.y, x->tmp,
+           x->tmp + r->ctx->hidden);
+    r->step = NULL;
+    return EPC_OK;
+}
+
+epc_status_t coll_flat_combine_begin(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    epc_handle_t *h = r->h;
+    int P = coll_num_slots(h, ctx->rank);
+    flat_t *x = flat_new(r);
+    char *pbuf;
+    epc_status_t st = x != NULL ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
+    if (st != EPC_OK)
+        return st;
+    x->unit = (size_t)ctx->hidden * sizeof(float);
+    x->tmp = malloc(2 * x->unit + 1);
+    x->slot = malloc(((size_t)P + 1) * sizeof *x->slot);
+    if (x->tmp == NULL || x->slot == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
+    if ((st = epc_lane_scratch(r->lane, EPC_SCRATCH_PARTIAL, P * x->unit + 1, &pbuf)) != EPC_OK)
+        return st;
+    for (int p = 0; p < P; p++)
+        x->slot[p] = (float *)(void *)pbuf + (size_t)p * ctx->hidden;
+    st = coll_partials(ctx, h, r->cargs.expert_out, r->cargs.unweighted, x->slot, -1, NULL);
     if (st == EPC_OK)
-        st = counts(ctx, h, &buf, &rcnt, &rdsp, &scnt, &sdsp);
-    if (st == EPC_OK)
-        st = epc_ctx_scratch(ctx, EPC_SCRATCH_RECV, (rdsp[h->R - 1] + rcnt[h->R - 1]) * unit + 1, &rbuf);
-    if (st == EPC_OK) {
-        for (int s = 0; s < h->R; s++)
-            coll_account(ctx, &ctx->cstats.last_combine, s, (uint64_t)scnt[s] * unit, 0, 1);
-        st = alltoallv(ctx, partial, scnt, sdsp, rbuf, rcnt, rdsp, unit, "flat combine");
-    }
-    if (st == EPC_OK)
-        finish(ctx, h, (const float *)(const void *)rbuf, rdsp, y, tmp, tmp + ctx->hidden);
-    free(buf);
-    free(tmp);
-    free(slot);
-    return st;
+        st = counts(ctx, h, x);
+    if (st == EPC_OK) /* back the way the rows came: to each source its slots, in order */
+        st = epc_lane_scratch(r->lane, EPC_SCRATCH_RECV,
+                              (x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &x->rbuf);
+    if (st != EPC_OK)
+        return st;
+    for (int s = 0; s < h->R; s++)
+        coll_account(ctx, &r->bytes, s, (uint64_t)x->rcnt[s] * x->unit, 0, 1);
+    r->step = step_finish;
+    return post_alltoallv(r, x, pbuf, x->rcnt, x->rdsp, x->rbuf, x->scnt, x->sdsp);
 }

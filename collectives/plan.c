@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coll.h"
 #include "fault.h"
-#include "mpi_util.h"
+#include "request.h"
 #include "router.h"
 
 enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_INTS };
@@ -174,88 +173,126 @@ static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
     return EPC_OK;
 }
 
-/* Sends this rank's header, counts and reason to all; collects theirs. */
-static epc_status_t exchange(epc_ctx_t *ctx, int *mine, int *all, int rec_ints)
+/* The step after the counts: the algorithm's schedule. */
+static epc_status_t to_algorithm(epc_request_t *r)
 {
-    MPI_Request req;
-    int pending, rc = MPI_Iallgather(mine, rec_ints, MPI_INT, all, rec_ints, MPI_INT, ctx->comm,
-                                     &req);
-    epc_status_t st;
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(dispatch counts)");
-    st = epc_mpi_wait_all(&req, 1, epc_ctx_deadline(ctx), &pending, "dispatch counts");
+    if (r->cached) /* its rows are being rewritten: no combine until it completes */
+        r->h->lane = -1;
+    r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_dispatch_begin : coll_flat_dispatch_begin;
+    return EPC_OK;
+}
+
+/* Fills this rank's count record: verdict, shape, counts, and the reason
+ * of a failure (the handle h is NULL then). */
+static void fill_record(epc_request_t *r, epc_status_t st, int per)
+{
+    int *mine = r->rec_mine;
+    const epc_dispatch_args_t *a = &r->args;
+    mine[HDR_STATUS] = st;
+    mine[HDR_T] = st == EPC_OK ? a->num_tokens : 0;
+    mine[HDR_K] = st == EPC_OK ? a->topk : 0;
+    mine[HDR_ALIGN] = st == EPC_OK ? r->h->align : 0;
+    mine[HDR_ALGO] = r->h != NULL ? (int)r->h->algo : 0;
+    if (st != EPC_OK)
+        snprintf((char *)(mine + HDR_INTS + per), EPC_REASON_LEN, "%s", epc_last_error(NULL));
+    if (st == EPC_OK && epc_fault_here("counts")) /* test hook */
+        mine[HDR_INTS] = -7; /* peers must reject this */
+}
+
+/* Waits for every rank's count record, then judges them and derives the
+ * layouts. */
+static epc_status_t step_counts(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    epc_handle_t *h = r->h;
+    int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
+    int rec_ints = HDR_INTS + per + REASON_INTS;
+    epc_status_t st = coll_req_test_mpi(r, &r->xreq, "dispatch counts");
+    if (st == EPC_IN_PROGRESS || st == EPC_ERR_TRANSPORT)
+        return st;
     if (st == EPC_ERR_TIMEOUT)
         return epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT,
                              "epc_dispatch: timed out exchanging counts (a rank did not call "
                              "epc_dispatch)");
-    if (st == EPC_ERR_TRANSPORT)
-        epc_error_sync(&ctx->hdr);
-    else if (st != EPC_OK) /* a peer aborted */
-        st = epc_error_context(&ctx->hdr, st, "epc_dispatch: exchanging counts");
-    return st;
+    if (st != EPC_OK) /* a peer aborted */
+        return epc_error_context(&ctx->hdr, st, "epc_dispatch: exchanging counts");
+    if ((st = verdict(ctx, h, r->rec_all, rec_ints, per, r->local)) != EPC_OK)
+        return st;
+    h->all = malloc((size_t)per * ctx->nranks * sizeof *h->all);
+    h->Ts = malloc((size_t)ctx->nranks * sizeof *h->Ts);
+    if (h->all == NULL || h->Ts == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
+    for (int s = 0; s < ctx->nranks; s++) {
+        memcpy(h->all + (size_t)s * per, r->rec_all + (size_t)s * rec_ints + HDR_INTS,
+               per * sizeof(int));
+        h->Ts[s] = r->rec_all[(size_t)s * rec_ints + HDR_T];
+    }
+    if ((st = layout(ctx, h)) != EPC_OK)
+        return st;
+    return to_algorithm(r);
 }
 
-epc_status_t coll_plan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo,
-                       epc_status_t pre, epc_handle_t **hp)
+/* A new plan: validate (unless r->local already failed), count locally,
+ * post the exchange of every rank's record.  A rank whose own input
+ * failed still posts its record (carrying the failure), so no peer waits
+ * for it. */
+static epc_status_t plan_post(epc_request_t *r)
 {
-    epc_handle_t *h = NULL;
-    epc_status_t st = pre != EPC_OK ? pre : validate(ctx, a, algo), st2;
+    epc_ctx_t *ctx = r->ctx;
+    epc_status_t st = r->local;
     int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
-    int rec_ints = HDR_INTS + per + REASON_INTS;
-    int *mine = calloc((size_t)rec_ints, sizeof *mine);
-    int *all = calloc((size_t)rec_ints * ctx->nranks, sizeof *all);
-    if (!mine || !all) /* cannot even take part: peers time out on this rank */
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: count records");
+    int rec_ints = HDR_INTS + per + REASON_INTS, rc;
+    r->rec_mine = calloc((size_t)rec_ints, sizeof *r->rec_mine);
+    r->rec_all = calloc((size_t)rec_ints * ctx->nranks, sizeof *r->rec_all);
+    if (!r->rec_mine || !r->rec_all) /* cannot even take part: peers time out on this rank */
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: count records");
     if (st == EPC_OK)
-        st = coll_handle_new(ctx, a, algo, &h);
+        st = validate(ctx, &r->args, r->h->algo);
     if (st == EPC_OK)
-        st = count_local(ctx, a, h, mine + HDR_INTS);
-    if (mine != NULL) {
-        mine[HDR_STATUS] = st;
-        mine[HDR_T] = st == EPC_OK ? a->num_tokens : 0;
-        mine[HDR_K] = st == EPC_OK ? a->topk : 0;
-        mine[HDR_ALIGN] = st == EPC_OK ? h->align : 0;
-        mine[HDR_ALGO] = (int)algo;
-        if (st != EPC_OK)
-            snprintf((char *)(mine + HDR_INTS + per), EPC_REASON_LEN, "%s", epc_last_error(NULL));
-    }
-    if (st == EPC_OK && mine != NULL && epc_fault_here("counts")) /* test hook */
-        mine[HDR_INTS] = -7; /* peers must reject this */
-    st2 = mine && all ? exchange(ctx, mine, all, rec_ints) : st;
-    if (st2 == EPC_OK)
-        st2 = verdict(ctx, h, all, rec_ints, per, st);
-    if (st2 == EPC_OK && (h->all = malloc((size_t)per * ctx->nranks * sizeof *h->all)) == NULL)
-        st2 = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
-    if (st2 == EPC_OK && (h->Ts = malloc((size_t)ctx->nranks * sizeof *h->Ts)) == NULL)
-        st2 = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
-    for (int s = 0; st2 == EPC_OK && s < ctx->nranks; s++) {
-        memcpy(h->all + (size_t)s * per, all + (size_t)s * rec_ints + HDR_INTS, per * sizeof(int));
-        h->Ts[s] = all[(size_t)s * rec_ints + HDR_T];
-    }
-    if (st2 == EPC_OK)
-        st2 = layout(ctx, h);
-    free(mine);
-    free(all);
-    if (st2 != EPC_OK) {
-        epc_handle_destroy(h);
-        return st2;
-    }
-    *hp = h;
+        st = count_local(ctx, &r->args, r->h, r->rec_mine + HDR_INTS);
+    fill_record(r, st, per);
+    r->local = st;
+    rc = MPI_Iallgather(r->rec_mine, rec_ints, MPI_INT, r->rec_all, rec_ints, MPI_INT,
+                        r->lane->comm, &r->xreq);
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(dispatch counts)");
+    r->step = step_counts;
     return EPC_OK;
 }
 
-epc_status_t coll_replan(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h)
+/* Cached mode: the same topk_idx as the handle; only validity is agreed. */
+static epc_status_t step_replan_agree(epc_request_t *r)
 {
-    epc_status_t st = validate(ctx, a, h->algo);
+    epc_handle_t *h = r->h;
+    epc_status_t st = epc_mpi_agree_test(&r->agree, coll_req_deadline(r));
+    if (st != EPC_OK)
+        return st;
+    for (size_t i = 0; i < (size_t)h->T * h->k; i++) /* weights may change */
+        h->w[i] = r->args.topk_weights ? r->args.topk_weights[i] : 1.0f;
+    return to_algorithm(r);
+}
+
+static epc_status_t replan_post(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    const epc_dispatch_args_t *a = &r->args;
+    epc_handle_t *h = r->h;
+    epc_status_t st = r->local;
+    if (st == EPC_OK)
+        st = validate(ctx, a, h->algo);
     if (st == EPC_OK && (a->num_tokens != h->T || a->topk != h->k ||
                          hash_idx(a->topk_idx, (size_t)h->T * h->k) != h->idx_hash ||
                          memcmp(a->topk_idx, h->idx, (size_t)h->T * h->k * sizeof *h->idx) != 0))
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
-    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
+    if ((st = epc_mpi_agree_start(&r->agree, r->lane->comm, st, &ctx->hdr)) != EPC_OK)
         return st;
-    for (size_t i = 0; i < (size_t)h->T * h->k; i++)
-        h->w[i] = a->topk_weights ? a->topk_weights[i] : 1.0f; /* weights may change */
+    r->step = step_replan_agree;
     return EPC_OK;
+}
+
+epc_status_t coll_plan_step_post(epc_request_t *r)
+{
+    return r->cached ? replan_post(r) : plan_post(r);
 }

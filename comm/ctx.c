@@ -109,7 +109,7 @@ static epc_status_t check_same(epc_ctx_t *ctx, int rpn)
     return EPC_OK;
 }
 
-/* Topology, then the node communicator and its shared memory. */
+/* The topology and this rank's place in it. */
 static epc_status_t build_node(epc_ctx_t *ctx, int rpn)
 {
     epc_topo_params_t tp = EPC_TOPO_PARAMS_INIT;
@@ -125,9 +125,7 @@ static epc_status_t build_node(epc_ctx_t *ctx, int rpn)
         return BAD("num_experts = %d is not divisible by the %d ranks (experts are placed in "
                    "equal contiguous blocks)",
                    ctx->num_experts, ctx->nranks);
-    return epc_shm_create(ctx->ctrl, ctx->topo->node_ranks + ctx->topo->node_start[ctx->node],
-                          ctx->lsize, ctx->lrank, &ctx->hdr, epc_deadline_in_ms(ctx->timeout_ms),
-                          &ctx->shm);
+    return EPC_OK;
 }
 
 static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc_status_t st)
@@ -143,36 +141,32 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
     if ((st = check_same(ctx, rpn)) != EPC_OK)
         return st; /* every rank saw the same Allreduce result */
     epc_fault_here("create"); /* test hook: a rank stops inside the creation */
-    st = build_node(ctx, rpn);
+    if ((st = build_node(ctx, rpn)) != EPC_OK) /* the topology agreed on its own failure */
+        return st;
+    /* The abort area lives in lane 0's control segment: lanes first. */
+    for (int l = 0; l < EPC_LANES && st == EPC_OK; l++)
+        st = epc_lane_create(ctx, l, &ctx->lane[l]);
     if (st == EPC_OK)
-        st = epc_abort_init(&ctx->abort, ctx->ctrl, ctx->topo, ctx->shm, &ctx->hdr);
+        st = epc_abort_init(&ctx->abort, ctx->ctrl, ctx->topo, ctx->lane[0].shm, &ctx->hdr);
     /* After a timeout a rank is missing: agreeing would only wait for it
      * again (the others time out on it by themselves). */
     if (st == EPC_ERR_TIMEOUT)
         return st;
     if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
         return st;
-    st = epc_tr_create(ctx->transport, ctx->provider_req, ctx->comm, ctx->timeout_ms, &ctx->hdr,
-                       &ctx->tr);
-    if (st == EPC_OK) { /* its waits end early too when a peer aborts */
-        ctx->tr->interrupted = epc_abort_poll;
-        ctx->tr->interrupt_arg = &ctx->abort;
-    }
-    if (st == EPC_OK)
-        epc_log(EPC_LOG_INFO, "context: %d ranks, %d nodes, transport %s%s%s (%s)", ctx->nranks,
-                ctx->topo->nnodes, ctx->tr->ops->name, ctx->tr->provider[0] ? " provider " : "",
-                ctx->tr->provider, ctx->transport_reason);
+    epc_log(EPC_LOG_INFO, "context: %d ranks, %d nodes, transport %s%s%s (%s)", ctx->nranks,
+            ctx->topo->nnodes, ctx->lane[0].tr->ops->name,
+            ctx->lane[0].tr->provider[0] ? " provider " : "", ctx->lane[0].tr->provider,
+            ctx->transport_reason);
     return st;
 }
 
 /* Frees whatever creation got to; collective parts only when reached. */
 static void teardown(epc_ctx_t *ctx)
 {
-    for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
-        free(ctx->scratch[i].p);
-    epc_tr_destroy(ctx->tr);
     epc_abort_fini(&ctx->abort);
-    epc_shm_destroy(ctx->shm);
+    for (int l = 0; l < EPC_LANES; l++)
+        epc_lane_destroy(&ctx->lane[l]);
     epc_topo_destroy(ctx->topo);
     /* Local in MPI: marks the communicators for freeing once their pending
      * operations (abandoned after a timeout) complete. */
@@ -245,6 +239,8 @@ epc_status_t epc_ctx_destroy(epc_ctx_t *ctx)
     if ((st = epc_ctx_check(ctx, "epc_ctx_destroy")) != EPC_OK)
         return st;
     epc_fault_here("destroy"); /* test hook */
+    if (ctx->free_requests != NULL)
+        ctx->free_requests(ctx);
     /* No rank frees its regions while a peer may still write into them;
      * after a failure or an abort the peers stopped writing (or are gone),
      * and waiting for them would only cost the deadline. */

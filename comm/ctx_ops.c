@@ -76,81 +76,6 @@ void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent)
         ctx->recv[cls] += bytes;
 }
 
-epc_status_t epc_ctx_shm_reserve(epc_ctx_t *ctx, size_t need, const char *phase)
-{
-    return epc_shm_reserve(ctx->shm, need, epc_ctx_deadline(ctx), phase);
-}
-
-char *epc_ctx_shm_region(const epc_ctx_t *ctx, int lrank, size_t *cap)
-{
-    *cap = ctx->shm->cap[lrank];
-    return ctx->shm->base[lrank];
-}
-
-epc_status_t epc_ctx_shm_fence(epc_ctx_t *ctx, const char *phase)
-{
-    return epc_shm_fence(ctx->shm, epc_ctx_deadline(ctx), phase);
-}
-
-epc_status_t epc_ctx_shm_put(epc_ctx_t *ctx, int lrank, size_t offset, const void *src,
-                             size_t len)
-{
-    size_t cap;
-    char *dst;
-    if (lrank < 0 || lrank >= ctx->lsize)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "shm put: local rank %d of %d", lrank,
-                             ctx->lsize);
-    dst = epc_ctx_shm_region(ctx, lrank, &cap);
-    if (offset > cap || len > cap - offset)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
-                             "shm put: %zu bytes at %zu exceed local rank %d's %zu-byte region",
-                             len, offset, lrank, cap);
-    if (len == 0)
-        return EPC_OK;
-    memcpy(dst + offset, src, len);
-    epc_ctx_account(ctx, ctx->topo->node_ranks[ctx->topo->node_start[ctx->node] + lrank], len, 1);
-    return EPC_OK;
-}
-
-epc_status_t epc_ctx_scratch(epc_ctx_t *ctx, int which, size_t need, char **p)
-{
-    if (need > ctx->scratch[which].cap) {
-        size_t cap = epc_tr_grow_size(ctx->scratch[which].cap, need);
-        free(ctx->scratch[which].p);
-        ctx->scratch[which].cap = 0;
-        if ((ctx->scratch[which].p = malloc(cap)) == NULL)
-            return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "context buffer of %zu bytes",
-                                 cap);
-        ctx->scratch[which].cap = cap;
-    }
-    *p = ctx->scratch[which].p;
-    return EPC_OK;
-}
-
-epc_status_t epc_ctx_net_reserve(epc_ctx_t *ctx, size_t send, size_t recv)
-{
-    return epc_tr_reserve(ctx->tr, send, recv);
-}
-
-epc_status_t epc_ctx_net_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int nsends,
-                                  const epc_tr_msg_t *recvs, int nrecvs, const char *phase)
-{
-    epc_status_t st = epc_tr_exchange(ctx->tr, sends, nsends, recvs, nrecvs,
-                                      epc_ctx_deadline(ctx), phase);
-    if (st == EPC_OK)
-        epc_ctx_account_exchange(ctx, sends, nsends, recvs, nrecvs);
-    return st;
-}
-
-void epc_ctx_account_exchange(epc_ctx_t *ctx, const epc_tr_msg_t *sends, int nsends,
-                              const epc_tr_msg_t *recvs, int nrecvs)
-{
-    for (int i = 0; i < nsends; i++)
-        epc_ctx_account(ctx, sends[i].peer, sends[i].len, 1);
-    for (int i = 0; i < nrecvs; i++)
-        epc_ctx_account(ctx, recvs[i].peer, recvs[i].len, 0);
-}
-
 epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo)
 {
     epc_status_t st = epc_ctx_check(ctx, "epc_ctx_topo");
@@ -168,16 +93,20 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
         st = epc_error(EPC_ERR_INVALID_ARG, "epc_ctx_stats: stats is NULL");
     if (st != EPC_OK)
         return st;
+    memset(s, 0, sizeof *s);
     memcpy(s->bytes_sent, ctx->sent, sizeof s->bytes_sent);
     memcpy(s->bytes_recv, ctx->recv, sizeof s->bytes_recv);
-    s->shm_bytes = ctx->shm->cap[ctx->lrank];
-    s->net_bytes = ctx->tr->send_cap + ctx->tr->recv_cap;
-    for (int i = 0; i < EPC_SCRATCH_COUNT; i++) /* private buffers count as held too */
-        s->net_bytes += ctx->scratch[i].cap;
-    s->shm_grows = ctx->shm->grows;
-    s->net_grows = ctx->tr->grows;
-    s->transport = ctx->tr->ops->name;
-    s->provider = ctx->tr->provider;
+    for (int l = 0; l < EPC_LANES; l++) { /* what every lane holds */
+        const epc_lane_t *ln = &ctx->lane[l];
+        s->shm_bytes += ln->shm->cap[ctx->lrank];
+        s->net_bytes += ln->tr->send_cap + ln->tr->recv_cap;
+        for (int i = 0; i < EPC_SCRATCH_COUNT; i++) /* private buffers count as held too */
+            s->net_bytes += ln->scratch[i].cap;
+        s->shm_grows += ln->shm->grows;
+        s->net_grows += ln->tr->grows;
+    }
+    s->transport = ctx->lane[0].tr->ops->name;
+    s->provider = ctx->lane[0].tr->provider;
     s->transport_reason = ctx->transport_reason;
     return EPC_OK;
 }
@@ -215,22 +144,23 @@ epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes
 /* The exchange itself, once every rank agreed on its arguments. */
 static epc_status_t pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
 {
-    int partner;
+    int partner = ctx->rank ^ 1;
+    epc_lane_t *ln = &ctx->lane[0];
     epc_status_t st;
-    partner = ctx->rank ^ 1;
     if (path == EPC_PATH_SHM) {
+        size_t cap;
         char *src;
         /* The source is the rank's own region (second half), the target
          * the partner's first half: both in the window, as a dispatch. */
-        if ((st = epc_ctx_shm_reserve(ctx, 2 * bytes + 64, "pair exchange")) != EPC_OK)
+        if ((st = epc_lane_shm_reserve(ln, 2 * bytes + 64, "pair exchange")) != EPC_OK)
             return st;
-        src = ctx->shm->base[ctx->lrank] + bytes + 64;
-        st = epc_ctx_shm_put(ctx, ctx->topo->local_rank[partner], 0, src, bytes);
-        return st == EPC_OK ? epc_ctx_shm_fence(ctx, "pair exchange") : st;
+        src = epc_lane_shm_region(ln, ctx->lrank, &cap) + bytes + 64;
+        st = epc_lane_shm_put(ln, ctx->topo->local_rank[partner], 0, src, bytes);
+        return st == EPC_OK ? epc_lane_shm_fence(ln, "pair exchange") : st;
     } else {
         epc_tr_msg_t s = {partner, 0, bytes}, r = {partner, 0, bytes};
-        if ((st = epc_ctx_net_reserve(ctx, bytes, bytes)) != EPC_OK)
+        if ((st = epc_lane_net_reserve(ln, bytes, bytes)) != EPC_OK)
             return st;
-        return epc_ctx_net_exchange(ctx, &s, 1, &r, 1, "pair exchange");
+        return epc_lane_net_exchange(ln, &s, 1, &r, 1, "pair exchange");
     }
 }

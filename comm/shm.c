@@ -296,22 +296,27 @@ void epc_shm_abort_area(const epc_shm_t *s, _Atomic uint64_t **word, char **text
     *text = s->ctl + 64 * (size_t)s->lsize + 64;
 }
 
-epc_status_t epc_shm_reserve(epc_shm_t *s, size_t need, epc_deadline_t dl, const char *phase)
+epc_status_t epc_shm_reserve_begin(epc_shm_t *s, size_t need, const char *phase,
+                                   uint64_t *target)
 {
-    int any = 0, word = 1 + (int)(s->reserves++ & 1);
-    epc_status_t st;
-    size_t size;
-    /* Publish whether this rank must grow, fence (which names a rank that
-     * does not arrive), then read everyone's flag.  A rank that leaves
+    /* Publish whether this rank must grow, then arrive at the fence; the
+     * flags are read once every rank has arrived.  A rank that leaves
      * early writes its next flag into the other word, and cannot reach the
      * reserve after that without passing a fence this rank is still
      * before, so no flag is overwritten while it is read. */
-    atomic_store_explicit(line(s, s->lrank, word),
+    s->reserve_word = 1 + (int)(s->reserves++ & 1);
+    atomic_store_explicit(line(s, s->lrank, s->reserve_word),
                           need > s->cap[s->lrank] || !s->mapped, memory_order_relaxed);
-    if ((st = epc_shm_fence(s, dl, phase)) != EPC_OK)
-        return st;
+    return epc_shm_fence_arrive(s, phase, target);
+}
+
+epc_status_t epc_shm_reserve_end(epc_shm_t *s, size_t need, epc_deadline_t dl, const char *phase)
+{
+    int any = 0;
+    epc_status_t st;
+    size_t size;
     for (int l = 0; l < s->lsize; l++)
-        any |= atomic_load_explicit(line(s, l, word), memory_order_relaxed) != 0;
+        any |= atomic_load_explicit(line(s, l, s->reserve_word), memory_order_relaxed) != 0;
     if (!any)
         return EPC_OK;
     epc_fault_here("grow"); /* test hook: a region is about to grow */
@@ -324,39 +329,71 @@ epc_status_t epc_shm_reserve(epc_shm_t *s, size_t need, epc_deadline_t dl, const
     return st;
 }
 
+epc_status_t epc_shm_reserve(epc_shm_t *s, size_t need, epc_deadline_t dl, const char *phase)
+{
+    uint64_t target = 0;
+    epc_status_t st = epc_shm_reserve_begin(s, need, phase, &target);
+    if (st == EPC_OK)
+        st = epc_shm_fence_wait(s, target, dl, phase);
+    return st == EPC_OK ? epc_shm_reserve_end(s, need, dl, phase) : st;
+}
+
 static _Atomic uint64_t *counter(const epc_shm_t *s, int l)
 {
     return line(s, l, 0);
 }
 
-epc_status_t epc_shm_fence(epc_shm_t *s, epc_deadline_t dl, const char *phase)
+epc_status_t epc_shm_fence_arrive(epc_shm_t *s, const char *phase, uint64_t *target)
 {
-    uint64_t target;
     if (s->broken)
         return epc_error_obj(s->owner, EPC_ERR_TRANSPORT,
                              "%s: an earlier node fence or exchange failed; destroy the context",
                              phase);
-    target = ++s->epoch;
+    *target = ++s->epoch;
     /* Release: every write before the fence is visible to whoever sees the
-     * counter; acquire below pairs with the others' release. */
-    atomic_store_explicit(counter(s, s->lrank), target, memory_order_release);
-    for (int l = 0; l < s->lsize; l++)
-        while (atomic_load_explicit(counter(s, l), memory_order_acquire) < target) {
-            epc_status_t st = epc_deadline_check(dl);
-            if (st == EPC_ERR_TIMEOUT)
-                st = epc_error_obj(s->owner, EPC_ERR_TIMEOUT,
-                                   "%s: timed out at the node fence waiting for rank %d "
-                                   "(local rank %d)",
-                                   phase, s->names[l], l);
-            else if (st != EPC_OK) /* a peer aborted: keep whom this rank waited for */
-                st = epc_error_context(s->owner, st,
-                                       "%s: at the node fence waiting for rank %d (local rank %d)",
-                                       phase, s->names[l], l);
-            if (st != EPC_OK) {
-                s->broken = 1;
-                return st;
-            }
-            sched_yield();
-        }
+     * counter; acquire in epc_shm_fence_test pairs with the others'. */
+    atomic_store_explicit(counter(s, s->lrank), *target, memory_order_release);
     return EPC_OK;
+}
+
+int epc_shm_fence_test(const epc_shm_t *s, uint64_t target, int *missing)
+{
+    for (int l = 0; l < s->lsize; l++)
+        if (atomic_load_explicit(counter(s, l), memory_order_acquire) < target) {
+            *missing = l;
+            return 0;
+        }
+    return 1;
+}
+
+epc_status_t epc_shm_fence_fail(epc_shm_t *s, epc_status_t st, int missing, const char *phase)
+{
+    s->broken = 1;
+    if (st == EPC_ERR_TIMEOUT)
+        return epc_error_obj(s->owner, EPC_ERR_TIMEOUT,
+                             "%s: timed out at the node fence waiting for rank %d (local rank %d)",
+                             phase, s->names[missing], missing);
+    /* a peer aborted: keep whom this rank waited for */
+    return epc_error_context(s->owner, st, "%s: at the node fence waiting for rank %d (local rank %d)",
+                             phase, s->names[missing], missing);
+}
+
+epc_status_t epc_shm_fence_wait(epc_shm_t *s, uint64_t target, epc_deadline_t dl,
+                                const char *phase)
+{
+    int missing;
+    while (!epc_shm_fence_test(s, target, &missing)) {
+        epc_status_t st = epc_deadline_check(dl);
+        if (st != EPC_OK)
+            return epc_shm_fence_fail(s, st, missing, phase);
+        sched_yield();
+    }
+    return EPC_OK;
+}
+
+epc_status_t epc_shm_fence(epc_shm_t *s, epc_deadline_t dl, const char *phase)
+{
+    uint64_t target = 0;
+    epc_status_t st = epc_shm_fence_arrive(s, phase, &target);
+    return st == EPC_OK ? epc_shm_fence_wait(s, target, dl, phase) : st;
 }

@@ -37,6 +37,7 @@ typedef struct epc_shm {
                          * (rank l's at ctl + 64 * l); then the abort area */
     uint64_t epoch;     /* fences passed by this rank */
     uint64_t reserves;  /* reserves called by this rank */
+    int reserve_word;   /* the control word of the reserve under way (1 or 2) */
     int broken;         /* a fence or node exchange failed: counters no longer agree */
     char **base;        /* [lsize]: each rank's region, mapped here */
     size_t *cap;        /* [lsize] */
@@ -60,11 +61,32 @@ void epc_shm_destroy(epc_shm_t *shm);
  */
 epc_status_t epc_shm_reserve(epc_shm_t *shm, size_t need, epc_deadline_t dl, const char *phase);
 
+/* The same in two halves around its fence, for a caller that waits for
+ * the fence step by step: begin publishes this rank's need and arrives
+ * (*target for epc_shm_fence_test); end, once every rank has arrived,
+ * grows the regions if any rank must (node exchanges bounded by dl). */
+epc_status_t epc_shm_reserve_begin(epc_shm_t *shm, size_t need, const char *phase,
+                                   uint64_t *target);
+epc_status_t epc_shm_reserve_end(epc_shm_t *shm, size_t need, epc_deadline_t dl,
+                                 const char *phase);
+
 /* Collective over the node: after it, every write any rank of the node made
  * into any region before it is visible to every rank.  A counter per rank
  * in shared memory (no MPI call): a timeout names the ranks that did not
  * arrive. */
 epc_status_t epc_shm_fence(epc_shm_t *shm, epc_deadline_t dl, const char *phase);
+
+/* The fence in steps: arrive (publishes this rank's writes; *target is the
+ * fence's number), test (1 once every rank of the node arrived at target,
+ * else *missing = the first local rank that has not), fail (the error of a
+ * fence whose wait ended with st: a timeout or a peer's abort, naming the
+ * missing rank; the node's counters no longer agree afterwards), and wait
+ * (test until dl).  epc_shm_fence is arrive + wait. */
+epc_status_t epc_shm_fence_arrive(epc_shm_t *shm, const char *phase, uint64_t *target);
+int epc_shm_fence_test(const epc_shm_t *shm, uint64_t target, int *missing);
+epc_status_t epc_shm_fence_fail(epc_shm_t *shm, epc_status_t st, int missing, const char *phase);
+epc_status_t epc_shm_fence_wait(epc_shm_t *shm, uint64_t target, epc_deadline_t dl,
+                                const char *phase);
 
 /* The node-wide abort word (0: none; else the aborting rank + 1) and its
  * text, in the control segment every rank of the node maps. */

@@ -81,6 +81,13 @@ void epc_error_sync(epc_obj_t *obj)
         memcpy(obj->last_error, tls_last_error, sizeof obj->last_error);
 }
 
+epc_status_t epc_error_restore(epc_obj_t *obj, epc_status_t status, const char *text)
+{
+    snprintf(tls_last_error, sizeof tls_last_error, "%s", text);
+    epc_error_sync(obj);
+    return status;
+}
+
 void epc_error_clear(void)
 {
     tls_last_error[0] = '\0';

@@ -51,6 +51,11 @@ epc_status_t epc_error_quiet(epc_obj_t *obj, epc_status_t status, const char *fm
 epc_status_t epc_error_context(epc_obj_t *obj, epc_status_t status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Makes a text saved from an earlier error (whole, status text included)
+ * the thread's and obj's last error again, without logging it twice;
+ * returns status. */
+epc_status_t epc_error_restore(epc_obj_t *obj, epc_status_t status, const char *text);
+
 /* Copies obj's error text (or the thread's when obj is NULL) into the other
  * so both report it. */
 void epc_error_sync(epc_obj_t *obj);

@@ -15,14 +15,16 @@ epc_status_t epc_mpi_error(epc_obj_t *obj, int mpi_rc, const char *call)
     return epc_error_obj(obj, EPC_ERR_TRANSPORT, "%s failed: %s (code %d)", call, msg, mpi_rc);
 }
 
-epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
-                            const char *what)
+epc_status_t epc_mpi_test_one(MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
+                              const char *what)
 {
-    int pending;
+    int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
     epc_status_t st;
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(obj, rc, what);
-    st = epc_mpi_wait_all(req, 1, dl, &pending, what);
+    if (done)
+        return EPC_OK;
+    st = epc_deadline_check(dl);
     /* A collective request can be neither cancelled nor freed (MPI-3.1
      * 5.12): after a timeout it is abandoned, and the caller fails. */
     if (st == EPC_ERR_TIMEOUT)
@@ -30,43 +32,75 @@ epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj
                              "%s: not every rank took part within the timeout (a rank stopped, "
                              "failed before it, or called another collective)",
                              what);
-    if (st == EPC_ERR_TRANSPORT)
-        epc_error_sync(obj);
-    else if (st != EPC_OK) /* interrupted: a peer aborted */
+    if (st != EPC_OK) /* interrupted: a peer aborted */
         return epc_error_context(obj, st, "%s", what);
+    return EPC_IN_PROGRESS;
+}
+
+epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
+                            const char *what)
+{
+    epc_status_t st;
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(obj, rc, what);
+    while ((st = epc_mpi_test_one(req, dl, obj, what)) == EPC_IN_PROGRESS)
+        sched_yield();
     return st;
+}
+
+epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t local,
+                                 epc_obj_t *obj)
+{
+    int rc;
+    memset(ag, 0, sizeof *ag);
+    ag->comm = comm;
+    ag->obj = obj;
+    ag->local = local;
+    MPI_Comm_rank(comm, &ag->me);
+    /* (0, rank) for a failure, (1, rank) for success: MINLOC finds the
+     * lowest failing rank, whatever the failures' kinds. */
+    ag->in[0] = local < 0 ? 0 : 1;
+    ag->in[1] = ag->me;
+    rc = MPI_Iallreduce(ag->in, ag->out, 1, MPI_2INT, MPI_MINLOC, comm, &ag->req);
+    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(obj, rc, "error agreement");
+}
+
+epc_status_t epc_mpi_agree_test(epc_agree_t *ag, epc_deadline_t dl)
+{
+    int rc;
+    epc_status_t st = epc_mpi_test_one(&ag->req, dl, ag->obj,
+                                       ag->reason ? "error agreement (reason)" : "error agreement");
+    if (st != EPC_OK)
+        return st;
+    if (!ag->reason) {
+        if (ag->out[0] == 1)
+            return EPC_OK;
+        /* The failure's text travels to everyone, so each rank's message
+         * says what went wrong where, not just that something did. */
+        if (ag->me == ag->out[1])
+            strncpy(ag->text, epc_last_error(NULL), sizeof ag->text - 1);
+        ag->reason = 1;
+        rc = MPI_Ibcast(ag->text, (int)sizeof ag->text, MPI_CHAR, ag->out[1], ag->comm, &ag->req);
+        return rc == MPI_SUCCESS ? EPC_IN_PROGRESS
+                                 : epc_mpi_error(ag->obj, rc, "error agreement (reason)");
+    }
+    ag->text[sizeof ag->text - 1] = '\0';
+    if (ag->local < 0) { /* a failing rank keeps its own status and text */
+        epc_error_sync(ag->obj);
+        return ag->local;
+    }
+    return epc_error_quiet(ag->obj, EPC_ERR_PEER_FAILED, "rank %d: %s", ag->out[1], ag->text);
 }
 
 epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj, epc_deadline_t dl)
 {
-    int in[2], out[2], me, rc;
-    char text[EPC_ERR_TEXT_MAX];
-    MPI_Request req;
-    epc_status_t st;
-    MPI_Comm_rank(comm, &me);
-    /* (0, rank) for a failure, (1, rank) for success: MINLOC finds the
-     * lowest failing rank, whatever the failures' kinds. */
-    in[0] = local < 0 ? 0 : 1;
-    in[1] = me;
-    rc = MPI_Iallreduce(in, out, 1, MPI_2INT, MPI_MINLOC, comm, &req);
-    if ((st = epc_mpi_finish(rc, &req, dl, obj, "error agreement")) != EPC_OK)
+    epc_agree_t ag;
+    epc_status_t st = epc_mpi_agree_start(&ag, comm, local, obj);
+    if (st != EPC_OK)
         return st;
-    if (out[0] == 1)
-        return EPC_OK;
-    /* The failure's text travels to everyone, so each rank's message says
-     * what went wrong where, not just that something did. */
-    memset(text, 0, sizeof text);
-    if (me == out[1])
-        strncpy(text, epc_last_error(NULL), sizeof text - 1);
-    rc = MPI_Ibcast(text, (int)sizeof text, MPI_CHAR, out[1], comm, &req);
-    if ((st = epc_mpi_finish(rc, &req, dl, obj, "error agreement (reason)")) != EPC_OK)
-        return st;
-    text[sizeof text - 1] = '\0';
-    if (local < 0) { /* a failing rank keeps its own status and text */
-        epc_error_sync(obj);
-        return local;
-    }
-    return epc_error_quiet(obj, EPC_ERR_PEER_FAILED, "rank %d: %s", out[1], text);
+    while ((st = epc_mpi_agree_test(&ag, dl)) == EPC_IN_PROGRESS)
+        sched_yield();
+    return st;
 }
 
 epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup)

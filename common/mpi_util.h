@@ -26,6 +26,35 @@ epc_status_t epc_mpi_error(epc_obj_t *obj, int mpi_rc, const char *call);
 epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj, epc_deadline_t dl);
 
 /*
+ * The same in steps, for a caller that cannot block: start posts this
+ * rank's status; test returns EPC_IN_PROGRESS until the verdict is known,
+ * then the verdict as epc_mpi_agree's (dl: the deadline of the wait, its
+ * expiry a timeout raised).  The state lives in *ag until then.
+ */
+typedef struct epc_agree {
+    MPI_Comm comm;
+    epc_obj_t *obj;
+    epc_status_t local;
+    int me, in[2], out[2];
+    int reason; /* 1 once the failure's text is being broadcast */
+    MPI_Request req;
+    char text[EPC_ERR_TEXT_MAX];
+} epc_agree_t;
+
+epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t local,
+                                 epc_obj_t *obj);
+epc_status_t epc_mpi_agree_test(epc_agree_t *ag, epc_deadline_t dl);
+
+/*
+ * Tests one nonblocking collective once: EPC_OK when it completed,
+ * EPC_IN_PROGRESS while dl holds, else EPC_ERR_TIMEOUT raised naming
+ * `what` (the request is abandoned: MPI cannot cancel collectives),
+ * EPC_ERR_TRANSPORT for an MPI error, or the deadline's interrupt.
+ */
+epc_status_t epc_mpi_test_one(MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
+                              const char *what);
+
+/*
  * Completes one nonblocking collective whose start returned rc, by dl: the
  * one way the library waits for a collective.  EPC_ERR_TIMEOUT raised
  * naming `what` (the request is abandoned: MPI cannot cancel collectives),

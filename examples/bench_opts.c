@@ -20,6 +20,8 @@ static void usage(FILE *f)
             "      --sweep         tokens from 128 up to -t, doubling\n"
             "      --csv FILE / --json FILE / --plot FILE.png\n"
             "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
+            "      --overlap US    also: each op overlapped with a US-microsecond compute\n"
+            "                      loop (epc_test between slices), efficiency 2.0 = perfect\n"
             "      --seed N\n");
 }
 
@@ -77,6 +79,8 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
         return (o->ops = list_bits(v, ops, 4)) == 0 || o->ops >> 30;
     if (!strcmp(a, "--skew"))
         return o->skew = strtod(v, &end), *v == '\0' || *end != '\0' || !(o->skew >= 0);
+    if (!strcmp(a, "--overlap"))
+        return o->overlap_us = strtod(v, &end), *v == '\0' || *end != '\0' || !(o->overlap_us > 0);
     if (!strcmp(a, "--seed"))
         return o->seed = (unsigned)strtoul(v, &end, 10), *v == '\0' || *end != '\0';
     if (!strcmp(a, "--csv"))
@@ -93,7 +97,7 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
     *o = (bench_opts_t){4096, 7168, 256, 8, -1, 10, 2, 0, 0, 3, OP_DISPATCH | OP_COMBINE,
-                        EPC_DTYPE_BF16, 0.0, 1, NULL, NULL, NULL, NULL};
+                        EPC_DTYPE_BF16, 0.0, 0.0, 1, NULL, NULL, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;

@@ -13,6 +13,7 @@ typedef struct bench_opts {
     int ops;   /* OP_* bits */
     epc_dtype_t dtype;
     double skew;
+    double overlap_us; /* --overlap: compute loop length, 0: off */
     unsigned seed;
     const char *csv, *json, *plot, *profile;
 } bench_opts_t;
@@ -69,6 +70,10 @@ void bench_progress(const bench_t *b, const char *what, int T);
 /* bench_p2p.c: the p2p rows (shm when pairs share a node, then the
  * transport), each with its raw baseline. */
 int bench_run_p2p(bench_t *b);
+
+/* bench_overlap.c: the --overlap lines (dispatch/combine hidden behind a
+ * compute loop driven with epc_test). */
+int bench_run_overlap(bench_t *b);
 
 /* bench_out.c */
 void bench_header(const bench_t *b);

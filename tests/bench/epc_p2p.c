@@ -83,16 +83,16 @@ static int op_shm(void *arg, size_t n)
     path_t *p = arg;
     epc_ctx_t *ctx = p->ctx;
     int peer_l = ctx->topo->local_rank[p->b->partner];
-    if (epc_ctx_shm_put(ctx, peer_l, 0, p->b->b, n) != EPC_OK)
+    if (epc_lane_shm_put(&ctx->lane[0], peer_l, 0, p->b->b, n) != EPC_OK)
         return -1;
-    return epc_ctx_shm_fence(ctx, "p2p shm") == EPC_OK ? 0 : -1;
+    return epc_lane_shm_fence(&ctx->lane[0], "p2p shm") == EPC_OK ? 0 : -1;
 }
 
 static int op_net(void *arg, size_t n)
 {
     path_t *p = arg;
     epc_tr_msg_t s = {p->b->partner, 0, n}, r = {p->b->partner, 0, n};
-    return epc_ctx_net_exchange(p->ctx, &s, 1, &r, 1, "p2p") == EPC_OK ? 0 : -1;
+    return epc_lane_net_exchange(&p->ctx->lane[0], &s, 1, &r, 1, "p2p") == EPC_OK ? 0 : -1;
 }
 
 static int op_mpi_raw(void *arg, size_t n)
@@ -100,8 +100,8 @@ static int op_mpi_raw(void *arg, size_t n)
     path_t *p = arg;
     MPI_Request req[2];
     /* Sizes here stay below 2 GiB: one count suffices. */
-    MPI_Irecv(p->ctx->tr->recv_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD, &req[0]);
-    MPI_Isend(p->ctx->tr->send_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD, &req[1]);
+    MPI_Irecv(p->ctx->lane[0].tr->recv_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD, &req[0]);
+    MPI_Isend(p->ctx->lane[0].tr->send_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD, &req[1]);
     return MPI_Waitall(2, req, MPI_STATUSES_IGNORE) == MPI_SUCCESS ? 0 : -1;
 }
 
@@ -111,7 +111,7 @@ static int op_mpi_raw(void *arg, size_t n)
 static int op_ofi_raw(void *arg, size_t n)
 {
     path_t *p = arg;
-    epc_tr_t *tr = p->ctx->tr;
+    epc_tr_t *tr = p->ctx->lane[0].tr;
     ofi_t *o = tr->impl;
     struct fi_context2 c[2];
     struct fi_cq_tagged_entry e[4];
@@ -205,7 +205,7 @@ static void bench_shm(bench_t *b)
     if (p.ctx->topo->node_of[b->partner] != p.ctx->node) {
         if (b->rank == 0)
             printf("# shm: pairs are on different nodes; skipped\n");
-    } else if (epc_ctx_shm_reserve(p.ctx, b->max, "p2p") == EPC_OK) {
+    } else if (epc_lane_shm_reserve(&p.ctx->lane[0], b->max, "p2p") == EPC_OK) {
         row(b, "shm (vs memcpy)", &p, op_shm, op_memcpy);
     }
     destroy(b, p.ctx);
@@ -219,10 +219,10 @@ static void bench_net(bench_t *b, epc_transport_t kind, const char *prov)
     char name[160];
     if (p.ctx == NULL)
         return;
-    if (epc_ctx_net_reserve(p.ctx, b->max, b->max) == EPC_OK) {
-        memset(p.ctx->tr->send_buf, 1, b->max);
-        snprintf(name, sizeof name, "%s%s%s%s (vs raw)", p.ctx->tr->ops->name,
-                 prov ? "(" : "", prov ? p.ctx->tr->provider : "", prov ? ")" : "");
+    if (epc_lane_net_reserve(&p.ctx->lane[0], b->max, b->max) == EPC_OK) {
+        memset(p.ctx->lane[0].tr->send_buf, 1, b->max);
+        snprintf(name, sizeof name, "%s%s%s%s (vs raw)", p.ctx->lane[0].tr->ops->name,
+                 prov ? "(" : "", prov ? p.ctx->lane[0].tr->provider : "", prov ? ")" : "");
 #ifdef EPC_HAVE_OFI
         row(b, name, &p, op_net, kind == EPC_TRANSPORT_OFI ? op_ofi_raw : op_mpi_raw);
 #else

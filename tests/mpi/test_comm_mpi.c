@@ -58,22 +58,22 @@ static void shm_round(epc_ctx_t *ctx, int round, uint64_t *bytes)
     int *peers = t->node_ranks + t->node_start[ctx->node];
     unsigned char *buf = malloc(SLOT);
     size_t cap;
-    MT_CHECK(epc_ctx_shm_reserve(ctx, (size_t)ctx->lsize * SLOT, "test reserve") == EPC_OK, "reserve: %s",
+    MT_CHECK(epc_lane_shm_reserve(&ctx->lane[0], (size_t)ctx->lsize * SLOT, "test reserve") == EPC_OK, "reserve: %s",
              epc_last_error(NULL));
-    char *mine = epc_ctx_shm_region(ctx, ctx->lrank, &cap);
+    char *mine = epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap);
     memset(mine, 0xee, cap); /* poison my own region */
-    MT_CHECK(epc_ctx_shm_fence(ctx, "test poison") == EPC_OK, "fence: %s", epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test poison") == EPC_OK, "fence: %s", epc_last_error(NULL));
     for (int l = 0; l < ctx->lsize; l++) {
         size_t n = msg_size(ctx->rank, peers[l], round);
         for (size_t i = 0; i < n; i++)
             buf[i] = pattern(ctx->rank, peers[l], round, i);
-        MT_CHECK(epc_ctx_shm_put(ctx, l, (size_t)ctx->lrank * SLOT + 13, buf, n) == EPC_OK,
+        MT_CHECK(epc_lane_shm_put(&ctx->lane[0], l, (size_t)ctx->lrank * SLOT + 13, buf, n) == EPC_OK,
                  "put: %s", epc_last_error(NULL));
         *bytes += n;
     }
-    MT_CHECK(epc_ctx_shm_fence(ctx, "test shm") == EPC_OK, "fence: %s", epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm") == EPC_OK, "fence: %s", epc_last_error(NULL));
     for (int l = 0; l < ctx->lsize; l++) {
-        const unsigned char *got = (unsigned char *)epc_ctx_shm_region(ctx, ctx->lrank, &cap) +
+        const unsigned char *got = (unsigned char *)epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap) +
                                    (size_t)l * SLOT + 13;
         size_t n = msg_size(peers[l], ctx->rank, round), bad = n;
         for (size_t i = 0; i < n && bad == n; i++)
@@ -84,7 +84,7 @@ static void shm_round(epc_ctx_t *ctx, int round, uint64_t *bytes)
         MT_CHECK(n == SLOT || got[n] == 0xee, "round %d: byte after rank %d's block written",
                  round, peers[l]);
     }
-    MT_CHECK(epc_ctx_shm_fence(ctx, "test shm end") == EPC_OK, "fence: %s", epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm end") == EPC_OK, "fence: %s", epc_last_error(NULL));
     free(buf);
 }
 
@@ -93,23 +93,23 @@ static void net_round(epc_ctx_t *ctx, int round, uint64_t *sent_net, uint64_t *s
 {
     epc_tr_msg_t *s = calloc((size_t)nranks, sizeof *s), *r = calloc((size_t)nranks, sizeof *r);
     int ns = 0, nr = 0;
-    MT_CHECK(epc_ctx_net_reserve(ctx, (size_t)nranks * SLOT, (size_t)nranks * SLOT) == EPC_OK,
+    MT_CHECK(epc_lane_net_reserve(&ctx->lane[0], (size_t)nranks * SLOT, (size_t)nranks * SLOT) == EPC_OK,
              "net reserve: %s", epc_last_error(NULL));
-    memset(ctx->tr->recv_buf, 0xee, ctx->tr->recv_cap);
+    memset(ctx->lane[0].tr->recv_buf, 0xee, ctx->lane[0].tr->recv_cap);
     for (int d = 0; d < nranks; d++) {
         size_t n = msg_size(ctx->rank, d, round);
         if (d == ctx->rank)
             continue;
         for (size_t i = 0; i < n; i++)
-            ctx->tr->send_buf[(size_t)d * SLOT + 7 + i] = (char)pattern(ctx->rank, d, round, i);
+            ctx->lane[0].tr->send_buf[(size_t)d * SLOT + 7 + i] = (char)pattern(ctx->rank, d, round, i);
         s[ns++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 7, n};
         r[nr++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 13, msg_size(d, ctx->rank, round)};
         *(ctx->topo->node_of[d] == ctx->node ? sent_local : sent_net) += n;
     }
-    MT_CHECK(epc_ctx_net_exchange(ctx, s, ns, r, nr, "test net") == EPC_OK, "exchange: %s",
+    MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], s, ns, r, nr, "test net") == EPC_OK, "exchange: %s",
              epc_last_error(NULL));
     for (int i = 0; i < nr; i++) {
-        const unsigned char *got = (unsigned char *)ctx->tr->recv_buf + r[i].offset;
+        const unsigned char *got = (unsigned char *)ctx->lane[0].tr->recv_buf + r[i].offset;
         size_t bad = r[i].len;
         for (size_t b = 0; b < r[i].len && bad == r[i].len; b++)
             if (got[b] != pattern(r[i].peer, ctx->rank, round, b))
@@ -159,18 +159,18 @@ static int mode_timeout(void)
     double limit = 2.0 * (env ? atof(env) : 60000) / 1000.0, t0;
     if (ctx == NULL)
         return mt_finish("test_comm_mpi timeout");
-    MT_CHECK(epc_ctx_net_reserve(ctx, 4096, 4096) == EPC_OK, "reserve");
+    MT_CHECK(epc_lane_net_reserve(&ctx->lane[0], 4096, 4096) == EPC_OK, "reserve");
     if (mt_rank == 0) {
         epc_tr_msg_t r = {1, 0, 100};
         epc_status_t st;
         t0 = MPI_Wtime();
-        st = epc_ctx_net_exchange(ctx, NULL, 0, &r, 1, "test wait");
+        st = epc_lane_net_exchange(&ctx->lane[0], NULL, 0, &r, 1, "test wait");
         MT_CHECK(st == EPC_ERR_TIMEOUT, "status %d", st);
         MT_CHECK(strstr(epc_last_error(ctx), "rank 1") && strstr(epc_last_error(ctx), "test wait"),
                  "message: %s", epc_last_error(ctx));
         MT_CHECK(MPI_Wtime() - t0 < limit, "took %.2f s, limit %.2f", MPI_Wtime() - t0, limit);
         /* The transport refuses further use, clearly. */
-        MT_CHECK(epc_ctx_net_exchange(ctx, NULL, 0, &r, 1, "again") == EPC_ERR_TRANSPORT, "reuse");
+        MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], NULL, 0, &r, 1, "again") == EPC_ERR_TRANSPORT, "reuse");
     }
     /* Rank 1 would reach destroy's barrier a whole timeout before rank 0. */
     MPI_Barrier(MPI_COMM_WORLD);
@@ -260,8 +260,9 @@ static int mode_leak(void)
          * (a one-rank node's window may be private memory). */
         if (i == 10 && ctx->lsize > 1) {
             MT_CHECK(mt_count_shm_maps() > shm, "window mappings not visible: %d", mt_count_shm_maps());
-            MT_CHECK(check_segments() == ctx->lsize + 1,
-                     "expected %d regions and the control segment", ctx->lsize);
+            /* lane 0's regions (the rounds use it), each lane's control segment */
+            MT_CHECK(check_segments() == ctx->lsize + EPC_LANES,
+                     "expected %d regions and %d control segments", ctx->lsize, EPC_LANES);
         }
         MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
         if (i == 9) { /* after MPI's own lazy setup */

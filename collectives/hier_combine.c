@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * hier_combine.c - hierarchical combine as a schedule of steps: every rank
+ * sums its experts' weighted outputs per (source, token) in fp32 straight
+ * into the combine area of the source (same node) or of the source's
+ * forwarder; the forwarder sums its node's partials and sends one fp32 row
+ * per (token, node) back; the source sums over nodes.
+ *
+ * Steps, for each other node in turn (n0 + 1, n0 + 2, ... mod N), then
+ * this node's own sources: sum the partials of that node's sources -> node
+ * fence -> the forwarders post those node sums (chunk by chunk) while the
+ * next node's partials are summed.  Then: wait for every exchange -> sum
+ * each token over nodes into y.  Every rank fences N times whatever fails
+ * locally, so a local failure strands no node peer at a fence.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hier.h"
+
+#define PHASE "hier combine"
+
+typedef struct hier_combine {
+    hier_geom_t g;
+    int messages;                 /* one each way per other node, ascending */
+    epc_tr_msg_t *sends, *recvs;  /* [messages], whole */
+    size_t send_bytes, recv_bytes, row; /* row: bytes of an fp32 row */
+    float **slot;                 /* this rank's partial sum slots */
+    size_t *kept_base;            /* [messages]: first kept header of sends[m] */
+    void **req;                   /* [(N - 1) x chunks] posted exchanges */
+    int chunks, posted, waited, stage;
+    uint64_t fence;
+    epc_status_t local;           /* this rank's own failure (it still fences) */
+    float *acc, *node_sum;        /* [H] each */
+} hier_combine_t;
+
+/* The sum over this node's ranks (local order) of source s's partials
+ * for one token, given its dests on this node (sorted) and their didx. */
+static void node_sum(const epc_request_t *r, int s, const int *dest, const int *didx, int n,
+                     float *sum)
+{
+    const hier_combine_t *x = r->algo;
+    const hier_geom_t *g = &x->g;
+    const float *area = (const float *)(const void *)(hier_region(r->lane, g, g->my_local, NULL) +
+                                                       hier_rows_area(g, g->rank));
+    memset(sum, 0, x->row);
+    for (int q = 0; q < n; q++)
+        coll_add_row(sum, area + (hier_combine_offset(g, g->rank, s, dest[q]) + didx[q]) * g->hidden,
+                     g->hidden);
+}
+
+/* Where each of this rank's combine slots goes: straight into the region
+ * of the source (this node) or of the source's forwarder (this node, the
+ * source's local index), so partials are summed in place, never copied. */
+static void slot_targets(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    const hier_geom_t *g = &x->g;
+    int p = 0;
+    for (int s = 0; s < g->h->R; s++) {
+        int cnt = coll_tpr(g->h, s)[g->rank], l = g->local_rank[s], fw;
+        char *base;
+        if (cnt == 0)
+            continue;
+        fw = g->node_of[s] == g->my_node ? s : hier_rank_at(g, g->my_node, l);
+        base = hier_region(r->lane, g, l, NULL) + hier_rows_area(g, fw) +
+               hier_combine_offset(g, fw, s, g->rank) * x->row;
+        for (int i = 0; i < cnt; i++)
+            x->slot[p++] = (float *)(void *)(base + (size_t)i * x->row);
+        coll_account(r->ctx, &r->bytes, fw, cnt * x->row, 0, 1);
+    }
+}
+
+/* Forwarder: the node sums of records [lo, hi) of combine message m (back
+ * to the source that sent them), summed in place in the send region. */
+static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi)
+{
+    hier_combine_t *x = r->algo;
+    const hier_geom_t *g = &x->g;
+    const epc_tr_msg_t *msg = &x->sends[m];
+    char *out = epc_lane_net_send_at(r->lane, msg->offset, msg->len);
+    int dest[256], didx[256];
+    if (out == NULL && msg->len > 0)
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL, PHASE ": message outside the send "
+                                                               "region");
+    for (size_t i = lo; i < hi; i++) {
+        const char *rec = g->h->kept + (x->kept_base[m] + i) * g->record_header;
+        int n = hier_local_dests(g, (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t)),
+                                 dest, didx);
+        node_sum(r, msg->peer, dest, didx, n, (float *)(void *)(out + i * x->row));
+        coll_account(r->ctx, &r->bytes, msg->peer, x->row, 0, 0);
+    }
+    return EPC_OK;
+}
+
+/* Drives the transport while partials are summed (MPI moves data only
+ * when called). */
+static epc_status_t poll_transport(void *arg)
+{
+    epc_request_t *r = arg;
+    hier_combine_t *x = r->algo;
+    int done;
+    return x->posted > 0 ? epc_lane_net_test(r->lane, x->req[x->posted - 1], &done) : EPC_OK;
+}
+
+/* Stage s: the node sums for node n0 + s (mod N), summed and posted chunk
+ * by chunk, each with the receipt of the chunk node n0 - s sends this rank
+ * (its tokens' node sums).  Every rank posts the same sequence of
+ * exchanges, and both ends cut a message alike (shared counts). */
+static epc_status_t post_stage(epc_request_t *r, int s)
+{
+    hier_combine_t *x = r->algo;
+    int N = x->g.nnodes, n0 = x->g.my_node, to = (n0 + s) % N, from = (n0 - s + N) % N;
+    int ms = to < n0 ? to : to - 1, mr = from < n0 ? from : from - 1;
+    epc_status_t st = EPC_OK;
+    for (int c = 0; st == EPC_OK && c < x->chunks; c++) {
+        size_t lo, hi, rlo, rhi;
+        epc_tr_msg_t cs, cr;
+        hier_chunk_range(x->sends[ms].len / x->row, c, x->chunks, &lo, &hi);
+        hier_chunk_range(x->recvs[mr].len / x->row, c, x->chunks, &rlo, &rhi);
+        st = forwarder_sums(r, ms, lo, hi);
+        cs = (epc_tr_msg_t){x->sends[ms].peer, x->sends[ms].offset + lo * x->row, (hi - lo) * x->row};
+        cr = (epc_tr_msg_t){x->recvs[mr].peer, x->recvs[mr].offset + rlo * x->row,
+                            (rhi - rlo) * x->row};
+        if (st == EPC_OK)
+            st = poll_transport(r);
+        if (st == EPC_OK)
+            st = epc_lane_net_post(r->lane, &cs, 1, &cr, 1, PHASE, &x->req[x->posted]);
+        x->posted += st == EPC_OK;
+    }
+    return st;
+}
+
+/* Source: y[t] = sum over nodes ascending of the node sums, in fp32. */
+static epc_status_t sum_over_nodes(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    const hier_geom_t *g = &x->g;
+    epc_handle_t *h = r->h;
+    int dest[256], didx[256], *taken = calloc((size_t)g->nnodes, sizeof *taken);
+    if (taken == NULL)
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
+    for (int t = 0; t < h->T; t++) {
+        int n = coll_token_dests(r->ctx, h, t, dest, didx);
+        memset(x->acc, 0, x->row);
+        for (int i = 0, j; i < n; i = j) {
+            int node = g->node_of[dest[i]];
+            for (j = i; j < n && g->node_of[dest[j]] == node;)
+                j++;
+            if (node == g->my_node) {
+                node_sum(r, g->rank, dest + i, didx + i, j - i, x->node_sum);
+                coll_add_row(x->acc, x->node_sum, g->hidden);
+            } else { /* added straight from the receive region (whole fp32 rows) */
+                const epc_tr_msg_t *m = &x->recvs[node < g->my_node ? node : node - 1];
+                const char *in = epc_lane_net_recv_at(r->lane, m->offset, m->len);
+                coll_add_row(x->acc, (const float *)(const void *)(in + taken[node]++ * x->row),
+                             g->hidden);
+            }
+        }
+        coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * g->row_bytes);
+    }
+    free(taken);
+    return EPC_OK;
+}
+
+/* Waits for each posted exchange in turn, then sums into y. */
+static epc_status_t step_wait(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    epc_status_t st;
+    if (x->waited < x->posted) {
+        st = coll_req_net(r, &x->req[x->waited]);
+        x->waited += st == EPC_OK;
+        return st;
+    }
+    epc_lane_net_account(r->lane, x->sends, x->messages, x->recvs, x->messages);
+    r->step = NULL;
+    return sum_over_nodes(r);
+}
+
+static epc_status_t step_partials(epc_request_t *r);
+
+/* After stage s's fence: the forwarders post that stage's node sums. */
+static epc_status_t step_stage_fence(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    epc_status_t st = coll_req_fence(r, x->fence, PHASE);
+    if (st != EPC_OK) /* a failed fence breaks the counters: fencing again is pointless */
+        return st;
+    if (x->local == EPC_OK && x->stage < x->g.nnodes)
+        x->local = post_stage(r, x->stage);
+    x->stage++;
+    r->step = x->stage <= x->g.nnodes ? step_partials : step_wait;
+    return x->stage <= x->g.nnodes ? EPC_OK : x->local;
+}
+
+/* Stage s: this rank's partials for the sources on node n0 + s (mod N). */
+static epc_status_t step_partials(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    coll_poll_t poll = {poll_transport, r};
+    if (x->local == EPC_OK)
+        x->local = coll_partials(r->ctx, r->h, r->cargs.expert_out, r->cargs.unweighted, x->slot,
+                                 (x->g.my_node + x->stage) % x->g.nnodes, &poll);
+    r->step = step_stage_fence;
+    return epc_lane_fence_arrive(r->lane, PHASE, &x->fence);
+}
+
+static void combine_free(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    for (int c = x->waited; x->req != NULL && c < x->posted; c++)
+        if (x->req[c] != NULL)
+            epc_lane_net_cancel(r->lane, x->req[c]);
+    free(x->req);
+    free(x->slot);
+    free(x->kept_base);
+    free(x->sends);
+    free(x->acc);
+    free(x);
+    r->algo = NULL;
+    r->algo_free = NULL;
+}
+
+/* Everything the stages need; a failure is kept in x->local (the stages
+ * still fence). */
+static epc_status_t prepare(epc_request_t *r, hier_combine_t *x)
+{
+    int N = x->g.nnodes;
+    epc_status_t st = hier_check_regions(r->ctx, r->lane, &x->g, PHASE);
+    if (st != EPC_OK) /* the partials land in the regions the dispatch sized */
+        return st;
+    x->messages = hier_messages(&x->g, x->row, 1, x->sends, x->recvs, &x->send_bytes,
+                                &x->recv_bytes);
+    slot_targets(r);
+    for (int m = 1; m < x->messages; m++)
+        x->kept_base[m] = x->kept_base[m - 1] + x->sends[m - 1].len / x->row;
+    x->chunks = hier_chunk_count(&x->g, x->row);
+    x->req = calloc((size_t)(N - 1) * x->chunks + 1, sizeof *x->req);
+    if (x->req == NULL)
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
+    return epc_lane_net_reserve(r->lane, x->send_bytes, x->recv_bytes);
+}
+
+epc_status_t coll_hier_combine_begin(epc_request_t *r)
+{
+    int N = r->ctx->topo->nnodes, slots = coll_num_slots(r->h, r->ctx->rank);
+    hier_combine_t *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
+    r->algo = x;
+    r->algo_free = combine_free;
+    x->g = hier_geom_of(r->ctx, r->h);
+    x->row = (size_t)x->g.hidden * sizeof(float);
+    x->sends = malloc((size_t)2 * N * sizeof *x->sends);
+    x->kept_base = calloc((size_t)N, sizeof *x->kept_base);
+    x->slot = malloc(((size_t)slots + 1) * sizeof *x->slot);
+    x->acc = malloc(2 * x->row);
+    if (x->sends == NULL || x->kept_base == NULL || x->slot == NULL || x->acc == NULL)
+        x->local = epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
+    else {
+        x->recvs = x->sends + N;
+        x->node_sum = x->acc + x->g.hidden;
+        x->local = prepare(r, x);
+    }
+    x->stage = 1;
+    r->step = step_partials;
+    return EPC_OK;
+}

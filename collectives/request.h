@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * request.h - a dispatch or combine in flight, and the progress engine
+ * that advances it.
+ *
+ * A request is a schedule: a chain of steps, each a function that does
+ * what it can without waiting (count, pack a chunk, post it, forward what
+ * arrived, sum partials) and names the next step, or reports that it waits
+ * (a message, a collective, the node fence).  The engine runs the steps of
+ * every request in flight on the context whenever the caller tests or waits
+ * on any of them, so no request stalls while the caller waits for another.
+ * A waiting step is bounded: the context's timeout counts from the moment
+ * it began to wait.
+ */
+#ifndef EPC_COLL_REQUEST_H
+#define EPC_COLL_REQUEST_H
+
+#include "coll.h"
+#include "mpi_util.h"
+
+#define EPC_MAGIC_REQUEST 0x45505251u /* "EPRQ" */
+
+/* One step: EPC_OK when it made progress (r->step is then the next step,
+ * NULL once the request is complete), EPC_IN_PROGRESS when it waits, or an
+ * error (raised into the context). */
+typedef epc_status_t (*coll_step_t)(epc_request_t *r);
+
+struct epc_request {
+    uint32_t magic;         /* EPC_MAGIC_REQUEST while held by the caller */
+    epc_ctx_t *ctx;
+    epc_lane_t *lane;       /* the buffers it moves data through */
+    int is_dispatch;
+    const char *fn;         /* the public name its errors carry */
+    coll_step_t step;       /* the next step; NULL once finished */
+    epc_status_t status;    /* EPC_IN_PROGRESS until finished */
+    int reported;           /* the caller was told it finished (test/wait):
+                             * until then it counts as in flight, on every
+                             * rank alike whatever progress each made */
+    int waiting;            /* the current step waits since dl was set */
+    epc_deadline_t dl;
+    epc_coll_bytes_t bytes; /* moved by this call (the stats' last_*) */
+    /* dispatch: what it was given, and where its results go */
+    epc_dispatch_args_t args;
+    epc_dispatch_out_t *out;
+    epc_handle_t **handle_p;
+    epc_handle_t *h;
+    int cached;             /* *handle_p was given (no count exchange) */
+    /* combine */
+    epc_combine_args_t cargs;
+    /* the count exchange, or the agreement of a cached dispatch / combine */
+    int *rec_mine, *rec_all;
+    MPI_Request xreq;
+    epc_status_t local;     /* this rank's own verdict before the exchange */
+    epc_agree_t agree;
+    /* the algorithm's schedule state, freed by algo_free (also after a
+     * failure: it then abandons whatever is still posted) */
+    void *algo;
+    void (*algo_free)(epc_request_t *r);
+    char error[EPC_ERR_TEXT_MAX]; /* the failure's text, told on every test */
+};
+
+/* The deadline of the current wait, started at its first call. */
+epc_deadline_t coll_req_deadline(epc_request_t *r);
+
+/* In a step that waits: EPC_IN_PROGRESS while the wait's deadline holds
+ * (the deadline starts at the first call of a wait), else the deadline's
+ * status unraised: EPC_ERR_TIMEOUT, or a peer's abort (raised by the
+ * interrupt) - the caller names what it waited for. */
+epc_status_t coll_req_waiting(epc_request_t *r);
+
+/* Tests an MPI request of r once: EPC_OK when complete, EPC_IN_PROGRESS,
+ * EPC_ERR_TRANSPORT raised, or as coll_req_waiting when the wait ends. */
+epc_status_t coll_req_test_mpi(epc_request_t *r, MPI_Request *req, const char *what);
+
+/* A step's wait for the node fence `fence` of r's lane: EPC_OK once every
+ * rank of the node arrived, EPC_IN_PROGRESS, or the error naming the rank
+ * that did not arrive (phase). */
+epc_status_t coll_req_fence(epc_request_t *r, uint64_t fence, const char *phase);
+
+/* A step's wait for a posted exchange *req of r's lane: EPC_OK once it
+ * completed, EPC_IN_PROGRESS, or its error (the transport names the peer
+ * it waited for); *req is NULL (freed) unless EPC_IN_PROGRESS. */
+epc_status_t coll_req_net(epc_request_t *r, void **req);
+
+/* The schedules' first steps (the plan's, the algorithms'). */
+epc_status_t coll_plan_step_post(epc_request_t *r);
+epc_status_t coll_hier_dispatch_begin(epc_request_t *r);
+epc_status_t coll_hier_combine_begin(epc_request_t *r);
+epc_status_t coll_flat_dispatch_begin(epc_request_t *r);
+epc_status_t coll_flat_combine_begin(epc_request_t *r);
+
+/* A new request on lane ln, counted in the context's requests in flight
+ * (EPC_ERR_CAPACITY raised when all are held, EPC_ERR_NO_MEMORY). */
+epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const char *fn,
+                          epc_request_t **rp);
+
+/* Runs the steps of every request in flight on ctx as far as they go
+ * without waiting. */
+void coll_progress(epc_ctx_t *ctx);
+
+#endif

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* lane.c - a lane's creation and the collectives' door to its buffers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx.h"
+#include "mpi_util.h"
+
+epc_status_t epc_lane_create(epc_ctx_t *ctx, int index, epc_lane_t *ln)
+{
+    const epc_topo_t *t = ctx->topo;
+    epc_status_t st;
+    ln->ctx = ctx;
+    ln->index = index;
+    ln->comm = MPI_COMM_NULL;
+    if ((st = epc_mpi_dup(ctx->comm, &ln->comm)) != EPC_OK) {
+        ln->comm = MPI_COMM_NULL;
+        return epc_error_sync(&ctx->hdr), st;
+    }
+    st = epc_shm_create(ctx->ctrl, t->node_ranks + t->node_start[ctx->node], ctx->lsize,
+                        ctx->lrank, &ctx->hdr, epc_deadline_in_ms(ctx->timeout_ms), &ln->shm);
+    if (st != EPC_OK)
+        return st;
+    /* After a timeout a rank is missing: agreeing would only wait for it
+     * again (the others time out on it by themselves). */
+    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
+        return st;
+    st = epc_tr_create(ctx->transport, ctx->provider_req, ln->comm, ctx->timeout_ms, &ctx->hdr,
+                       &ln->tr);
+    if (st == EPC_OK) { /* its waits end early too when a peer aborts */
+        ln->tr->interrupted = epc_abort_poll;
+        ln->tr->interrupt_arg = &ctx->abort;
+    }
+    return st;
+}
+
+void epc_lane_destroy(epc_lane_t *ln)
+{
+    for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
+        free(ln->scratch[i].p);
+    epc_tr_destroy(ln->tr);
+    epc_shm_destroy(ln->shm);
+    /* Local in MPI: marks the communicator for freeing once its pending
+     * operations (abandoned after a timeout) complete. */
+    if (ln->comm != MPI_COMM_NULL && ln->comm != 0)
+        MPI_Comm_free(&ln->comm);
+    memset(ln, 0, sizeof *ln);
+}
+
+epc_status_t epc_lane_shm_reserve(epc_lane_t *ln, size_t need, const char *phase)
+{
+    return epc_shm_reserve(ln->shm, need, epc_ctx_deadline(ln->ctx), phase);
+}
+
+char *epc_lane_shm_region(const epc_lane_t *ln, int lrank, size_t *cap)
+{
+    *cap = ln->shm->cap[lrank];
+    return ln->shm->base[lrank];
+}
+
+epc_status_t epc_lane_shm_fence(epc_lane_t *ln, const char *phase)
+{
+    return epc_shm_fence(ln->shm, epc_ctx_deadline(ln->ctx), phase);
+}
+
+epc_status_t epc_lane_reserve_begin(epc_lane_t *ln, size_t need, const char *phase,
+                                    uint64_t *fence)
+{
+    return epc_shm_reserve_begin(ln->shm, need, phase, fence);
+}
+
+epc_status_t epc_lane_reserve_end(epc_lane_t *ln, size_t need, const char *phase)
+{
+    return epc_shm_reserve_end(ln->shm, need, epc_ctx_deadline(ln->ctx), phase);
+}
+
+epc_status_t epc_lane_fence_arrive(epc_lane_t *ln, const char *phase, uint64_t *fence)
+{
+    return epc_shm_fence_arrive(ln->shm, phase, fence);
+}
+
+int epc_lane_fence_test(const epc_lane_t *ln, uint64_t fence, int *missing)
+{
+    return epc_shm_fence_test(ln->shm, fence, missing);
+}
+
+epc_status_t epc_lane_fence_fail(epc_lane_t *ln, epc_status_t st, int missing, const char *phase)
+{
+    return epc_shm_fence_fail(ln->shm, st, missing, phase);
+}
+
+epc_status_t epc_lane_shm_put(epc_lane_t *ln, int lrank, size_t offset, const void *src,
+                              size_t len)
+{
+    epc_ctx_t *ctx = ln->ctx;
+    size_t cap;
+    char *dst;
+    if (lrank < 0 || lrank >= ctx->lsize)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "shm put: local rank %d of %d", lrank,
+                             ctx->lsize);
+    dst = epc_lane_shm_region(ln, lrank, &cap);
+    if (offset > cap || len > cap - offset)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+                             "shm put: %zu bytes at %zu exceed local rank %d's %zu-byte region",
+                             len, offset, lrank, cap);
+    if (len == 0)
+        return EPC_OK;
+    memcpy(dst + offset, src, len);
+    epc_ctx_account(ctx, ctx->topo->node_ranks[ctx->topo->node_start[ctx->node] + lrank], len, 1);
+    return EPC_OK;
+}
+
+epc_status_t epc_lane_scratch(epc_lane_t *ln, int which, size_t need, char **p)
+{
+    if (need > ln->scratch[which].cap) {
+        size_t cap = epc_tr_grow_size(ln->scratch[which].cap, need);
+        free(ln->scratch[which].p);
+        ln->scratch[which].cap = 0;
+        if ((ln->scratch[which].p = malloc(cap)) == NULL)
+            return epc_error_obj(&ln->ctx->hdr, EPC_ERR_NO_MEMORY,
+                                 "context buffer of %zu bytes", cap);
+        ln->scratch[which].cap = cap;
+    }
+    *p = ln->scratch[which].p;
+    return EPC_OK;
+}
+
+epc_status_t epc_lane_net_reserve(epc_lane_t *ln, size_t send, size_t recv)
+{
+    return epc_tr_reserve(ln->tr, send, recv);
+}
+
+char *epc_lane_net_send_at(const epc_lane_t *ln, size_t offset, size_t len)
+{
+    return offset <= ln->tr->send_cap && len <= ln->tr->send_cap - offset
+               ? ln->tr->send_buf + offset
+               : NULL;
+}
+
+const char *epc_lane_net_recv_at(const epc_lane_t *ln, size_t offset, size_t len)
+{
+    return offset <= ln->tr->recv_cap && len <= ln->tr->recv_cap - offset
+               ? ln->tr->recv_buf + offset
+               : NULL;
+}
+
+epc_status_t epc_lane_net_exchange(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
+                                   const epc_tr_msg_t *recvs, int nrecvs, const char *phase)
+{
+    epc_status_t st = epc_tr_exchange(ln->tr, sends, nsends, recvs, nrecvs,
+                                      epc_ctx_deadline(ln->ctx), phase);
+    if (st == EPC_OK)
+        epc_lane_net_account(ln, sends, nsends, recvs, nrecvs);
+    return st;
+}
+
+epc_status_t epc_lane_net_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
+                               const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
+                               void **req)
+{
+    return epc_tr_start(ln->tr, sends, nsends, recvs, nrecvs, phase, req);
+}
+
+epc_status_t epc_lane_net_test(epc_lane_t *ln, void *req, int *done)
+{
+    return epc_tr_test(ln->tr, req, done);
+}
+
+epc_status_t epc_lane_net_finish(epc_lane_t *ln, void *req, epc_deadline_t dl)
+{
+    return epc_tr_wait(ln->tr, req, dl);
+}
+
+void epc_lane_net_cancel(epc_lane_t *ln, void *req)
+{
+    char text[EPC_ERR_TEXT_MAX];
+    epc_status_t st;
+    snprintf(text, sizeof text, "%s", epc_last_error(NULL));
+    st = epc_tr_wait(ln->tr, req, (epc_deadline_t){0}); /* an expired deadline: cancels */
+    if (st != EPC_OK)
+        epc_error_restore(&ln->ctx->hdr, st, text);
+}
+
+void epc_lane_net_account(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
+                          const epc_tr_msg_t *recvs, int nrecvs)
+{
+    for (int i = 0; i < nsends; i++)
+        epc_ctx_account(ln->ctx, sends[i].peer, sends[i].len, 1);
+    for (int i = 0; i < nrecvs; i++)
+        epc_ctx_account(ln->ctx, recvs[i].peer, recvs[i].len, 0);
+}
