@@ -20,8 +20,9 @@ static void usage(FILE *f)
             "      --sweep         tokens from 128 up to -t, doubling\n"
             "      --csv FILE / --json FILE / --plot FILE.png\n"
             "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
-            "      --overlap US    also: each op overlapped with a US-microsecond compute\n"
-            "                      loop (epc_test between slices), efficiency 2.0 = perfect\n"
+            "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
+            "                      microseconds (auto: as long as the op), epc_test between\n"
+            "                      slices; efficiency 2.0 = perfect\n"
             "      --seed N\n");
 }
 
@@ -79,6 +80,8 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
         return (o->ops = list_bits(v, ops, 4)) == 0 || o->ops >> 30;
     if (!strcmp(a, "--skew"))
         return o->skew = strtod(v, &end), *v == '\0' || *end != '\0' || !(o->skew >= 0);
+    if (!strcmp(a, "--overlap") && !strcmp(v, "auto"))
+        return o->overlap_us = -1, 0;
     if (!strcmp(a, "--overlap"))
         return o->overlap_us = strtod(v, &end), *v == '\0' || *end != '\0' || !(o->overlap_us > 0);
     if (!strcmp(a, "--seed"))

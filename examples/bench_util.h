@@ -13,7 +13,7 @@ typedef struct bench_opts {
     int ops;   /* OP_* bits */
     epc_dtype_t dtype;
     double skew;
-    double overlap_us; /* --overlap: compute loop length, 0: off */
+    double overlap_us; /* --overlap: compute loop length, 0: off, -1: auto */
     unsigned seed;
     const char *csv, *json, *plot, *profile;
 } bench_opts_t;

@@ -102,7 +102,7 @@ static int run_all(bench_t *b)
         rc = run_route(b, sizes[s]);
     if (rc == 0 && (b->o.ops & OP_P2P))
         rc = bench_run_p2p(b);
-    if (rc == 0 && b->o.overlap_us > 0)
+    if (rc == 0 && b->o.overlap_us != 0)
         rc = bench_run_overlap(b);
     return rc;
 }
