@@ -386,68 +386,38 @@ EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
 /* ------------------------------------------------------------------------ */
 
 /**
- * A dispatch or combine in flight (see docs/API.md, "Nonblocking calls").
- * The calls above are a start and a wait; the starts below return as soon
- * as the operation is posted, so the caller can compute meanwhile.  Every
- * rank must start the same operations in the same order, as with the
- * blocking calls.
- *
- * Progress: the library moves data only inside epc_test, epc_wait and the
- * starts (each advances every request in flight on the context, so waiting
- * on one never stalls another).  Call epc_test now and then while
- * computing; a rank that does not for longer than the context's timeout
- * makes its peers time out.  Each wait inside a request is bounded by the
- * timeout, counted from when that wait began.
- *
- * Limits: a context holds at most EPC_MAX_REQUESTS_PER_CTX requests
- * (started and not yet freed), at most one of them a dispatch in flight.
- * Dispatches alternate between two buffer sets, so a handle's rows and its
- * combine stay valid until the second dispatch after it starts: dispatch
- * of microbatch i+1 may be in flight while microbatch i's experts run and
- * its combine is in flight.  A start beyond these limits returns
- * EPC_ERR_CAPACITY at once, on every rank that makes the same calls, and
- * posts nothing.
- *
- * While a request is in flight the caller must not modify args->x,
- * args->topk_idx, args->topk_weights (dispatch) or expert_out (combine),
- * and must not read out, *handle, the rows or y: they are written when the
- * request completes, and only if it succeeds.  Calls on the context other
- * than the starts, epc_test, epc_wait, epc_request_free, epc_ctx_abort and
- * the statistics are not allowed until it completes.
+ * A dispatch or combine in flight (docs/API.md, "Nonblocking calls").  The
+ * blocking calls are a start and a wait.  Every rank starts the same
+ * operations in the same order.  Data moves only inside epc_test, epc_wait
+ * and the starts (each advances every request of the context): call
+ * epc_test now and then while computing.  A context holds at most
+ * EPC_MAX_REQUESTS_PER_CTX requests (not yet freed), at most one dispatch
+ * in flight; dispatches alternate between two buffer sets, so a handle
+ * stays valid until the second dispatch after it starts.  Over a limit a
+ * start returns EPC_ERR_CAPACITY and posts nothing.  While in flight the
+ * inputs must not change and out, *handle, the rows and y must not be
+ * read: they are written when the request completes successfully.
  */
 typedef struct epc_request epc_request_t;
 
 #define EPC_MAX_REQUESTS_PER_CTX 2
 
-/**
- * Starts epc_dispatch (same arguments, same checks, same results) and
- * returns at once with *req.  Failures that the blocking call reports
- * (bad arguments on this rank or a peer, timeouts, transport errors, an
- * abort) are reported by epc_test/epc_wait with the same status and text;
- * out and *handle are written only when it completes successfully.
- * Returned here (nothing posted): EPC_ERR_INVALID_ARG (ctx not live or
- * failed or aborted as for epc_dispatch, req NULL), EPC_ERR_PEER_FAILED
- * (a peer aborted), EPC_ERR_CAPACITY (the limits above),
- * EPC_ERR_NO_MEMORY.
- */
+/** Starts epc_dispatch (same arguments, checks and results).  Its failures
+ * come from epc_test/epc_wait with the blocking call's status and text.
+ * Returned here, nothing posted: as epc_dispatch for a context not live,
+ * aborted, failed (EPC_ERR_TRANSPORT) or whose peer aborted; req NULL
+ * (EPC_ERR_INVALID_ARG); EPC_ERR_CAPACITY (the limits); EPC_ERR_NO_MEMORY. */
 EPC_EXPORT epc_status_t epc_dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
                                            epc_dispatch_out_t *out, epc_handle_t **handle,
                                            epc_request_t **req);
 
-/**
- * Starts epc_combine; as epc_dispatch_start.  y is written only when it
- * completes successfully.
- */
+/** Starts epc_combine; as epc_dispatch_start. */
 EPC_EXPORT epc_status_t epc_combine_start(epc_ctx_t *ctx, epc_handle_t *handle,
                                           const epc_combine_args_t *args, epc_request_t **req);
 
-/**
- * Advances every request in flight on req's context without waiting, then
- * reports: *done = 0 (returns EPC_OK) while req is in flight; *done = 1 and
- * req's final status (EPC_OK or its error, the same each time it is
- * asked) once it has completed.  EPC_ERR_INVALID_ARG: req not a live
- * request, done NULL.
- */
+/** Advances every request of req's context without waiting: *done = 0
+ * (EPC_OK) while req is in flight, else *done = 1 and req's final status
+ * (the same each time).  EPC_ERR_INVALID_ARG: req not live, done NULL. */
 EPC_EXPORT epc_status_t epc_test(epc_request_t *req, int *done);
 
 /** Advances requests until req completes (each wait bounded by the
@@ -455,14 +425,10 @@ EPC_EXPORT epc_status_t epc_test(epc_request_t *req, int *done);
  * not a live request. */
 EPC_EXPORT epc_status_t epc_wait(epc_request_t *req);
 
-/**
- * Frees a request (local).  NULL is accepted.  EPC_ERR_INVALID_ARG: req
- * not a live request, or still in flight on a working context (wait for
- * it first).  After the context failed or was aborted an unfinished
- * request may be freed: it is abandoned.  epc_ctx_destroy frees every
- * request of the context; destroying a context with a request in flight
- * abandons it and tells the peers, as a failure does.
- */
+/** Frees a request (local; NULL accepted).  EPC_ERR_INVALID_ARG: req not
+ * live, or in flight on a working context (after a failure or abort it is
+ * abandoned).  epc_ctx_destroy frees the context's requests; one in flight
+ * is abandoned and the peers told, as after a failure. */
 EPC_EXPORT epc_status_t epc_request_free(epc_request_t *req);
 
 /** Frees a handle (local).  NULL is accepted. */
