@@ -9,30 +9,29 @@
 #include <string.h>
 
 #include "fault.h"
+#include "params.h"
 #include "request.h"
 
 #define BADARG(fn, ...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, fn ": " __VA_ARGS__)
 
+static const epc_params_layouts_t dispatch_layouts = {"EPC_DISPATCH_ARGS_INIT",
+                                                      sizeof(epc_dispatch_args_t), {0}};
+static const epc_params_layouts_t combine_layouts = {"EPC_COMBINE_ARGS_INIT",
+                                                     sizeof(epc_combine_args_t), {0}};
+
 /* args->algo, else the context's (EPC_ALGO, read at its creation). */
 static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
 {
-    if (a != NULL && a->size == sizeof *a && a->algo != EPC_ALGO_DEFAULT)
-        return a->algo;
-    return ctx->algo;
+    return a->algo != EPC_ALGO_DEFAULT ? a->algo : ctx->algo;
 }
 
-/* This rank's checks of a dispatch that need no peer: the verdict travels
- * with the counts (or the cached mode's agreement). */
+/* This rank's checks of a dispatch that need no peer (a, loaded from the
+ * caller's args): the verdict travels with the counts (or the cached
+ * mode's agreement). */
 static epc_status_t check_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
                                    epc_dispatch_out_t *out, epc_handle_t **handle,
                                    epc_algo_t algo)
 {
-    if (a == NULL)
-        return BADARG("epc_dispatch", "args is NULL");
-    if (a->size != sizeof *a)
-        return BADARG("epc_dispatch",
-                      "args->size %zu is not a known size (%zu); use EPC_DISPATCH_ARGS_INIT",
-                      a->size, sizeof *a);
     if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
         return BADARG("epc_dispatch", "args->algo = %d", (int)a->algo);
     if (out == NULL || handle == NULL)
@@ -42,9 +41,10 @@ static epc_status_t check_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
     return EPC_OK;
 }
 
-epc_status_t epc_dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
-                                epc_dispatch_out_t *out, epc_handle_t **handle,
-                                epc_request_t **req)
+/* epc_dispatch_start with the context's lock held. */
+static epc_status_t dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
+                                   epc_dispatch_out_t *out, epc_handle_t **handle,
+                                   epc_request_t **req)
 {
     epc_status_t st = epc_ctx_enter(ctx, "epc_dispatch");
     epc_algo_t algo;
@@ -59,29 +59,48 @@ epc_status_t epc_dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
         return st;
     ctx->dispatches++;
     ln->dispatches++; /* older handles of this lane are stale from now on */
-    algo = pick_algo(ctx, args);
-    r->local = check_dispatch(ctx, args, out, handle, algo);
+    /* its arrays stay the caller's until the request ends */
+    r->local = epc_params_load(&r->args, args, &dispatch_layouts, &ctx->hdr, "epc_dispatch",
+                               "args");
+    algo = pick_algo(ctx, &r->args);
+    if (r->local == EPC_OK)
+        r->local = check_dispatch(ctx, &r->args, out, handle, algo);
     r->cached = handle != NULL && *handle != NULL;
     r->out = out;
     r->handle_p = handle;
     if (r->local == EPC_OK) {
-        r->args = *args; /* its arrays stay the caller's until the request ends */
         if (r->cached) {
             r->h = *handle; /* unusable once its rows start moving (plan.c) */
         } else {
-            r->local = coll_handle_new(ctx, args, algo, &r->h);
+            r->local = coll_handle_new(ctx, &r->args, algo, &r->h);
         }
     }
     r->step = coll_plan_step_post;
     coll_progress(ctx); /* posts the count exchange */
+    epc_progress_kick(ctx);
     *req = r;
     return EPC_OK;
 }
 
-/* Local checks of a combine; raised into the context. */
-static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
-                                  const epc_combine_args_t *a)
+epc_status_t epc_dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
+                                epc_dispatch_out_t *out, epc_handle_t **handle,
+                                epc_request_t **req)
 {
+    epc_status_t st = epc_ctx_check(ctx, "epc_dispatch");
+    if (st != EPC_OK)
+        return st;
+    epc_ctx_lock(ctx);
+    st = dispatch_start(ctx, args, out, handle, req);
+    epc_ctx_unlock(ctx);
+    return st;
+}
+
+/* Local checks of a combine, the caller's args loaded into *a; raised
+ * into the context. */
+static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
+                                  const epc_combine_args_t *args, epc_combine_args_t *a)
+{
+    epc_status_t st;
     if (!coll_handle_owned(ctx, h))
         return BADARG("epc_combine", "handle is %s", h == NULL ? "NULL" : "not of this context");
     if (h->lane < 0 || ctx->lane[h->lane].dispatches != h->lane_seq)
@@ -89,9 +108,9 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
                       "the handle's dispatch %s; combine before the second dispatch after it",
                       h->lane < 0 ? "did not complete"
                                   : "was followed by two others (its rows were overwritten)");
-    if (a == NULL || a->size != sizeof *a)
-        return BADARG("epc_combine",
-                      "args is NULL or of unknown size; use EPC_COMBINE_ARGS_INIT");
+    st = epc_params_load(a, args, &combine_layouts, &ctx->hdr, "epc_combine", "args");
+    if (st != EPC_OK)
+        return st;
     if ((a->expert_out == NULL && h->num_rows[ctx->rank] > 0) || (a->y == NULL && h->T > 0))
         return BADARG("epc_combine", "args->%s is NULL", a->y == NULL ? "y" : "expert_out");
     return EPC_OK;
@@ -154,16 +173,18 @@ static epc_status_t post_verdict(epc_request_t *r)
     return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(verdicts)");
 }
 
-epc_status_t epc_combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args_t *args,
-                               epc_request_t **req)
+/* epc_combine_start with the context's lock held. */
+static epc_status_t combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args_t *args,
+                                  epc_request_t **req)
 {
     epc_status_t st = epc_ctx_enter(ctx, "epc_combine"), local;
+    epc_combine_args_t a;
     epc_request_t *r;
     if (st != EPC_OK)
         return st;
     if (req == NULL)
         return BADARG("epc_combine_start", "req is NULL");
-    local = check_combine(ctx, h, args);
+    local = check_combine(ctx, h, args, &a);
     /* a rank without a usable handle has no lane; it holds lane 0's place */
     st = coll_req_new(ctx, &ctx->lane[local == EPC_OK ? h->lane : 0], 0, "epc_combine", &r);
     if (st != EPC_OK)
@@ -171,7 +192,7 @@ epc_status_t epc_combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_combin
     r->local = local;
     r->h = local == EPC_OK ? h : NULL;
     if (local == EPC_OK)
-        r->cargs = *args;
+        r->cargs = a;
     r->cached = 1; /* the handle is the caller's: never freed by the request */
     r->step = step_combine_agreed;
     if ((st = post_verdict(r)) != EPC_OK) { /* the verdict could not even be posted */
@@ -179,8 +200,21 @@ epc_status_t epc_combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_combin
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
     }
     coll_progress(ctx);
+    epc_progress_kick(ctx);
     *req = r;
     return EPC_OK;
+}
+
+epc_status_t epc_combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_args_t *args,
+                               epc_request_t **req)
+{
+    epc_status_t st = epc_ctx_check(ctx, "epc_combine");
+    if (st != EPC_OK)
+        return st;
+    epc_ctx_lock(ctx);
+    st = combine_start(ctx, h, args, req);
+    epc_ctx_unlock(ctx);
+    return st;
 }
 
 epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args, epc_dispatch_out_t *out,
@@ -218,9 +252,12 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
                     "the handle's dispatch %s; ask before the second dispatch after it",
                     h->lane < 0 ? "did not complete"
                                 : "was followed by two others (its rows were overwritten)");
-    if (st == EPC_OK)
+    if (st == EPC_OK) {
+        epc_ctx_lock(ctx);
         st = epc_lane_scratch(&ctx->lane[h->lane], EPC_SCRATCH_EXPERT,
                               (size_t)h->num_rows[ctx->rank] * coll_row_bytes(ctx) + 1, &p);
+        epc_ctx_unlock(ctx);
+    }
     if (st == EPC_OK)
         *buf = p;
     return st;
@@ -231,7 +268,10 @@ epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats)
     epc_status_t st = epc_ctx_check(ctx, "epc_coll_stats");
     if (st == EPC_OK && stats == NULL)
         st = epc_error(EPC_ERR_INVALID_ARG, "epc_coll_stats: stats is NULL");
-    if (st == EPC_OK)
+    if (st == EPC_OK) {
+        epc_ctx_lock((epc_ctx_t *)ctx); /* the thread's requests write them */
         *stats = ctx->cstats;
+        epc_ctx_unlock((epc_ctx_t *)ctx);
+    }
     return st;
 }

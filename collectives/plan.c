@@ -18,15 +18,11 @@ enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_INTS };
 
 #define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: " __VA_ARGS__)
 
-/* Local checks of the arguments; raises the first problem. */
+/* Local checks of the arguments (loaded by the start: of a known size);
+ * raises the first problem. */
 static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo)
 {
     epc_status_t st;
-    if (a == NULL)
-        return BADARG("args is NULL");
-    if (a->size != sizeof *a)
-        return BADARG("args->size %zu is not a known size (%zu); use EPC_DISPATCH_ARGS_INIT",
-                      a->size, sizeof *a);
     if (a->num_tokens < 0)
         return BADARG("args->num_tokens = %d < 0", a->num_tokens);
     if (a->num_tokens > ctx->max_tokens)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * request.c - the progress engine: requests in flight, their steps run
- * by epc_test and epc_wait, and how a request ends (its results, or the
+ * by epc_test and epc_wait (and the context's progress thread: every
+ * public call here holds the context's lock), and how a request ends (its results, or the
  * failure rules of the blocking calls).
  */
 #include <sched.h>
@@ -152,6 +153,16 @@ void coll_progress(epc_ctx_t *ctx)
             advance(ctx->requests[i]);
 }
 
+/* The progress thread's pass (lock held): how many requests still run. */
+static int poll_requests(epc_ctx_t *ctx)
+{
+    int running = 0;
+    coll_progress(ctx);
+    for (int i = 0; i < EPC_MAX_REQUESTS; i++)
+        running += ctx->requests[i] != NULL && ctx->requests[i]->status == EPC_IN_PROGRESS;
+    return running;
+}
+
 /* Why a new request cannot be taken now, or NULL.  The limits depend only
  * on the calls every rank makes (requests held, in flight, the lane), so
  * every rank refuses the same call. */
@@ -197,6 +208,7 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
         slot++;
     ctx->requests[slot] = r;
     ctx->free_requests = free_all;
+    ctx->progress.poll = poll_requests;
     r->magic = EPC_MAGIC_REQUEST;
     r->ctx = ctx;
     r->lane = ln;
@@ -228,15 +240,21 @@ static epc_status_t report(epc_request_t *r)
 epc_status_t epc_test(epc_request_t *req, int *done)
 {
     epc_status_t st = check_request(req, "epc_test");
+    epc_ctx_t *ctx;
     if (st == EPC_OK && done == NULL)
         st = epc_error_obj(&req->ctx->hdr, EPC_ERR_INVALID_ARG, "epc_test: done is NULL");
     if (st != EPC_OK)
         return st;
-    if (req->status == EPC_IN_PROGRESS)
-        coll_progress(req->ctx);
+    ctx = req->ctx;
+    epc_ctx_lock(ctx);
+    /* With the thread, the caller's compute is not interrupted by copies */
+    if (req->status == EPC_IN_PROGRESS && ctx->progress.mode != EPC_PROGRESS_THREAD)
+        coll_progress(ctx);
     *done = req->status != EPC_IN_PROGRESS;
     req->reported |= *done;
-    return *done ? report(req) : EPC_OK;
+    st = *done ? report(req) : EPC_OK;
+    epc_ctx_unlock(ctx);
+    return st;
 }
 
 epc_status_t epc_wait(epc_request_t *req)
@@ -244,13 +262,19 @@ epc_status_t epc_wait(epc_request_t *req)
     epc_status_t st = check_request(req, "epc_wait");
     if (st != EPC_OK)
         return st;
-    /* Ends: every step that waits does so against a deadline. */
+    /* Ends: every step that waits does so against a deadline.  The caller
+     * progresses too (it has nothing else to do); the lock is let go
+     * between passes so the thread and epc_ctx_abort get their turn. */
     for (;;) {
+        epc_ctx_lock(req->ctx);
         coll_progress(req->ctx);
         if (req->status != EPC_IN_PROGRESS) {
             req->reported = 1;
-            return report(req);
+            st = report(req);
+            epc_ctx_unlock(req->ctx);
+            return st;
         }
+        epc_ctx_unlock(req->ctx);
         sched_yield();
     }
 }
@@ -274,16 +298,21 @@ epc_status_t epc_request_free(epc_request_t *req)
     if ((st = check_request(req, "epc_request_free")) != EPC_OK)
         return st;
     ctx = req->ctx;
+    epc_ctx_lock(ctx);
     /* In flight on a working context peers still count on it; once the
      * context failed or was aborted it is abandoned. */
-    if (!req->reported && !ctx->failed && !ctx->aborted)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                             "epc_request_free: req is still in flight (wait for it, or test "
-                             "until done, first)");
-    if (req->status == EPC_IN_PROGRESS)
-        complete(req, epc_error_quiet(&ctx->hdr, EPC_ERR_TRANSPORT, "%s: abandoned", req->fn));
-    release(req);
-    return EPC_OK;
+    if (!req->reported && !ctx->failed && !ctx->aborted) {
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                           "epc_request_free: req is still in flight (wait for it, or test "
+                           "until done, first)");
+    } else {
+        if (req->status == EPC_IN_PROGRESS)
+            complete(req,
+                     epc_error_quiet(&ctx->hdr, EPC_ERR_TRANSPORT, "%s: abandoned", req->fn));
+        release(req);
+    }
+    epc_ctx_unlock(ctx);
+    return st;
 }
 
 /* Context destruction: requests still held are freed, those in flight

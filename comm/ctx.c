@@ -18,6 +18,7 @@
 #include "fault.h"
 #include "log.h"
 #include "mpi_util.h"
+#include "params.h"
 
 #define BAD(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_ctx_create: " __VA_ARGS__)
 
@@ -41,10 +42,12 @@ static epc_status_t resolve(epc_ctx_t *ctx, const epc_ctx_params_t *p)
     if (p->num_experts < 1 || p->hidden < 1)
         return BAD("params->%s = %d, must be >= 1", p->num_experts < 1 ? "num_experts" : "hidden",
                    p->num_experts < 1 ? p->num_experts : p->hidden);
-    if ((unsigned)p->dtype > EPC_DTYPE_FP32 || (unsigned)p->transport > EPC_TRANSPORT_AUTO)
-        return BAD("params->%s = %d is not a known value",
-                   (unsigned)p->dtype > EPC_DTYPE_FP32 ? "dtype" : "transport",
-                   (unsigned)p->dtype > EPC_DTYPE_FP32 ? (int)p->dtype : (int)p->transport);
+    if ((unsigned)p->dtype > EPC_DTYPE_FP32)
+        return BAD("params->dtype = %d is not a known value", (int)p->dtype);
+    if ((unsigned)p->transport > EPC_TRANSPORT_AUTO)
+        return BAD("params->transport = %d is not a known value", (int)p->transport);
+    if ((unsigned)p->progress > EPC_PROGRESS_THREAD)
+        return BAD("params->progress = %d is not a known value", (int)p->progress);
     if (p->max_tokens_per_rank < 0 || p->max_topk < 0 || p->timeout_ms < 0 || p->ranks_per_node < 0)
         return BAD("params->max_tokens_per_rank/max_topk/timeout_ms/ranks_per_node must be >= 0 "
                    "(got %d/%d/%d/%d)",
@@ -60,6 +63,12 @@ static epc_status_t resolve(epc_ctx_t *ctx, const epc_ctx_params_t *p)
     ctx->timeout_ms = p->timeout_ms ? p->timeout_ms : (int)epc_cfg_int(cfg, EPC_CFG_TIMEOUT_MS);
     ctx->chunk_bytes = (size_t)epc_cfg_int(cfg, EPC_CFG_CHUNK_KB) << 10;
     ctx->algo = epc_cfg_enum(cfg, EPC_CFG_ALGO) == 1 ? EPC_ALGO_FLAT : EPC_ALGO_HIER;
+    st = epc_progress_init(&ctx->progress,
+                           p->progress ? p->progress
+                                       : (epc_progress_t)(epc_cfg_enum(cfg, EPC_CFG_PROGRESS) + 1),
+                           (long)epc_cfg_int(cfg, EPC_CFG_PROGRESS_SLEEP_US), &ctx->hdr);
+    if (st != EPC_OK)
+        return st;
     prov = p->ofi_provider ? p->ofi_provider : epc_cfg_string(cfg, EPC_CFG_OFI_PROVIDER);
     snprintf(ctx->provider_req, sizeof ctx->provider_req, "%s", prov);
     st = epc_transport_choice(p->transport, ctx->transport_reason, sizeof ctx->transport_reason,
@@ -148,6 +157,8 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
         st = epc_lane_create(ctx, l, &ctx->lane[l]);
     if (st == EPC_OK)
         st = epc_abort_init(&ctx->abort, ctx->ctrl, ctx->topo, ctx->lane[0].shm, &ctx->hdr);
+    if (st == EPC_OK) /* last: the lanes it may progress exist */
+        st = epc_progress_start(ctx);
     /* After a timeout a rank is missing: agreeing would only wait for it
      * again (the others time out on it by themselves). */
     if (st == EPC_ERR_TIMEOUT)
@@ -164,6 +175,7 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
 /* Frees whatever creation got to; collective parts only when reached. */
 static void teardown(epc_ctx_t *ctx)
 {
+    epc_progress_stop(ctx); /* first: no one else touches the lanes from here */
     epc_abort_fini(&ctx->abort);
     for (int l = 0; l < EPC_LANES; l++)
         epc_lane_destroy(&ctx->lane[l]);
@@ -178,15 +190,16 @@ static void teardown(epc_ctx_t *ctx)
     free(ctx);
 }
 
-/* Sizes of epc_ctx_params_t the library knows: each released layout. */
-static int known_params_size(size_t size)
-{
-    return size == sizeof(epc_ctx_params_t) || size == offsetof(epc_ctx_params_t, log_level);
-}
+/* Each released layout of epc_ctx_params_t: 0.1 ended before log_level,
+ * 0.2 before progress. */
+static const epc_params_layouts_t ctx_layouts = {
+    "EPC_CTX_PARAMS_INIT",
+    sizeof(epc_ctx_params_t),
+    {offsetof(epc_ctx_params_t, log_level), offsetof(epc_ctx_params_t, progress), 0}};
 
 epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_ctx_t **ctx_p)
 {
-    epc_ctx_params_t p = {0}; /* fields an older layout lacks stay 0: defaults */
+    epc_ctx_params_t p; /* fields an older layout lacks are 0: defaults */
     epc_ctx_t *ctx;
     epc_status_t st = EPC_OK;
     int init = 0, fini = 0;
@@ -216,12 +229,8 @@ epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_c
         st = BAD("ctx_p is NULL");
     else if (params == NULL)
         st = BAD("params is NULL (num_experts and hidden are required)");
-    else if (!known_params_size(params->size))
-        st = BAD("params->size %zu is not a known size (%zu, or %zu for version 0.1); "
-                 "initialise with EPC_CTX_PARAMS_INIT",
-                 params->size, sizeof *params, offsetof(epc_ctx_params_t, log_level));
     else
-        memcpy(&p, params, params->size);
+        st = epc_params_load(&p, params, &ctx_layouts, &ctx->hdr, "epc_ctx_create", "params");
     st = create_phases(ctx, st == EPC_OK ? &p : NULL, st);
     if (st != EPC_OK) {
         teardown(ctx);
@@ -239,6 +248,7 @@ epc_status_t epc_ctx_destroy(epc_ctx_t *ctx)
     if ((st = epc_ctx_check(ctx, "epc_ctx_destroy")) != EPC_OK)
         return st;
     epc_fault_here("destroy"); /* test hook */
+    epc_progress_stop(ctx); /* requests in flight stay where the thread left them */
     if (ctx->free_requests != NULL)
         ctx->free_requests(ctx);
     /* No rank frees its regions while a peer may still write into them;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * ctx.h - the context (internal layout): its communicators, topology,
- * lanes (lane.h: the buffers data moves through), the abort state, the
- * requests in flight and the byte counters of epc_ctx_stats.
+ * lanes (lane.h: the buffers data moves through), who progresses them,
+ * the abort state, the requests in flight and the byte counters of epc_ctx_stats.
  */
 #ifndef EPC_COMM_CTX_H
 #define EPC_COMM_CTX_H
@@ -12,6 +12,7 @@
 
 #include "abort.h"
 #include "lane.h"
+#include "progress.h"
 #include "epcomm.h"
 #include "error.h"
 #include "shm.h"
@@ -38,10 +39,11 @@ struct epc_ctx {
     char provider_req[64];       /* asked for ("" = automatic) */
     char transport_reason[192];
     epc_lane_t lane[EPC_LANES]; /* dispatches alternate between them */
+    epc_progress_state_t progress; /* the caller's, or a thread's (progress.h) */
     epc_abort_t abort;   /* peers' aborts, and telling them of this rank's */
     int failed;          /* a wait timed out or a transport failed: only destroy remains */
     int aborted;         /* epc_ctx_abort was called on this rank */
-    uint64_t sent[4], recv[4]; /* by epc_link_class_t */
+    uint64_t sent[EPC_LINK_CLASS_COUNT], recv[EPC_LINK_CLASS_COUNT]; /* by epc_link_class_t */
     uint64_t dispatches;       /* dispatches started: the next one's lane */
     struct epc_request *requests[EPC_MAX_REQUESTS]; /* held by the caller, NULL: free */
     void (*free_requests)(struct epc_ctx *ctx); /* set by the collectives above */

@@ -60,9 +60,11 @@ epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason)
     epc_status_t st = epc_ctx_check(ctx, "epc_ctx_abort");
     if (st != EPC_OK)
         return st;
+    epc_ctx_lock(ctx); /* the progress thread may be telling the peers too */
     ctx->aborted = 1;
     epc_abort_tell(&ctx->abort, reason != NULL && reason[0] ? reason : "no reason given",
                    ctx->timeout_ms < 1000 ? ctx->timeout_ms : 1000);
+    epc_ctx_unlock(ctx);
     return EPC_OK;
 }
 
@@ -93,6 +95,7 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
         st = epc_error(EPC_ERR_INVALID_ARG, "epc_ctx_stats: stats is NULL");
     if (st != EPC_OK)
         return st;
+    epc_ctx_lock((epc_ctx_t *)ctx); /* the progress thread moves bytes and grows */
     memset(s, 0, sizeof *s);
     memcpy(s->bytes_sent, ctx->sent, sizeof s->bytes_sent);
     memcpy(s->bytes_recv, ctx->recv, sizeof s->bytes_recv);
@@ -108,6 +111,7 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
     s->transport = ctx->lane[0].tr->ops->name;
     s->provider = ctx->lane[0].tr->provider;
     s->transport_reason = ctx->transport_reason;
+    epc_ctx_unlock((epc_ctx_t *)ctx);
     return EPC_OK;
 }
 
@@ -134,11 +138,17 @@ static epc_status_t pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
 
 epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, size_t bytes)
 {
-    epc_status_t st = epc_ctx_enter(ctx, "epc_ctx_pair_exchange");
+    epc_status_t st = epc_ctx_check(ctx, "epc_ctx_pair_exchange");
     if (st != EPC_OK)
         return st;
-    st = epc_mpi_agree(ctx->comm, pair_check(ctx, path, bytes), &ctx->hdr, epc_ctx_deadline(ctx));
-    return epc_ctx_leave(ctx, st == EPC_OK ? pair_exchange(ctx, path, bytes) : st);
+    epc_ctx_lock(ctx);
+    if ((st = epc_ctx_enter(ctx, "epc_ctx_pair_exchange")) == EPC_OK) {
+        st = epc_mpi_agree(ctx->comm, pair_check(ctx, path, bytes), &ctx->hdr,
+                           epc_ctx_deadline(ctx));
+        st = epc_ctx_leave(ctx, st == EPC_OK ? pair_exchange(ctx, path, bytes) : st);
+    }
+    epc_ctx_unlock(ctx);
+    return st;
 }
 
 /* The exchange itself, once every rank agreed on its arguments. */

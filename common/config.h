@@ -54,6 +54,13 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "Dispatch/combine algorithm when the args leave it 0: hier (one network copy per "      \
       "token and node, forwarded inside the node) or flat (MPI_Alltoallv of per-rank "        \
       "copies, the baseline). Read at context creation.")                                     \
+    X(PROGRESS, EPC_CFG_T_ENUM, "caller", "caller|thread", 0, 0,                              \
+      "Who advances nonblocking dispatches and combines when params->progress is 0: caller "  \
+      "(its epc_test/epc_wait calls) or thread (also a thread of the context's, which needs " \
+      "MPI_THREAD_MULTIPLE). Read at context creation.")                                      \
+    X(PROGRESS_SLEEP_US, EPC_CFG_T_INT, "20", "0..100000", 0, 100000,                         \
+      "Pause of the progress thread between its passes over the requests in flight, in "     \
+      "microseconds (0: yield only). Shorter reacts faster and takes more of a core.")       \
     X(CHUNK_KB, EPC_CFG_T_INT, "2048", "4..1048576", 4, 1048576,                              \
       "Pipeline chunk of hier dispatch and combine, in KiB per message (at most 8 chunks): "  \
       "a chunk is packed or summed while the previous one is on the wire. Must be the same "  \

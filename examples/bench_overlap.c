@@ -8,6 +8,8 @@
  * loop run in slices with epc_test between them, then epc_wait); each the
  * slowest rank's, averaged over the iterations.  Efficiency is
  * (t_comm + t_compute) / t_overlapped: 2.0 is perfect overlap, 1.0 none.
+ * Where the overlapped time went (rank 0's): the loop with its tests, the
+ * tests alone, and the wait after the loop (what the loop did not hide).
  */
 #include <epcomm.h>
 
@@ -35,6 +37,10 @@ static void compute_unit(void)
 }
 
 static double unit_seconds; /* one compute_unit here, measured once */
+
+/* Rank 0's breakdown of the overlapped runs: seconds in the loop, in its
+ * epc_test calls, in the epc_wait after it. */
+static double in_loop, in_test, in_wait;
 
 /* Units per slice so that SLICES slices take about us microseconds (the
  * same count on every rank: the smallest). */
@@ -65,14 +71,30 @@ static void calibrate(void)
 /* The compute loop; with req, epc_test between its slices. */
 static int compute(const bench_t *b, long units, epc_request_t *req)
 {
+    double t0 = MPI_Wtime(), t1;
     int done = 0;
     for (int s = 0; s < SLICES; s++) {
         for (long u = 0; u < units; u++)
             compute_unit();
-        if (req != NULL && !done && epc_test(req, &done) != EPC_OK)
+        if (req == NULL || done)
+            continue;
+        t1 = MPI_Wtime();
+        if (epc_test(req, &done) != EPC_OK)
             return bench_fail(b, "overlap: epc_test");
+        in_test += MPI_Wtime() - t1;
     }
+    if (req != NULL)
+        in_loop += MPI_Wtime() - t0;
     return 0;
+}
+
+/* epc_wait, timed into in_wait. */
+static epc_status_t timed_wait(epc_request_t *req)
+{
+    double t0 = MPI_Wtime();
+    epc_status_t st = epc_wait(req);
+    in_wait += MPI_Wtime() - t0;
+    return st;
 }
 
 /* The slowest rank's seconds since t0. */
@@ -101,7 +123,7 @@ static double one(bench_t *b, epc_algo_t algo, int op, long units, int overlap, 
     if (op == 0 && overlap) {
         *rc = epc_dispatch_start(b->ctx, &a, &o, &h, &req) != EPC_OK ? bench_fail(b, "start")
                                                                       : compute(b, units, req);
-        *rc = *rc ? *rc : epc_wait(req) != EPC_OK ? bench_fail(b, "overlap: dispatch") : 0;
+        *rc = *rc ? *rc : timed_wait(req) != EPC_OK ? bench_fail(b, "overlap: dispatch") : 0;
         epc_request_free(req);
     } else if (epc_dispatch(b->ctx, &a, &o, &h) != EPC_OK) {
         return *rc = bench_fail(b, "dispatch"), 0;
@@ -114,7 +136,7 @@ static double one(bench_t *b, epc_algo_t algo, int op, long units, int overlap, 
     if (op == 1 && overlap) {
         *rc = epc_combine_start(b->ctx, h, &c, &req) != EPC_OK ? bench_fail(b, "start")
                                                                 : compute(b, units, req);
-        *rc = *rc ? *rc : epc_wait(req) != EPC_OK ? bench_fail(b, "overlap: combine") : 0;
+        *rc = *rc ? *rc : timed_wait(req) != EPC_OK ? bench_fail(b, "overlap: combine") : 0;
         epc_request_free(req);
     } else if (epc_combine(b->ctx, h, &c) != EPC_OK) {
         return *rc = bench_fail(b, "combine"), 0;
@@ -143,6 +165,7 @@ static int measure(bench_t *b, epc_algo_t algo, int op)
         MPI_Bcast(&us, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     }
     units = units_for(us);
+    in_loop = in_test = in_wait = 0;
     for (int it = -b->o.warmup; it < b->o.iters && rc == 0; it++) {
         double tc = one(b, algo, op, units, 0, &rc), t0, tp, to;
         MPI_Barrier(MPI_COMM_WORLD);
@@ -155,10 +178,12 @@ static int measure(bench_t *b, epc_algo_t algo, int op)
     }
     if (rc == 0 && b->rank == 0)
         printf("# overlap %-4s %-8s T=%d: comm %10.1f us  compute %10.1f us  overlapped %10.1f us"
-               "  efficiency %.2f\n",
+               "  efficiency %.2f  (loop %.1f us, in epc_test %.1f us, wait after %.1f us)\n",
                algo == EPC_ALGO_HIER ? "hier" : "flat", op ? "combine" : "dispatch", b->o.tokens,
                comm / b->o.iters * 1e6, comp / b->o.iters * 1e6, both / b->o.iters * 1e6,
-               (comm + comp) / both);
+               (comm + comp) / both, in_loop / (b->o.iters + b->o.warmup) * 1e6,
+               in_test / (b->o.iters + b->o.warmup) * 1e6,
+               in_wait / (b->o.iters + b->o.warmup) * 1e6);
     return rc;
 }
 

@@ -110,8 +110,13 @@ static int run_all(bench_t *b)
 int main(int argc, char **argv)
 {
     bench_t b;
-    int rc;
-    MPI_Init(&argc, &argv);
+    const char *progress = getenv("EPC_PROGRESS");
+    int rc, provided;
+    /* The context's progress thread calls MPI beside the caller. */
+    if (progress != NULL && strcmp(progress, "thread") == 0)
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    else
+        MPI_Init(&argc, &argv);
     rc = bench_setup(&b, argc, argv);
     if (rc == 0) {
         bench_header(&b);

@@ -239,7 +239,8 @@ int main(int argc, char **argv)
         free(rows);
         return 1;
     }
-    rec = epc_recommend_node_limit(o.topk, o.group_ranks / o.rpn, o.intra, o.inter);
+    if (epc_recommend_node_limit(o.topk, o.group_ranks / o.rpn, o.intra, o.inter, &rec) != EPC_OK)
+        rec = 0; /* bandwidths not positive: no recommendation printed */
     if (o.json)
         print_json(&o, rows, nm, sampled, rec);
     else

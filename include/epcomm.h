@@ -41,14 +41,12 @@
 extern "C" {
 #endif
 
-/* ------------------------------------------------------------------------ */
-/* Version                                                                  */
-/* ------------------------------------------------------------------------ */
+/* --- Version ------------------------------------------------------------- */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 2
+#define EPC_VERSION_MINOR 3
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.2.0"
+#define EPC_VERSION_STRING "0.3.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj) * 10000 + (min) * 100 + (pat))
 #define EPC_VERSION \
@@ -60,9 +58,7 @@ extern "C" {
  */
 EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
 
-/* ------------------------------------------------------------------------ */
-/* Status codes                                                             */
-/* ------------------------------------------------------------------------ */
+/* --- Status codes -------------------------------------------------------- */
 
 /* X(name, value, description): the single list the enum and the strings are
  * generated from.
@@ -112,9 +108,7 @@ EPC_EXPORT const char *epc_status_string(epc_status_t status);
 /** Constant name of a status ("EPC_ERR_TIMEOUT"); "EPC_UNKNOWN" for others. */
 EPC_EXPORT const char *epc_status_name(epc_status_t status);
 
-/* ------------------------------------------------------------------------ */
-/* Objects                                                                  */
-/* ------------------------------------------------------------------------ */
+/* --- Objects ------------------------------------------------------------- */
 
 /** A communication context: topology, buffers, transports of one job. */
 typedef struct epc_ctx epc_ctx_t;
@@ -130,9 +124,7 @@ typedef struct epc_topo epc_topo_t;
  */
 EPC_EXPORT const char *epc_last_error(const epc_ctx_t *ctx);
 
-/* ------------------------------------------------------------------------ */
-/* Params-struct convention, shown on the context parameters                */
-/* ------------------------------------------------------------------------ */
+/* --- Params-struct convention, shown on the context parameters ----------- */
 
 typedef enum epc_dtype {
     EPC_DTYPE_DEFAULT = 0, /* bf16 */
@@ -158,6 +150,14 @@ typedef enum epc_transport {
     EPC_TRANSPORT_AUTO = 3     /* ofi with a hardware provider, else mpi */
 } epc_transport_t;
 
+/* Who advances requests in flight (docs/API.md, "Progress"). */
+typedef enum epc_progress {
+    EPC_PROGRESS_DEFAULT = 0, /* EPC_PROGRESS, whose default is caller */
+    EPC_PROGRESS_CALLER = 1,  /* the caller's calls; MPI any thread level */
+    EPC_PROGRESS_THREAD = 2   /* also a thread of the context's: needs
+                                 MPI_THREAD_MULTIPLE (else UNSUPPORTED) */
+} epc_progress_t;
+
 /**
  * Job-wide parameters of a context.  Initialise with EPC_CTX_PARAMS_INIT;
  * every field left 0/NULL takes its default.  New fields are only ever
@@ -181,6 +181,7 @@ typedef struct epc_ctx_params {
      * EPC_LOG_LEVEL, which it overrides; EPC_LOG_OFF silences the library
      * entirely.  0: keep EPC_LOG_LEVEL. */
     epc_log_level_t log_level;
+    epc_progress_t progress; /* added in 0.3 (0.2's layout ends before it) */
 } epc_ctx_params_t;
 
 #ifdef __cplusplus
@@ -209,7 +210,8 @@ extern "C" {
  *                       or out-of-range field, an invalid EPC_* value
  *  EPC_ERR_MISMATCH     ranks passed different job-wide params (the text
  *                       names the field)
- *  EPC_ERR_UNSUPPORTED  transport ofi asked in a build without libfabric
+ *  EPC_ERR_UNSUPPORTED  transport ofi asked in a build without libfabric;
+ *                       the progress thread without MPI_THREAD_MULTIPLE
  *  EPC_ERR_TRANSPORT    MPI or libfabric failed (their message included)
  *  EPC_ERR_PEER_FAILED  another rank failed (the text names it and why)
  *  EPC_ERR_TOPOLOGY     hwloc failed
@@ -254,10 +256,24 @@ EPC_EXPORT epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason);
  * not a live context, topo NULL. */
 EPC_EXPORT epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo);
 
+/** How two ranks are connected, nearest first. */
+typedef enum epc_link_class {
+    EPC_LINK_SELF = 0,      /* the same rank */
+    EPC_LINK_SAME_NUMA = 1, /* same node, both ranks' CPUs in one NUMA node */
+    EPC_LINK_SAME_NODE = 2, /* same node (shared memory) */
+    EPC_LINK_OTHER_NODE = 3 /* different nodes: the network (also between
+                               virtual nodes of one machine) */
+} epc_link_class_t;
+
+#define EPC_LINK_CLASS_COUNT 4 /* the classes above: the size of arrays by class */
+
+/** Constant name of a link class: "self", "numa", "node", "net". */
+EPC_EXPORT const char *epc_link_class_name(epc_link_class_t cls);
+
 /** Traffic and memory of one rank's context since its creation. */
 typedef struct epc_ctx_stats {
-    uint64_t bytes_sent[4];     /* indexed by epc_link_class_t */
-    uint64_t bytes_recv[4];
+    uint64_t bytes_sent[EPC_LINK_CLASS_COUNT]; /* indexed by epc_link_class_t */
+    uint64_t bytes_recv[EPC_LINK_CLASS_COUNT];
     uint64_t shm_bytes;         /* shared-memory receive region held */
     uint64_t net_bytes;         /* transport regions and private buffers held */
     uint64_t shm_grows, net_grows; /* times each grew */
@@ -269,9 +285,7 @@ typedef struct epc_ctx_stats {
 /** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL. */
 EPC_EXPORT epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats);
 
-/* ------------------------------------------------------------------------ */
-/* Dispatch and combine                                                     */
-/* ------------------------------------------------------------------------ */
+/* --- Dispatch and combine ------------------------------------------------ */
 
 /** What a dispatch leaves for its combine (layout, counts); reusable. */
 typedef struct epc_handle epc_handle_t;
@@ -381,16 +395,15 @@ typedef struct epc_combine_args {
 EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
                                     const epc_combine_args_t *args);
 
-/* ------------------------------------------------------------------------ */
-/* Nonblocking dispatch and combine                                         */
-/* ------------------------------------------------------------------------ */
+/* --- Nonblocking dispatch and combine ------------------------------------ */
 
 /**
  * A dispatch or combine in flight (docs/API.md, "Nonblocking calls").  The
  * blocking calls are a start and a wait.  Every rank starts the same
- * operations in the same order.  Data moves only inside epc_test, epc_wait
- * and the starts (each advances every request of the context): call
- * epc_test now and then while computing.  A context holds at most
+ * operations in the same order.  Data moves inside epc_test, epc_wait and
+ * the starts (each advances every request of the context; call epc_test
+ * now and then while computing), and with EPC_PROGRESS_THREAD also in the
+ * context's thread (epc_test then only reports).  A context holds at most
  * EPC_MAX_REQUESTS_PER_CTX requests (not yet freed), at most one dispatch
  * in flight; dispatches alternate between two buffer sets, so a handle
  * stays valid until the second dispatch after it starts.  Over a limit a
@@ -473,9 +486,7 @@ EPC_EXPORT epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, s
 EPC_EXPORT epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t len,
                                              epc_transport_t *chosen);
 
-/* ------------------------------------------------------------------------ */
-/* Configuration: EPC_* environment variables                               */
-/* ------------------------------------------------------------------------ */
+/* --- Configuration: EPC_* environment variables -------------------------- */
 
 /** One configuration variable, as epc_info prints it.  Strings are owned by
  * the library and constant for the life of the process. */
@@ -506,9 +517,7 @@ EPC_EXPORT epc_status_t epc_config_get_var(int index, epc_config_var_t *var);
  */
 EPC_EXPORT epc_status_t epc_config_check(void);
 
-/* ------------------------------------------------------------------------ */
-/* Build information                                                        */
-/* ------------------------------------------------------------------------ */
+/* --- Build information --------------------------------------------------- */
 
 /** How the library was built and what it runs against.  Library-owned. */
 typedef struct epc_build_info {
@@ -535,10 +544,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
  */
 EPC_EXPORT epc_status_t epc_ofi_providers(char *buf, size_t buflen);
 
-/* ------------------------------------------------------------------------ */
-/* Topology: rank-to-node map, virtual nodes, locality, bandwidth figures   */
-/* ------------------------------------------------------------------------ */
-
+/* --- Topology: rank-to-node map, virtual nodes, locality, bandwidth figures  */
 
 typedef struct epc_topo_params {
     size_t size;            /* EPC_TOPO_PARAMS_INIT */
@@ -552,18 +558,6 @@ typedef struct epc_topo_params {
 } epc_topo_params_t;
 
 #define EPC_TOPO_PARAMS_INIT EPC_PARAMS_INIT_(epc_topo_params_t)
-
-/** How two ranks are connected, nearest first. */
-typedef enum epc_link_class {
-    EPC_LINK_SELF = 0,      /* the same rank */
-    EPC_LINK_SAME_NUMA = 1, /* same node, both ranks' CPUs in one NUMA node */
-    EPC_LINK_SAME_NODE = 2, /* same node (shared memory) */
-    EPC_LINK_OTHER_NODE = 3 /* different nodes: the network (also between
-                               virtual nodes of one machine) */
-} epc_link_class_t;
-
-/** Constant name of a link class: "self", "numa", "node", "net". */
-EPC_EXPORT const char *epc_link_class_name(epc_link_class_t cls);
 
 /** One rank, as its node saw it.  Strings are owned by the topology. */
 typedef struct epc_rank_info {
@@ -787,11 +781,12 @@ EPC_EXPORT epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost
 /**
  * The node limit DeepSeek-V3's argument recommends: the smallest M with
  * topk / M <= intra_bw / inter_bw (an inter-node copy fans out to that many
- * experts at no extra cost), clamped to [1, min(topk, nodes)].
- * Returns M, or 0 when an argument is not positive.
+ * experts at no extra cost), clamped to [1, min(topk, nodes)], into
+ * *node_limit.  EPC_ERR_INVALID_ARG: an argument not positive (named),
+ * node_limit NULL.
  */
-EPC_EXPORT int epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs,
-                                        double inter_bw_gbs);
+EPC_EXPORT epc_status_t epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs,
+                                                 double inter_bw_gbs, int *node_limit);
 
 #ifdef __cplusplus
 } /* extern "C" */

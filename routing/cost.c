@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "params.h"
 #include "router.h"
 
 typedef struct cost_in {
@@ -110,18 +111,21 @@ static double busiest(const cost_in_t *in, const rows_t *w, double *inter, doubl
     return worst;
 }
 
-epc_status_t epc_cost_model(const epc_cost_params_t *p, epc_cost_t *c)
+epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
 {
+    static const epc_params_layouts_t layouts = {"EPC_COST_PARAMS_INIT",
+                                                 sizeof(epc_cost_params_t), {0}};
+    epc_cost_params_t loaded;
+    const epc_cost_params_t *p = &loaded;
     cost_in_t in;
     rows_t w;
     double *buf;
     epc_cost_t out;
     epc_status_t st;
-    if (p == NULL || c == NULL)
-        return BAD("%s is NULL", p == NULL ? "params" : "cost");
-    if (p->size != sizeof *p)
-        return BAD("params->size %zu is not a known size (%zu); use EPC_COST_PARAMS_INIT",
-                   p->size, sizeof *p);
+    if (c == NULL)
+        return BAD("cost is NULL");
+    if ((st = epc_params_load(&loaded, params, &layouts, NULL, "epc_cost_model", "params")) != EPC_OK)
+        return st;
     if ((st = resolve(p, &in)) != EPC_OK)
         return st;
     if ((buf = calloc(3 * (size_t)in.R, sizeof *buf)) == NULL)
@@ -143,13 +147,23 @@ epc_status_t epc_cost_model(const epc_cost_params_t *p, epc_cost_t *c)
     return EPC_OK;
 }
 
-int epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs, double inter_bw_gbs)
+epc_status_t epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs,
+                                      double inter_bw_gbs, int *node_limit)
 {
-    int cap = topk < num_nodes ? topk : num_nodes;
-    if (topk < 1 || num_nodes < 1 || !(intra_bw_gbs > 0) || !(inter_bw_gbs > 0))
-        return 0;
-    for (int m = 1; m <= cap; m++)
+    int cap = topk < num_nodes ? topk : num_nodes, m;
+#define BAD_NL(...) epc_error(EPC_ERR_INVALID_ARG, "epc_recommend_node_limit: " __VA_ARGS__)
+    if (node_limit == NULL)
+        return BAD_NL("node_limit is NULL");
+    if (topk < 1 || num_nodes < 1)
+        return BAD_NL("%s = %d, must be >= 1", topk < 1 ? "topk" : "num_nodes",
+                      topk < 1 ? topk : num_nodes);
+    if (!(intra_bw_gbs > 0) || !(inter_bw_gbs > 0))
+        return BAD_NL("%s = %g, must be > 0", !(intra_bw_gbs > 0) ? "intra_bw_gbs" : "inter_bw_gbs",
+                      !(intra_bw_gbs > 0) ? intra_bw_gbs : inter_bw_gbs);
+#undef BAD_NL
+    for (m = 1; m < cap; m++)
         if ((double)topk <= (intra_bw_gbs / inter_bw_gbs) * m)
-            return m;
-    return cap;
+            break;
+    *node_limit = m;
+    return EPC_OK;
 }

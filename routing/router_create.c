@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "params.h"
 #include "router.h"
 
 #define BAD(...) epc_error(EPC_ERR_INVALID_ARG, "epc_router_create: " __VA_ARGS__)
@@ -120,17 +121,18 @@ static epc_status_t build(epc_router_t *r, const epc_router_params_t *p, int R, 
     return EPC_OK;
 }
 
-epc_status_t epc_router_create(const epc_router_params_t *p, epc_router_t **router_p)
+epc_status_t epc_router_create(const epc_router_params_t *params, epc_router_t **router_p)
 {
+    static const epc_params_layouts_t layouts = {"EPC_ROUTER_PARAMS_INIT",
+                                                 sizeof(epc_router_params_t), {0}};
+    epc_router_params_t loaded, *p = &loaded;
     epc_router_t *r;
     epc_status_t st;
     int R, rpn;
-    if (p == NULL || router_p == NULL)
-        return BAD("%s is NULL", p == NULL ? "params" : "router_p");
-    if (p->size != sizeof *p)
-        return BAD("params->size %zu is not a known size (%zu); initialise with "
-                   "EPC_ROUTER_PARAMS_INIT",
-                   p->size, sizeof *p);
+    if (router_p == NULL)
+        return BAD("router_p is NULL");
+    if ((st = epc_params_load(p, params, &layouts, NULL, "epc_router_create", "params")) != EPC_OK)
+        return st;
     R = p->num_ranks ? p->num_ranks : 1;
     rpn = p->ranks_per_node ? p->ranks_per_node : R;
     if (p->num_ranks < 0 || p->ranks_per_node < 0)

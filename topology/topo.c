@@ -14,12 +14,13 @@
 #include "config.h"
 #include "log.h"
 #include "mpi_util.h"
+#include "params.h"
 #include "topo.h"
 
 const char *epc_link_class_name(epc_link_class_t cls)
 {
     static const char *const names[] = {"self", "numa", "node", "net"};
-    return (unsigned)cls < 4 ? names[cls] : "?";
+    return (unsigned)cls < EPC_LINK_CLASS_COUNT ? names[cls] : "?";
 }
 
 /* Options after params > environment > default. */
@@ -329,22 +330,22 @@ static epc_status_t create_phases(epc_topo_t *t, const epc_topo_params_t *p, epc
 
 /* Checks that need no communication; a failure here still joins the first
  * agreement, so peers of a rank with bad arguments do not wait for it. */
-static epc_status_t check_args(const epc_topo_params_t *params, epc_topo_t **topo_p)
+static epc_status_t check_args(const epc_topo_params_t *params, epc_topo_t **topo_p,
+                               epc_topo_params_t *p)
 {
+    static const epc_params_layouts_t layouts = {"EPC_TOPO_PARAMS_INIT",
+                                                 sizeof(epc_topo_params_t), {0}};
     if (topo_p == NULL)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_topo_create: topo_p is NULL");
-    if (params != NULL && params->size != sizeof *params)
-        return epc_error(EPC_ERR_INVALID_ARG,
-                         "epc_topo_create: params->size %zu is not a known size (%zu); "
-                         "initialise with EPC_TOPO_PARAMS_INIT",
-                         params->size, sizeof *params);
-    return EPC_OK;
+    *p = (epc_topo_params_t)EPC_TOPO_PARAMS_INIT; /* NULL params: every default */
+    return params == NULL ? EPC_OK
+                          : epc_params_load(p, params, &layouts, NULL, "epc_topo_create", "params");
 }
 
 epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params,
                              epc_topo_t **topo_p)
 {
-    epc_topo_params_t defaults = EPC_TOPO_PARAMS_INIT;
+    epc_topo_params_t p, defaults = EPC_TOPO_PARAMS_INIT;
     epc_topo_t *t = NULL;
     epc_status_t st, st_alloc;
     int init = 0, fini = 0;
@@ -355,7 +356,7 @@ epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params,
                          fini ? "finalized" : "not initialized");
     if (comm == MPI_COMM_NULL)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_topo_create: comm is MPI_COMM_NULL");
-    st = check_args(params, topo_p);
+    st = check_args(params, topo_p, &p);
     st_alloc = alloc_topo(comm, &t);
     if (st == EPC_OK)
         st = st_alloc;
@@ -363,7 +364,7 @@ epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params,
         int world = 0;
         MPI_Comm_rank(MPI_COMM_WORLD, &world);
         epc_log_set_rank(world);
-        st = create_phases(t, st == EPC_OK && params ? params : &defaults, st);
+        st = create_phases(t, st == EPC_OK ? &p : &defaults, st);
     }
     if (t != NULL && t->comm != MPI_COMM_NULL)
         MPI_Comm_free(&t->comm);

@@ -29,9 +29,16 @@ static int mt_pass, mt_fail, mt_rank;
         }                                                                       \
     } while (0)
 
+/* With EPC_PROGRESS=thread MPI is initialised as the progress thread
+ * needs (MPI_THREAD_MULTIPLE), else plainly. */
 static inline void mt_init(int *argc, char ***argv)
 {
-    MPI_Init(argc, argv);
+    const char *progress = getenv("EPC_PROGRESS");
+    int provided;
+    if (progress != NULL && strcmp(progress, "thread") == 0)
+        MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+    else
+        MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &mt_rank);
 }
 

@@ -44,7 +44,7 @@ static void local_functions(void)
     epc_transport_t chosen = EPC_TRANSPORT_DEFAULT;
     epc_config_var_t var;
     double a = -1, b = -1;
-    int maj = -1;
+    int maj = -1, nl = -1;
     MT_CHECK(strcmp(epc_get_version(&maj, NULL, NULL), EPC_VERSION_STRING) == 0 &&
                  maj == EPC_VERSION_MAJOR, "version");
     MT_CHECK(!strcmp(epc_status_name((epc_status_t)-99), "EPC_UNKNOWN") &&
@@ -70,9 +70,13 @@ static void local_functions(void)
     EXPECT(epc_hw_profile("h900", &a, &b), EPC_ERR_INVALID_ARG, NULL, "h900");
     EXPECT(epc_hw_profile("h800", NULL, &b), EPC_ERR_INVALID_ARG, NULL, NULL);
     MT_CHECK(a == -1 && b == -1, "profile outputs written on failure");
-    MT_CHECK(epc_recommend_node_limit(0, 4, 1, 1) == 0 && epc_recommend_node_limit(8, 4, 0, 1) == 0 &&
-                 epc_recommend_node_limit(8, 4, 1, -1) == 0 && epc_recommend_node_limit(8, 0, 1, 1) == 0,
-             "recommend_node_limit with a non-positive argument");
+    EXPECT(epc_recommend_node_limit(0, 4, 1, 1, &nl), EPC_ERR_INVALID_ARG, NULL, "topk");
+    EXPECT(epc_recommend_node_limit(8, 0, 1, 1, &nl), EPC_ERR_INVALID_ARG, NULL, "num_nodes");
+    EXPECT(epc_recommend_node_limit(8, 4, 0, 1, &nl), EPC_ERR_INVALID_ARG, NULL, "intra_bw_gbs");
+    EXPECT(epc_recommend_node_limit(8, 4, 1, -1, &nl), EPC_ERR_INVALID_ARG, NULL, "inter_bw_gbs");
+    EXPECT(epc_recommend_node_limit(8, 4, 1, NAN, &nl), EPC_ERR_INVALID_ARG, NULL, "inter_bw_gbs");
+    EXPECT(epc_recommend_node_limit(8, 4, 1, 1, NULL), EPC_ERR_INVALID_ARG, NULL, "node_limit");
+    MT_CHECK(nl == -1, "recommend_node_limit's output written on failure");
 }
 
 /* The router, layout, statistics and cost model. */
@@ -231,6 +235,35 @@ static void ctx_create_errors(void)
     /* The 0.1 layout (without log_level) is still accepted. */
     q = p, q.size = offsetof(epc_ctx_params_t, log_level);
     EXPECT(epc_ctx_create(MPI_COMM_WORLD, &q, &ctx), EPC_OK, NULL, NULL);
+    EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
+}
+
+/* params->progress: a bad value; the thread without MPI_THREAD_MULTIPLE
+ * (this program calls MPI_Init) refused on every rank, naming the level
+ * it needs; the 0.2 layout (without progress) accepted. */
+static void ctx_progress_errors(void)
+{
+    epc_ctx_params_t p = EPC_CTX_PARAMS_INIT, q;
+    epc_ctx_t *ctx = NULL;
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&provided);
+    p.num_experts = 4 * R, p.hidden = 64;
+    q = p, q.progress = (epc_progress_t)9;
+    EXPECT(epc_ctx_create(MPI_COMM_WORLD, &q, &ctx), EPC_ERR_INVALID_ARG, NULL, "progress");
+    q = p, q.progress = EPC_PROGRESS_THREAD;
+    if (provided < MPI_THREAD_MULTIPLE) {
+        EXPECT(epc_ctx_create(MPI_COMM_WORLD, &q, &ctx), EPC_ERR_UNSUPPORTED, NULL,
+               "MPI_THREAD_MULTIPLE");
+        MT_CHECK(ctx == NULL, "ctx written on failure");
+    } else { /* an MPI that always gives the most: the thread runs */
+        EXPECT(epc_ctx_create(MPI_COMM_WORLD, &q, &ctx), EPC_OK, NULL, NULL);
+        EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
+    }
+    q = p, q.progress = EPC_PROGRESS_CALLER;
+    EXPECT(epc_ctx_create(MPI_COMM_WORLD, &q, &ctx), EPC_OK, NULL, NULL);
+    EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
+    q = p, q.size = offsetof(epc_ctx_params_t, progress), q.progress = (epc_progress_t)9;
+    EXPECT(epc_ctx_create(MPI_COMM_WORLD, &q, &ctx), EPC_OK, NULL, NULL); /* 9 not read */
     EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
 }
 
@@ -408,6 +441,7 @@ int main(int argc, char **argv)
     routing_functions();
     topo_functions();
     ctx_create_errors();
+    ctx_progress_errors();
     ctx_functions();
     return mt_finish("test_api_mpi");
 }

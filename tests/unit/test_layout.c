@@ -199,16 +199,29 @@ static void test_cost_bad_params(void **state)
     assert_int_equal(epc_cost_model(&p, NULL), EPC_ERR_INVALID_ARG);
 }
 
+/* The node limit; -1 when refused, -2 when refused but the output was
+ * written anyway. */
+static int node_limit(int k, int nodes, double intra, double inter)
+{
+    int m = -1;
+    if (epc_recommend_node_limit(k, nodes, intra, inter, &m) == EPC_OK)
+        return m;
+    return m == -1 ? -1 : -2;
+}
+
 static void test_recommend_node_limit(void **state)
 {
     (void)state;
-    assert_int_equal(epc_recommend_node_limit(8, 8, 160, 50), 3);  /* 8/3 <= 3.2 */
-    assert_int_equal(epc_recommend_node_limit(8, 8, 450, 50), 1);
-    assert_int_equal(epc_recommend_node_limit(8, 8, 100, 50), 4);  /* exactly 2 */
-    assert_int_equal(epc_recommend_node_limit(8, 2, 20, 12.5), 2); /* capped by nodes */
-    assert_int_equal(epc_recommend_node_limit(6, 16, 1, 100), 6);  /* capped by k */
-    assert_int_equal(epc_recommend_node_limit(0, 8, 160, 50), 0);
-    assert_int_equal(epc_recommend_node_limit(8, 8, 160, 0), 0);
+    assert_int_equal(node_limit(8, 8, 160, 50), 3);  /* 8/3 <= 3.2 */
+    assert_int_equal(node_limit(8, 8, 450, 50), 1);
+    assert_int_equal(node_limit(8, 8, 100, 50), 4);  /* exactly 2 */
+    assert_int_equal(node_limit(8, 2, 20, 12.5), 2); /* capped by nodes */
+    assert_int_equal(node_limit(6, 16, 1, 100), 6);  /* capped by k */
+    assert_int_equal(node_limit(1, 4, 1, 100), 1);   /* one expert: one node */
+    assert_int_equal(node_limit(0, 8, 160, 50), -1);
+    assert_non_null(strstr(epc_last_error(NULL), "topk = 0"));
+    assert_int_equal(node_limit(8, 8, 160, 0), -1);
+    assert_non_null(strstr(epc_last_error(NULL), "inter_bw_gbs"));
 }
 
 /* The profile table and EPC_HW_PROFILE's choices must agree. */
