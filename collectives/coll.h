@@ -51,6 +51,8 @@ struct epc_handle {
     int *num_rows;       /* [R] */
     int *begin;          /* [R x (epr + 1)] */
     int *prefix;         /* [R x E]: sum_{s' < s} C[s'][g] */
+    int *pbase;          /* [lsize x R]: where source s's combine slots start at
+                          * local rank l of this node, sum_{s' < s} tpr[s'][l's rank] */
     /* this rank's received rows (output views) */
     int *expert_count;   /* [epr] */
     char *rows;
@@ -117,7 +119,7 @@ typedef struct coll_poll {
 
 /* Combine step shared by both: *slot[p] = sum over this rank's rows of slot
  * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
- * s is coll_pbase(h, rank, s) + didx).  Only the rows of sources on node
+ * s is coll_pbase(h, local rank, s) + didx).  Only the rows of sources on node
  * src_node when it is >= 0 (every row otherwise); every slot of those
  * sources is written.  poll may be NULL. */
 epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
@@ -142,8 +144,12 @@ void coll_to_bf16(uint16_t *dst, const float *src, int n);
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload,
                   uint64_t meta, int link);
 
-/* Sum of tpr[s'][d] over s' < s: where source s's slots start at rank d. */
-int coll_pbase(const epc_handle_t *h, int d, int s);
+/* Where source s's combine slots start at local rank l of this node (the
+ * handle's table). */
+static inline int coll_pbase(const epc_handle_t *h, int l, int s)
+{
+    return h->pbase[(size_t)l * h->R + s];
+}
 
 /* Converts an fp32 row to the context's dtype. */
 void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst);

@@ -159,7 +159,3 @@ void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payloa
         epc_ctx_account(ctx, peer, payload + meta, 1);
 }
 
-int coll_pbase(const epc_handle_t *h, int d, int s)
-{
-    return coll_wire_pbase(&h->dims, h->all, d, s);
-}

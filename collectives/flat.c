@@ -123,8 +123,14 @@ static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, 
                 sl[q] = (coll_slot_t){mine ? h->idx[iq] : -1, h->eidx[iq], h->didx[iq], h->w[iq]};
             }
             memcpy(u + hdr + (size_t)h->k * sizeof *sl, (const char *)a->x + (size_t)t * rb, rb);
-            coll_account(ctx, acct, r, rb, hdr + h->k * sizeof *sl, 1);
+            coll_account(ctx, acct, r, rb, hdr + h->k * sizeof *sl, 0);
         }
+    for (int r = 0; r < h->R; r++) /* the per-link counters: once per peer */
+        if (coll_tpr(h, ctx->rank)[r] > 0)
+            epc_ctx_account(ctx, r,
+                            (uint64_t)coll_tpr(h, ctx->rank)[r] *
+                                (rb + hdr + (size_t)h->k * sizeof(coll_slot_t)),
+                            1);
 }
 
 /* Places every received record's row at its expert-major positions,

@@ -32,21 +32,29 @@ typedef struct hier_combine {
     uint64_t fence;
     epc_status_t local;           /* this rank's own failure (it still fences) */
     float *acc, *node_sum;        /* [H] each */
+    size_t *offsets;              /* [ranks per node]: hier_combine_offsets' */
 } hier_combine_t;
 
-/* The sum over this node's ranks (local order) of source s's partials
- * for one token, given its dests on this node (sorted) and their didx. */
-static void node_sum(const epc_request_t *r, int s, const int *dest, const int *didx, int n,
-                     float *sum)
+/* This rank's combine area: where the partials for the tokens it
+ * forwards (and its own) are summed. */
+static const float *combine_area(const epc_request_t *r)
+{
+    const hier_geom_t *g = &((const hier_combine_t *)r->algo)->g;
+    return (const float *)(const void *)(hier_region(r->lane, g, g->my_local, NULL) +
+                                         hier_rows_area(g, g->rank));
+}
+
+/* The sum over this node's ranks (local order) of one token's partials,
+ * given its dests on this node (sorted), their didx, and where the
+ * source's block at each local rank starts (off, by local index). */
+static void node_sum(const epc_request_t *r, const float *area, const size_t *off,
+                     const int *dest, const int *didx, int n, float *sum)
 {
     const hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
-    const float *area = (const float *)(const void *)(hier_region(r->lane, g, g->my_local, NULL) +
-                                                       hier_rows_area(g, g->rank));
     memset(sum, 0, x->row);
     for (int q = 0; q < n; q++)
-        coll_add_row(sum, area + (hier_combine_offset(g, g->rank, s, dest[q]) + didx[q]) * g->hidden,
-                     g->hidden);
+        coll_add_row(sum, area + (off[g->local_rank[dest[q]]] + didx[q]) * g->hidden, g->hidden);
 }
 
 /* Where each of this rank's combine slots goes: straight into the region
@@ -79,17 +87,19 @@ static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi
     const hier_geom_t *g = &x->g;
     const epc_tr_msg_t *msg = &x->sends[m];
     char *out = epc_lane_net_send_at(r->lane, msg->offset, msg->len);
+    const float *area = combine_area(r);
     int dest[256], didx[256];
     if (out == NULL && msg->len > 0)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL, PHASE ": message outside the send "
                                                                "region");
+    hier_combine_offsets(g, g->rank, msg->peer, x->offsets); /* once per range, not per row */
     for (size_t i = lo; i < hi; i++) {
         const char *rec = g->h->kept + (x->kept_base[m] + i) * g->record_header;
         int n = hier_local_dests(g, (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t)),
                                  dest, didx);
-        node_sum(r, msg->peer, dest, didx, n, (float *)(void *)(out + i * x->row));
-        coll_account(r->ctx, &r->bytes, msg->peer, x->row, 0, 0);
+        node_sum(r, area, x->offsets, dest, didx, n, (float *)(void *)(out + i * x->row));
     }
+    coll_account(r->ctx, &r->bytes, msg->peer, (hi - lo) * x->row, 0, 0);
     return EPC_OK;
 }
 
@@ -137,9 +147,11 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
     epc_handle_t *h = r->h;
+    const float *area = combine_area(r);
     int dest[256], didx[256], *taken = calloc((size_t)g->nnodes, sizeof *taken);
     if (taken == NULL)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
+    hier_combine_offsets(g, g->rank, g->rank, x->offsets); /* this rank's own tokens */
     for (int t = 0; t < h->T; t++) {
         int n = coll_token_dests(r->ctx, h, t, dest, didx);
         memset(x->acc, 0, x->row);
@@ -148,7 +160,7 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
             for (j = i; j < n && g->node_of[dest[j]] == node;)
                 j++;
             if (node == g->my_node) {
-                node_sum(r, g->rank, dest + i, didx + i, j - i, x->node_sum);
+                node_sum(r, area, x->offsets, dest + i, didx + i, j - i, x->node_sum);
                 coll_add_row(x->acc, x->node_sum, g->hidden);
             } else { /* added straight from the receive region (whole fp32 rows) */
                 const epc_tr_msg_t *m = &x->recvs[node < g->my_node ? node : node - 1];
@@ -217,6 +229,7 @@ static void combine_free(epc_request_t *r)
     free(x->kept_base);
     free(x->sends);
     free(x->acc);
+    free(x->offsets);
     free(x);
     r->algo = NULL;
     r->algo_free = NULL;
@@ -256,7 +269,9 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     x->kept_base = calloc((size_t)N, sizeof *x->kept_base);
     x->slot = malloc(((size_t)slots + 1) * sizeof *x->slot);
     x->acc = malloc(2 * x->row);
-    if (x->sends == NULL || x->kept_base == NULL || x->slot == NULL || x->acc == NULL)
+    x->offsets = malloc((size_t)x->g.ranks_per_node * sizeof *x->offsets);
+    if (x->sends == NULL || x->kept_base == NULL || x->slot == NULL || x->acc == NULL ||
+        x->offsets == NULL)
         x->local = epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
     else {
         x->recvs = x->sends + N;

@@ -28,6 +28,8 @@ typedef struct hier_dispatch {
     int chunks, posted, forwarded;
     void **chunk_req;               /* [chunks] posted exchanges */
     size_t need;                    /* bytes this rank's region must hold */
+    uint64_t *placed;               /* [lsize]: bytes written into each local
+                                     * rank's region, not yet accounted */
     uint64_t fence;
 } hier_dispatch_t;
 
@@ -84,10 +86,23 @@ static epc_status_t place_record(epc_request_t *r, int s, int token, const coll_
                                  pos, s, token, d, h->num_rows[d]);
         base = hier_region(r->lane, g, l, &m);
         coll_place(base, &m, g->row_bytes, (int)pos, row, s, token, e - d * h->epr, sl[q].weight,
-                   coll_pbase(h, d, s) + sl[q].didx);
-        coll_account(r->ctx, &r->bytes, d, g->row_bytes, 5 * sizeof(int32_t), 1);
+                   coll_pbase(h, l, s) + sl[q].didx);
+        coll_account(r->ctx, &r->bytes, d, g->row_bytes, 5 * sizeof(int32_t), 0);
+        x->placed[l] += g->row_bytes + 5 * sizeof(int32_t);
     }
     return EPC_OK;
+}
+
+/* The per-link counters of what was placed since the last call: one
+ * entry per local rank, not one per row. */
+static void account_placed(epc_request_t *r)
+{
+    hier_dispatch_t *x = r->algo;
+    for (int l = 0; l < x->g.ranks_per_node; l++)
+        if (x->placed[l] > 0) {
+            epc_ctx_account(r->ctx, hier_rank_at(&x->g, x->g.my_node, l), x->placed[l], 1);
+            x->placed[l] = 0;
+        }
 }
 
 /* Packs records [lo, hi) of this rank's message to node n into out. */
@@ -146,6 +161,7 @@ static void dispatch_free(epc_request_t *r)
     free(x->chunk_req);
     free(x->kept_base);
     free(x->sends);
+    free(x->placed);
     free(x);
     r->algo = NULL;
     r->algo_free = NULL;
@@ -177,6 +193,7 @@ static epc_status_t step_forward(epc_request_t *r)
             st = forward_range(r, m, lo, hi);
         }
         x->forwarded++;
+        account_placed(r);
         return st;
     }
     /* per-link counters, as for unchunked exchanges */
@@ -193,16 +210,18 @@ static epc_status_t step_local(epc_request_t *r)
 {
     hier_dispatch_t *x = r->algo;
     const hier_geom_t *g = &x->g;
+    const int *mine = x->tokens[g->my_node];
     coll_slot_t sl[256];
     epc_status_t st = EPC_OK;
-    for (int t = 0; st == EPC_OK && t < r->h->T; t++) {
-        int done;
-        if (hier_slots_for_node(g, t, g->my_node, sl))
-            st = place_record(r, r->ctx->rank, t, sl,
-                              (const char *)r->args.x + (size_t)t * g->row_bytes);
-        if (st == EPC_OK && t % 16 == 0 && x->posted > 0)
+    for (int i = 0; st == EPC_OK && i < coll_tpn(r->h, g->rank)[g->my_node]; i++) {
+        int done, t = mine[i];
+        hier_slots_for_node(g, t, g->my_node, sl);
+        st = place_record(r, r->ctx->rank, t, sl,
+                          (const char *)r->args.x + (size_t)t * g->row_bytes);
+        if (st == EPC_OK && i % 16 == 0 && x->posted > 0)
             st = epc_lane_net_test(r->lane, x->chunk_req[0], &done);
     }
+    account_placed(r);
     r->step = step_forward;
     return st;
 }
@@ -288,7 +307,8 @@ epc_status_t coll_hier_dispatch_begin(epc_request_t *r)
     /* whole messages, then one chunk's, each way */
     x->sends = malloc((size_t)4 * N * sizeof *x->sends);
     x->kept_base = malloc(((size_t)N + 1) * sizeof *x->kept_base);
-    if (x->sends == NULL || x->kept_base == NULL)
+    x->placed = calloc((size_t)x->g.ranks_per_node, sizeof *x->placed);
+    if (x->sends == NULL || x->kept_base == NULL || x->placed == NULL)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
     x->recvs = x->sends + N;
     x->messages = hier_messages(&x->g, x->g.record_bytes, 0, x->sends, x->recvs, &x->send_bytes,

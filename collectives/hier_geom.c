@@ -42,6 +42,19 @@ size_t hier_combine_offset(const hier_geom_t *g, int x, int s, int d)
     return off;
 }
 
+void hier_combine_offsets(const hier_geom_t *g, int x, int s, size_t *off)
+{
+    int nx = g->node_of[x], ns = g->node_of[s], lx = g->local_rank[x];
+    size_t base = 0;
+    for (int n = 0; n < ns; n++)
+        for (int l = 0; l < g->ranks_per_node; l++)
+            base += coll_tpr(g->h, hier_rank_at(g, n, lx))[hier_rank_at(g, nx, l)];
+    for (int l = 0; l < g->ranks_per_node; l++) {
+        off[l] = base;
+        base += coll_tpr(g->h, s)[hier_rank_at(g, nx, l)];
+    }
+}
+
 size_t hier_region_need(const hier_geom_t *g, int x)
 {
     int nx = g->node_of[x], lx = g->local_rank[x];
@@ -112,19 +125,30 @@ void hier_free_lists(int **lists, int n)
 
 int **hier_token_lists(const hier_geom_t *g)
 {
+    const epc_handle_t *h = g->h;
+    const int *tpn = coll_tpn(h, g->rank);
     int N = g->nnodes, **lists = calloc((size_t)N, sizeof *lists);
-    coll_slot_t slots[256];
-    for (int n = 0; lists != NULL && n < N; n++) {
-        int q = 0;
-        lists[n] = malloc(((size_t)coll_tpn(g->h, g->rank)[n] + 1) * sizeof **lists);
-        if (lists[n] == NULL) {
-            hier_free_lists(lists, N);
-            return NULL;
-        }
-        for (int t = 0; t < g->h->T; t++)
-            if (hier_slots_for_node(g, t, n, slots))
-                lists[n][q++] = t;
+    int *fill = calloc((size_t)N, sizeof *fill), *last = malloc((size_t)N * sizeof *last);
+    for (int n = 0; lists != NULL && n < N; n++)
+        if ((lists[n] = malloc(((size_t)tpn[n] + 1) * sizeof **lists)) == NULL)
+            break;
+    if (lists == NULL || fill == NULL || last == NULL || lists[N - 1] == NULL) {
+        hier_free_lists(lists, N);
+        free(fill);
+        free(last);
+        return NULL;
     }
+    for (int n = 0; n < N; n++)
+        last[n] = -1; /* the last token listed for node n */
+    /* one pass over the slots; a token's nodes are counted once each */
+    for (int t = 0; t < h->T; t++)
+        for (int q = 0; q < h->k; q++) {
+            int e = h->idx[(size_t)t * h->k + q], n = e < 0 ? -1 : g->node_of[e / h->epr];
+            if (n >= 0 && last[n] != t && fill[n] < tpn[n])
+                lists[n][fill[n]++] = last[n] = t;
+        }
+    free(fill);
+    free(last);
     return lists;
 }
 

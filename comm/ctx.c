@@ -118,6 +118,20 @@ static epc_status_t check_same(epc_ctx_t *ctx, int rpn)
     return EPC_OK;
 }
 
+/* Each peer's link class, looked up once: the byte counters take one
+ * per message. */
+static epc_status_t link_classes(epc_ctx_t *ctx)
+{
+    if ((ctx->link_class = malloc((size_t)ctx->nranks)) == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ctx_create: link classes");
+    for (int p = 0; p < ctx->nranks; p++) {
+        epc_link_class_t cls = EPC_LINK_OTHER_NODE;
+        epc_topo_link_class(ctx->topo, ctx->rank, p, &cls); /* both ranks valid */
+        ctx->link_class[p] = (unsigned char)cls;
+    }
+    return EPC_OK;
+}
+
 /* The topology and this rank's place in it. */
 static epc_status_t build_node(epc_ctx_t *ctx, int rpn)
 {
@@ -157,6 +171,8 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
         st = epc_lane_create(ctx, l, &ctx->lane[l]);
     if (st == EPC_OK)
         st = epc_abort_init(&ctx->abort, ctx->ctrl, ctx->topo, ctx->lane[0].shm, &ctx->hdr);
+    if (st == EPC_OK)
+        st = link_classes(ctx);
     if (st == EPC_OK) /* last: the lanes it may progress exist */
         st = epc_progress_start(ctx);
     /* After a timeout a rank is missing: agreeing would only wait for it
@@ -180,6 +196,7 @@ static void teardown(epc_ctx_t *ctx)
     for (int l = 0; l < EPC_LANES; l++)
         epc_lane_destroy(&ctx->lane[l]);
     epc_topo_destroy(ctx->topo);
+    free(ctx->link_class);
     /* Local in MPI: marks the communicators for freeing once their pending
      * operations (abandoned after a timeout) complete. */
     if (ctx->ctrl != MPI_COMM_NULL)

@@ -44,6 +44,7 @@ struct epc_ctx {
     int failed;          /* a wait timed out or a transport failed: only destroy remains */
     int aborted;         /* epc_ctx_abort was called on this rank */
     uint64_t sent[EPC_LINK_CLASS_COUNT], recv[EPC_LINK_CLASS_COUNT]; /* by epc_link_class_t */
+    unsigned char *link_class; /* [nranks]: epc_link_class_t of each peer, for the counters */
     uint64_t dispatches;       /* dispatches started: the next one's lane */
     struct epc_request *requests[EPC_MAX_REQUESTS]; /* held by the caller, NULL: free */
     void (*free_requests)(struct epc_ctx *ctx); /* set by the collectives above */

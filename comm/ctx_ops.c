@@ -70,8 +70,7 @@ epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason)
 
 void epc_ctx_account(epc_ctx_t *ctx, int peer, uint64_t bytes, int sent)
 {
-    epc_link_class_t cls = EPC_LINK_OTHER_NODE;
-    epc_topo_link_class(ctx->topo, ctx->rank, peer, &cls);
+    int cls = ctx->link_class[peer];
     if (sent)
         ctx->sent[cls] += bytes;
     else
