@@ -10,8 +10,6 @@
 #include <strings.h>
 
 #include "config.h"
-#include "error.h"
-#include "log.h"
 
 typedef struct cfg_desc {
     const char *name;
@@ -213,51 +211,27 @@ epc_status_t epc_config_get_quiet(const epc_config_t **cfg)
     return st;
 }
 
-epc_status_t epc_config_get(const epc_config_t **cfg)
+epc_status_t epc_config_reread(void)
 {
-    epc_status_t st = epc_config_get_quiet(cfg);
-    if (st != EPC_OK)
-        return epc_error(st, "%s", g_cfg.error);
-    return EPC_OK;
+    return load_global(1);
 }
 
-epc_status_t epc_config_reload(void)
+const char *epc_cfg_type_name(epc_cfg_id_t id)
 {
-    epc_status_t st = load_global(1);
-    epc_log_reload();
-    return st;
+    return (unsigned)id < EPC_CFG_COUNT ? type_names[table[id].type] : "?";
 }
 
-/* ---- public description, for epc_info ---------------------------------- */
-
-int epc_config_count(void)
+const char *epc_cfg_default(epc_cfg_id_t id)
 {
-    return EPC_CFG_COUNT;
+    return (unsigned)id < EPC_CFG_COUNT ? table[id].def : "";
 }
 
-epc_status_t epc_config_get_var(int index, epc_config_var_t *var)
+const char *epc_cfg_allowed(epc_cfg_id_t id)
 {
-    const epc_config_t *cfg;
-    if (var == NULL)
-        return epc_error(EPC_ERR_INVALID_ARG, "epc_config_get_var: var is NULL");
-    if (index < 0 || index >= EPC_CFG_COUNT)
-        return epc_error(EPC_ERR_INVALID_ARG,
-                         "epc_config_get_var: index %d out of range [0, %d)", index,
-                         EPC_CFG_COUNT);
-    (void)epc_config_get_quiet(&cfg);
-    var->name = table[index].name;
-    var->type = type_names[table[index].type];
-    var->allowed = table[index].allowed ? table[index].allowed : "";
-    var->default_value = table[index].def;
-    var->value = cfg->raw[index] ? cfg->raw[index] : table[index].def;
-    var->help = table[index].help;
-    var->from_env = cfg->raw[index] != NULL;
-    var->valid = !cfg->invalid[index];
-    return EPC_OK;
+    return (unsigned)id < EPC_CFG_COUNT && table[id].allowed ? table[id].allowed : "";
 }
 
-epc_status_t epc_config_check(void)
+const char *epc_cfg_help(epc_cfg_id_t id)
 {
-    const epc_config_t *cfg;
-    return epc_config_get(&cfg);
+    return (unsigned)id < EPC_CFG_COUNT ? table[id].help : "";
 }

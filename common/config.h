@@ -123,11 +123,18 @@ epc_status_t epc_config_get(const epc_config_t **cfg);
 /* Same without raising the error (for the logger itself). */
 epc_status_t epc_config_get_quiet(const epc_config_t **cfg);
 
-/* Re-reads the environment (tests, and after setenv in a tool). */
+/* Re-reads the environment (tests, and after setenv in a tool); the log
+ * level follows (config_api.c).  epc_config_reread only re-reads. */
 epc_status_t epc_config_reload(void);
+epc_status_t epc_config_reread(void);
 
-/* Name of a variable, "EPC_LOG_LEVEL". */
+/* Name of a variable, "EPC_LOG_LEVEL"; its type ("enum", "int", ...),
+ * built-in default, allowed values and help, from the table. */
 const char *epc_cfg_name(epc_cfg_id_t id);
+const char *epc_cfg_type_name(epc_cfg_id_t id);
+const char *epc_cfg_default(epc_cfg_id_t id);
+const char *epc_cfg_allowed(epc_cfg_id_t id);
+const char *epc_cfg_help(epc_cfg_id_t id);
 
 static inline long long epc_cfg_int(const epc_config_t *cfg, epc_cfg_id_t id)
 {
