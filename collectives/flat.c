@@ -50,7 +50,8 @@ static flat_t *flat_new(epc_request_t *r)
     return x;
 }
 
-/* Posts MPI_Ialltoallv of `unit`-byte records on the request's lane. */
+/* Posts MPI_Ialltoallv of `unit`-byte records on the request's
+ * communicator. */
 static epc_status_t post_alltoallv(epc_request_t *r, flat_t *x, const void *sbuf,
                                    const int *scnt, const int *sdsp, void *rbuf, const int *rcnt,
                                    const int *rdsp)
@@ -61,7 +62,7 @@ static epc_status_t post_alltoallv(epc_request_t *r, flat_t *x, const void *sbuf
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(&r->ctx->hdr, rc, "MPI_Type_contiguous");
     x->have_type = 1;
-    rc = MPI_Ialltoallv(sbuf, scnt, sdsp, x->type, rbuf, rcnt, rdsp, x->type, r->lane->comm,
+    rc = MPI_Ialltoallv(sbuf, scnt, sdsp, x->type, rbuf, rcnt, rdsp, x->type, coll_req_comm(r),
                         &x->req);
     return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&r->ctx->hdr, rc, "MPI_Ialltoallv");
 }
@@ -194,10 +195,10 @@ epc_status_t coll_flat_dispatch_begin(epc_request_t *r)
     if (st != EPC_OK)
         return st;
     x->unit = coll_unit(coll_row_bytes(ctx), h->k);
-    st = epc_lane_scratch(r->lane, EPC_SCRATCH_SEND,
+    st = coll_req_scratch(r, EPC_SCRATCH_SEND,
                           (x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &x->sbuf);
     if (st == EPC_OK)
-        st = epc_lane_scratch(r->lane, EPC_SCRATCH_RECV,
+        st = coll_req_scratch(r, EPC_SCRATCH_RECV,
                               (x->rdsp[h->R - 1] + x->rcnt[h->R - 1]) * x->unit + 1, &x->rbuf);
     if (st != EPC_OK)
         return st;
@@ -256,7 +257,7 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
     x->slot = malloc(((size_t)P + 1) * sizeof *x->slot);
     if (x->tmp == NULL || x->slot == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
-    if ((st = epc_lane_scratch(r->lane, EPC_SCRATCH_PARTIAL, P * x->unit + 1, &pbuf)) != EPC_OK)
+    if ((st = coll_req_scratch(r, EPC_SCRATCH_PARTIAL, P * x->unit + 1, &pbuf)) != EPC_OK)
         return st;
     for (int p = 0; p < P; p++)
         x->slot[p] = (float *)(void *)pbuf + (size_t)p * ctx->hidden;
@@ -264,7 +265,7 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
     if (st == EPC_OK)
         st = counts(ctx, h, x);
     if (st == EPC_OK) /* back the way the rows came: to each source its slots, in order */
-        st = epc_lane_scratch(r->lane, EPC_SCRATCH_RECV,
+        st = coll_req_scratch(r, EPC_SCRATCH_RECV,
                               (x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &x->rbuf);
     if (st != EPC_OK)
         return st;

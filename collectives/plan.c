@@ -267,7 +267,7 @@ static epc_status_t plan_post(epc_request_t *r)
     fill_record(r, st, per);
     r->local = st;
     rc = MPI_Iallgather(r->rec_mine, rec_ints, MPI_INT, r->rec_all, rec_ints, MPI_INT,
-                        r->lane->comm, &r->xreq);
+                        coll_req_comm(r), &r->xreq);
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(dispatch counts)");
     r->step = step_counts;
@@ -300,7 +300,7 @@ static epc_status_t replan_post(epc_request_t *r)
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
-    if ((st = epc_mpi_agree_start(&r->agree, r->lane->comm, st, &ctx->hdr)) != EPC_OK)
+    if ((st = epc_mpi_agree_start(&r->agree, coll_req_comm(r), st, &ctx->hdr)) != EPC_OK)
         return st;
     r->step = step_replan_agree;
     return EPC_OK;

@@ -63,6 +63,23 @@ epc_status_t coll_req_net(epc_request_t *r, void **req)
     return st;
 }
 
+/* The lane whose scratch and communicator serve r's kind. */
+static epc_lane_t *kind_lane(const epc_request_t *r)
+{
+    _Static_assert(EPC_LANES >= 2, "a dispatch's and a combine's");
+    return &r->ctx->lane[r->is_dispatch ? 0 : 1];
+}
+
+epc_status_t coll_req_scratch(epc_request_t *r, int which, size_t need, char **p)
+{
+    return epc_lane_scratch(kind_lane(r), which, need, p);
+}
+
+MPI_Comm coll_req_comm(const epc_request_t *r)
+{
+    return kind_lane(r)->comm;
+}
+
 static void add_bytes(epc_coll_bytes_t *total, const epc_coll_bytes_t *b)
 {
     total->payload_inter += b->payload_inter;
@@ -168,7 +185,7 @@ static int poll_requests(epc_ctx_t *ctx)
  * every rank refuses the same call. */
 static const char *refusal(const epc_ctx_t *ctx, const epc_lane_t *ln, int is_dispatch)
 {
-    int held = 0, dispatching = 0;
+    int held = 0, dispatching = 0, combining = 0;
     for (int i = 0; i < EPC_MAX_REQUESTS; i++) {
         const epc_request_t *q = ctx->requests[i];
         if (q == NULL)
@@ -177,6 +194,7 @@ static const char *refusal(const epc_ctx_t *ctx, const epc_lane_t *ln, int is_di
         if (q->reported)
             continue;
         dispatching |= q->is_dispatch;
+        combining |= !q->is_dispatch;
         if (q->lane == ln)
             return is_dispatch ? "the lane this dispatch needs is still used by a combine in "
                                  "flight (of the dispatch two before it): wait for it first"
@@ -189,6 +207,8 @@ static const char *refusal(const epc_ctx_t *ctx, const epc_lane_t *ln, int is_di
                "free one (epc_request_free) first";
     if (is_dispatch && dispatching)
         return "a dispatch is already in flight (at most one at a time): wait for it first";
+    if (!is_dispatch && combining)
+        return "a combine is already in flight (at most one at a time): wait for it first";
     return NULL;
 }
 

@@ -82,6 +82,21 @@ epc_status_t coll_req_fence(epc_request_t *r, uint64_t fence, const char *phase)
  * it waited for); *req is NULL (freed) unless EPC_IN_PROGRESS. */
 epc_status_t coll_req_net(epc_request_t *r, void **req);
 
+/* What r needs only while it runs, kept by kind (dispatch or combine),
+ * not by lane: at most one dispatch and one combine are in flight, and
+ * blocking calls, which alternate lanes, then reuse the same memory and
+ * communicator every time (measured: alternating them made blocking flat
+ * dispatch 1.5-2x slower).  What must outlive the request (received rows,
+ * expert outputs, the shared regions, the transport) stays with the lane.
+ *  coll_req_scratch: a private buffer of at least need bytes
+ *    (EPC_SCRATCH_SEND, _RECV, _PARTIAL);
+ *  coll_req_comm: the communicator of its collectives (the count
+ *    exchange, the agreement of a cached dispatch, flat's Ialltoallv);
+ *    the concurrent request, of the other kind, uses the other one, so
+ *    their collectives never need the same order on every rank. */
+epc_status_t coll_req_scratch(epc_request_t *r, int which, size_t need, char **p);
+MPI_Comm coll_req_comm(const epc_request_t *r);
+
 /* The schedules' first steps (the plan's, the algorithms'). */
 epc_status_t coll_plan_step_post(epc_request_t *r);
 epc_status_t coll_hier_dispatch_begin(epc_request_t *r);

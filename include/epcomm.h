@@ -405,7 +405,8 @@ EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
  * now and then while computing), and with EPC_PROGRESS_THREAD also in the
  * context's thread (epc_test then only reports).  A context holds at most
  * EPC_MAX_REQUESTS_PER_CTX requests (not yet freed), at most one dispatch
- * in flight; dispatches alternate between two buffer sets, so a handle
+ * and one combine in flight; dispatches alternate between two buffer
+ * sets, so a handle
  * stays valid until the second dispatch after it starts.  Over a limit a
  * start returns EPC_ERR_CAPACITY and posts nothing.  While in flight the
  * inputs must not change and out, *handle, the rows and y must not be

@@ -387,6 +387,23 @@ static epc_request_t *nb_combine_start(epc_ctx_t *ctx, const scen_t *sc, const e
     return req;
 }
 
+/* Both handles valid, no request held: A's combine in flight, B's start
+ * is refused on every rank (at most one combine at a time), then A's
+ * completes. */
+static void nb_two_combines(epc_ctx_t *ctx, const scen_t *sc, const epc_dispatch_out_t *o,
+                            epc_handle_t *const *h, void *y, size_t sz, const char *what)
+{
+    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+    epc_request_t *ra = nb_combine_start(ctx, sc, &o[0], h[0], y, sz, what), *rb = NULL;
+    c.expert_out = o[1].rows, c.y = y;
+    MT_CHECK(epc_combine_start(ctx, h[1], &c, &rb) == EPC_ERR_CAPACITY &&
+                 strstr(epc_last_error(ctx), "a combine is already in flight") != NULL,
+             "%s: a second combine in flight: %s", what, epc_last_error(ctx));
+    MT_CHECK(rb == NULL, "%s: a refused start wrote req", what);
+    MT_CHECK(epc_wait(ra) == EPC_OK, "%s: combine A again: %s", what, epc_last_error(ctx));
+    epc_request_free(ra);
+}
+
 /* A two-microbatch pipeline: dispatch B in flight while A's experts run
  * and A's combine is in flight; the limits refused on every rank; every
  * result against the reference; a handle two dispatches old refused. */
@@ -440,6 +457,7 @@ static void nb_pipeline(const scen_t *sc, epc_algo_t algo)
     MT_CHECK(epc_request_free(rc) == EPC_OK, "%s: free", what);
     ref_combine(sc, &in[1], 1, 0, ref);
     MT_CHECK(memcmp(y, ref, (size_t)in[1].T[mt_rank] * rb) == 0, "%s: combine B differs", what);
+    nb_two_combines(ctx, sc, o, h, y, sz, what);
     /* a third dispatch reuses A's buffers: A's handle is stale on every rank */
     MT_CHECK(epc_dispatch(ctx, &a[0], &o3, &h3) == EPC_OK, "%s: dispatch C: %s", what,
              epc_last_error(ctx));
