@@ -30,6 +30,9 @@ typedef struct hier_dispatch {
     size_t need;                    /* bytes this rank's region must hold */
     uint64_t *placed;               /* [lsize]: bytes written into each local
                                      * rank's region, not yet accounted */
+    char **region;                  /* [lsize]: each local rank's region ... */
+    coll_meta_t *meta;              /* [lsize]: ... and its metadata arrays,
+                                     * placed once the regions are final */
     uint64_t fence;
 } hier_dispatch_t;
 
@@ -70,8 +73,6 @@ static epc_status_t place_record(epc_request_t *r, int s, int token, const coll_
         int e = sl[q].expert, d, l;
         int ok = coll_wire_slot(&h->dims, coll_C(h, s), &sl[q], g->my_node, -1);
         long pos;
-        coll_meta_t m;
-        char *base;
         if (ok == 0)
             continue;
         if (ok < 0)
@@ -84,9 +85,8 @@ static epc_status_t place_record(epc_request_t *r, int s, int token, const coll_
             return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
                                  PHASE ": row %ld of rank %d's token %d outside rank %d's %d rows",
                                  pos, s, token, d, h->num_rows[d]);
-        base = hier_region(r->lane, g, l, &m);
-        coll_place(base, &m, g->row_bytes, (int)pos, row, s, token, e - d * h->epr, sl[q].weight,
-                   coll_pbase(h, l, s) + sl[q].didx);
+        coll_place(x->region[l], &x->meta[l], g->row_bytes, (int)pos, row, s, token,
+                   e - d * h->epr, sl[q].weight, coll_pbase(h, l, s) + sl[q].didx);
         coll_account(r->ctx, &r->bytes, d, g->row_bytes, 5 * sizeof(int32_t), 0);
         x->placed[l] += g->row_bytes + 5 * sizeof(int32_t);
     }
@@ -162,6 +162,8 @@ static void dispatch_free(epc_request_t *r)
     free(x->kept_base);
     free(x->sends);
     free(x->placed);
+    free(x->region);
+    free(x->meta);
     free(x);
     r->algo = NULL;
     r->algo_free = NULL;
@@ -280,7 +282,10 @@ static epc_status_t step_reserve(epc_request_t *r)
         st = epc_lane_net_reserve(r->lane, x->send_bytes, x->recv_bytes);
     if (st != EPC_OK)
         return st;
-    h->rows = hier_region(r->lane, &x->g, x->g.my_local, &h->meta);
+    for (int l = 0; l < x->g.ranks_per_node; l++) /* where every row goes, once */
+        x->region[l] = hier_region(r->lane, &x->g, l, &x->meta[l]);
+    h->rows = x->region[x->g.my_local];
+    h->meta = x->meta[x->g.my_local];
     x->kept_base[0] = 0;
     for (int m = 0; m < x->messages; m++)
         x->kept_base[m + 1] = x->kept_base[m] + x->recvs[m].len / x->g.record_bytes;
@@ -308,7 +313,10 @@ epc_status_t coll_hier_dispatch_begin(epc_request_t *r)
     x->sends = malloc((size_t)4 * N * sizeof *x->sends);
     x->kept_base = malloc(((size_t)N + 1) * sizeof *x->kept_base);
     x->placed = calloc((size_t)x->g.ranks_per_node, sizeof *x->placed);
-    if (x->sends == NULL || x->kept_base == NULL || x->placed == NULL)
+    x->region = calloc((size_t)x->g.ranks_per_node, sizeof *x->region);
+    x->meta = calloc((size_t)x->g.ranks_per_node, sizeof *x->meta);
+    if (x->sends == NULL || x->kept_base == NULL || x->placed == NULL || x->region == NULL ||
+        x->meta == NULL)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
     x->recvs = x->sends + N;
     x->messages = hier_messages(&x->g, x->g.record_bytes, 0, x->sends, x->recvs, &x->send_bytes,
