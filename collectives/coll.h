@@ -21,7 +21,6 @@
 #include "lane.h"
 #include "wire.h"
 
-#define EPC_MAGIC_HANDLE 0x45504844u /* "EPHD" */
 #define EPC_REASON_LEN 160
 
 /* Receive-side metadata arrays of one rank's dispatch area. */
@@ -31,7 +30,7 @@ typedef struct coll_meta {
 } coll_meta_t;
 
 struct epc_handle {
-    uint32_t magic;
+    epc_obj_t hdr; /* magic EPC_MAGIC_HANDLE, as every public object */
     epc_ctx_t *ctx;
     int lane;            /* the lane its rows are in; -1: no complete dispatch */
     uint64_t lane_seq;   /* that lane's dispatch count then (later: stale) */

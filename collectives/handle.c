@@ -15,7 +15,7 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
     epc_handle_t *h = calloc(1, sizeof *h);
     if (h == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: handle");
-    h->magic = EPC_MAGIC_HANDLE;
+    h->hdr.magic = EPC_MAGIC_HANDLE;
     h->ctx = ctx;
     h->algo = algo;
     h->T = a ? a->num_tokens : 0;
@@ -34,14 +34,14 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
 
 int coll_handle_owned(const epc_ctx_t *ctx, const epc_handle_t *h)
 {
-    return h != NULL && h->magic == EPC_MAGIC_HANDLE && h->ctx == ctx;
+    return h != NULL && h->hdr.magic == EPC_MAGIC_HANDLE && h->ctx == ctx;
 }
 
 void epc_handle_destroy(epc_handle_t *h)
 {
-    if (h == NULL || h->magic != EPC_MAGIC_HANDLE)
+    if (h == NULL || h->hdr.magic != EPC_MAGIC_HANDLE)
         return;
-    h->magic = EPC_MAGIC_DEAD;
+    h->hdr.magic = EPC_MAGIC_DEAD;
     free(h->idx);
     free(h->w);
     free(h->eidx);

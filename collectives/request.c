@@ -229,7 +229,7 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
     ctx->requests[slot] = r;
     ctx->free_requests = free_all;
     ctx->progress.poll = poll_requests;
-    r->magic = EPC_MAGIC_REQUEST;
+    r->hdr.magic = EPC_MAGIC_REQUEST;
     r->ctx = ctx;
     r->lane = ln;
     r->is_dispatch = is_dispatch;
@@ -242,7 +242,7 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
 
 static epc_status_t check_request(const epc_request_t *r, const char *fn)
 {
-    if (r == NULL || r->magic != EPC_MAGIC_REQUEST)
+    if (r == NULL || r->hdr.magic != EPC_MAGIC_REQUEST)
         return epc_error(EPC_ERR_INVALID_ARG, "%s: req is %s", fn,
                          r == NULL ? "NULL" : "not a live request (freed?)");
     return EPC_OK;
@@ -305,7 +305,7 @@ static void release(epc_request_t *r)
     for (int i = 0; i < EPC_MAX_REQUESTS; i++)
         if (r->ctx->requests[i] == r)
             r->ctx->requests[i] = NULL;
-    r->magic = EPC_MAGIC_DEAD;
+    r->hdr.magic = EPC_MAGIC_DEAD;
     free(r);
 }
 

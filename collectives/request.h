@@ -18,7 +18,6 @@
 #include "coll.h"
 #include "mpi_util.h"
 
-#define EPC_MAGIC_REQUEST 0x45505251u /* "EPRQ" */
 
 /* One step: EPC_OK when it made progress (r->step is then the next step,
  * NULL once the request is complete), EPC_IN_PROGRESS when it waits, or an
@@ -26,7 +25,7 @@
 typedef epc_status_t (*coll_step_t)(epc_request_t *r);
 
 struct epc_request {
-    uint32_t magic;         /* EPC_MAGIC_REQUEST while held by the caller */
+    epc_obj_t hdr;          /* magic EPC_MAGIC_REQUEST while held by the caller */
     epc_ctx_t *ctx;
     epc_lane_t *lane;       /* the buffers it moves data through */
     int is_dispatch;
