@@ -1,7 +1,0 @@
-#!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
-# Bad input on one rank: it says why, every other rank names it, nothing is written.
-unset EPC_RANKS_PER_NODE EPC_TRANSPORT EPC_OFI_PROVIDER EPC_TIMEOUT_MS EPC_ALGO
-export FI_TCP_IFACE=lo FI_SOCKETS_IFACE=lo
-export EPC_TRANSPORT=mpi EPC_RANKS_PER_NODE=2
-exec "$EPC_MPIRUN" 4 "$top_builddir/tests/mpi/test_coll_mpi" errors

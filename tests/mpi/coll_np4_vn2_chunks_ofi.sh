@@ -1,8 +1,0 @@
-#!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
-# As coll_np8_vn2_chunks.sh over ofi (tcp): 8 chunks in flight per message.
-[ "$EPC_HAVE_OFI" = yes ] || { echo "SKIP: built --without-ofi"; exit 77; }
-unset EPC_RANKS_PER_NODE EPC_TRANSPORT EPC_OFI_PROVIDER EPC_TIMEOUT_MS EPC_ALGO
-export FI_TCP_IFACE=lo FI_SOCKETS_IFACE=lo
-export EPC_TRANSPORT=ofi EPC_OFI_PROVIDER=tcp EPC_RANKS_PER_NODE=2 EPC_CHUNK_KB=4
-exec "$EPC_MPIRUN" 4 "$top_builddir/tests/mpi/test_coll_mpi" data

@@ -1,7 +1,0 @@
-#!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
-# Dispatch/combine, 8 ranks on one node.
-unset EPC_RANKS_PER_NODE EPC_TRANSPORT EPC_OFI_PROVIDER EPC_TIMEOUT_MS EPC_ALGO
-export FI_TCP_IFACE=lo FI_SOCKETS_IFACE=lo
-export EPC_TRANSPORT=mpi
-exec "$EPC_MPIRUN" 8 "$top_builddir/tests/mpi/test_coll_mpi" data

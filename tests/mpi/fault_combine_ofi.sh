@@ -1,4 +1,0 @@
-#!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
-# A rank stalls inside combine (ofi transport): the others fail in time, see fault_run.sh.
-exec sh "$top_srcdir/tests/mpi/fault_run.sh" combine ofi

@@ -1,4 +1,0 @@
-#!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
-# A rank stalls inside dispatch (mpi transport): the others fail in time, see fault_run.sh.
-exec sh "$top_srcdir/tests/mpi/fault_run.sh" dispatch mpi

@@ -1,6 +1,0 @@
-#!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
-# A rank stalls inside a nonblocking combine (ofi transport) while the others
-# drive theirs with epc_test: they fail in time, see fault_run.sh.
-export EPC_TEST_NONBLOCKING=1
-exec sh "$top_srcdir/tests/mpi/fault_run.sh" combine ofi
