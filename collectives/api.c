@@ -14,10 +14,10 @@
 
 #define BADARG(fn, ...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, fn ": " __VA_ARGS__)
 
-static const epc_params_layouts_t dispatch_layouts = {"EPC_DISPATCH_ARGS_INIT",
-                                                      sizeof(epc_dispatch_args_t), {0}};
-static const epc_params_layouts_t combine_layouts = {"EPC_COMBINE_ARGS_INIT",
-                                                     sizeof(epc_combine_args_t), {0}};
+static const epc_params_layouts_t dispatch_layouts = {
+    "EPC_DISPATCH_ARGS_INIT", sizeof(epc_dispatch_args_t), {0}};
+static const epc_params_layouts_t combine_layouts = {
+    "EPC_COMBINE_ARGS_INIT", sizeof(epc_combine_args_t), {0}};
 
 /* args->algo, else the context's (EPC_ALGO, read at its creation). */
 static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
@@ -29,8 +29,7 @@ static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
  * caller's args): the verdict travels with the counts (or the cached
  * mode's agreement). */
 static epc_status_t check_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
-                                   epc_dispatch_out_t *out, epc_handle_t **handle,
-                                   epc_algo_t algo)
+                                   epc_dispatch_out_t *out, epc_handle_t **handle, epc_algo_t algo)
 {
     if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
         return BADARG("epc_dispatch", "args->algo = %d", (int)a->algo);
@@ -60,8 +59,8 @@ static epc_status_t dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *ar
     ctx->dispatches++;
     ln->dispatches++; /* older handles of this lane are stale from now on */
     /* its arrays stay the caller's until the request ends */
-    r->local = epc_params_load(&r->args, args, &dispatch_layouts, &ctx->hdr, "epc_dispatch",
-                               "args");
+    r->local =
+        epc_params_load(&r->args, args, &dispatch_layouts, &ctx->hdr, "epc_dispatch", "args");
     algo = pick_algo(ctx, &r->args);
     if (r->local == EPC_OK)
         r->local = check_dispatch(ctx, &r->args, out, handle, algo);
@@ -83,8 +82,7 @@ static epc_status_t dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *ar
 }
 
 epc_status_t epc_dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
-                                epc_dispatch_out_t *out, epc_handle_t **handle,
-                                epc_request_t **req)
+                                epc_dispatch_out_t *out, epc_handle_t **handle, epc_request_t **req)
 {
     epc_status_t st = epc_ctx_check(ctx, "epc_dispatch");
     if (st != EPC_OK)
@@ -145,8 +143,7 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
             continue;
         memcpy(reason, rec + 1, sizeof reason);
         reason[sizeof reason - 1] = '\0';
-        return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_combine: rank %d: %s", s,
-                             reason);
+        return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_combine: rank %d: %s", s, reason);
     }
     epc_fault_here("combine"); /* test hook */
     r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_combine_begin : coll_flat_combine_begin;

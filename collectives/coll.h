@@ -32,31 +32,31 @@ typedef struct coll_meta {
 struct epc_handle {
     epc_obj_t hdr; /* magic EPC_MAGIC_HANDLE, as every public object */
     epc_ctx_t *ctx;
-    int lane;            /* the lane its rows are in; -1: no complete dispatch */
-    uint64_t lane_seq;   /* that lane's dispatch count then (later: stale) */
+    int lane;          /* the lane its rows are in; -1: no complete dispatch */
+    uint64_t lane_seq; /* that lane's dispatch count then (later: stale) */
     epc_algo_t algo;
     int T, k, align;
-    uint64_t idx_hash;   /* of topk_idx, for cached reuse */
-    int32_t *idx;        /* [T x k] copy */
-    float *w;            /* [T x k] (1 when NULL was given) */
-    int32_t *eidx;       /* [T x k] */
-    int32_t *didx;       /* [T x k]: index among tokens to the slot's rank */
+    uint64_t idx_hash; /* of topk_idx, for cached reuse */
+    int32_t *idx;      /* [T x k] copy */
+    float *w;          /* [T x k] (1 when NULL was given) */
+    int32_t *eidx;     /* [T x k] */
+    int32_t *didx;     /* [T x k]: index among tokens to the slot's rank */
     /* all ranks' counts: [R x (E + N + R)] = C | tokens per node | per rank */
     int *all;
     int E, R, N, L, epr;
-    coll_dims_t dims;    /* the same, for the checks of peers' fields */
-    int *Ts;             /* [R]: every rank's T */
+    coll_dims_t dims; /* the same, for the checks of peers' fields */
+    int *Ts;          /* [R]: every rank's T */
     /* layout of every rank's receive side */
-    int *num_rows;       /* [R] */
-    int *begin;          /* [R x (epr + 1)] */
-    int *prefix;         /* [R x E]: sum_{s' < s} C[s'][g] */
-    int *pbase;          /* [lsize x R]: where source s's combine slots start at
-                          * local rank l of this node, sum_{s' < s} tpr[s'][l's rank] */
+    int *num_rows; /* [R] */
+    int *begin;    /* [R x (epr + 1)] */
+    int *prefix;   /* [R x E]: sum_{s' < s} C[s'][g] */
+    int *pbase;    /* [lsize x R]: where source s's combine slots start at
+                    * local rank l of this node, sum_{s' < s} tpr[s'][l's rank] */
     /* this rank's received rows (output views) */
-    int *expert_count;   /* [epr] */
+    int *expert_count; /* [epr] */
     char *rows;
     coll_meta_t meta;
-    char *kept;          /* hier forwarder: headers of the records it forwarded */
+    char *kept; /* hier forwarder: headers of the records it forwarded */
 };
 
 /* Counts of source s: C (per expert), per node, per rank. */
@@ -140,8 +140,8 @@ void coll_to_bf16(uint16_t *dst, const float *src, int n);
 /* Counts bytes this rank sent to peer in b (inter or intra by node) and,
  * when link is 1, in the context's per-link-class counters (the transport
  * exchange counts its own). */
-void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload,
-                  uint64_t meta, int link);
+void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
+                  int link);
 
 /* Where source s's combine slots start at local rank l of this node (the
  * handle's table). */

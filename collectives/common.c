@@ -105,8 +105,8 @@ epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int
         if (src < 0 || (src_node >= 0 && ctx->topo->node_of[src] != src_node))
             continue;
         if (p < 0 || p >= P) {
-            st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d",
-                               r, p, P);
+            st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d", r,
+                               p, P);
             break;
         }
         accumulate(ctx, slot[p], (const char *)out + (size_t)r * rb,
@@ -148,7 +148,6 @@ int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *de
     return n;
 }
 
-
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
                   int link)
 {
@@ -158,4 +157,3 @@ void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payloa
     if (link) /* transport exchanges count their own bytes */
         epc_ctx_account(ctx, peer, payload + meta, 1);
 }
-

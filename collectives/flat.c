@@ -13,15 +13,15 @@
 
 /* What a flat request keeps between its steps. */
 typedef struct flat {
-    int *counts;                  /* [4R]: scnt | sdsp | rcnt | rdsp */
+    int *counts; /* [4R]: scnt | sdsp | rcnt | rdsp */
     int *scnt, *sdsp, *rcnt, *rdsp;
     char *sbuf, *rbuf;
-    size_t unit;                  /* bytes of one record */
-    MPI_Datatype type;            /* unit bytes */
+    size_t unit;       /* bytes of one record */
+    MPI_Datatype type; /* unit bytes */
     int have_type;
-    MPI_Request req;              /* the posted MPI_Ialltoallv */
-    float *tmp;                   /* combine: [2H] */
-    float **slot;                 /* combine: partial sum slots */
+    MPI_Request req; /* the posted MPI_Ialltoallv */
+    float *tmp;      /* combine: [2H] */
+    float **slot;    /* combine: partial sum slots */
 } flat_t;
 
 static void flat_free(epc_request_t *r)
@@ -52,9 +52,8 @@ static flat_t *flat_new(epc_request_t *r)
 
 /* Posts MPI_Ialltoallv of `unit`-byte records on the request's
  * communicator. */
-static epc_status_t post_alltoallv(epc_request_t *r, flat_t *x, const void *sbuf,
-                                   const int *scnt, const int *sdsp, void *rbuf, const int *rcnt,
-                                   const int *rdsp)
+static epc_status_t post_alltoallv(epc_request_t *r, flat_t *x, const void *sbuf, const int *scnt,
+                                   const int *sdsp, void *rbuf, const int *rcnt, const int *rdsp)
 {
     int rc = MPI_Type_contiguous((int)x->unit, MPI_BYTE, &x->type);
     if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&x->type)) != MPI_SUCCESS)
@@ -73,8 +72,7 @@ static epc_status_t test_alltoallv(epc_request_t *r, flat_t *x, const char *phas
 {
     epc_status_t st = coll_req_test_mpi(r, &x->req, "MPI_Ialltoallv");
     if (st == EPC_ERR_TIMEOUT)
-        return epc_error_obj(&r->ctx->hdr, EPC_ERR_TIMEOUT, "%s: MPI_Ialltoallv timed out",
-                             phase);
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_TIMEOUT, "%s: MPI_Ialltoallv timed out", phase);
     if (st != EPC_OK && st != EPC_IN_PROGRESS && st != EPC_ERR_TRANSPORT) /* a peer aborted */
         return epc_error_context(&r->ctx->hdr, st, "%s: MPI_Ialltoallv", phase);
     return st;
@@ -112,7 +110,8 @@ static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, 
             char *u;
             coll_slot_t *sl;
             for (int q = 0; q < j && r >= 0; q++) /* one record per rank */
-                dup |= h->idx[(size_t)t * h->k + q] >= 0 && h->idx[(size_t)t * h->k + q] / h->epr == r;
+                dup |=
+                    h->idx[(size_t)t * h->k + q] >= 0 && h->idx[(size_t)t * h->k + q] / h->epr == r;
             if (r < 0 || dup)
                 continue;
             u = sbuf + ((size_t)sdsp[r] + h->didx[i]) * unit;
@@ -155,8 +154,8 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
                                          "flat dispatch: corrupt record %d from rank %d", i, s);
                 coll_place(h->rows, &h->meta, rb,
                            (int)coll_wire_row(&h->dims, h->begin, h->prefix, s, e, sl[q].eidx),
-                           u + hdr + (size_t)h->k * sizeof *sl, s, t, e - me * h->epr,
-                           sl[q].weight, pb + i);
+                           u + hdr + (size_t)h->k * sizeof *sl, s, t, e - me * h->epr, sl[q].weight,
+                           pb + i);
             }
         }
     return EPC_OK;
@@ -249,7 +248,8 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
     int P = coll_num_slots(h, ctx->rank);
     flat_t *x = flat_new(r);
     char *pbuf;
-    epc_status_t st = x != NULL ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
+    epc_status_t st =
+        x != NULL ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
     if (st != EPC_OK)
         return st;
     x->unit = (size_t)ctx->hidden * sizeof(float);

@@ -26,8 +26,8 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
     h->N = ctx->topo->nnodes;
     h->L = ctx->topo->uniform_rpn;
     h->epr = h->E / h->R;
-    h->dims = (coll_dims_t){h->E, h->N, h->R, h->epr, h->k, h->align, ctx->max_tokens,
-                            ctx->topo->node_of};
+    h->dims = (coll_dims_t){
+        h->E, h->N, h->R, h->epr, h->k, h->align, ctx->max_tokens, ctx->topo->node_of};
     *hp = h;
     return EPC_OK;
 }

@@ -22,17 +22,17 @@
 
 typedef struct hier_combine {
     hier_geom_t g;
-    int messages;                 /* one each way per other node, ascending */
-    epc_tr_msg_t *sends, *recvs;  /* [messages], whole */
+    int messages;                       /* one each way per other node, ascending */
+    epc_tr_msg_t *sends, *recvs;        /* [messages], whole */
     size_t send_bytes, recv_bytes, row; /* row: bytes of an fp32 row */
-    float **slot;                 /* this rank's partial sum slots */
-    size_t *kept_base;            /* [messages]: first kept header of sends[m] */
-    void **req;                   /* [(N - 1) x chunks] posted exchanges */
+    float **slot;                       /* this rank's partial sum slots */
+    size_t *kept_base;                  /* [messages]: first kept header of sends[m] */
+    void **req;                         /* [(N - 1) x chunks] posted exchanges */
     int chunks, posted, waited, stage;
     uint64_t fence;
-    epc_status_t local;           /* this rank's own failure (it still fences) */
-    float *acc, *node_sum;        /* [H] each */
-    size_t *offsets;              /* [ranks per node]: hier_combine_offsets' */
+    epc_status_t local;    /* this rank's own failure (it still fences) */
+    float *acc, *node_sum; /* [H] each */
+    size_t *offsets;       /* [ranks per node]: hier_combine_offsets' */
 } hier_combine_t;
 
 /* This rank's combine area: where the partials for the tokens it
@@ -47,8 +47,8 @@ static const float *combine_area(const epc_request_t *r)
 /* The sum over this node's ranks (local order) of one token's partials,
  * given its dests on this node (sorted), their didx, and where the
  * source's block at each local rank starts (off, by local index). */
-static void node_sum(const epc_request_t *r, const float *area, const size_t *off,
-                     const int *dest, const int *didx, int n, float *sum)
+static void node_sum(const epc_request_t *r, const float *area, const size_t *off, const int *dest,
+                     const int *didx, int n, float *sum)
 {
     const hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
@@ -90,8 +90,9 @@ static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi
     const float *area = combine_area(r);
     int dest[256], didx[256];
     if (out == NULL && msg->len > 0)
-        return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL, PHASE ": message outside the send "
-                                                               "region");
+        return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
+                             PHASE ": message outside the send "
+                                   "region");
     hier_combine_offsets(g, g->rank, msg->peer, x->offsets); /* once per range, not per row */
     for (size_t i = lo; i < hi; i++) {
         const char *rec = g->h->kept + (x->kept_base[m] + i) * g->record_header;
@@ -129,7 +130,8 @@ static epc_status_t post_stage(epc_request_t *r, int s)
         hier_chunk_range(x->sends[ms].len / x->row, c, x->chunks, &lo, &hi);
         hier_chunk_range(x->recvs[mr].len / x->row, c, x->chunks, &rlo, &rhi);
         st = forwarder_sums(r, ms, lo, hi);
-        cs = (epc_tr_msg_t){x->sends[ms].peer, x->sends[ms].offset + lo * x->row, (hi - lo) * x->row};
+        cs = (epc_tr_msg_t){x->sends[ms].peer, x->sends[ms].offset + lo * x->row,
+                            (hi - lo) * x->row};
         cr = (epc_tr_msg_t){x->recvs[mr].peer, x->recvs[mr].offset + rlo * x->row,
                             (rhi - rlo) * x->row};
         if (st == EPC_OK)
@@ -243,8 +245,8 @@ static epc_status_t prepare(epc_request_t *r, hier_combine_t *x)
     epc_status_t st = hier_check_regions(r->ctx, r->lane, &x->g, PHASE);
     if (st != EPC_OK) /* the partials land in the regions the dispatch sized */
         return st;
-    x->messages = hier_messages(&x->g, x->row, 1, x->sends, x->recvs, &x->send_bytes,
-                                &x->recv_bytes);
+    x->messages =
+        hier_messages(&x->g, x->row, 1, x->sends, x->recvs, &x->send_bytes, &x->recv_bytes);
     slot_targets(r);
     for (int m = 1; m < x->messages; m++)
         x->kept_base[m] = x->kept_base[m - 1] + x->sends[m - 1].len / x->row;

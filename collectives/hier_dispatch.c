@@ -20,19 +20,19 @@
 
 typedef struct hier_dispatch {
     hier_geom_t g;
-    int messages;                   /* one each way per other node */
-    epc_tr_msg_t *sends, *recvs;    /* [messages], whole */
+    int messages;                /* one each way per other node */
+    epc_tr_msg_t *sends, *recvs; /* [messages], whole */
     size_t send_bytes, recv_bytes;
-    size_t *kept_base;              /* [messages + 1]: first kept header of each */
-    int **tokens;                   /* [N]: this rank's tokens for each node */
+    size_t *kept_base; /* [messages + 1]: first kept header of each */
+    int **tokens;      /* [N]: this rank's tokens for each node */
     int chunks, posted, forwarded;
-    void **chunk_req;               /* [chunks] posted exchanges */
-    size_t need;                    /* bytes this rank's region must hold */
-    uint64_t *placed;               /* [lsize]: bytes written into each local
-                                     * rank's region, not yet accounted */
-    char **region;                  /* [lsize]: each local rank's region ... */
-    coll_meta_t *meta;              /* [lsize]: ... and its metadata arrays,
-                                     * placed once the regions are final */
+    void **chunk_req;  /* [chunks] posted exchanges */
+    size_t need;       /* bytes this rank's region must hold */
+    uint64_t *placed;  /* [lsize]: bytes written into each local
+                        * rank's region, not yet accounted */
+    char **region;     /* [lsize]: each local rank's region ... */
+    coll_meta_t *meta; /* [lsize]: ... and its metadata arrays,
+                        * placed once the regions are final */
     uint64_t fence;
 } hier_dispatch_t;
 
@@ -85,8 +85,8 @@ static epc_status_t place_record(epc_request_t *r, int s, int token, const coll_
             return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
                                  PHASE ": row %ld of rank %d's token %d outside rank %d's %d rows",
                                  pos, s, token, d, h->num_rows[d]);
-        coll_place(x->region[l], &x->meta[l], g->row_bytes, (int)pos, row, s, token,
-                   e - d * h->epr, sl[q].weight, coll_pbase(h, l, s) + sl[q].didx);
+        coll_place(x->region[l], &x->meta[l], g->row_bytes, (int)pos, row, s, token, e - d * h->epr,
+                   sl[q].weight, coll_pbase(h, l, s) + sl[q].didx);
         coll_account(r->ctx, &r->bytes, d, g->row_bytes, 5 * sizeof(int32_t), 0);
         x->placed[l] += g->row_bytes + 5 * sizeof(int32_t);
     }
@@ -133,9 +133,10 @@ static epc_status_t forward_range(epc_request_t *r, int m, size_t lo, size_t hi)
     const epc_tr_msg_t *msg = &x->recvs[m];
     epc_handle_t *h = r->h;
     const char *recs = epc_lane_net_recv_at(r->lane, msg->offset, msg->len);
-    epc_status_t st = recs != NULL || msg->len == 0 ? EPC_OK
-                                   : epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
-                                                   PHASE ": message outside the receive region");
+    epc_status_t st = recs != NULL || msg->len == 0
+                          ? EPC_OK
+                          : epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
+                                          PHASE ": message outside the receive region");
     for (size_t i = lo; st == EPC_OK && i < hi; i++) {
         const char *u = recs + i * g->record_bytes;
         int t = ((const coll_rec_t *)(const void *)u)->token;
@@ -244,8 +245,8 @@ static epc_status_t post_chunk(epc_request_t *r, int c, epc_tr_msg_t *cs, epc_tr
         hier_chunk_range(x->recvs[m].len / unit, c, x->chunks, &rlo, &rhi);
         pack_range(r, n, lo, hi, out);
         cs[m] = (epc_tr_msg_t){x->sends[m].peer, x->sends[m].offset + lo * unit, (hi - lo) * unit};
-        cr[m] = (epc_tr_msg_t){x->recvs[m].peer, x->recvs[m].offset + rlo * unit,
-                               (rhi - rlo) * unit};
+        cr[m] =
+            (epc_tr_msg_t){x->recvs[m].peer, x->recvs[m].offset + rlo * unit, (rhi - rlo) * unit};
     }
     return epc_lane_net_post(r->lane, cs, x->messages, cr, x->messages, PHASE, &x->chunk_req[c]);
 }

@@ -25,13 +25,13 @@ typedef struct hier_geom {
     const int *node_ranks;           /* ranks by node, node n's from node_start[n] */
     const int *node_start;           /* [N + 1] */
     int nnodes;
-    int rank, my_node, my_local;     /* this rank */
-    int ranks_per_node;              /* L (uniform) */
-    int hidden;                      /* H */
-    size_t row_bytes;                /* a row in the context's dtype */
-    size_t record_header;            /* a wire record's header and k slots */
-    size_t record_bytes;             /* a whole wire record, 8-aligned */
-    size_t chunk_bytes;              /* EPC_CHUNK_KB */
+    int rank, my_node, my_local; /* this rank */
+    int ranks_per_node;          /* L (uniform) */
+    int hidden;                  /* H */
+    size_t row_bytes;            /* a row in the context's dtype */
+    size_t record_header;        /* a wire record's header and k slots */
+    size_t record_bytes;         /* a whole wire record, 8-aligned */
+    size_t chunk_bytes;          /* EPC_CHUNK_KB */
 } hier_geom_t;
 
 /* The geometry of handle h on this rank of ctx. */

@@ -210,7 +210,7 @@ static void fill_record(epc_request_t *r, epc_status_t st, int per)
     if (st != EPC_OK)
         snprintf((char *)(mine + HDR_INTS + per), EPC_REASON_LEN, "%s", epc_last_error(NULL));
     if (st == EPC_OK && epc_fault_here("counts")) /* test hook */
-        mine[HDR_INTS] = -7; /* peers must reject this */
+        mine[HDR_INTS] = -7;                      /* peers must reject this */
 }
 
 /* Waits for every rank's count record, then judges them and derives the

@@ -327,8 +327,7 @@ epc_status_t epc_request_free(epc_request_t *req)
                            "until done, first)");
     } else {
         if (req->status == EPC_IN_PROGRESS)
-            complete(req,
-                     epc_error_quiet(&ctx->hdr, EPC_ERR_TRANSPORT, "%s: abandoned", req->fn));
+            complete(req, epc_error_quiet(&ctx->hdr, EPC_ERR_TRANSPORT, "%s: abandoned", req->fn));
         release(req);
     }
     epc_ctx_unlock(ctx);

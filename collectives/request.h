@@ -18,24 +18,23 @@
 #include "coll.h"
 #include "mpi_util.h"
 
-
 /* One step: EPC_OK when it made progress (r->step is then the next step,
  * NULL once the request is complete), EPC_IN_PROGRESS when it waits, or an
  * error (raised into the context). */
 typedef epc_status_t (*coll_step_t)(epc_request_t *r);
 
 struct epc_request {
-    epc_obj_t hdr;          /* magic EPC_MAGIC_REQUEST while held by the caller */
+    epc_obj_t hdr; /* magic EPC_MAGIC_REQUEST while held by the caller */
     epc_ctx_t *ctx;
-    epc_lane_t *lane;       /* the buffers it moves data through */
+    epc_lane_t *lane; /* the buffers it moves data through */
     int is_dispatch;
-    const char *fn;         /* the public name its errors carry */
-    coll_step_t step;       /* the next step; NULL once finished */
-    epc_status_t status;    /* EPC_IN_PROGRESS until finished */
-    int reported;           /* the caller was told it finished (test/wait):
-                             * until then it counts as in flight, on every
-                             * rank alike whatever progress each made */
-    int waiting;            /* the current step waits since dl was set */
+    const char *fn;      /* the public name its errors carry */
+    coll_step_t step;    /* the next step; NULL once finished */
+    epc_status_t status; /* EPC_IN_PROGRESS until finished */
+    int reported;        /* the caller was told it finished (test/wait):
+                          * until then it counts as in flight, on every
+                          * rank alike whatever progress each made */
+    int waiting;         /* the current step waits since dl was set */
     epc_deadline_t dl;
     epc_coll_bytes_t bytes; /* moved by this call (the stats' last_*) */
     /* dispatch: what it was given, and where its results go */
@@ -43,13 +42,13 @@ struct epc_request {
     epc_dispatch_out_t *out;
     epc_handle_t **handle_p;
     epc_handle_t *h;
-    int cached;             /* *handle_p was given (no count exchange) */
+    int cached; /* *handle_p was given (no count exchange) */
     /* combine */
     epc_combine_args_t cargs;
     /* the count exchange, or the agreement of a cached dispatch / combine */
     int *rec_mine, *rec_all;
     MPI_Request xreq;
-    epc_status_t local;     /* this rank's own verdict before the exchange */
+    epc_status_t local; /* this rank's own verdict before the exchange */
     epc_agree_t agree;
     /* the algorithm's schedule state, freed by algo_free (also after a
      * failure: it then abandons whatever is still posted) */

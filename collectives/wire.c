@@ -20,15 +20,15 @@ int coll_wire_counts(const coll_dims_t *d, int s, int T, const int *c, char *why
     int n_of[3] = {d->E, d->N, d->R}, i = 0;
     long sum[3] = {0, 0, 0};
     if (T < 0 || T > d->max_T) {
-        snprintf(why, len, "rank %d sent a corrupt token count T = %d (max_tokens_per_rank %d)",
-                 s, T, d->max_T);
+        snprintf(why, len, "rank %d sent a corrupt token count T = %d (max_tokens_per_rank %d)", s,
+                 T, d->max_T);
         return -1;
     }
     for (int p = 0; p < 3; p++)
         for (int j = 0; j < n_of[p]; j++, i++) {
             if (c[i] < 0 || c[i] > T) {
-                snprintf(why, len, "rank %d sent a corrupt count %d (T = %d) for %s %d", s,
-                         c[i], T, part[p], j);
+                snprintf(why, len, "rank %d sent a corrupt count %d (T = %d) for %s %d", s, c[i], T,
+                         part[p], j);
                 return -1;
             }
             sum[p] += c[i];
@@ -83,8 +83,8 @@ int coll_wire_layout(const coll_dims_t *d, const int *all, int me, int *prefix, 
         for (int s = 0; s < d->R; s++)
             slots += all[(size_t)s * per_rank(d) + d->E + d->N + r];
         if (rows > COLL_WIRE_MAX_ROWS || slots > COLL_WIRE_MAX_ROWS) {
-            snprintf(why, len, "rank %d would receive %ld rows and %ld combine slots (> 2^30)",
-                     r, rows, slots);
+            snprintf(why, len, "rank %d would receive %ld rows and %ld combine slots (> 2^30)", r,
+                     rows, slots);
             return -1;
         }
         begin[(size_t)r * (d->epr + 1) + d->epr] = (int)rows;

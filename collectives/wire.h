@@ -66,12 +66,12 @@ int coll_wire_slot(const coll_dims_t *d, const int *cs, const coll_slot_t *sl, i
                    int want_rank);
 
 /* Row of a usable slot's (source s, expert e, eidx) at its receiver. */
-static inline long coll_wire_row(const coll_dims_t *d, const int *begin, const int *prefix,
-                                 int s, int e, int eidx)
+static inline long coll_wire_row(const coll_dims_t *d, const int *begin, const int *prefix, int s,
+                                 int e, int eidx)
 {
     int r = e / d->epr;
-    return (long)begin[(size_t)r * (d->epr + 1) + (e - r * d->epr)] +
-           prefix[(size_t)s * d->E + e] + eidx;
+    return (long)begin[(size_t)r * (d->epr + 1) + (e - r * d->epr)] + prefix[(size_t)s * d->E + e] +
+           eidx;
 }
 
 /* Combine slot base of source s at receiver r: sum over s' < s of the

@@ -30,20 +30,20 @@ typedef struct epc_abort_msg {
 
 typedef struct epc_abort {
     epc_obj_t *owner;
-    MPI_Comm comm;                /* control communicator (not owned) */
+    MPI_Comm comm; /* control communicator (not owned) */
     int rank, nranks;
-    const epc_topo_t *topo;       /* who is on another node */
-    _Atomic uint64_t *node_word;  /* shared: 0, or the aborting rank + 1 */
-    char *node_text;              /* shared: its reason */
-    MPI_Request recv;             /* a peer's abort message, posted at init */
+    const epc_topo_t *topo;      /* who is on another node */
+    _Atomic uint64_t *node_word; /* shared: 0, or the aborting rank + 1 */
+    char *node_text;             /* shared: its reason */
+    MPI_Request recv;            /* a peer's abort message, posted at init */
     epc_abort_msg_t in;
-    MPI_Request *sends;           /* [nranks] */
+    MPI_Request *sends; /* [nranks] */
     epc_abort_msg_t out;
-    uint64_t next_test_ns;        /* the receive is tested at most every 1 ms */
-    int seen;                     /* 1: a peer's abort was seen (seen_rank, seen_text) */
+    uint64_t next_test_ns; /* the receive is tested at most every 1 ms */
+    int seen;              /* 1: a peer's abort was seen (seen_rank, seen_text) */
     int seen_rank;
     char seen_text[EPC_ABORT_TEXT];
-    int told;                     /* this rank told its peers */
+    int told; /* this rank told its peers */
 } epc_abort_t;
 
 /* Posts the receive of peers' aborts (local; after the context's shared

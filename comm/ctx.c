@@ -88,12 +88,18 @@ static double hash_str(const char *s)
 /* Every rank must hold the same job-wide values: compare max and -min. */
 static epc_status_t check_same(epc_ctx_t *ctx, int rpn)
 {
-    static const char *const names[] = {"num_experts",  "hidden",   "dtype",
-                                        "max_tokens_per_rank", "max_topk", "transport",
-                                        "ofi_provider", "ranks_per_node", "timeout_ms",
-                                        "EPC_CHUNK_KB"};
-    double v[10] = {ctx->num_experts, ctx->hidden, ctx->dtype, ctx->max_tokens, ctx->max_topk,
-                    ctx->transport, hash_str(ctx->provider_req), rpn, ctx->timeout_ms,
+    static const char *const names[] = {
+        "num_experts", "hidden",       "dtype",          "max_tokens_per_rank", "max_topk",
+        "transport",   "ofi_provider", "ranks_per_node", "timeout_ms",          "EPC_CHUNK_KB"};
+    double v[10] = {ctx->num_experts,
+                    ctx->hidden,
+                    ctx->dtype,
+                    ctx->max_tokens,
+                    ctx->max_topk,
+                    ctx->transport,
+                    hash_str(ctx->provider_req),
+                    rpn,
+                    ctx->timeout_ms,
                     (double)ctx->chunk_bytes / 1024};
     double in[20], out[20];
     MPI_Request req;
@@ -162,8 +168,8 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
     if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_mpi_default_deadline())) != EPC_OK)
         return st;
     if ((st = check_same(ctx, rpn)) != EPC_OK)
-        return st; /* every rank saw the same Allreduce result */
-    epc_fault_here("create"); /* test hook: a rank stops inside the creation */
+        return st;                             /* every rank saw the same Allreduce result */
+    epc_fault_here("create");                  /* test hook: a rank stops inside the creation */
     if ((st = build_node(ctx, rpn)) != EPC_OK) /* the topology agreed on its own failure */
         return st;
     /* The abort area lives in lane 0's control segment: lanes first. */
@@ -224,7 +230,8 @@ epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_c
     MPI_Finalized(&fini);
     if (!init || fini || comm == MPI_COMM_NULL)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_ctx_create: %s",
-                         comm == MPI_COMM_NULL ? "comm is MPI_COMM_NULL" : "MPI is not initialized");
+                         comm == MPI_COMM_NULL ? "comm is MPI_COMM_NULL"
+                                               : "MPI is not initialized");
     if ((ctx = calloc(1, sizeof *ctx)) == NULL)
         return epc_error(EPC_ERR_NO_MEMORY, "epc_ctx_create: context object");
     ctx->hdr.magic = EPC_MAGIC_CTX;
@@ -265,7 +272,7 @@ epc_status_t epc_ctx_destroy(epc_ctx_t *ctx)
     if ((st = epc_ctx_check(ctx, "epc_ctx_destroy")) != EPC_OK)
         return st;
     epc_fault_here("destroy"); /* test hook */
-    epc_progress_stop(ctx); /* requests in flight stay where the thread left them */
+    epc_progress_stop(ctx);    /* requests in flight stay where the thread left them */
     if (ctx->free_requests != NULL)
         ctx->free_requests(ctx);
     /* No rank frees its regions while a peer may still write into them;

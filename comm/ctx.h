@@ -25,29 +25,29 @@
 struct epc_request;
 
 struct epc_ctx {
-    epc_obj_t hdr;       /* magic EPC_MAGIC_CTX; its last_error */
-    MPI_Comm comm;       /* dup of the user's, MPI_ERRORS_RETURN: data */
-    MPI_Comm ctrl;       /* another dup: node exchanges and abort messages */
+    epc_obj_t hdr; /* magic EPC_MAGIC_CTX; its last_error */
+    MPI_Comm comm; /* dup of the user's, MPI_ERRORS_RETURN: data */
+    MPI_Comm ctrl; /* another dup: node exchanges and abort messages */
     epc_topo_t *topo;
     int rank, nranks, node, lrank, lsize;
     int num_experts, hidden, max_tokens, max_topk, timeout_ms;
     size_t chunk_bytes; /* EPC_CHUNK_KB: pipeline chunk per message */
     epc_algo_t algo;    /* EPC_ALGO: dispatch's algorithm when args leave it 0 */
     epc_dtype_t dtype;
-    size_t elem_size;            /* bytes per element of a row */
-    epc_transport_t transport;   /* EPC_TRANSPORT_MPI or _OFI */
-    char provider_req[64];       /* asked for ("" = automatic) */
+    size_t elem_size;          /* bytes per element of a row */
+    epc_transport_t transport; /* EPC_TRANSPORT_MPI or _OFI */
+    char provider_req[64];     /* asked for ("" = automatic) */
     char transport_reason[192];
-    epc_lane_t lane[EPC_LANES]; /* dispatches alternate between them */
+    epc_lane_t lane[EPC_LANES];    /* dispatches alternate between them */
     epc_progress_state_t progress; /* the caller's, or a thread's (progress.h) */
-    epc_abort_t abort;   /* peers' aborts, and telling them of this rank's */
-    int failed;          /* a wait timed out or a transport failed: only destroy remains */
-    int aborted;         /* epc_ctx_abort was called on this rank */
+    epc_abort_t abort;             /* peers' aborts, and telling them of this rank's */
+    int failed;  /* a wait timed out or a transport failed: only destroy remains */
+    int aborted; /* epc_ctx_abort was called on this rank */
     uint64_t sent[EPC_LINK_CLASS_COUNT], recv[EPC_LINK_CLASS_COUNT]; /* by epc_link_class_t */
     unsigned char *link_class; /* [nranks]: epc_link_class_t of each peer, for the counters */
     uint64_t dispatches;       /* dispatches started: the next one's lane */
     struct epc_request *requests[EPC_MAX_REQUESTS]; /* held by the caller, NULL: free */
-    void (*free_requests)(struct epc_ctx *ctx); /* set by the collectives above */
+    void (*free_requests)(struct epc_ctx *ctx);     /* set by the collectives above */
     epc_coll_stats_t cstats;
 };
 

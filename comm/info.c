@@ -56,8 +56,7 @@ epc_status_t epc_ofi_providers(char *buf, size_t buflen)
     if (buf == NULL || buflen == 0)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_ofi_providers: buf is NULL or buflen is 0");
 #ifndef EPC_HAVE_OFI
-    return epc_error(EPC_ERR_UNSUPPORTED,
-                     "epc_ofi_providers: epcomm was built --without-ofi");
+    return epc_error(EPC_ERR_UNSUPPORTED, "epc_ofi_providers: epcomm was built --without-ofi");
 #else
     struct fi_info *list = NULL;
     size_t used = 0;
@@ -66,8 +65,7 @@ epc_status_t epc_ofi_providers(char *buf, size_t buflen)
     if (rc == -FI_ENODATA) {
         out[0] = '\0'; /* no provider resolves: an empty list, not an error */
     } else if (rc != 0) {
-        return epc_error(EPC_ERR_TRANSPORT, "epc_ofi_providers: fi_getinfo: %s",
-                         fi_strerror(-rc));
+        return epc_error(EPC_ERR_TRANSPORT, "epc_ofi_providers: fi_getinfo: %s", fi_strerror(-rc));
     }
     for (struct fi_info *fi = list; fi != NULL; fi = fi->next) {
         const char *name = fi->fabric_attr->prov_name;

@@ -18,8 +18,8 @@ epc_status_t epc_lane_create(epc_ctx_t *ctx, int index, epc_lane_t *ln)
         ln->comm = MPI_COMM_NULL;
         return epc_error_sync(&ctx->hdr), st;
     }
-    st = epc_shm_create(ctx->ctrl, t->node_ranks + t->node_start[ctx->node], ctx->lsize,
-                        ctx->lrank, &ctx->hdr, epc_deadline_in_ms(ctx->timeout_ms), &ln->shm);
+    st = epc_shm_create(ctx->ctrl, t->node_ranks + t->node_start[ctx->node], ctx->lsize, ctx->lrank,
+                        &ctx->hdr, epc_deadline_in_ms(ctx->timeout_ms), &ln->shm);
     if (st != EPC_OK)
         return st;
     /* After a timeout a rank is missing: agreeing would only wait for it
@@ -64,8 +64,7 @@ epc_status_t epc_lane_shm_fence(epc_lane_t *ln, const char *phase)
     return epc_shm_fence(ln->shm, epc_ctx_deadline(ln->ctx), phase);
 }
 
-epc_status_t epc_lane_reserve_begin(epc_lane_t *ln, size_t need, const char *phase,
-                                    uint64_t *fence)
+epc_status_t epc_lane_reserve_begin(epc_lane_t *ln, size_t need, const char *phase, uint64_t *fence)
 {
     return epc_shm_reserve_begin(ln->shm, need, phase, fence);
 }
@@ -90,8 +89,7 @@ epc_status_t epc_lane_fence_fail(epc_lane_t *ln, epc_status_t st, int missing, c
     return epc_shm_fence_fail(ln->shm, st, missing, phase);
 }
 
-epc_status_t epc_lane_shm_put(epc_lane_t *ln, int lrank, size_t offset, const void *src,
-                              size_t len)
+epc_status_t epc_lane_shm_put(epc_lane_t *ln, int lrank, size_t offset, const void *src, size_t len)
 {
     epc_ctx_t *ctx = ln->ctx;
     size_t cap;
@@ -118,8 +116,8 @@ epc_status_t epc_lane_scratch(epc_lane_t *ln, int which, size_t need, char **p)
         free(ln->scratch[which].p);
         ln->scratch[which].cap = 0;
         if ((ln->scratch[which].p = malloc(cap)) == NULL)
-            return epc_error_obj(&ln->ctx->hdr, EPC_ERR_NO_MEMORY,
-                                 "context buffer of %zu bytes", cap);
+            return epc_error_obj(&ln->ctx->hdr, EPC_ERR_NO_MEMORY, "context buffer of %zu bytes",
+                                 cap);
         ln->scratch[which].cap = cap;
     }
     *p = ln->scratch[which].p;
@@ -148,16 +146,15 @@ const char *epc_lane_net_recv_at(const epc_lane_t *ln, size_t offset, size_t len
 epc_status_t epc_lane_net_exchange(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
                                    const epc_tr_msg_t *recvs, int nrecvs, const char *phase)
 {
-    epc_status_t st = epc_tr_exchange(ln->tr, sends, nsends, recvs, nrecvs,
-                                      epc_ctx_deadline(ln->ctx), phase);
+    epc_status_t st =
+        epc_tr_exchange(ln->tr, sends, nsends, recvs, nrecvs, epc_ctx_deadline(ln->ctx), phase);
     if (st == EPC_OK)
         epc_lane_net_account(ln, sends, nsends, recvs, nrecvs);
     return st;
 }
 
 epc_status_t epc_lane_net_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
-                               const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
-                               void **req)
+                               const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req)
 {
     return epc_tr_start(ln->tr, sends, nsends, recvs, nrecvs, phase, req);
 }

@@ -43,7 +43,7 @@ enum {
 typedef struct epc_lane {
     struct epc_ctx *ctx; /* owner: error texts, deadlines, byte counters */
     int index;
-    MPI_Comm comm;       /* a dup of the context's: this lane's collectives */
+    MPI_Comm comm; /* a dup of the context's: this lane's collectives */
     epc_shm_t *shm;
     epc_tr_t *tr;
     struct {

@@ -26,8 +26,8 @@ typedef struct ofi {
     uint64_t next_key;
 } ofi_t;
 
-#define OFI_ERR(tr, call, rc)                                                                    \
-    epc_error_obj((tr)->owner, EPC_ERR_TRANSPORT, "ofi transport (%s): %s failed: %s",           \
+#define OFI_ERR(tr, call, rc)                                                          \
+    epc_error_obj((tr)->owner, EPC_ERR_TRANSPORT, "ofi transport (%s): %s failed: %s", \
                   (tr)->provider[0] ? (tr)->provider : "?", call, fi_strerror((int)-(rc)))
 
 /* The RDM tagged-message info for `provider` ("tcp", "shm", "verbs", ...;

@@ -131,9 +131,10 @@ epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t l
     }
     epc_ofi_auto_provider(prov, sizeof prov, &hw);
     *chosen = hw ? EPC_TRANSPORT_OFI : EPC_TRANSPORT_MPI;
-    snprintf(why, len, hw ? "ofi: auto, hardware provider %s found"
-                          : "mpi: auto, no hardware libfabric provider (verbs, efa, cxi, psm3, "
-                            "...) found%s",
+    snprintf(why, len,
+             hw ? "ofi: auto, hardware provider %s found"
+                : "mpi: auto, no hardware libfabric provider (verbs, efa, cxi, psm3, "
+                  "...) found%s",
              hw ? prov : "");
     return EPC_OK;
 #endif

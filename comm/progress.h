@@ -25,13 +25,13 @@ struct epc_ctx;
 typedef int (*epc_progress_poll_t)(struct epc_ctx *ctx);
 
 typedef struct epc_progress_state {
-    epc_progress_t mode;  /* EPC_PROGRESS_CALLER or _THREAD, fixed at creation */
-    long sleep_us;        /* the thread's pause between passes (EPC_PROGRESS_SLEEP_US) */
+    epc_progress_t mode;      /* EPC_PROGRESS_CALLER or _THREAD, fixed at creation */
+    long sleep_us;            /* the thread's pause between passes (EPC_PROGRESS_SLEEP_US) */
     epc_progress_poll_t poll; /* set by the layer above before its first kick */
     pthread_mutex_t lock;
-    pthread_cond_t work;  /* signalled by a kick and by stop */
+    pthread_cond_t work; /* signalled by a kick and by stop */
     pthread_t thread;
-    int ready;            /* lock and condition initialised */
+    int ready; /* lock and condition initialised */
     int running, stop;
 } epc_progress_state_t;
 

@@ -88,13 +88,12 @@ static char *seg_attach(epc_shm_t *s, const seg_info_t *in, int l)
     int fd;
     snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)in->pid, (int)in->fd);
     fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_uid != geteuid() ||
-        st.st_size != (off_t)in->size || (fcntl(fd, F_GET_SEALS) & SHM_SEALS) != SHM_SEALS ||
-        (b = mmap(NULL, (size_t)in->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
-            MAP_FAILED)
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_uid != geteuid() || st.st_size != (off_t)in->size ||
+        (fcntl(fd, F_GET_SEALS) & SHM_SEALS) != SHM_SEALS ||
+        (b = mmap(NULL, (size_t)in->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
         epc_error_obj(s->owner, EPC_ERR_TRANSPORT,
-                      "shared memory: cannot attach rank %d's segment (%s): %s", s->names[l],
-                      path, fd < 0 ? strerror(errno) : "not this user's, wrong size or unsealed");
+                      "shared memory: cannot attach rank %d's segment (%s): %s", s->names[l], path,
+                      fd < 0 ? strerror(errno) : "not this user's, wrong size or unsealed");
     if (fd >= 0)
         close(fd);
     return b == MAP_FAILED ? NULL : b;
@@ -192,7 +191,7 @@ static epc_status_t seg_share(epc_shm_t *s, size_t size, char **base, size_t *ca
     int ok = 0;
     if (size > 0 && (st = seg_create(s, size, &me, &base[s->lrank])) == EPC_OK)
         cap[s->lrank] = size; /* so a failure below unmaps it whole */
-    epc_fault_here("shm"); /* test hook: a segment exists, not yet mapped by all */
+    epc_fault_here("shm");    /* test hook: a segment exists, not yet mapped by all */
     xst = node_allgather(s, &me, sizeof me, s->seg_info, dl, phase);
     if (xst == EPC_OK) {
         int attached = st == EPC_OK ? attach_all(s, s->seg_info, base, cap) : 0;
@@ -227,8 +226,8 @@ static epc_status_t alloc_control(epc_shm_t *s, epc_deadline_t dl)
     return st;
 }
 
-epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank,
-                            epc_obj_t *owner, epc_deadline_t dl, epc_shm_t **shm_p)
+epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank, epc_obj_t *owner,
+                            epc_deadline_t dl, epc_shm_t **shm_p)
 {
     epc_shm_t *s = calloc(1, sizeof *s);
     size_t info = sizeof(seg_info_t) > sizeof(int32_t) ? sizeof(seg_info_t) : sizeof(int32_t);
@@ -296,8 +295,7 @@ void epc_shm_abort_area(const epc_shm_t *s, _Atomic uint64_t **word, char **text
     *text = s->ctl + 64 * (size_t)s->lsize + 64;
 }
 
-epc_status_t epc_shm_reserve_begin(epc_shm_t *s, size_t need, const char *phase,
-                                   uint64_t *target)
+epc_status_t epc_shm_reserve_begin(epc_shm_t *s, size_t need, const char *phase, uint64_t *target)
 {
     /* Publish whether this rank must grow, then arrive at the fence; the
      * flags are read once every rank has arrived.  A rank that leaves
@@ -305,8 +303,8 @@ epc_status_t epc_shm_reserve_begin(epc_shm_t *s, size_t need, const char *phase,
      * reserve after that without passing a fence this rank is still
      * before, so no flag is overwritten while it is read. */
     s->reserve_word = 1 + (int)(s->reserves++ & 1);
-    atomic_store_explicit(line(s, s->lrank, s->reserve_word),
-                          need > s->cap[s->lrank] || !s->mapped, memory_order_relaxed);
+    atomic_store_explicit(line(s, s->lrank, s->reserve_word), need > s->cap[s->lrank] || !s->mapped,
+                          memory_order_relaxed);
     return epc_shm_fence_arrive(s, phase, target);
 }
 
@@ -374,12 +372,12 @@ epc_status_t epc_shm_fence_fail(epc_shm_t *s, epc_status_t st, int missing, cons
                              "%s: timed out at the node fence waiting for rank %d (local rank %d)",
                              phase, s->names[missing], missing);
     /* a peer aborted: keep whom this rank waited for */
-    return epc_error_context(s->owner, st, "%s: at the node fence waiting for rank %d (local rank %d)",
-                             phase, s->names[missing], missing);
+    return epc_error_context(s->owner, st,
+                             "%s: at the node fence waiting for rank %d (local rank %d)", phase,
+                             s->names[missing], missing);
 }
 
-epc_status_t epc_shm_fence_wait(epc_shm_t *s, uint64_t target, epc_deadline_t dl,
-                                const char *phase)
+epc_status_t epc_shm_fence_wait(epc_shm_t *s, uint64_t target, epc_deadline_t dl, const char *phase)
 {
     int missing;
     while (!epc_shm_fence_test(s, target, &missing)) {

@@ -25,29 +25,29 @@
 
 typedef struct epc_shm {
     epc_obj_t *owner;
-    MPI_Comm comm;      /* point-to-point between the node's ranks (not owned) */
+    MPI_Comm comm; /* point-to-point between the node's ranks (not owned) */
     int lrank, lsize;
-    const int *names;   /* [lsize]: the node's ranks in comm (kept by reference) */
-    MPI_Request *reqs;  /* [2 * lsize]: the node exchanges' requests */
-    void *seg_info;     /* [lsize]: what each rank announced of its segment */
-    int mapped;         /* regions exist (0 until the first reserve) */
-    char **ctl_base;    /* [lsize]: the control segment (local rank 0's only) */
-    size_t *ctl_cap;    /* [lsize] */
-    char *ctl;          /* one cache line per rank: fence counter, reserve flags
-                         * (rank l's at ctl + 64 * l); then the abort area */
-    uint64_t epoch;     /* fences passed by this rank */
-    uint64_t reserves;  /* reserves called by this rank */
-    int reserve_word;   /* the control word of the reserve under way (1 or 2) */
-    int broken;         /* a fence or node exchange failed: counters no longer agree */
-    char **base;        /* [lsize]: each rank's region, mapped here */
-    size_t *cap;        /* [lsize] */
+    const int *names;  /* [lsize]: the node's ranks in comm (kept by reference) */
+    MPI_Request *reqs; /* [2 * lsize]: the node exchanges' requests */
+    void *seg_info;    /* [lsize]: what each rank announced of its segment */
+    int mapped;        /* regions exist (0 until the first reserve) */
+    char **ctl_base;   /* [lsize]: the control segment (local rank 0's only) */
+    size_t *ctl_cap;   /* [lsize] */
+    char *ctl;         /* one cache line per rank: fence counter, reserve flags
+                        * (rank l's at ctl + 64 * l); then the abort area */
+    uint64_t epoch;    /* fences passed by this rank */
+    uint64_t reserves; /* reserves called by this rank */
+    int reserve_word;  /* the control word of the reserve under way (1 or 2) */
+    int broken;        /* a fence or node exchange failed: counters no longer agree */
+    char **base;       /* [lsize]: each rank's region, mapped here */
+    size_t *cap;       /* [lsize] */
     unsigned grows;
 } epc_shm_t;
 
 /* Creates the node's control segment (collective over the node's ranks:
  * names[0..lsize) in comm, this rank being names[lrank]), bounded by dl. */
-epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank,
-                            epc_obj_t *owner, epc_deadline_t dl, epc_shm_t **shm_p);
+epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank, epc_obj_t *owner,
+                            epc_deadline_t dl, epc_shm_t **shm_p);
 
 /* Unmaps every segment (local; the segments vanish with the last mapping). */
 void epc_shm_destroy(epc_shm_t *shm);
@@ -67,8 +67,7 @@ epc_status_t epc_shm_reserve(epc_shm_t *shm, size_t need, epc_deadline_t dl, con
  * grows the regions if any rank must (node exchanges bounded by dl). */
 epc_status_t epc_shm_reserve_begin(epc_shm_t *shm, size_t need, const char *phase,
                                    uint64_t *target);
-epc_status_t epc_shm_reserve_end(epc_shm_t *shm, size_t need, epc_deadline_t dl,
-                                 const char *phase);
+epc_status_t epc_shm_reserve_end(epc_shm_t *shm, size_t need, epc_deadline_t dl, const char *phase);
 
 /* Collective over the node: after it, every write any rank of the node made
  * into any region before it is visible to every rank.  A counter per rank

@@ -69,8 +69,9 @@ epc_status_t epc_tr_reserve(epc_tr_t *tr, size_t send, size_t recv)
     epc_status_t st;
     if (send <= tr->send_cap && recv <= tr->recv_cap)
         return EPC_OK;
-    st = tr->ops->reserve(tr, send <= tr->send_cap ? tr->send_cap : epc_tr_grow_size(tr->send_cap, send),
-                          recv <= tr->recv_cap ? tr->recv_cap : epc_tr_grow_size(tr->recv_cap, recv));
+    st = tr->ops->reserve(
+        tr, send <= tr->send_cap ? tr->send_cap : epc_tr_grow_size(tr->send_cap, send),
+        recv <= tr->recv_cap ? tr->recv_cap : epc_tr_grow_size(tr->recv_cap, recv));
     if (st == EPC_OK)
         tr->grows++;
     return st;

@@ -56,14 +56,14 @@ struct epc_tr {
     int rank, size;
     char *send_buf, *recv_buf;
     size_t send_cap, recv_cap;
-    unsigned epoch;     /* exchanges so far: keeps their messages apart */
-    int broken;         /* after a timeout or failure */
-    unsigned grows;     /* times a region grew */
-    long timeout_ms;    /* bound of waits inside start and of creation */
+    unsigned epoch;                         /* exchanges so far: keeps their messages apart */
+    int broken;                             /* after a timeout or failure */
+    unsigned grows;                         /* times a region grew */
+    long timeout_ms;                        /* bound of waits inside start and of creation */
     epc_status_t (*interrupted)(void *arg); /* ends waits inside start early */
     void *interrupt_arg;
-    char provider[64];  /* libfabric provider in use, "" for mpi */
-    void *impl;         /* transport-private state */
+    char provider[64]; /* libfabric provider in use, "" for mpi */
+    void *impl;        /* transport-private state */
 };
 
 extern const epc_tr_ops_t epc_tr_mpi_ops;

@@ -51,8 +51,7 @@ static epc_status_t grow(epc_tr_t *tr, char **buf, size_t *cap, size_t want)
         return EPC_OK;
     p = realloc(*buf, want);
     if (p == NULL)
-        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "mpi transport: %zu-byte region",
-                             want);
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "mpi transport: %zu-byte region", want);
     *buf = p;
     *cap = want;
     return EPC_OK;
@@ -120,12 +119,12 @@ static epc_status_t mpi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
         q->r[i] = MPI_REQUEST_NULL;
     for (int i = 0; i < nr && rc == MPI_SUCCESS; i++)
         if (recvs[i].len > 0)
-            rc = post(tr->recv_buf + recvs[i].offset, recvs[i].len, recvs[i].peer, tag, tr->comm,
-                      0, &q->r[2 * i], unit);
+            rc = post(tr->recv_buf + recvs[i].offset, recvs[i].len, recvs[i].peer, tag, tr->comm, 0,
+                      &q->r[2 * i], unit);
     for (int i = 0; i < ns && rc == MPI_SUCCESS; i++)
         if (sends[i].len > 0)
-            rc = post(tr->send_buf + sends[i].offset, sends[i].len, sends[i].peer, tag, tr->comm,
-                      1, &q->r[2 * (nr + i)], unit);
+            rc = post(tr->send_buf + sends[i].offset, sends[i].len, sends[i].peer, tag, tr->comm, 1,
+                      &q->r[2 * (nr + i)], unit);
     if (rc != MPI_SUCCESS) {
         epc_mpi_cancel_all(q->r, q->n);
         req_free(q);

@@ -162,7 +162,8 @@ static epc_status_t grow(epc_tr_t *tr, char **buf, size_t *cap, struct fid_mr **
     rc = fi_mr_reg(o->domain, p, want, FI_SEND | FI_RECV, 0, o->next_key++, 0, mr, NULL);
     if (rc != 0)
         return OFI_ERR(tr, "fi_mr_reg", rc);
-    if (o->mr_endpoint && ((rc = fi_mr_bind(*mr, &o->ep->fid, 0)) != 0 || (rc = fi_mr_enable(*mr)) != 0))
+    if (o->mr_endpoint &&
+        ((rc = fi_mr_bind(*mr, &o->ep->fid, 0)) != 0 || (rc = fi_mr_enable(*mr)) != 0))
         return OFI_ERR(tr, "fi_mr_bind/fi_mr_enable", rc);
     return EPC_OK;
 }

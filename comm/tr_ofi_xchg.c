@@ -88,8 +88,9 @@ static epc_status_t post(xchg_t *x, op_t *op, char *buf, size_t len, void *desc,
 {
     epc_deadline_t dl = epc_tr_deadline(x->tr);
     for (;;) {
-        ssize_t rc = op->is_recv ? fi_trecv(x->o->ep, buf, len, desc, FI_ADDR_UNSPEC, tag, 0, &op->ctx)
-                                 : fi_tsend(x->o->ep, buf, len, desc, x->o->addr[peer], tag, &op->ctx);
+        ssize_t rc = op->is_recv
+                         ? fi_trecv(x->o->ep, buf, len, desc, FI_ADDR_UNSPEC, tag, 0, &op->ctx)
+                         : fi_tsend(x->o->ep, buf, len, desc, x->o->addr[peer], tag, &op->ctx);
         epc_status_t st;
         if (rc == 0) {
             x->posted++;
@@ -163,7 +164,8 @@ epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
     epc_status_t st = EPC_OK;
     if (x != NULL)
         *x = (xchg_t){.tr = tr, .o = tr->impl, .nr = nr, .phase = phase};
-    if (x == NULL || seq == NULL || (x->msgs = malloc((size_t)(ns + nr + 1) * sizeof *x->msgs)) == NULL)
+    if (x == NULL || seq == NULL ||
+        (x->msgs = malloc((size_t)(ns + nr + 1) * sizeof *x->msgs)) == NULL)
         st = epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d messages", phase, ns + nr);
     if (st == EPC_OK) {
         if (nr > 0) /* the lists may be NULL when empty */
@@ -206,10 +208,10 @@ static epc_status_t name_waited(const xchg_t *x, epc_status_t st)
     for (int i = 0; i < x->posted && op == NULL; i++)
         op = x->ops[i].done ? NULL : &x->ops[i];
     if (op == NULL) /* nothing pending: the posting itself was slow */
-        return st == EPC_ERR_TIMEOUT ? epc_error_obj(x->tr->owner, st,
-                                                     "%s: ofi transport (%s) timed out posting",
-                                                     x->phase, x->tr->provider)
-                                     : epc_error_context(x->tr->owner, st, "%s", x->phase);
+        return st == EPC_ERR_TIMEOUT
+                   ? epc_error_obj(x->tr->owner, st, "%s: ofi transport (%s) timed out posting",
+                                   x->phase, x->tr->provider)
+                   : epc_error_context(x->tr->owner, st, "%s", x->phase);
     if (st == EPC_ERR_TIMEOUT)
         return epc_error_obj(x->tr->owner, st,
                              "%s: ofi transport (%s) timed out %s rank %d (%zu bytes)", x->phase,

@@ -79,8 +79,7 @@ static epc_status_t parse_float(const cfg_desc_t *d, const char *text, epc_cfg_v
     errno = 0;
     v = strtod(text, &end);
     if (end == text || *end != '\0' || isspace((unsigned char)text[0]) || isnan(v)) {
-        snprintf(err, errlen, "%s=\"%s\" is not a number (allowed: %s)", d->name, text,
-                 d->allowed);
+        snprintf(err, errlen, "%s=\"%s\" is not a number (allowed: %s)", d->name, text, d->allowed);
         return EPC_ERR_INVALID_ARG;
     }
     if (errno == ERANGE || !isfinite(v) || v < d->min || v > d->max) {
@@ -91,8 +90,8 @@ static epc_status_t parse_float(const cfg_desc_t *d, const char *text, epc_cfg_v
     return EPC_OK;
 }
 
-epc_status_t epc_config_parse(epc_cfg_id_t id, const char *text, epc_cfg_value_t *out,
-                              char *err, size_t errlen)
+epc_status_t epc_config_parse(epc_cfg_id_t id, const char *text, epc_cfg_value_t *out, char *err,
+                              size_t errlen)
 {
     const cfg_desc_t *d;
     int idx;

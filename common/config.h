@@ -12,7 +12,12 @@
 
 #include "epcomm.h"
 
-typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_CFG_T_STRING } epc_cfg_type_t;
+typedef enum epc_cfg_type {
+    EPC_CFG_T_ENUM,
+    EPC_CFG_T_INT,
+    EPC_CFG_T_FLOAT,
+    EPC_CFG_T_STRING
+} epc_cfg_type_t;
 
 /*
  * X(ID, type, default, allowed, min, max, help)
@@ -23,8 +28,8 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
 #define EPC_CONFIG_TABLE(X)                                                                   \
     X(LOG_LEVEL, EPC_CFG_T_ENUM, "warn", "error|warn|info|debug|off", 0, 0,                   \
       "Least severe messages printed on stderr. Each line is prefixed with host, pid and "    \
-      "MPI rank. off prints nothing (for callers that report the statuses themselves: "     \
-      "epc_last_error still gives every detail).")                                             \
+      "MPI rank. off prints nothing (for callers that report the statuses themselves: "       \
+      "epc_last_error still gives every detail).")                                            \
     X(RANKS_PER_NODE, EPC_CFG_T_INT, "0", "0..65536", 0, 65536,                               \
       "Virtual nodes: split each real node's ranks into consecutive blocks of this many "     \
       "ranks, each block acting as a node (traffic between blocks then takes the inter-node " \
@@ -34,20 +39,20 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "plan for a machine you are not on). Binding is never attempted on it.")                \
     X(HW_PROFILE, EPC_CFG_T_ENUM, "cpu-eth", "h800|h100-ib|gb200-nvl72|cpu-eth", 0, 0,        \
       "Named hardware whose nominal intra-/inter-node bandwidths feed the planner and cost "  \
-      "model: h800 160/50 GB/s (DeepSeek-V3 report), h100-ib 450/50, gb200-nvl72 900/50, "   \
-      "cpu-eth 20/12.5 (shared memory, 100 GbE).")                                             \
+      "model: h800 160/50 GB/s (DeepSeek-V3 report), h100-ib 450/50, gb200-nvl72 900/50, "    \
+      "cpu-eth 20/12.5 (shared memory, 100 GbE).")                                            \
     X(INTRA_BW_GBS, EPC_CFG_T_FLOAT, "0", "0 (profile) or >0 GB/s", 0, 1e6,                   \
       "Intra-node bandwidth per rank in GB/s, overriding the profile's. 0 = from profile.")   \
     X(INTER_BW_GBS, EPC_CFG_T_FLOAT, "0", "0 (profile) or >0 GB/s", 0, 1e6,                   \
       "Inter-node (network) bandwidth per rank in GB/s, overriding the profile's. 0 = from "  \
-      "profile.")                                                                              \
+      "profile.")                                                                             \
     X(TRANSPORT, EPC_CFG_T_ENUM, "auto", "auto|mpi|ofi", 0, 0,                                \
       "Inter-node transport. auto: ofi when libfabric offers a hardware provider (verbs, "    \
       "efa, cxi, psm3, ...), else mpi.")                                                      \
     X(OFI_PROVIDER, EPC_CFG_T_STRING, "", "", 0, 0,                                           \
       "libfabric provider for the ofi transport (e.g. verbs, tcp, shm). Empty: the first "    \
-      "hardware provider, else tcp.")                                                          \
-    X(TIMEOUT_MS, EPC_CFG_T_INT, "60000", "1..86400000", 1, 86400000,                        \
+      "hardware provider, else tcp.")                                                         \
+    X(TIMEOUT_MS, EPC_CFG_T_INT, "60000", "1..86400000", 1, 86400000,                         \
       "Deadline in milliseconds of every wait inside a call; on expiry the call returns "     \
       "EPC_ERR_TIMEOUT naming the phase and the peer it waited for.")                         \
     X(ALGO, EPC_CFG_T_ENUM, "hier", "hier|flat", 0, 0,                                        \
@@ -59,8 +64,8 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
       "(its epc_test/epc_wait calls) or thread (also a thread of the context's, which needs " \
       "MPI_THREAD_MULTIPLE). Read at context creation.")                                      \
     X(PROGRESS_SLEEP_US, EPC_CFG_T_INT, "20", "0..100000", 0, 100000,                         \
-      "Pause of the progress thread between its passes over the requests in flight, in "     \
-      "microseconds (0: yield only). Shorter reacts faster and takes more of a core.")       \
+      "Pause of the progress thread between its passes over the requests in flight, in "      \
+      "microseconds (0: yield only). Shorter reacts faster and takes more of a core.")        \
     X(CHUNK_KB, EPC_CFG_T_INT, "2048", "4..1048576", 4, 1048576,                              \
       "Pipeline chunk of hier dispatch and combine, in KiB per message (at most 8 chunks): "  \
       "a chunk is packed or summed while the previous one is on the wire. Must be the same "  \
@@ -68,16 +73,16 @@ typedef enum epc_cfg_type { EPC_CFG_T_ENUM, EPC_CFG_T_INT, EPC_CFG_T_FLOAT, EPC_
     X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
       "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
       "fail at PHASE (create: inside epc_ctx_create; shm: a shared-memory segment made, not " \
-      "yet mapped by the node; grow: a region about to grow; dispatch; combine; destroy): "  \
-      "ACTION stall=MS sleeps MS milliseconds, exit kills the process (SIGKILL); "           \
-      "RANK:counts:corrupt makes it send a corrupt expert count in the dispatch count "      \
+      "yet mapped by the node; grow: a region about to grow; dispatch; combine; destroy): "   \
+      "ACTION stall=MS sleeps MS milliseconds, exit kills the process (SIGKILL); "            \
+      "RANK:counts:corrupt makes it send a corrupt expert count in the dispatch count "       \
       "exchange. Empty: no fault.")
 
 typedef enum epc_cfg_id {
 #define EPC_CFG_ID_(id, type, def, allowed, min, max, help) EPC_CFG_##id,
     EPC_CONFIG_TABLE(EPC_CFG_ID_)
 #undef EPC_CFG_ID_
-    EPC_CFG_COUNT
+        EPC_CFG_COUNT
 } epc_cfg_id_t;
 
 typedef union epc_cfg_value {
@@ -102,8 +107,8 @@ typedef const char *(*epc_cfg_lookup_fn)(const char *name, void *arg);
  * EPC_ERR_INVALID_ARG and writes a message naming the variable and the value
  * into err (errlen bytes); *out is untouched.
  */
-epc_status_t epc_config_parse(epc_cfg_id_t id, const char *text, epc_cfg_value_t *out,
-                              char *err, size_t errlen);
+epc_status_t epc_config_parse(epc_cfg_id_t id, const char *text, epc_cfg_value_t *out, char *err,
+                              size_t errlen);
 
 /* Loads every variable through lookup into cfg (which must be zeroed or
  * freed).  Returns cfg->status; invalid variables keep their defaults. */

@@ -39,9 +39,8 @@ epc_status_t epc_config_get_var(int index, epc_config_var_t *var)
     if (var == NULL)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_config_get_var: var is NULL");
     if (index < 0 || index >= EPC_CFG_COUNT)
-        return epc_error(EPC_ERR_INVALID_ARG,
-                         "epc_config_get_var: index %d out of range [0, %d)", index,
-                         EPC_CFG_COUNT);
+        return epc_error(EPC_ERR_INVALID_ARG, "epc_config_get_var: index %d out of range [0, %d)",
+                         index, EPC_CFG_COUNT);
     (void)epc_config_get_quiet(&cfg);
     var->name = epc_cfg_name((epc_cfg_id_t)index);
     var->type = epc_cfg_type_name((epc_cfg_id_t)index);

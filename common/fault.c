@@ -63,9 +63,11 @@ int epc_fault_point(const char *phase, int world_rank)
         return 0;
     if (epc_fault_parse(spec, &f) != 0) {
         if (!warned++)
-            epc_log(EPC_LOG_WARN, "EPC_FAULT=\"%s\" ignored: expected "
+            epc_log(EPC_LOG_WARN,
+                    "EPC_FAULT=\"%s\" ignored: expected "
                     "RANK:PHASE:stall=MS or RANK:PHASE:exit (PHASE one of " EPC_FAULT_PHASES
-                    "), or RANK:counts:corrupt", spec);
+                    "), or RANK:counts:corrupt",
+                    spec);
         return 0;
     }
     if (f.rank != world_rank || strcmp(f.phase, phase) != 0)

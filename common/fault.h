@@ -16,11 +16,11 @@
 #include <mpi.h>
 
 typedef struct epc_fault {
-    int rank;        /* rank of MPI_COMM_WORLD */
-    char phase[16];  /* one of EPC_FAULT_PHASES, or "counts" */
-    int kill;        /* 1: SIGKILL */
-    int corrupt;     /* 1: send a corrupt count (phase "counts" only) */
-    long stall_ms;   /* 1..86400000 when neither kill nor corrupt */
+    int rank;       /* rank of MPI_COMM_WORLD */
+    char phase[16]; /* one of EPC_FAULT_PHASES, or "counts" */
+    int kill;       /* 1: SIGKILL */
+    int corrupt;    /* 1: send a corrupt count (phase "counts" only) */
+    long stall_ms;  /* 1..86400000 when neither kill nor corrupt */
 } epc_fault_t;
 
 /* Parses an EPC_FAULT value.  0 and *f filled when it is exactly

@@ -12,8 +12,7 @@
 #include "epcomm.h" /* epc_log_level_t */
 
 /* Prints one line if `level` passes the filter. */
-void epc_log(epc_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void epc_log(epc_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* 1 when a message of `level` would be printed (to skip costly formatting). */
 int epc_log_enabled(epc_log_level_t level);

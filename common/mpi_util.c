@@ -15,8 +15,7 @@ epc_status_t epc_mpi_error(epc_obj_t *obj, int mpi_rc, const char *call)
     return epc_error_obj(obj, EPC_ERR_TRANSPORT, "%s failed: %s (code %d)", call, msg, mpi_rc);
 }
 
-epc_status_t epc_mpi_test_one(MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
-                              const char *what)
+epc_status_t epc_mpi_test_one(MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj, const char *what)
 {
     int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
     epc_status_t st;
@@ -48,8 +47,7 @@ epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj
     return st;
 }
 
-epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t local,
-                                 epc_obj_t *obj)
+epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t local, epc_obj_t *obj)
 {
     int rc;
     memset(ag, 0, sizeof *ag);

@@ -84,8 +84,7 @@ epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *
 void epc_mpi_cancel_all(MPI_Request *reqs, int n);
 
 /* MPI_Ibarrier with a deadline; EPC_ERR_TIMEOUT raised naming `phase`. */
-epc_status_t epc_mpi_barrier(MPI_Comm comm, epc_deadline_t dl, const char *phase,
-                             epc_obj_t *obj);
+epc_status_t epc_mpi_barrier(MPI_Comm comm, epc_deadline_t dl, const char *phase, epc_obj_t *obj);
 
 /* The deadline for collective bootstrap steps: EPC_TIMEOUT_MS from now. */
 epc_deadline_t epc_mpi_default_deadline(void);

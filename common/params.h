@@ -16,9 +16,9 @@
 /* The layouts a struct type has had: its name in messages, its INIT macro,
  * the current size and the older sizes (0-terminated; may be empty). */
 typedef struct epc_params_layouts {
-    const char *init;    /* e.g. "EPC_CTX_PARAMS_INIT" */
-    size_t current;      /* sizeof the struct */
-    size_t older[4];     /* offsetof the first field each later release added */
+    const char *init; /* e.g. "EPC_CTX_PARAMS_INIT" */
+    size_t current;   /* sizeof the struct */
+    size_t older[4];  /* offsetof the first field each later release added */
 } epc_params_layouts_t;
 
 /* Copies the caller's struct `src` into `dst` (current.size bytes, zeroed

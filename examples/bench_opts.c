@@ -8,22 +8,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: mpirun -np N epc_bench [options]\n"
-            "  -t, --tokens N      tokens per rank (4096)     -H, --hidden N   (7168)\n"
-            "  -e, --experts N     (256)                      -k, --topk N     (8)\n"
-            "  -m, --max-nodes M   node limit (min(4, nodes)) -d, --dtype bf16|fp16|fp32\n"
-            "  -a, --algo LIST     hier,flat (both, compared in one run)\n"
-            "  -o, --op LIST       dispatch,combine,p2p,route (dispatch,combine)\n"
-            "  -n, --iters N (10)  -w, --warmup N (2)         -c, --check (verify every iteration)\n"
-            "      --skew S        Zipf exponent of expert popularity (0 = uniform)\n"
-            "      --sweep         tokens from 128 up to -t, doubling\n"
-            "      --csv FILE / --json FILE / --plot FILE.png\n"
-            "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
-            "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
-            "                      microseconds (auto: as long as the op), epc_test between\n"
-            "                      slices; efficiency 2.0 = perfect\n"
-            "      --seed N\n");
+    fprintf(
+        f, "usage: mpirun -np N epc_bench [options]\n"
+           "  -t, --tokens N      tokens per rank (4096)     -H, --hidden N   (7168)\n"
+           "  -e, --experts N     (256)                      -k, --topk N     (8)\n"
+           "  -m, --max-nodes M   node limit (min(4, nodes)) -d, --dtype bf16|fp16|fp32\n"
+           "  -a, --algo LIST     hier,flat (both, compared in one run)\n"
+           "  -o, --op LIST       dispatch,combine,p2p,route (dispatch,combine)\n"
+           "  -n, --iters N (10)  -w, --warmup N (2)         -c, --check (verify every iteration)\n"
+           "      --skew S        Zipf exponent of expert popularity (0 = uniform)\n"
+           "      --sweep         tokens from 128 up to -t, doubling\n"
+           "      --csv FILE / --json FILE / --plot FILE.png\n"
+           "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
+           "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
+           "                      microseconds (auto: as long as the op), epc_test between\n"
+           "                      slices; efficiency 2.0 = perfect\n"
+           "      --seed N\n");
 }
 
 /* Bits of a comma-separated list; bit 31 for an unknown word. */
@@ -62,7 +62,8 @@ static int *int_opt(bench_opts_t *o, const char *a)
 /* One option with a value; 0 ok, 1 bad value, 2 unknown. */
 static int value_opt(bench_opts_t *o, const char *a, const char *v)
 {
-    static const char *const algos[] = {"hier", "flat"}, *const ops[] = {"dispatch", "combine", "route", "p2p"};
+    static const char *const algos[] = {"hier", "flat"}, *const ops[] = {"dispatch", "combine",
+                                                                         "route", "p2p"};
     int *ip = int_opt(o, a);
     char *end;
     if (ip != NULL) {
@@ -70,8 +71,10 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
         return *v == '\0' || *end != '\0' || n < 0 || n > (1L << 30) ? 1 : (*ip = (int)n, 0);
     }
     if (!strcmp(a, "-d") || !strcmp(a, "--dtype")) {
-        o->dtype = !strcmp(v, "bf16") ? EPC_DTYPE_BF16 : !strcmp(v, "fp16") ? EPC_DTYPE_FP16
-                   : !strcmp(v, "fp32") ? EPC_DTYPE_FP32 : EPC_DTYPE_DEFAULT;
+        o->dtype = !strcmp(v, "bf16")   ? EPC_DTYPE_BF16
+                   : !strcmp(v, "fp16") ? EPC_DTYPE_FP16
+                   : !strcmp(v, "fp32") ? EPC_DTYPE_FP32
+                                        : EPC_DTYPE_DEFAULT;
         return o->dtype == EPC_DTYPE_DEFAULT;
     }
     if (!strcmp(a, "-a") || !strcmp(a, "--algo"))
@@ -99,8 +102,9 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
 
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
-    *o = (bench_opts_t){4096, 7168, 256, 8, -1, 10, 2, 0, 0, 3, OP_DISPATCH | OP_COMBINE,
-                        EPC_DTYPE_BF16, 0.0, 0.0, 1, NULL, NULL, NULL, NULL};
+    *o = (bench_opts_t){
+        4096,           7168, 256, 8, -1,   10,   2,    0,   0, 3, OP_DISPATCH | OP_COMBINE,
+        EPC_DTYPE_BF16, 0.0,  0.0, 1, NULL, NULL, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;
@@ -113,9 +117,11 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
         rc = i + 1 < argc ? value_opt(o, a, argv[i + 1]) : 2;
         if (rc != 0) {
             if (rank == 0)
-                fprintf(stderr, rc == 1 ? "epc_bench: bad value '%s' for %s\n"
-                                        : "epc_bench: unknown option or missing value: %s%s\n",
-                        rc == 1 ? argv[i + 1] : "", a), usage(stderr);
+                fprintf(stderr,
+                        rc == 1 ? "epc_bench: bad value '%s' for %s\n"
+                                : "epc_bench: unknown option or missing value: %s%s\n",
+                        rc == 1 ? argv[i + 1] : "", a),
+                    usage(stderr);
             return 1;
         }
         i++;

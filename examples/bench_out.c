@@ -15,12 +15,11 @@ void bench_header(const bench_t *b)
     bench_route_stats(b, b->o.tokens, &lb, &pi, &rpt, &npt);
     if (b->rank != 0)
         return;
-    printf("# epc_bench: %d ranks, %d nodes x %d ranks; transport %s%s%s (%s)\n", b->size,
-           b->nodes, b->rpn, s.transport, s.provider[0] ? " " : "", s.provider,
-           s.transport_reason);
+    printf("# epc_bench: %d ranks, %d nodes x %d ranks; transport %s%s%s (%s)\n", b->size, b->nodes,
+           b->rpn, s.transport, s.provider[0] ? " " : "", s.provider, s.transport_reason);
     printf("# hidden %d %s (%zu B/row), experts %d, top-%d, node limit %s%d, skew %g, seed %u\n",
-           b->o.hidden, dn[b->o.dtype], b->row_bytes, b->o.experts, b->o.topk,
-           b->m ? "" : "none/", b->m, b->o.skew, b->o.seed);
+           b->o.hidden, dn[b->o.dtype], b->row_bytes, b->o.experts, b->o.topk, b->m ? "" : "none/",
+           b->m, b->o.skew, b->o.seed);
     printf("# at %d tokens/rank: distinct ranks/token %.2f, nodes/token %.2f; %d iterations "
            "after %d warm-up%s\n",
            b->o.tokens, rpt, npt, b->o.iters, b->o.warmup, b->o.check ? ", every one checked" : "");
@@ -109,8 +108,7 @@ bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, d
     return r;
 }
 
-bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes,
-                              double t)
+bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes, double t)
 {
     bench_result_t *r = new_row(b, t);
     if (r == NULL)
@@ -130,8 +128,8 @@ void bench_print_row(const bench_t *b, const bench_result_t *r)
         snprintf(model, sizeof model, "%.1f", r->model_us);
     if (b->rank == 0)
         printf("  %-5s %-8s %7d %12.0f %10.1f %10.1f %10.1f %8.2f %8.2f %12.0f %12.0f %10s %6ld\n",
-               r->algo, r->op, r->tokens, r->bytes, r->t_avg * 1e6, r->t_min * 1e6,
-               r->t_max * 1e6, r->algbw, r->busbw, r->inter, r->intra, model, r->wrong);
+               r->algo, r->op, r->tokens, r->bytes, r->t_avg * 1e6, r->t_min * 1e6, r->t_max * 1e6,
+               r->algbw, r->busbw, r->inter, r->intra, model, r->wrong);
     fflush(stdout);
 }
 
@@ -154,7 +152,8 @@ static void print_ratio(const char *op, const bench_result_t *h, const bench_res
     tr = f->t_avg / h->t_avg;
     br = f->inter / h->inter;
     printf("# %-8s flat/hier: time %.2fx, inter-node bytes %.2fx; time ratio = %.0f%% of the "
-           "byte ratio\n", op, tr, br, 100 * tr / br);
+           "byte ratio\n",
+           op, tr, br, 100 * tr / br);
 }
 
 int bench_summary(const bench_t *b)
@@ -215,16 +214,18 @@ static int write_json(const bench_t *b, const char *path)
     static const char *const dn[] = {"", "bf16", "fp16", "fp32"};
     if (f == NULL)
         return perror(path), 1;
-    fprintf(f, "{\"ranks\": %d, \"nodes\": %d, \"ranks_per_node\": %d, \"hidden\": %d, "
-               "\"dtype\": \"%s\", \"experts\": %d, \"topk\": %d, \"max_nodes\": %d, "
-               "\"memcpy_gbs\": %.4f, \"profile\": \"%s\",\n \"rows\": [",
+    fprintf(f,
+            "{\"ranks\": %d, \"nodes\": %d, \"ranks_per_node\": %d, \"hidden\": %d, "
+            "\"dtype\": \"%s\", \"experts\": %d, \"topk\": %d, \"max_nodes\": %d, "
+            "\"memcpy_gbs\": %.4f, \"profile\": \"%s\",\n \"rows\": [",
             b->size, b->nodes, b->rpn, b->o.hidden, dn[b->o.dtype], b->o.experts, b->o.topk, b->m,
             b->memcpy_gbs, b->o.profile ? b->o.profile : "");
     for (int i = 0; i < b->nres; i++) {
         const bench_result_t *r = &b->res[i];
-        fprintf(f, "%s\n  {\"algo\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"bytes_per_rank\": "
-                   "%.0f, \"avg_us\": %.3f, \"min_us\": %.3f, \"max_us\": %.3f, \"algbw_gbs\": %.4f, "
-                   "\"busbw_gbs\": %.4f, \"inter_bytes\": %.0f, \"intra_bytes\": %.0f, ",
+        fprintf(f,
+                "%s\n  {\"algo\": \"%s\", \"op\": \"%s\", \"tokens\": %d, \"bytes_per_rank\": "
+                "%.0f, \"avg_us\": %.3f, \"min_us\": %.3f, \"max_us\": %.3f, \"algbw_gbs\": %.4f, "
+                "\"busbw_gbs\": %.4f, \"inter_bytes\": %.0f, \"intra_bytes\": %.0f, ",
                 i ? "," : "", r->algo, r->op, r->tokens, r->bytes, r->t_avg * 1e6, r->t_min * 1e6,
                 r->t_max * 1e6, r->algbw, r->busbw, r->inter, r->intra);
         if (r->model_us >= 0)
@@ -246,10 +247,11 @@ static int write_plot(const bench_t *b, const char *png)
     snprintf(cmd, sizeof cmd, "gnuplot");
     if ((g = popen(cmd, "w")) == NULL)
         return perror("gnuplot"), 1;
-    fprintf(g, "set terminal pngcairo size 900,560 font 'sans,11'\nset output '%s'\n"
-               "set title 'epc\\_bench: %d ranks, %d node(s), hidden %d, top-%d of %d experts'\n"
-               "set xlabel 'tokens per rank'\nset ylabel 'algbw (GB/s per rank)'\n"
-               "set logscale x 2\nset grid\nset key top left\nset yrange [0:*]\nplot ",
+    fprintf(g,
+            "set terminal pngcairo size 900,560 font 'sans,11'\nset output '%s'\n"
+            "set title 'epc\\_bench: %d ranks, %d node(s), hidden %d, top-%d of %d experts'\n"
+            "set xlabel 'tokens per rank'\nset ylabel 'algbw (GB/s per rank)'\n"
+            "set logscale x 2\nset grid\nset key top left\nset yrange [0:*]\nplot ",
             png, b->size, b->nodes, b->o.hidden, b->o.topk, b->o.experts);
     for (int s = 0; s < 4; s++)
         if (find(b, series[s][0], series[s][1], b->o.tokens) != NULL) {
@@ -268,8 +270,10 @@ static int write_plot(const bench_t *b, const char *png)
     }
     rc = pclose(g);
     if (rc != 0)
-        fprintf(stderr, "epc_bench: gnuplot failed (exit %d); is it installed? (Debian: "
-                        "apt-get install gnuplot-nox)\n", rc);
+        fprintf(stderr,
+                "epc_bench: gnuplot failed (exit %d); is it installed? (Debian: "
+                "apt-get install gnuplot-nox)\n",
+                rc);
     return rc != 0;
 }
 

@@ -19,8 +19,8 @@
 
 #include "bench_util.h"
 
-#define SLICES 512     /* epc_test calls per compute loop */
-#define KROWS 64       /* the compute: a [KROWS x KCOLS] fp32 matrix-vector loop */
+#define SLICES 512 /* epc_test calls per compute loop */
+#define KROWS 64   /* the compute: a [KROWS x KCOLS] fp32 matrix-vector loop */
 #define KCOLS 256
 
 static float kmat[KROWS * KCOLS], kvec[KCOLS], kout[KROWS];
@@ -122,7 +122,7 @@ static double one(bench_t *b, epc_algo_t algo, int op, long units, int overlap, 
     t0 = MPI_Wtime();
     if (op == 0 && overlap) {
         *rc = epc_dispatch_start(b->ctx, &a, &o, &h, &req) != EPC_OK ? bench_fail(b, "start")
-                                                                      : compute(b, units, req);
+                                                                     : compute(b, units, req);
         *rc = *rc ? *rc : timed_wait(req) != EPC_OK ? bench_fail(b, "overlap: dispatch") : 0;
         epc_request_free(req);
     } else if (epc_dispatch(b->ctx, &a, &o, &h) != EPC_OK) {
@@ -135,7 +135,7 @@ static double one(bench_t *b, epc_algo_t algo, int op, long units, int overlap, 
     t0 = MPI_Wtime();
     if (op == 1 && overlap) {
         *rc = epc_combine_start(b->ctx, h, &c, &req) != EPC_OK ? bench_fail(b, "start")
-                                                                : compute(b, units, req);
+                                                               : compute(b, units, req);
         *rc = *rc ? *rc : timed_wait(req) != EPC_OK ? bench_fail(b, "overlap: combine") : 0;
         epc_request_free(req);
     } else if (epc_combine(b->ctx, h, &c) != EPC_OK) {

@@ -125,7 +125,8 @@ double bench_model(const bench_t *b, int T, epc_algo_t algo)
     if (all_ok) {
         MPI_Allgather(mine, b->size + N, MPI_INT, all, b->size + N, MPI_INT, MPI_COMM_WORLD);
         for (int s = 0; s < b->size; s++) {
-            memcpy(tpr + (size_t)s * b->size, all + (size_t)s * (b->size + N), b->size * sizeof *tpr);
+            memcpy(tpr + (size_t)s * b->size, all + (size_t)s * (b->size + N),
+                   b->size * sizeof *tpr);
             memcpy(tpn + (size_t)s * N, all + (size_t)s * (b->size + N) + b->size, N * sizeof *tpn);
         }
         p.num_ranks = b->size, p.ranks_per_node = b->rpn, p.row_bytes = (double)b->row_bytes;

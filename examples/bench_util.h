@@ -21,14 +21,14 @@ typedef struct bench_opts {
 typedef struct bench_result {
     const char *algo, *op;
     int tokens;
-    double bytes;                  /* logical bytes per rank (mean) */
-    double t_avg, t_min, t_max;    /* seconds, over ranks */
-    double algbw, busbw;           /* GB/s */
-    double inter, intra;           /* bytes per rank (mean), payload + metadata */
-    double payload_inter;          /* this rank's inter-node payload */
-    double moved_gbs;              /* all ranks' payload / slowest time */
-    double model_us;               /* modeled time on --profile, < 0: none */
-    long wrong;                    /* summed over ranks */
+    double bytes;               /* logical bytes per rank (mean) */
+    double t_avg, t_min, t_max; /* seconds, over ranks */
+    double algbw, busbw;        /* GB/s */
+    double inter, intra;        /* bytes per rank (mean), payload + metadata */
+    double payload_inter;       /* this rank's inter-node payload */
+    double moved_gbs;           /* all ranks' payload / slowest time */
+    double model_us;            /* modeled time on --profile, < 0: none */
+    long wrong;                 /* summed over ranks */
 } bench_result_t;
 
 typedef struct bench {
@@ -37,12 +37,12 @@ typedef struct bench {
     size_t row_bytes;
     epc_ctx_t *ctx;
     epc_router_t *router;
-    float *logits;           /* [tokens x experts] of this rank */
+    float *logits; /* [tokens x experts] of this rank */
     void *x, *y;
     int32_t *idx;
     float *w;
     double prof_intra, prof_inter; /* --profile bandwidths */
-    double memcpy_gbs;       /* aggregate over ranks, same run */
+    double memcpy_gbs;             /* aggregate over ranks, same run */
     double t_start;
     bench_result_t *res;
     int nres;
@@ -82,8 +82,7 @@ void bench_memcpy_row(bench_t *b);
 bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
                           const epc_coll_bytes_t *bytes, long wrong, double model_us);
 /* A p2p row: `bytes` per rank each way in t seconds. */
-bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes,
-                              double t);
+bench_result_t *bench_add_p2p(bench_t *b, const char *algo, const char *op, double bytes, double t);
 void bench_print_row(const bench_t *b, const bench_result_t *r);
 /* Comparisons at the largest size; returns non-zero on any failure. */
 int bench_summary(const bench_t *b);

@@ -50,11 +50,11 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     }
     epc_coll_stats(b->ctx, &cs);
     if (b->o.ops & OP_DISPATCH)
-        bench_print_row(b, bench_add(b, name, "dispatch", T, td / b->o.iters, &cs.last_dispatch,
-                                     wd, model));
+        bench_print_row(
+            b, bench_add(b, name, "dispatch", T, td / b->o.iters, &cs.last_dispatch, wd, model));
     if (b->o.ops & OP_COMBINE)
-        bench_print_row(b, bench_add(b, name, "combine", T, tc / b->o.iters, &cs.last_combine,
-                                     wc, model));
+        bench_print_row(
+            b, bench_add(b, name, "combine", T, tc / b->o.iters, &cs.last_combine, wc, model));
     return 0;
 }
 

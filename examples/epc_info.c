@@ -66,9 +66,11 @@ static int print_config(void)
         if (epc_config_get_var(i, &v) != EPC_OK)
             return bad + 1;
         printf("%s=%s%s\n", v.name, v.value,
-               !v.valid ? "   <-- INVALID" : v.from_env ? "   (from environment)" : "");
-        printf("    %s [%s%s%s], default %s\n", v.type, v.allowed[0] ? "" : "any",
-               v.allowed, "", v.default_value);
+               !v.valid     ? "   <-- INVALID"
+               : v.from_env ? "   (from environment)"
+                            : "");
+        printf("    %s [%s%s%s], default %s\n", v.type, v.allowed[0] ? "" : "any", v.allowed, "",
+               v.default_value);
         printf("    %s\n", v.help);
         bad += !v.valid;
     }

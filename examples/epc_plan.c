@@ -38,8 +38,8 @@ typedef struct row {
 
 /* Routes local source s's tokens with every router; accumulates its counts
  * (group-local coordinates) and the per-token statistics. */
-static int route_source(const plan_opts_t *o, epc_router_t **routers, int nm, int s,
-                        float *logits, int32_t *idx, float *w, int **tpr, int **tpn, row_t *rows)
+static int route_source(const plan_opts_t *o, epc_router_t **routers, int nm, int s, float *logits,
+                        int32_t *idx, float *w, int **tpr, int **tpn, row_t *rows)
 {
     int gnodes = o->group_ranks / o->rpn;
     plan_logits(o, s, logits);
@@ -140,8 +140,8 @@ static int plan(const plan_opts_t *o, row_t *rows, int nm, int *sampled_out)
     plan_buf_t b;
     int rc, sampled;
     memset(&b, 0, sizeof b);
-    sampled = (long)o->group_ranks * o->tokens <= POOL_TOKENS ? o->group_ranks
-                                                               : POOL_TOKENS / o->tokens;
+    sampled =
+        (long)o->group_ranks * o->tokens <= POOL_TOKENS ? o->group_ranks : POOL_TOKENS / o->tokens;
     sampled = sampled < 1 ? 1 : sampled;
     *sampled_out = sampled;
     rc = plan_alloc(o, nm, sampled, &b);
@@ -173,13 +173,14 @@ static void print_table(const plan_opts_t *o, const row_t *rows, int nm, int sam
                "rank) and serves its own ranks' tokens\n",
                o->ranks / o->group_ranks, o->group_ranks, o->experts);
     printf("# routed %s (%d of %d ranks x %d tokens)\n",
-           sampled == o->group_ranks ? "every rank of a group" : "a sample of ranks, standing for all",
+           sampled == o->group_ranks ? "every rank of a group"
+                                     : "a sample of ranks, standing for all",
            sampled, o->group_ranks, o->tokens);
     printf("# recommended M (smallest with k/M <= intra/inter = %.2f): %d;  '<' marks -m %d\n",
            o->intra / o->inter, rec, o->m);
-    printf("#\n# %4s %10s %10s %12s %12s %7s %8s %8s %12s %12s %8s %12s %12s\n", "M",
-           "nodes/tok", "ranks/tok", "flat_B/tok", "hier_B/tok", "B_ratio", "imb_rank",
-           "imb_exp", "flat_disp_us", "hier_disp_us", "speedup", "flat_comb_us", "hier_comb_us");
+    printf("#\n# %4s %10s %10s %12s %12s %7s %8s %8s %12s %12s %8s %12s %12s\n", "M", "nodes/tok",
+           "ranks/tok", "flat_B/tok", "hier_B/tok", "B_ratio", "imb_rank", "imb_exp",
+           "flat_disp_us", "hier_disp_us", "speedup", "flat_comb_us", "hier_comb_us");
     for (int i = 0; i < nm; i++) {
         const row_t *r = &rows[i];
         const epc_route_stats_t *s = &r->st;

@@ -59,24 +59,23 @@ static void print_table(const epc_topo_t *t, int nranks, int nnodes, int rpn)
     printf("), hardware: %s\n", src);
     printf("# bandwidth: intra-node %.1f GB/s (%s), inter-node %.1f GB/s (%s)\n", bw.intra_gbs,
            bw.intra_source, bw.inter_gbs, bw.inter_source);
-    printf("#\n# %-4s %-16s %5s %5s %4s %4s %5s %4s  %-24s %s\n", "node", "host", "ranks",
-           "first", "pkgs", "numa", "cores", "pus", "nics", "gpus");
+    printf("#\n# %-4s %-16s %5s %5s %4s %4s %5s %4s  %-24s %s\n", "node", "host", "ranks", "first",
+           "pkgs", "numa", "cores", "pus", "nics", "gpus");
     for (int k = 0; k < nnodes; k++) {
         epc_node_info_t n;
         epc_topo_node_info(t, k, &n);
         printf("  %-4d %-16s %5d %5d %4d %4d %5d %4d  %-24s %s\n", k, n.host, n.num_ranks,
-               n.first_rank, n.packages, n.numa_nodes, n.cores, n.pus, dash(n.nics),
-               dash(n.gpus));
+               n.first_rank, n.packages, n.numa_nodes, n.cores, n.pus, dash(n.nics), dash(n.gpus));
     }
     printf("#\n# %-4s %4s %5s %-16s %-10s %5s %3s %4s %5s %-8s %-8s %-20s %s\n", "rank", "node",
-           "local", "host", "cpuset", "bound", "pkg", "numa", "cores", "nic", "gpu",
-           "nearest-nics", "nearest-gpus");
+           "local", "host", "cpuset", "bound", "pkg", "numa", "cores", "nic", "gpu", "nearest-nics",
+           "nearest-gpus");
     for (int r = 0; r < nranks; r++) {
         epc_rank_info_t i;
         epc_topo_rank_info(t, r, &i);
         printf("  %-4d %4d %5d %-16s %-10s %5s %3d %4d %5d %-8s %-8s %-20s %s\n", r, i.node,
-               i.local_rank, i.host, i.cpuset, i.bound ? "yes" : "no", i.package, i.numa,
-               i.cores, dash(i.nic), dash(i.gpu), dash(i.nics), dash(i.gpus));
+               i.local_rank, i.host, i.cpuset, i.bound ? "yes" : "no", i.package, i.numa, i.cores,
+               dash(i.nic), dash(i.gpu), dash(i.nics), dash(i.gpus));
     }
 }
 
@@ -160,7 +159,8 @@ static int parse_args(int argc, char **argv, epc_topo_params_t *p, int *json)
         } else if (v != NULL && !strcmp(a, "--ranks-per-node")) {
             long n = strtol(v, &end, 10);
             if (*end != '\0' || n < 1 || n > 65536) {
-                fprintf(stderr, "epc_topo: --ranks-per-node '%s' is not an integer in 1..65536\n", v);
+                fprintf(stderr, "epc_topo: --ranks-per-node '%s' is not an integer in 1..65536\n",
+                        v);
                 return 1;
             }
             p->ranks_per_node = (int)n;

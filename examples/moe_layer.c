@@ -64,7 +64,8 @@ static float w2(const layer_t *l, int e, int i, int j)
 /* Token t of rank r, element i (bf16). */
 static uint16_t xval(int r, int t, int i)
 {
-    return to_bf16(rnd(((unsigned long long)(r + 1) << 44) ^ ((unsigned long long)t << 20) ^ (unsigned)i));
+    return to_bf16(
+        rnd(((unsigned long long)(r + 1) << 44) ^ ((unsigned long long)t << 20) ^ (unsigned)i));
 }
 
 /* out = bf16(relu(row . W1) . W2) for expert e (fp32 arithmetic). */
@@ -122,7 +123,8 @@ static int forward(const layer_t *l, epc_ctx_t *ctx, epc_router_t *r, const uint
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_dispatch_out_t o;
     epc_handle_t *h = NULL;
-    float *logits = malloc((size_t)l->T * l->E * sizeof *logits), *w = malloc((size_t)l->T * l->k * sizeof *w);
+    float *logits = malloc((size_t)l->T * l->E * sizeof *logits),
+          *w = malloc((size_t)l->T * l->k * sizeof *w);
     float *hid = malloc((size_t)l->F * sizeof *hid);
     int32_t *idx = malloc((size_t)l->T * l->k * sizeof *idx);
     void *eo = NULL;
@@ -140,7 +142,8 @@ static int forward(const layer_t *l, epc_ctx_t *ctx, epc_router_t *r, const uint
     t[1] = MPI_Wtime() - t0, t0 = MPI_Wtime();
     for (int e = 0; e < o.num_local_experts; e++) /* this rank's experts, on their rows */
         for (int row = o.expert_begin[e]; row < o.expert_begin[e] + o.expert_count[e]; row++)
-            expert(l, l->rank * o.num_local_experts + e, (const uint16_t *)o.rows + (size_t)row * l->H,
+            expert(l, l->rank * o.num_local_experts + e,
+                   (const uint16_t *)o.rows + (size_t)row * l->H,
                    (uint16_t *)eo + (size_t)row * l->H, hid);
     t[2] = MPI_Wtime() - t0, t0 = MPI_Wtime();
     c.expert_out = eo, c.y = y;
@@ -162,7 +165,8 @@ out:
 static long reference(const layer_t *l, epc_router_t *r, const uint16_t *xs, const uint16_t *ys,
                       double *max_rel)
 {
-    float *logits = malloc((size_t)l->T * l->E * sizeof *logits), *w = malloc((size_t)l->T * l->k * sizeof *w);
+    float *logits = malloc((size_t)l->T * l->E * sizeof *logits),
+          *w = malloc((size_t)l->T * l->k * sizeof *w);
     float *hid = malloc((size_t)l->F * sizeof *hid), *acc = malloc((size_t)l->H * sizeof *acc);
     int32_t *idx = malloc((size_t)l->T * l->k * sizeof *idx);
     uint16_t *out = malloc((size_t)l->H * sizeof *out);
@@ -287,13 +291,15 @@ int main(int argc, char **argv)
     if (rc == 0) {
         report_times(&l, t);
         if (l.rank == 0)
-            xs = malloc((size_t)l.size * l.T * l.H * 2), ys = malloc((size_t)l.size * l.T * l.H * 2);
+            xs = malloc((size_t)l.size * l.T * l.H * 2),
+            ys = malloc((size_t)l.size * l.T * l.H * 2);
         MPI_Gather(x, l.T * l.H, MPI_UINT16_T, xs, l.T * l.H, MPI_UINT16_T, 0, MPI_COMM_WORLD);
         MPI_Gather(y, l.T * l.H, MPI_UINT16_T, ys, l.T * l.H, MPI_UINT16_T, 0, MPI_COMM_WORLD);
         if (l.rank == 0) {
             bad = reference(&l, r, xs, ys, &rel);
             printf("# reference on rank 0 without dispatch/combine: max error %.3g of the largest "
-                   "output, %ld elements beyond bf16 rounding\n", rel, bad);
+                   "output, %ld elements beyond bf16 rounding\n",
+                   rel, bad);
         }
         MPI_Bcast(&bad, 1, MPI_LONG, 0, MPI_COMM_WORLD);
         rc = bad != 0;

@@ -10,23 +10,22 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: epc_plan [options]\n"
-            "  -e, --experts N        experts E (256)\n"
-            "  -k, --topk N           experts per token (8)\n"
-            "  -r, --ranks N          ranks R (64)\n"
-            "      --ranks-per-node N (8)\n"
-            "  -m, --max-nodes M      node limit to mark and benchmark (min(4, nodes))\n"
-            "  -t, --tokens N         tokens per rank (4096)\n"
-            "  -H, --hidden N         row elements (7168); -d, --dtype bf16|fp16|fp32 (bf16)\n"
-            "      --score softmax|sigmoid (sigmoid); --bias (random expert bias)\n"
-            "      --no-normalize     keep raw weights\n"
-            "      --skew S           Zipf exponent of expert popularity (0 = uniform)\n"
-            "      --profile NAME     h800|h100-ib|gb200-nvl72|cpu-eth (EPC_HW_PROFILE)\n"
-            "      --intra-bw G / --inter-bw G   override the profile (GB/s)\n"
-            "      --seed N           (1)\n"
-            "      --json             machine-readable output\n"
-            "      --bench            time epc_route and epc_layout (tokens/s)\n");
+    fprintf(f, "usage: epc_plan [options]\n"
+               "  -e, --experts N        experts E (256)\n"
+               "  -k, --topk N           experts per token (8)\n"
+               "  -r, --ranks N          ranks R (64)\n"
+               "      --ranks-per-node N (8)\n"
+               "  -m, --max-nodes M      node limit to mark and benchmark (min(4, nodes))\n"
+               "  -t, --tokens N         tokens per rank (4096)\n"
+               "  -H, --hidden N         row elements (7168); -d, --dtype bf16|fp16|fp32 (bf16)\n"
+               "      --score softmax|sigmoid (sigmoid); --bias (random expert bias)\n"
+               "      --no-normalize     keep raw weights\n"
+               "      --skew S           Zipf exponent of expert popularity (0 = uniform)\n"
+               "      --profile NAME     h800|h100-ib|gb200-nvl72|cpu-eth (EPC_HW_PROFILE)\n"
+               "      --intra-bw G / --inter-bw G   override the profile (GB/s)\n"
+               "      --seed N           (1)\n"
+               "      --json             machine-readable output\n"
+               "      --bench            time epc_route and epc_layout (tokens/s)\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -34,8 +33,8 @@ static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
     char *end;
     long n = v ? strtol(v, &end, 10) : 0;
     if (v == NULL || *end != '\0' || end == v || n < lo || n > hi) {
-        fprintf(stderr, "epc_plan: %s '%s' is not an integer in [%d, %d]\n", opt, v ? v : "",
-                lo, hi);
+        fprintf(stderr, "epc_plan: %s '%s' is not an integer in [%d, %d]\n", opt, v ? v : "", lo,
+                hi);
         return 1;
     }
     *out = (int)n;
@@ -86,8 +85,8 @@ static int parse_one(plan_opts_t *o, const char *a, const char *v, double *intra
         return o->bias = 1, 0;
     if (!strcmp(a, "--no-normalize"))
         return o->normalize = 0, 0;
-#define INT_OPT(s, l, field, lo, hi)               \
-    if (!strcmp(a, s) || !strcmp(a, l))            \
+#define INT_OPT(s, l, field, lo, hi)    \
+    if (!strcmp(a, s) || !strcmp(a, l)) \
         return parse_int(a, v, lo, hi, field) ? 1 : 2;
     INT_OPT("-e", "--experts", &o->experts, 1, 1 << 20)
     INT_OPT("-k", "--topk", &o->topk, 1, 256)
@@ -115,7 +114,8 @@ static int parse_one(plan_opts_t *o, const char *a, const char *v, double *intra
         o->score_name = v;
         o->score = !strcmp(v, "softmax") ? EPC_SCORE_SOFTMAX : EPC_SCORE_SIGMOID;
         return !strcmp(v, "softmax") || !strcmp(v, "sigmoid")
-                   ? 2 : (fprintf(stderr, "epc_plan: --score '%s'\n", v), 1);
+                   ? 2
+                   : (fprintf(stderr, "epc_plan: --score '%s'\n", v), 1);
     }
     fprintf(stderr, "epc_plan: unknown option or missing value: '%s'\n", a);
     return 1;
@@ -220,8 +220,12 @@ void plan_stats_add(epc_route_stats_t *a, const epc_route_stats_t *s)
     a->mean_ranks_per_token += s->mean_ranks_per_token * s->num_tokens;
     a->mean_nodes_per_token += s->mean_nodes_per_token * s->num_tokens;
     a->num_tokens += s->num_tokens;
-    a->max_ranks_per_token = s->max_ranks_per_token > a->max_ranks_per_token ? s->max_ranks_per_token : a->max_ranks_per_token;
-    a->max_nodes_per_token = s->max_nodes_per_token > a->max_nodes_per_token ? s->max_nodes_per_token : a->max_nodes_per_token;
+    a->max_ranks_per_token = s->max_ranks_per_token > a->max_ranks_per_token
+                                 ? s->max_ranks_per_token
+                                 : a->max_ranks_per_token;
+    a->max_nodes_per_token = s->max_nodes_per_token > a->max_nodes_per_token
+                                 ? s->max_nodes_per_token
+                                 : a->max_nodes_per_token;
     a->expert_load_imbalance += s->expert_load_imbalance;
     a->flat_inter_bytes += s->flat_inter_bytes, a->flat_intra_bytes += s->flat_intra_bytes;
     a->hier_inter_bytes += s->hier_inter_bytes, a->hier_intra_bytes += s->hier_intra_bytes;
@@ -324,17 +328,17 @@ static int bench_run(bench_ctx_t *b)
                "\"bias\": %d, \"tokens\": %d, \"route_tokens_per_s\": %.0f, "
                "\"layout_tokens_per_s\": %.0f, \"read_bound_tokens_per_s\": %.0f, "
                "\"read_gbs\": %.2f}\n",
-               o->experts, o->topk, o->group_ranks / o->rpn, o->m, o->score_name, o->bias, o->tokens,
-               o->tokens / tr, o->tokens / tl, o->tokens / tb, bytes / tb * 1e-9);
+               o->experts, o->topk, o->group_ranks / o->rpn, o->m, o->score_name, o->bias,
+               o->tokens, o->tokens / tr, o->tokens / tl, o->tokens / tb, bytes / tb * 1e-9);
         return 0;
     }
     printf("# epc_plan --bench: E=%d k=%d nodes=%d (%d experts each) M=%d %s%s, T=%d tokens, "
            "one core, best of repeated calls\n",
-           o->experts, o->topk, o->group_ranks / o->rpn, o->experts / (o->group_ranks / o->rpn), o->m,
-           o->score_name, o->bias ? "+bias" : "", o->tokens);
+           o->experts, o->topk, o->group_ranks / o->rpn, o->experts / (o->group_ranks / o->rpn),
+           o->m, o->score_name, o->bias ? "+bias" : "", o->tokens);
     printf("  %-34s %10.3f ms  %8.2f M tokens/s\n", "epc_route", tr * 1e3, o->tokens / tr * 1e-6);
-    printf("  %-34s %10.3f ms  %8.2f M tokens/s  (%.1f%% of routing)\n", "epc_layout (counts+masks)",
-           tl * 1e3, o->tokens / tl * 1e-6, 100 * tl / tr);
+    printf("  %-34s %10.3f ms  %8.2f M tokens/s  (%.1f%% of routing)\n",
+           "epc_layout (counts+masks)", tl * 1e3, o->tokens / tl * 1e-6, 100 * tl / tr);
     printf("  %-34s %10.3f ms  %8.2f M tokens/s  (%.1f GB/s)\n", "bound: read T x E logits once",
            tb * 1e3, o->tokens / tb * 1e-6, bytes / tb * 1e-9);
     printf("  epc_route runs at %.1f%% of the read bound (%.1fx slower)\n", 100 * tb / tr, tr / tb);

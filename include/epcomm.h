@@ -48,9 +48,8 @@ extern "C" {
 #define EPC_VERSION_PATCH 0
 #define EPC_VERSION_STRING "0.3.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
-#define EPC_VERSION_NUMBER(maj, min, pat) ((maj) * 10000 + (min) * 100 + (pat))
-#define EPC_VERSION \
-    EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
+#define EPC_VERSION_NUMBER(maj, min, pat) ((maj)*10000 + (min)*100 + (pat))
+#define EPC_VERSION EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
 
 /**
  * Version of the library actually loaded (may differ from EPC_VERSION, the
@@ -82,6 +81,7 @@ EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
  *    and epc_ctx_destroy frees it locally;
  *  - EPC_ERR_INTERNAL means a peer sent data that fails the receiver's checks
  *    (a corrupt count or record, named) or a library bug. */
+/* clang-format off */
 #define EPC_STATUS_LIST(X)                                                  \
     X(EPC_OK,               0, "success")                                   \
     X(EPC_IN_PROGRESS,      1, "operation in progress")                     \
@@ -95,6 +95,7 @@ EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
     X(EPC_ERR_TOPOLOGY,    -8, "topology error")                            \
     X(EPC_ERR_CAPACITY,    -9, "capacity exceeded")                         \
     X(EPC_ERR_INTERNAL,   -10, "internal error")
+/* clang-format on */
 
 typedef enum epc_status {
 #define EPC_STATUS_ENUM_(name, value, text) name = value,
@@ -274,12 +275,12 @@ EPC_EXPORT const char *epc_link_class_name(epc_link_class_t cls);
 typedef struct epc_ctx_stats {
     uint64_t bytes_sent[EPC_LINK_CLASS_COUNT]; /* indexed by epc_link_class_t */
     uint64_t bytes_recv[EPC_LINK_CLASS_COUNT];
-    uint64_t shm_bytes;         /* shared-memory receive region held */
-    uint64_t net_bytes;         /* transport regions and private buffers held */
+    uint64_t shm_bytes;            /* shared-memory receive region held */
+    uint64_t net_bytes;            /* transport regions and private buffers held */
     uint64_t shm_grows, net_grows; /* times each grew */
-    const char *transport;      /* "mpi" or "ofi" */
-    const char *provider;       /* libfabric provider ("" for mpi) */
-    const char *transport_reason; /* why this transport was chosen */
+    const char *transport;         /* "mpi" or "ofi" */
+    const char *provider;          /* libfabric provider ("" for mpi) */
+    const char *transport_reason;  /* why this transport was chosen */
 } epc_ctx_stats_t;
 
 /** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL. */
@@ -319,16 +320,16 @@ typedef struct epc_dispatch_args {
  * buffer sets).
  */
 typedef struct epc_dispatch_out {
-    void *rows;                 /* [num_rows x hidden] in the context's dtype */
-    int num_rows;               /* including padding */
-    int num_local_experts;      /* E / ranks */
-    const int *expert_begin;    /* [num_local_experts + 1]: group e is rows
-                                   expert_begin[e] .. expert_begin[e+1]-1 */
-    const int *expert_count;    /* [num_local_experts]: real rows of each group */
-    const int32_t *src_rank;    /* [num_rows], -1 for padding */
-    const int32_t *src_token;   /* [num_rows] */
-    const int32_t *local_expert;/* [num_rows] */
-    const float *weight;        /* [num_rows] (0 for padding) */
+    void *rows;                  /* [num_rows x hidden] in the context's dtype */
+    int num_rows;                /* including padding */
+    int num_local_experts;       /* E / ranks */
+    const int *expert_begin;     /* [num_local_experts + 1]: group e is rows
+                                    expert_begin[e] .. expert_begin[e+1]-1 */
+    const int *expert_count;     /* [num_local_experts]: real rows of each group */
+    const int32_t *src_rank;     /* [num_rows], -1 for padding */
+    const int32_t *src_token;    /* [num_rows] */
+    const int32_t *local_expert; /* [num_rows] */
+    const float *weight;         /* [num_rows] (0 for padding) */
 } epc_dispatch_out_t;
 
 /**
@@ -386,9 +387,10 @@ typedef struct epc_combine_args {
  * handle's algorithm.  Collective.  EPC_ERR_INVALID_ARG (args NULL or of
  * unknown size, a handle NULL, of another context or whose rows were
  * overwritten by the second dispatch after it, expert_out NULL with rows,
- * y NULL with tokens), agreed across ranks (the others get EPC_ERR_PEER_FAILED naming the lowest failing
- * rank); EPC_ERR_INTERNAL for a partial sum slot or a shared region out of
- * range; EPC_ERR_PEER_FAILED also when a peer aborted the context;
+ * y NULL with tokens), agreed across ranks (the others get
+ * EPC_ERR_PEER_FAILED naming the lowest failing rank); EPC_ERR_INTERNAL
+ * for a partial sum slot or a shared region out of range;
+ * EPC_ERR_PEER_FAILED also when a peer aborted the context;
  * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
  * y is written only on EPC_OK.
  */
@@ -630,10 +632,8 @@ EPC_EXPORT epc_status_t epc_topo_local_size(const epc_topo_t *topo, int node, in
 /** The ranks of `node`, in local-rank order, into ranks[0..capacity). */
 EPC_EXPORT epc_status_t epc_topo_node_ranks(const epc_topo_t *topo, int node, int *ranks,
                                             int capacity, int *count);
-EPC_EXPORT epc_status_t epc_topo_rank_info(const epc_topo_t *topo, int rank,
-                                           epc_rank_info_t *info);
-EPC_EXPORT epc_status_t epc_topo_node_info(const epc_topo_t *topo, int node,
-                                           epc_node_info_t *info);
+EPC_EXPORT epc_status_t epc_topo_rank_info(const epc_topo_t *topo, int rank, epc_rank_info_t *info);
+EPC_EXPORT epc_status_t epc_topo_node_info(const epc_topo_t *topo, int node, epc_node_info_t *info);
 EPC_EXPORT epc_status_t epc_topo_link_class(const epc_topo_t *topo, int rank_a, int rank_b,
                                             epc_link_class_t *cls);
 EPC_EXPORT epc_status_t epc_topo_bandwidth(const epc_topo_t *topo, epc_topo_bw_t *bw);
@@ -724,14 +724,14 @@ EPC_EXPORT epc_status_t epc_layout(const epc_router_t *router, const int32_t *to
 
 /** What a batch of routed tokens costs, seen from one source rank. */
 typedef struct epc_route_stats {
-    int num_tokens;                 /* tokens with at least one expert */
-    double mean_ranks_per_token;    /* distinct destination ranks */
+    int num_tokens;              /* tokens with at least one expert */
+    double mean_ranks_per_token; /* distinct destination ranks */
     int max_ranks_per_token;
-    double mean_nodes_per_token;    /* distinct destination nodes */
+    double mean_nodes_per_token; /* distinct destination nodes */
     int max_nodes_per_token;
-    double expert_load_imbalance;   /* max / mean tokens per expert */
-    double rank_load_imbalance;     /* max / mean tokens per rank */
-    double node_load_imbalance;     /* max / mean tokens per node */
+    double expert_load_imbalance; /* max / mean tokens per expert */
+    double rank_load_imbalance;   /* max / mean tokens per rank */
+    double node_load_imbalance;   /* max / mean tokens per node */
     /* Bytes a dispatch moves from the source rank, for row_bytes per row.
      * flat: one copy per (token, destination rank); hier: one network copy
      * per (token, other node) then one intra-node copy per destination rank. */

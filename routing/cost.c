@@ -36,8 +36,8 @@ static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
     in->tpr = p->tokens_per_rank;
     in->tpn = p->tokens_per_node;
     if (in->R < 1 || in->rpn < 1 || in->R % in->rpn != 0)
-        return BAD("num_ranks = %d and ranks_per_node = %d (uneven topology or not given)",
-                   in->R, in->rpn);
+        return BAD("num_ranks = %d and ranks_per_node = %d (uneven topology or not given)", in->R,
+                   in->rpn);
     if (!(in->intra > 0) || !(in->inter > 0) || !isfinite(in->intra) || !isfinite(in->inter))
         return BAD("intra_bw_gbs = %g, inter_bw_gbs = %g: must be > 0", in->intra, in->inter);
     if (!(in->row >= 0) || !isfinite(in->row))
@@ -113,8 +113,8 @@ static double busiest(const cost_in_t *in, const rows_t *w, double *inter, doubl
 
 epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
 {
-    static const epc_params_layouts_t layouts = {"EPC_COST_PARAMS_INIT",
-                                                 sizeof(epc_cost_params_t), {0}};
+    static const epc_params_layouts_t layouts = {
+        "EPC_COST_PARAMS_INIT", sizeof(epc_cost_params_t), {0}};
     epc_cost_params_t loaded;
     const epc_cost_params_t *p = &loaded;
     cost_in_t in;
@@ -124,7 +124,8 @@ epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
     epc_status_t st;
     if (c == NULL)
         return BAD("cost is NULL");
-    if ((st = epc_params_load(&loaded, params, &layouts, NULL, "epc_cost_model", "params")) != EPC_OK)
+    if ((st = epc_params_load(&loaded, params, &layouts, NULL, "epc_cost_model", "params")) !=
+        EPC_OK)
         return st;
     if ((st = resolve(p, &in)) != EPC_OK)
         return st;

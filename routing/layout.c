@@ -118,8 +118,8 @@ static double imbalance(const int *v, int n)
 
 /* Per-token distinct ranks/nodes and the bytes of both paths; rank_seen and
  * node_seen are zeroed scratch of R and nodes entries. */
-static void token_stats(const epc_router_t *r, const int32_t *idx, int T, int src_node,
-                        double row, int *rank_seen, int *node_seen, epc_route_stats_t *s)
+static void token_stats(const epc_router_t *r, const int32_t *idx, int T, int src_node, double row,
+                        int *rank_seen, int *node_seen, epc_route_stats_t *s)
 {
     long nr_sum = 0, nn_sum = 0;
     for (int t = 0; t < T; t++) {

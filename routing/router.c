@@ -127,8 +127,7 @@ static float limit_blocks(epc_router_t *r, const float *c, int nblocks, int size
 
 /* The k best allowed experts into t (best first, ties to the lower index);
  * none below `floor` can be among them. */
-static void select_topk(epc_router_t *r, const float *c, const uint8_t *gok, float floor,
-                        topn_t *t)
+static void select_topk(epc_router_t *r, const float *c, const uint8_t *gok, float floor, topn_t *t)
 {
     topn_init(t, r->k);
     if (gok == NULL && floor > -INFINITY) {
@@ -223,7 +222,9 @@ epc_status_t epc_route(epc_router_t *r, const float *logits, int T, int32_t *top
         return epc_error(EPC_ERR_INVALID_ARG, "epc_route: num_tokens = %d < 0", T);
     if (T > 0 && (logits == NULL || topk_idx == NULL || topk_weights == NULL))
         return epc_error(EPC_ERR_INVALID_ARG, "epc_route: %s is NULL",
-                         !logits ? "logits" : !topk_idx ? "topk_idx" : "topk_weights");
+                         !logits     ? "logits"
+                         : !topk_idx ? "topk_idx"
+                                     : "topk_weights");
     if (T == 0)
         return EPC_OK;
     if ((st = reserve(r, T)) != EPC_OK)

@@ -16,8 +16,8 @@ static epc_status_t check_shape(const epc_router_params_t *p, int R, int rpn)
     if (p->num_experts < 1)
         return BAD("num_experts = %d, must be >= 1", p->num_experts);
     if (p->topk < 1 || p->topk > p->num_experts || p->topk > EPC_ROUTE_MAX_SELECT)
-        return BAD("topk = %d, must be in [1, min(num_experts = %d, %d)]", p->topk,
-                   p->num_experts, EPC_ROUTE_MAX_SELECT);
+        return BAD("topk = %d, must be in [1, min(num_experts = %d, %d)]", p->topk, p->num_experts,
+                   EPC_ROUTE_MAX_SELECT);
     if (R < 1 || p->num_experts % R != 0)
         return BAD("num_experts = %d is not divisible by num_ranks = %d", p->num_experts, R);
     if (rpn < 1 || R % rpn != 0)
@@ -98,8 +98,8 @@ static epc_status_t build(epc_router_t *r, const epc_router_params_t *p, int R, 
     r->epn = r->E / r->nodes;
     r->epg = r->G ? r->E / r->G : r->E;
     r->node_gk = p->group_score_topk ? p->group_score_topk : max_int(1, r->M ? r->k / r->M : 1);
-    r->group_gk = p->group_score_topk ? p->group_score_topk
-                                      : max_int(1, r->G ? r->k / r->topk_group : 1);
+    r->group_gk =
+        p->group_score_topk ? p->group_score_topk : max_int(1, r->G ? r->k / r->topk_group : 1);
     r->fn = p->score_fn;
     r->normalize = p->normalize != 0;
     r->scale = p->route_scale != 0.0f ? p->route_scale : 1.0f;
@@ -115,16 +115,15 @@ static epc_status_t build(epc_router_t *r, const epc_router_params_t *p, int R, 
     if (p->expert_bias != NULL && (r->bias = malloc((size_t)r->E * sizeof *r->bias)) != NULL)
         memcpy(r->bias, p->expert_bias, (size_t)r->E * sizeof *r->bias);
     if (!r->scores || !r->choice || !r->node_ok || !r->group_ok || !r->block_score || !r->top1 ||
-        !r->top2 || !r->cand_v || !r->cand_i ||
-        (p->expert_bias && !r->bias))
+        !r->top2 || !r->cand_v || !r->cand_i || (p->expert_bias && !r->bias))
         return epc_error(EPC_ERR_NO_MEMORY, "epc_router_create: scratch for %d experts", r->E);
     return EPC_OK;
 }
 
 epc_status_t epc_router_create(const epc_router_params_t *params, epc_router_t **router_p)
 {
-    static const epc_params_layouts_t layouts = {"EPC_ROUTER_PARAMS_INIT",
-                                                 sizeof(epc_router_params_t), {0}};
+    static const epc_params_layouts_t layouts = {
+        "EPC_ROUTER_PARAMS_INIT", sizeof(epc_router_params_t), {0}};
     epc_router_params_t loaded, *p = &loaded;
     epc_router_t *r;
     epc_status_t st;

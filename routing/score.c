@@ -119,11 +119,11 @@ int epc_route_scores(epc_score_fn_t fn, const float *x, int E, const float *bias
 }
 
 /* Top-1 and top-2 of v folded into (m1, m2), branch-free. */
-#define TOP2_FOLD(m1, m2, v)                       \
-    do {                                           \
-        float lo_ = (m1) < (v) ? (m1) : (v);       \
-        (m2) = (m2) > lo_ ? (m2) : lo_;            \
-        (m1) = (m1) > (v) ? (m1) : (v);            \
+#define TOP2_FOLD(m1, m2, v)                 \
+    do {                                     \
+        float lo_ = (m1) < (v) ? (m1) : (v); \
+        (m2) = (m2) > lo_ ? (m2) : lo_;      \
+        (m1) = (m1) > (v) ? (m1) : (v);      \
     } while (0)
 
 /* The two largest of c[0..n) (n >= 1; *b = -FLT_MAX when n == 1), folded
@@ -131,7 +131,7 @@ int epc_route_scores(epc_score_fn_t fn, const float *x, int E, const float *bias
  * -FLT_MAX, not -inf: this file is built assuming finite values, and a real
  * -FLT_MAX in c ties with it harmlessly. */
 static inline __attribute__((always_inline)) void top2(const float *c, int n, float *a_out,
-                                                      float *b_out)
+                                                       float *b_out)
 {
     float m1[8], m2[8], a = -FLT_MAX, b = -FLT_MAX;
     int i = 0;

@@ -59,7 +59,8 @@ static epc_status_t inventory(epc_hw_t *hw)
     while ((os = hwloc_get_next_osdev(hw->topo, os)) != NULL) {
         enum dev_kind kind;
         int prio = classify(os, &kind), i;
-        hwloc_obj_t anchor = os->parent && os->parent->type == HWLOC_OBJ_PCI_DEVICE ? os->parent : os;
+        hwloc_obj_t anchor =
+            os->parent && os->parent->type == HWLOC_OBJ_PCI_DEVICE ? os->parent : os;
         if (prio == 0 || os->name == NULL)
             continue;
         for (i = 0; i < hw->ndevs; i++)
@@ -172,7 +173,8 @@ epc_status_t epc_hw_rank_cpuset(const epc_hw_t *hw, int local_rank, int local_si
         last = first;
     hwloc_bitmap_zero(out);
     for (int i = first; i <= last; i++)
-        hwloc_bitmap_or(out, out, hwloc_get_obj_by_type(hw->topo, HWLOC_OBJ_PU, (unsigned)i)->cpuset);
+        hwloc_bitmap_or(out, out,
+                        hwloc_get_obj_by_type(hw->topo, HWLOC_OBJ_PU, (unsigned)i)->cpuset);
     *bound = 1;
     return EPC_OK;
 }

@@ -61,8 +61,8 @@ static epc_status_t resolve_opts(const epc_topo_params_t *p, epc_topo_t *t, topo
         return epc_error(EPC_ERR_INVALID_ARG,
                          "epc_topo_create: params->intra_bw_gbs/inter_bw_gbs = %g/%g < 0",
                          p->intra_bw_gbs, p->inter_bw_gbs);
-    o->ranks_per_node = p->ranks_per_node ? p->ranks_per_node
-                                          : (int)epc_cfg_int(cfg, EPC_CFG_RANKS_PER_NODE);
+    o->ranks_per_node =
+        p->ranks_per_node ? p->ranks_per_node : (int)epc_cfg_int(cfg, EPC_CFG_RANKS_PER_NODE);
     o->xml = p->xml_path ? p->xml_path : epc_cfg_string(cfg, EPC_CFG_TOPO_XML);
     o->profile = (int)epc_cfg_enum(cfg, EPC_CFG_HW_PROFILE);
     if (p->hw_profile != NULL && (o->profile = epc_topo_profile_index(p->hw_profile)) < 0)
@@ -81,7 +81,8 @@ static epc_status_t resolve_opts(const epc_topo_params_t *p, epc_topo_t *t, topo
 /* All ranks must use the same job-wide options: compare max and -min. */
 static epc_status_t check_same(epc_topo_t *t, const topo_opts_t *o)
 {
-    double in[6] = {o->ranks_per_node, -o->ranks_per_node, o->intra, -o->intra, o->inter, -o->inter};
+    double in[6] = {o->ranks_per_node, -o->ranks_per_node, o->intra,
+                    -o->intra,         o->inter,           -o->inter};
     double out[6];
     static const char *const what[] = {"ranks_per_node (EPC_RANKS_PER_NODE)",
                                        "intra-node bandwidth", "inter-node bandwidth"};
@@ -154,8 +155,7 @@ static epc_status_t assign_devices(epc_topo_t *t, MPI_Comm shm, epc_rank_rec_t *
         st = epc_error(EPC_ERR_NO_MEMORY, "epc_topo_create: %d local ranks", me->phys_size);
         goto out;
     }
-    rc = MPI_Iallgather(me, (int)sizeof *me, MPI_BYTE, peers, (int)sizeof *me, MPI_BYTE, shm,
-                        &req);
+    rc = MPI_Iallgather(me, (int)sizeof *me, MPI_BYTE, peers, (int)sizeof *me, MPI_BYTE, shm, &req);
     st = epc_mpi_finish(rc, &req, epc_mpi_default_deadline(), &t->hdr,
                         "epc_topo_create: MPI_Iallgather(node-local records)");
     if (st != EPC_OK)
@@ -223,8 +223,8 @@ static void check_hosts(const epc_topo_t *t)
         const epc_rank_rec_t *a = &t->recs[r], *b = &t->recs[a->phys_leader];
         if (strcmp(a->host, b->host) != 0)
             epc_log(EPC_LOG_WARN,
-                    "ranks %d (%s) and %d (%s) share memory but report different hosts", r,
-                    a->host, a->phys_leader, b->host);
+                    "ranks %d (%s) and %d (%s) share memory but report different hosts", r, a->host,
+                    a->phys_leader, b->host);
         else if (a->phys_leader == r)
             for (int q = 0; q < r; q++)
                 if (t->recs[q].phys_leader == q && strcmp(t->recs[q].host, a->host) == 0)
@@ -333,8 +333,8 @@ static epc_status_t create_phases(epc_topo_t *t, const epc_topo_params_t *p, epc
 static epc_status_t check_args(const epc_topo_params_t *params, epc_topo_t **topo_p,
                                epc_topo_params_t *p)
 {
-    static const epc_params_layouts_t layouts = {"EPC_TOPO_PARAMS_INIT",
-                                                 sizeof(epc_topo_params_t), {0}};
+    static const epc_params_layouts_t layouts = {
+        "EPC_TOPO_PARAMS_INIT", sizeof(epc_topo_params_t), {0}};
     if (topo_p == NULL)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_topo_create: topo_p is NULL");
     *p = (epc_topo_params_t)EPC_TOPO_PARAMS_INIT; /* NULL params: every default */
@@ -342,8 +342,7 @@ static epc_status_t check_args(const epc_topo_params_t *params, epc_topo_t **top
                           : epc_params_load(p, params, &layouts, NULL, "epc_topo_create", "params");
 }
 
-epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params,
-                             epc_topo_t **topo_p)
+epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *params, epc_topo_t **topo_p)
 {
     epc_topo_params_t p, defaults = EPC_TOPO_PARAMS_INIT;
     epc_topo_t *t = NULL;

@@ -29,13 +29,13 @@ struct epc_topo {
     epc_obj_t hdr; /* magic EPC_MAGIC_TOPO */
     MPI_Comm comm; /* valid during creation only */
     int nranks, my_rank, nnodes;
-    int uniform_rpn;    /* ranks per node if all equal, else 0 */
-    int *node_of;       /* [nranks] */
-    int *local_rank;    /* [nranks] */
-    int *node_start;    /* [nnodes + 1]: node k's ranks are node_ranks[start[k]..start[k+1]) */
-    int *node_ranks;    /* [nranks], by node then local rank */
+    int uniform_rpn;      /* ranks per node if all equal, else 0 */
+    int *node_of;         /* [nranks] */
+    int *local_rank;      /* [nranks] */
+    int *node_start;      /* [nnodes + 1]: node k's ranks are node_ranks[start[k]..start[k+1]) */
+    int *node_ranks;      /* [nranks], by node then local rank */
     epc_rank_rec_t *recs; /* [nranks] */
-    epc_hw_t *hw;       /* this rank's hardware (NULL after a failure) */
+    epc_hw_t *hw;         /* this rank's hardware (NULL after a failure) */
     char hw_source[512];
     char profile_src[64];
     epc_topo_bw_t bw;

@@ -100,8 +100,10 @@ static int op_mpi_raw(void *arg, size_t n)
     path_t *p = arg;
     MPI_Request req[2];
     /* Sizes here stay below 2 GiB: one count suffices. */
-    MPI_Irecv(p->ctx->lane[0].tr->recv_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD, &req[0]);
-    MPI_Isend(p->ctx->lane[0].tr->send_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD, &req[1]);
+    MPI_Irecv(p->ctx->lane[0].tr->recv_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD,
+              &req[0]);
+    MPI_Isend(p->ctx->lane[0].tr->send_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD,
+              &req[1]);
     return MPI_Waitall(2, req, MPI_STATUSES_IGNORE) == MPI_SUCCESS ? 0 : -1;
 }
 
@@ -119,7 +121,8 @@ static int op_ofi_raw(void *arg, size_t n)
     void *rd = o->mr_local ? fi_mr_desc(o->recv_mr) : NULL;
     int done = 0;
     ssize_t rc;
-    while ((rc = fi_trecv(o->ep, tr->recv_buf, n, rd, FI_ADDR_UNSPEC, 0xb0b, 0, &c[0])) == -FI_EAGAIN)
+    while ((rc = fi_trecv(o->ep, tr->recv_buf, n, rd, FI_ADDR_UNSPEC, 0xb0b, 0, &c[0])) ==
+           -FI_EAGAIN)
         fi_cq_read(o->cq, e, 0);
     if (rc != 0)
         return -1;
@@ -185,14 +188,13 @@ static void row(bench_t *b, const char *name, path_t *p, op_fn op, op_fn base)
             tb = y < 0 ? -1 : y < tb ? y : tb;
         }
         if (t < 0 || tb < 0) { /* fatal: end the whole job, as the tools do */
-            printf("  %-22s %10zu failed on rank %d: %s\n", name, n, b->rank,
-                   epc_last_error(NULL));
+            printf("  %-22s %10zu failed on rank %d: %s\n", name, n, b->rank, epc_last_error(NULL));
             fflush(stdout);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
         if (b->rank == 0)
-            printf("  %-22s %10zu %6d %10.2f %8.2f %10.2f %8.2f %7.2f\n", name, n, 5 * it,
-                   t * 1e6, n / t * 1e-9, tb * 1e6, n / tb * 1e-9, tb / t);
+            printf("  %-22s %10zu %6d %10.2f %8.2f %10.2f %8.2f %7.2f\n", name, n, 5 * it, t * 1e6,
+                   n / t * 1e-9, tb * 1e6, n / tb * 1e-9, tb / t);
     }
 }
 
@@ -261,8 +263,7 @@ int main(int argc, char **argv)
     if (b.rank == 0)
         printf("# epc_p2p: %d ranks, pairs (r, r^1) sending both ways at once\n"
                "# %-22s %10s %6s %10s %8s %10s %8s %7s\n",
-               b.size, "path", "bytes", "iters", "t_us", "GB/s", "base_t_us", "base_GB/s",
-               "ratio");
+               b.size, "path", "bytes", "iters", "t_us", "GB/s", "base_t_us", "base_GB/s", "ratio");
     bench_shm(&b);
     bench_net(&b, EPC_TRANSPORT_MPI, NULL);
 #ifdef EPC_HAVE_OFI

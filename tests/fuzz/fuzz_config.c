@@ -21,7 +21,6 @@
 #include "fuzz_check.h"
 #include "fault.h"
 
-
 typedef struct fake_env {
     const char *name, *text;
 } fake_env_t;
@@ -58,8 +57,8 @@ static void check_value(const epc_config_var_t *var, const char *text, const epc
 }
 
 /* The phases EPC_FAULT accepts, written out independently of fault.h. */
-static const char *const fault_phases[] = {"create", "shm", "grow", "dispatch", "combine",
-                                           "destroy"};
+static const char *const fault_phases[] = {"create",   "shm",     "grow",
+                                           "dispatch", "combine", "destroy"};
 
 static void fuzz_fault(const char *text)
 {

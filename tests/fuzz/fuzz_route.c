@@ -17,14 +17,13 @@
 #include "epcomm.h"
 #include "fuzz_check.h"
 
-
 enum { HEADER = 12 };
 
 static void params_from(const uint8_t *d, epc_router_params_t *p, float *bias)
 {
     p->num_experts = 1 + d[0] % 64;
-    p->topk = d[1] % 17;               /* 0 is invalid on purpose */
-    p->num_ranks = d[2] % 17;          /* 0 means 1 */
+    p->topk = d[1] % 17;      /* 0 is invalid on purpose */
+    p->num_ranks = d[2] % 17; /* 0 means 1 */
     p->ranks_per_node = d[3] % 9;
     p->max_nodes_per_token = d[4] % 10;
     p->num_groups = d[5] % 10;

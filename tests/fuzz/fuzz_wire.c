@@ -25,7 +25,6 @@
 #include "fuzz_check.h"
 #include "wire.h"
 
-
 enum { MAXR = 8, MAXK = 8, MAXT = 48, HEADER = 8, EDIT = 7, MAX_EDITS = 8 };
 
 typedef struct rec {

@@ -16,17 +16,17 @@
 
 static int mt_pass, mt_fail, mt_rank;
 
-#define MT_CHECK(cond, ...)                                                     \
-    do {                                                                        \
-        if (cond) {                                                             \
-            mt_pass++;                                                          \
-        } else {                                                                \
-            mt_fail++;                                                          \
-            fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", mt_rank,     \
-                    __FILE__, __LINE__, #cond);                                 \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-        }                                                                       \
+#define MT_CHECK(cond, ...)                                                                    \
+    do {                                                                                       \
+        if (cond) {                                                                            \
+            mt_pass++;                                                                         \
+        } else {                                                                               \
+            mt_fail++;                                                                         \
+            fprintf(stderr, "rank %d: %s:%d: check failed: %s: ", mt_rank, __FILE__, __LINE__, \
+                    #cond);                                                                    \
+            fprintf(stderr, __VA_ARGS__);                                                      \
+            fputc('\n', stderr);                                                               \
+        }                                                                                      \
     } while (0)
 
 /* With EPC_PROGRESS=thread MPI is initialised as the progress thread

@@ -58,7 +58,8 @@ static double round_trip(const char *phase, int R, double *t_abort)
     epc_status_t st;
     void *eo = NULL;
     p.num_experts = 8 * R, p.hidden = 64;
-    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s", epc_last_error(NULL));
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s",
+             epc_last_error(NULL));
     inputs(R, T, idx);
     a.x = x, a.num_tokens = T, a.topk = 2, a.topk_idx = idx;
     if (combine) { /* a good dispatch first; the abort comes in combine */

@@ -46,12 +46,14 @@ static void local_functions(void)
     double a = -1, b = -1;
     int maj = -1, nl = -1;
     MT_CHECK(strcmp(epc_get_version(&maj, NULL, NULL), EPC_VERSION_STRING) == 0 &&
-                 maj == EPC_VERSION_MAJOR, "version");
+                 maj == EPC_VERSION_MAJOR,
+             "version");
     MT_CHECK(!strcmp(epc_status_name((epc_status_t)-99), "EPC_UNKNOWN") &&
                  !strcmp(epc_status_string((epc_status_t)-99), "unknown status"),
              "unknown status names");
     MT_CHECK(!strcmp(epc_link_class_name((epc_link_class_t)7), "?") ||
-                 epc_link_class_name((epc_link_class_t)7) != NULL, "link class name");
+                 epc_link_class_name((epc_link_class_t)7) != NULL,
+             "link class name");
     MT_CHECK(epc_get_build_info() != NULL, "build info");
     EXPECT(epc_config_get_var(-1, &var), EPC_ERR_INVALID_ARG, NULL, "index");
     EXPECT(epc_config_get_var(epc_config_count(), &var), EPC_ERR_INVALID_ARG, NULL, "index");
@@ -137,7 +139,7 @@ static void routing_functions(void)
     EXPECT(epc_route_stats(r, idx, 1, 0, 100, &rs), EPC_ERR_INVALID_ARG, NULL, "twice");
     EXPECT(epc_cost_model(NULL, &cost), EPC_ERR_INVALID_ARG, NULL, NULL);
     EXPECT(epc_cost_model(&cp, &cost), EPC_ERR_INVALID_ARG, NULL, "num_ranks"); /* no R, no topo */
-    cp.topo = (const epc_topo_t *)(const void *)&q; /* not a topology */
+    cp.topo = (const epc_topo_t *)(const void *)&q;                             /* not a topology */
     EXPECT(epc_cost_model(&cp, &cost), EPC_ERR_INVALID_ARG, NULL, "topo");
     epc_router_destroy(r);
     epc_router_destroy(NULL);
@@ -329,7 +331,8 @@ static void ctx_errors(epc_ctx_t *ctx)
     EXPECT(epc_ctx_pair_exchange(ctx, (epc_path_t)7, 8), EPC_ERR_INVALID_ARG, ctx, "path");
     EXPECT(epc_ctx_pair_exchange(ctx, EPC_PATH_NET, ((size_t)1 << 31) + 1), EPC_ERR_INVALID_ARG,
            ctx, "bytes");
-    EXPECT(epc_ctx_pair_exchange(ctx, EPC_PATH_SHM, 64), EPC_OK, ctx, NULL); /* pairs share a node */
+    EXPECT(epc_ctx_pair_exchange(ctx, EPC_PATH_SHM, 64), EPC_OK, ctx,
+           NULL); /* pairs share a node */
     MT_CHECK(topo == NULL, "topo written on failure");
 }
 

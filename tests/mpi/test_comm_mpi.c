@@ -47,7 +47,8 @@ static epc_ctx_t *create(int hidden)
     epc_ctx_t *ctx = NULL;
     p.num_experts = 8 * nranks;
     p.hidden = hidden;
-    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s", epc_last_error(NULL));
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s",
+             epc_last_error(NULL));
     return ctx;
 }
 
@@ -58,33 +59,39 @@ static void shm_round(epc_ctx_t *ctx, int round, uint64_t *bytes)
     int *peers = t->node_ranks + t->node_start[ctx->node];
     unsigned char *buf = malloc(SLOT);
     size_t cap;
-    MT_CHECK(epc_lane_shm_reserve(&ctx->lane[0], (size_t)ctx->lsize * SLOT, "test reserve") == EPC_OK, "reserve: %s",
-             epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_reserve(&ctx->lane[0], (size_t)ctx->lsize * SLOT, "test reserve") ==
+                 EPC_OK,
+             "reserve: %s", epc_last_error(NULL));
     char *mine = epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap);
     memset(mine, 0xee, cap); /* poison my own region */
-    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test poison") == EPC_OK, "fence: %s", epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test poison") == EPC_OK, "fence: %s",
+             epc_last_error(NULL));
     for (int l = 0; l < ctx->lsize; l++) {
         size_t n = msg_size(ctx->rank, peers[l], round);
         for (size_t i = 0; i < n; i++)
             buf[i] = pattern(ctx->rank, peers[l], round, i);
-        MT_CHECK(epc_lane_shm_put(&ctx->lane[0], l, (size_t)ctx->lrank * SLOT + 13, buf, n) == EPC_OK,
+        MT_CHECK(epc_lane_shm_put(&ctx->lane[0], l, (size_t)ctx->lrank * SLOT + 13, buf, n) ==
+                     EPC_OK,
                  "put: %s", epc_last_error(NULL));
         *bytes += n;
     }
-    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm") == EPC_OK, "fence: %s", epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm") == EPC_OK, "fence: %s",
+             epc_last_error(NULL));
     for (int l = 0; l < ctx->lsize; l++) {
-        const unsigned char *got = (unsigned char *)epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap) +
-                                   (size_t)l * SLOT + 13;
+        const unsigned char *got =
+            (unsigned char *)epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap) +
+            (size_t)l * SLOT + 13;
         size_t n = msg_size(peers[l], ctx->rank, round), bad = n;
         for (size_t i = 0; i < n && bad == n; i++)
             if (got[i] != pattern(peers[l], ctx->rank, round, i))
                 bad = i;
-        MT_CHECK(bad == n, "round %d: shm bytes from rank %d wrong at %zu of %zu", round,
-                 peers[l], bad, n);
-        MT_CHECK(n == SLOT || got[n] == 0xee, "round %d: byte after rank %d's block written",
-                 round, peers[l]);
+        MT_CHECK(bad == n, "round %d: shm bytes from rank %d wrong at %zu of %zu", round, peers[l],
+                 bad, n);
+        MT_CHECK(n == SLOT || got[n] == 0xee, "round %d: byte after rank %d's block written", round,
+                 peers[l]);
     }
-    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm end") == EPC_OK, "fence: %s", epc_last_error(NULL));
+    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm end") == EPC_OK, "fence: %s",
+             epc_last_error(NULL));
     free(buf);
 }
 
@@ -93,7 +100,8 @@ static void net_round(epc_ctx_t *ctx, int round, uint64_t *sent_net, uint64_t *s
 {
     epc_tr_msg_t *s = calloc((size_t)nranks, sizeof *s), *r = calloc((size_t)nranks, sizeof *r);
     int ns = 0, nr = 0;
-    MT_CHECK(epc_lane_net_reserve(&ctx->lane[0], (size_t)nranks * SLOT, (size_t)nranks * SLOT) == EPC_OK,
+    MT_CHECK(epc_lane_net_reserve(&ctx->lane[0], (size_t)nranks * SLOT, (size_t)nranks * SLOT) ==
+                 EPC_OK,
              "net reserve: %s", epc_last_error(NULL));
     memset(ctx->lane[0].tr->recv_buf, 0xee, ctx->lane[0].tr->recv_cap);
     for (int d = 0; d < nranks; d++) {
@@ -101,21 +109,24 @@ static void net_round(epc_ctx_t *ctx, int round, uint64_t *sent_net, uint64_t *s
         if (d == ctx->rank)
             continue;
         for (size_t i = 0; i < n; i++)
-            ctx->lane[0].tr->send_buf[(size_t)d * SLOT + 7 + i] = (char)pattern(ctx->rank, d, round, i);
+            ctx->lane[0].tr->send_buf[(size_t)d * SLOT + 7 + i] =
+                (char)pattern(ctx->rank, d, round, i);
         s[ns++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 7, n};
         r[nr++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 13, msg_size(d, ctx->rank, round)};
         *(ctx->topo->node_of[d] == ctx->node ? sent_local : sent_net) += n;
     }
-    MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], s, ns, r, nr, "test net") == EPC_OK, "exchange: %s",
-             epc_last_error(NULL));
+    MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], s, ns, r, nr, "test net") == EPC_OK,
+             "exchange: %s", epc_last_error(NULL));
     for (int i = 0; i < nr; i++) {
         const unsigned char *got = (unsigned char *)ctx->lane[0].tr->recv_buf + r[i].offset;
         size_t bad = r[i].len;
         for (size_t b = 0; b < r[i].len && bad == r[i].len; b++)
             if (got[b] != pattern(r[i].peer, ctx->rank, round, b))
                 bad = b;
-        MT_CHECK(bad == r[i].len, "round %d: bytes from rank %d wrong at %zu of %zu (got %#x, want %#x)", round,
-                 r[i].peer, bad, r[i].len, bad < r[i].len ? got[bad] : 0, bad < r[i].len ? pattern(r[i].peer, ctx->rank, round, bad) : 0);
+        MT_CHECK(bad == r[i].len,
+                 "round %d: bytes from rank %d wrong at %zu of %zu (got %#x, want %#x)", round,
+                 r[i].peer, bad, r[i].len, bad < r[i].len ? got[bad] : 0,
+                 bad < r[i].len ? pattern(r[i].peer, ctx->rank, round, bad) : 0);
         MT_CHECK(got[r[i].len] == 0xee, "round %d: byte after rank %d's message written", round,
                  r[i].peer);
     }
@@ -170,7 +181,8 @@ static int mode_timeout(void)
                  "message: %s", epc_last_error(ctx));
         MT_CHECK(MPI_Wtime() - t0 < limit, "took %.2f s, limit %.2f", MPI_Wtime() - t0, limit);
         /* The transport refuses further use, clearly. */
-        MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], NULL, 0, &r, 1, "again") == EPC_ERR_TRANSPORT, "reuse");
+        MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], NULL, 0, &r, 1, "again") == EPC_ERR_TRANSPORT,
+                 "reuse");
     }
     /* Rank 1 would reach destroy's barrier a whole timeout before rank 0. */
     MPI_Barrier(MPI_COMM_WORLD);
@@ -259,7 +271,8 @@ static int mode_leak(void)
         /* The measure sees a live shared window, so it would see a leaked one
          * (a one-rank node's window may be private memory). */
         if (i == 10 && ctx->lsize > 1) {
-            MT_CHECK(mt_count_shm_maps() > shm, "window mappings not visible: %d", mt_count_shm_maps());
+            MT_CHECK(mt_count_shm_maps() > shm, "window mappings not visible: %d",
+                     mt_count_shm_maps());
             /* lane 0's regions (the rounds use it), each lane's control segment */
             MT_CHECK(check_segments() == ctx->lsize + EPC_LANES,
                      "expected %d regions and %d control segments", ctx->lsize, EPC_LANES);
@@ -273,8 +286,10 @@ static int mode_leak(void)
         }
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    MT_CHECK(mt_count_dir("/proc/self/fd") == fds, "fds %d -> %d", fds, mt_count_dir("/proc/self/fd"));
-    MT_CHECK(mt_count_shm_maps() == shm, "shared-memory mappings %d -> %d", shm, mt_count_shm_maps());
+    MT_CHECK(mt_count_dir("/proc/self/fd") == fds, "fds %d -> %d", fds,
+             mt_count_dir("/proc/self/fd"));
+    MT_CHECK(mt_count_shm_maps() == shm, "shared-memory mappings %d -> %d", shm,
+             mt_count_shm_maps());
     /* 90 cycles with MiB-sized regions each: a leak would show as MiBs. */
     MT_CHECK(mallinfo2().uordblks < heap + (1u << 20), "heap %zu -> %zu bytes", heap,
              mallinfo2().uordblks);

@@ -5,8 +5,9 @@
  * return an error (EPC_ERR_TIMEOUT, or EPC_ERR_PEER_FAILED / _TRANSPORT as
  * the failure spreads) within EPC_TIMEOUT_MS plus slack, naming the phase,
  * without crashing; the ranks that waited on the silent rank directly name
- * it (rank 0 at least, when it shares rank 1's node).  Results travel to rank 0 by point-to-point messages (the stalled
- * rank takes no part), which ends the job with MPI_Abort(failures).
+ * it (rank 0 at least, when it shares rank 1's node).  Results travel to
+ * rank 0 by point-to-point messages (the stalled rank takes no part),
+ * which ends the job with MPI_Abort(failures).
  *   test_fault_mpi dispatch|combine
  * Mode corrupt (EPC_FAULT=1:counts:corrupt): a corrupt count from rank 1
  * is refused by every rank, naming it, outputs untouched.
@@ -38,8 +39,8 @@ static epc_status_t finish(epc_status_t st, epc_request_t *req)
     return st;
 }
 
-static epc_status_t dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
-                             epc_dispatch_out_t *o, epc_handle_t **h)
+static epc_status_t dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_dispatch_out_t *o,
+                             epc_handle_t **h)
 {
     epc_request_t *req = NULL;
     epc_status_t st;
@@ -74,7 +75,8 @@ static int run(const char *phase, double limit, int *named)
     double t0;
     MPI_Comm_size(MPI_COMM_WORLD, &R);
     p.num_experts = 4 * R, p.hidden = 64;
-    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s", epc_last_error(NULL));
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s",
+             epc_last_error(NULL));
     for (int i = 0; i < 2 * T; i++) /* every token to two experts on other ranks */
         idx[i] = (int32_t)((4 * (mt_rank + 1 + i % (R - 1)) + i / 2 % 4) % (4 * R));
     for (int t = 0; t < T; t++)
@@ -121,7 +123,8 @@ static int run_corrupt(void)
     int R;
     MPI_Comm_size(MPI_COMM_WORLD, &R);
     p.num_experts = 4 * R, p.hidden = 64;
-    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s", epc_last_error(NULL));
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s",
+             epc_last_error(NULL));
     if (ctx == NULL)
         return mt_finish("test_fault_mpi corrupt");
     memset(&poison, 0x5a, sizeof poison);
@@ -182,7 +185,8 @@ int main(int argc, char **argv)
     if (getenv("EPC_RANKS_PER_NODE") && atoi(getenv("EPC_RANKS_PER_NODE")) >= 2 && !named)
         fails++, printf("rank 0, on rank 1's node, did not name it: %s\n", epc_last_error(NULL));
     printf("test_fault_mpi %s: %d surviving ranks reported an error in time, %d named rank 1, "
-           "%d failed checks\n", argv[1], R - 1, total_named, fails);
+           "%d failed checks\n",
+           argv[1], R - 1, total_named, fails);
     fflush(stdout);
     MPI_Abort(MPI_COMM_WORLD, fails);
     return fails;

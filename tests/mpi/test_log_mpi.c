@@ -34,8 +34,8 @@ int main(int argc, char **argv)
 
     /* Set explicitly (as the topology does for its communicator). */
     epc_log_set_rank(100 + mt_rank);
-    snprintf(expect, sizeof expect, "[epcomm %s:%ld rank %d] ERROR: boom\n", host,
-             (long)getpid(), 100 + mt_rank);
+    snprintf(expect, sizeof expect, "[epcomm %s:%ld rank %d] ERROR: boom\n", host, (long)getpid(),
+             100 + mt_rank);
     capture_log(EPC_LOG_ERROR, "boom", got, sizeof got);
     MT_CHECK(strcmp(got, expect) == 0, "got \"%s\" expected \"%s\"", got, expect);
 

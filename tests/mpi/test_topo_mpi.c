@@ -65,11 +65,15 @@ static void reference_map(int rpn, int *node, int *local)
 static void check_map(epc_topo_t *t, int want_nodes, int want_rpn)
 {
     int nodes = -1, rpn = -1, n = -1, me = -1, count;
-    int *node = malloc((size_t)nranks * sizeof *node), *local = malloc((size_t)nranks * sizeof *local);
-    int *rnode = malloc((size_t)nranks * sizeof *rnode), *rlocal = malloc((size_t)nranks * sizeof *rlocal);
+    int *node = malloc((size_t)nranks * sizeof *node),
+        *local = malloc((size_t)nranks * sizeof *local);
+    int *rnode = malloc((size_t)nranks * sizeof *rnode),
+        *rlocal = malloc((size_t)nranks * sizeof *rlocal);
     int *ranks = malloc((size_t)nranks * sizeof *ranks);
-    MT_CHECK(epc_topo_num_nodes(t, &nodes) == EPC_OK && nodes == want_nodes, "nodes %d != %d", nodes, want_nodes);
-    MT_CHECK(epc_topo_ranks_per_node(t, &rpn) == EPC_OK && rpn == want_rpn, "rpn %d != %d", rpn, want_rpn);
+    MT_CHECK(epc_topo_num_nodes(t, &nodes) == EPC_OK && nodes == want_nodes, "nodes %d != %d",
+             nodes, want_nodes);
+    MT_CHECK(epc_topo_ranks_per_node(t, &rpn) == EPC_OK && rpn == want_rpn, "rpn %d != %d", rpn,
+             want_rpn);
     MT_CHECK(epc_topo_num_ranks(t, &n) == EPC_OK && n == nranks, "ranks %d", n);
     MT_CHECK(epc_topo_my_rank(t, &me) == EPC_OK && me == mt_rank, "my rank %d", me);
     reference_map(want_rpn == nranks ? 0 : want_rpn, rnode, rlocal);
@@ -89,19 +93,22 @@ static void check_map(epc_topo_t *t, int want_nodes, int want_rpn)
         int size = -1;
         MT_CHECK(epc_topo_node_ranks(t, k, ranks, nranks, &count) == EPC_OK && count == want_rpn,
                  "node %d has %d ranks", k, count);
-        MT_CHECK(epc_topo_local_size(t, k, &size) == EPC_OK && size == count, "local size %d", size);
+        MT_CHECK(epc_topo_local_size(t, k, &size) == EPC_OK && size == count, "local size %d",
+                 size);
         for (int i = 0; i < count; i++)
-            MT_CHECK(node[ranks[i]] == k && local[ranks[i]] == i, "node %d entry %d = rank %d", k, i, ranks[i]);
+            MT_CHECK(node[ranks[i]] == k && local[ranks[i]] == i, "node %d entry %d = rank %d", k,
+                     i, ranks[i]);
         MT_CHECK(epc_topo_node_info(t, k, &ni) == EPC_OK && ni.num_ranks == count &&
-                     ni.first_rank == ranks[0] && ni.cores >= 1, "node_info %d", k);
+                     ni.first_rank == ranks[0] && ni.cores >= 1,
+                 "node_info %d", k);
     }
     for (int a = 0; a < nranks; a++)
         for (int b = 0; b < nranks; b++) {
             epc_link_class_t c;
             MT_CHECK(epc_topo_link_class(t, a, b, &c) == EPC_OK, "link %d %d", a, b);
-            MT_CHECK(a == b ? c == EPC_LINK_SELF
-                            : node[a] != node[b] ? c == EPC_LINK_OTHER_NODE
-                                                 : c == EPC_LINK_SAME_NUMA || c == EPC_LINK_SAME_NODE,
+            MT_CHECK(a == b               ? c == EPC_LINK_SELF
+                     : node[a] != node[b] ? c == EPC_LINK_OTHER_NODE
+                                          : c == EPC_LINK_SAME_NUMA || c == EPC_LINK_SAME_NODE,
                      "link class %d-%d is %s", a, b, epc_link_class_name(c));
         }
     free(node), free(local), free(rnode), free(rlocal), free(ranks);
@@ -172,7 +179,8 @@ static void check_bandwidth(void)
     static const struct {
         const char *name;
         double intra, inter;
-    } want[] = {{"h800", 160, 50}, {"h100-ib", 450, 50}, {"gb200-nvl72", 900, 50}, {"cpu-eth", 20, 12.5}};
+    } want[] = {
+        {"h800", 160, 50}, {"h100-ib", 450, 50}, {"gb200-nvl72", 900, 50}, {"cpu-eth", 20, 12.5}};
     for (int i = 0; i < 4; i++) {
         epc_topo_params_t p = EPC_TOPO_PARAMS_INIT;
         epc_topo_t *t = NULL;
@@ -197,7 +205,8 @@ static void check_bandwidth(void)
 static int mode_map(int want_nodes, int want_rpn)
 {
     epc_topo_t *t = NULL;
-    MT_CHECK(epc_topo_create(MPI_COMM_WORLD, NULL, &t) == EPC_OK, "create: %s", epc_last_error(NULL));
+    MT_CHECK(epc_topo_create(MPI_COMM_WORLD, NULL, &t) == EPC_OK, "create: %s",
+             epc_last_error(NULL));
     if (t != NULL) {
         check_map(t, want_nodes, want_rpn);
         check_bad_accessors(t);
@@ -208,7 +217,8 @@ static int mode_map(int want_nodes, int want_rpn)
         epc_topo_params_t p = EPC_TOPO_PARAMS_INIT;
         p.ranks_per_node = 2;
         t = NULL;
-        MT_CHECK(epc_topo_create(MPI_COMM_WORLD, &p, &t) == EPC_OK, "create: %s", epc_last_error(NULL));
+        MT_CHECK(epc_topo_create(MPI_COMM_WORLD, &p, &t) == EPC_OK, "create: %s",
+                 epc_last_error(NULL));
         if (t != NULL)
             check_map(t, nranks / 2, 2);
         epc_topo_destroy(t);
@@ -226,9 +236,11 @@ static int mode_badsplit(const char *n)
     char want[64];
     snprintf(want, sizeof want, "EPC_RANKS_PER_NODE=%s", n);
     MT_CHECK(st == EPC_ERR_INVALID_ARG && t == NULL, "status %d", st);
-    MT_CHECK(strstr(epc_last_error(NULL), want) != NULL, "message lacks %s: %s", want, epc_last_error(NULL));
+    MT_CHECK(strstr(epc_last_error(NULL), want) != NULL, "message lacks %s: %s", want,
+             epc_last_error(NULL));
     snprintf(want, sizeof want, "the %d ranks", nranks);
-    MT_CHECK(strstr(epc_last_error(NULL), want) != NULL, "message lacks '%s': %s", want, epc_last_error(NULL));
+    MT_CHECK(strstr(epc_last_error(NULL), want) != NULL, "message lacks '%s': %s", want,
+             epc_last_error(NULL));
     MT_CHECK(MPI_Wtime() - t0 < 10.0, "took %.1f s", MPI_Wtime() - t0);
     return mt_finish("test_topo_mpi badsplit");
 }
@@ -256,7 +268,9 @@ static int mode_xml(const char *file)
         MT_CHECK(info.package == r / 4 && info.numa == r / 4 && info.cores == 2 && info.bound,
                  "rank %d package %d numa %d cores %d", r, info.package, info.numa, info.cores);
         epc_topo_link_class(t, 0, r, &c);
-        MT_CHECK(c == (r == 0 ? EPC_LINK_SELF : r < 4 ? EPC_LINK_SAME_NUMA : EPC_LINK_SAME_NODE),
+        MT_CHECK(c == (r == 0  ? EPC_LINK_SELF
+                       : r < 4 ? EPC_LINK_SAME_NUMA
+                               : EPC_LINK_SAME_NODE),
                  "link 0-%d %s", r, epc_link_class_name(c));
     }
     epc_topo_destroy(t);

@@ -41,9 +41,19 @@ static void test_defaults_parse(void **state)
 static void test_valid_values(void **state)
 {
     epc_config_t cfg;
-    const char *env[] = {"EPC_LOG_LEVEL", "Debug", "EPC_RANKS_PER_NODE", "4",
-                         "EPC_TOPO_XML", "/tmp/x.xml", "EPC_HW_PROFILE", "h800",
-                         "EPC_INTER_BW_GBS", "12.5", "EPC_INTRA_BW_GBS", "1e2", NULL};
+    const char *env[] = {"EPC_LOG_LEVEL",
+                         "Debug",
+                         "EPC_RANKS_PER_NODE",
+                         "4",
+                         "EPC_TOPO_XML",
+                         "/tmp/x.xml",
+                         "EPC_HW_PROFILE",
+                         "h800",
+                         "EPC_INTER_BW_GBS",
+                         "12.5",
+                         "EPC_INTRA_BW_GBS",
+                         "1e2",
+                         NULL};
     (void)state;
     memset(&cfg, 0, sizeof cfg);
     assert_int_equal(epc_config_load(&cfg, fake_lookup, (void *)env), EPC_OK);
@@ -64,15 +74,15 @@ static void test_every_invalid_case(void **state)
     static const struct {
         const char *name, *value;
     } bad[] = {
-        {"EPC_LOG_LEVEL", "loud"},        {"EPC_LOG_LEVEL", "warn "},
-        {"EPC_LOG_LEVEL", "3"},           {"EPC_RANKS_PER_NODE", "-1"},
-        {"EPC_RANKS_PER_NODE", "four"},   {"EPC_RANKS_PER_NODE", "4x"},
-        {"EPC_RANKS_PER_NODE", "4.0"},    {"EPC_RANKS_PER_NODE", " 4"},
-        {"EPC_RANKS_PER_NODE", "65537"},  {"EPC_RANKS_PER_NODE", "99999999999999999999999"},
-        {"EPC_RANKS_PER_NODE", "0x10"},   {"EPC_INTER_BW_GBS", "-3"},
-        {"EPC_INTER_BW_GBS", "fast"},     {"EPC_INTER_BW_GBS", "nan"},
-        {"EPC_INTER_BW_GBS", "inf"},      {"EPC_INTER_BW_GBS", "1e999"},
-        {"EPC_INTRA_BW_GBS", "12GB"},     {"EPC_HW_PROFILE", "a100"},
+        {"EPC_LOG_LEVEL", "loud"},       {"EPC_LOG_LEVEL", "warn "},
+        {"EPC_LOG_LEVEL", "3"},          {"EPC_RANKS_PER_NODE", "-1"},
+        {"EPC_RANKS_PER_NODE", "four"},  {"EPC_RANKS_PER_NODE", "4x"},
+        {"EPC_RANKS_PER_NODE", "4.0"},   {"EPC_RANKS_PER_NODE", " 4"},
+        {"EPC_RANKS_PER_NODE", "65537"}, {"EPC_RANKS_PER_NODE", "99999999999999999999999"},
+        {"EPC_RANKS_PER_NODE", "0x10"},  {"EPC_INTER_BW_GBS", "-3"},
+        {"EPC_INTER_BW_GBS", "fast"},    {"EPC_INTER_BW_GBS", "nan"},
+        {"EPC_INTER_BW_GBS", "inf"},     {"EPC_INTER_BW_GBS", "1e999"},
+        {"EPC_INTRA_BW_GBS", "12GB"},    {"EPC_HW_PROFILE", "a100"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -95,8 +105,8 @@ static void test_every_invalid_case(void **state)
 static void test_first_error_reported(void **state)
 {
     epc_config_t cfg;
-    const char *env[] = {"EPC_LOG_LEVEL", "loud", "EPC_RANKS_PER_NODE", "-2",
-                         "EPC_HW_PROFILE", "gb200-nvl72", NULL};
+    const char *env[] = {"EPC_LOG_LEVEL", "loud", "EPC_RANKS_PER_NODE", "-2", "EPC_HW_PROFILE",
+                         "gb200-nvl72",   NULL};
     (void)state;
     memset(&cfg, 0, sizeof cfg);
     assert_int_equal(epc_config_load(&cfg, fake_lookup, (void *)env), EPC_ERR_INVALID_ARG);
@@ -161,9 +171,9 @@ static void test_public_description(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults_parse),       cmocka_unit_test(test_valid_values),
-        cmocka_unit_test(test_every_invalid_case),   cmocka_unit_test(test_first_error_reported),
-        cmocka_unit_test(test_empty_is_unset),       cmocka_unit_test(test_public_description),
+        cmocka_unit_test(test_defaults_parse),     cmocka_unit_test(test_valid_values),
+        cmocka_unit_test(test_every_invalid_case), cmocka_unit_test(test_first_error_reported),
+        cmocka_unit_test(test_empty_is_unset),     cmocka_unit_test(test_public_description),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

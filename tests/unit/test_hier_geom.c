@@ -81,11 +81,34 @@ static void make_job(job_t *j, int N, int L, int k, int rank)
     assert_non_null(j->all);
     for (int s = 0; s < j->R; s++)
         count_source(j, s);
-    j->h = (epc_handle_t){.T = j->T, .k = k, .align = 1, .idx = j->idx[rank], .w = j->w,
-                          .eidx = j->eidx, .didx = j->didx, .all = j->all, .E = j->E,
-                          .R = j->R, .N = N, .L = L, .epr = j->E / j->R};
-    j->g = (hier_geom_t){&j->h, j->node_of, j->local_rank, j->node_ranks, j->node_start, N,
-                         rank, rank / L, rank % L, L, 16, 32, 0, 0, 4096};
+    j->h = (epc_handle_t){.T = j->T,
+                          .k = k,
+                          .align = 1,
+                          .idx = j->idx[rank],
+                          .w = j->w,
+                          .eidx = j->eidx,
+                          .didx = j->didx,
+                          .all = j->all,
+                          .E = j->E,
+                          .R = j->R,
+                          .N = N,
+                          .L = L,
+                          .epr = j->E / j->R};
+    j->g = (hier_geom_t){&j->h,
+                         j->node_of,
+                         j->local_rank,
+                         j->node_ranks,
+                         j->node_start,
+                         N,
+                         rank,
+                         rank / L,
+                         rank % L,
+                         L,
+                         16,
+                         32,
+                         0,
+                         0,
+                         4096};
 }
 
 static const int *tpr_of(const job_t *j, int s)

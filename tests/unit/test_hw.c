@@ -224,10 +224,10 @@ int main(void)
 {
     const char *dir = getenv("top_srcdir");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dgx_summary),      cmocka_unit_test(test_dgx_nearest),
-        cmocka_unit_test(test_dgx_assign_8),     cmocka_unit_test(test_dgx_assign_16_and_4),
-        cmocka_unit_test(test_synthetic),        cmocka_unit_test(test_more_ranks_than_pus),
-        cmocka_unit_test(test_env_overrides),    cmocka_unit_test(test_bad_sources),
+        cmocka_unit_test(test_dgx_summary),   cmocka_unit_test(test_dgx_nearest),
+        cmocka_unit_test(test_dgx_assign_8),  cmocka_unit_test(test_dgx_assign_16_and_4),
+        cmocka_unit_test(test_synthetic),     cmocka_unit_test(test_more_ranks_than_pus),
+        cmocka_unit_test(test_env_overrides), cmocka_unit_test(test_bad_sources),
     };
     snprintf(xml_path, sizeof xml_path, "%s/tests/data/dgx8.xml", dir ? dir : ".");
     unsetenv("HWLOC_SYNTHETIC");

@@ -53,7 +53,7 @@ static void test_layout_matches_reference(void **state)
     static int32_t idx[T * K];
     static uint8_t in_rank[T * R], in_node[T * N], ref_in_rank[T * R], ref_in_node[T * N];
     int per_rank[R], per_node[N], per_expert[E], ref_rank[R] = {0}, ref_node[N] = {0},
-                                                ref_expert[E] = {0};
+                                                 ref_expert[E] = {0};
     epc_router_t *r = router(E, K, R, RPN);
     epc_layout_t lay = {per_rank, per_node, per_expert, in_rank, in_node};
     (void)state;
@@ -132,9 +132,9 @@ static void test_stats_known_answer(void **state)
     assert_int_equal(s.num_tokens, 2);
     assert_true(s.mean_ranks_per_token == 2.0 && s.max_ranks_per_token == 3);
     assert_true(s.mean_nodes_per_token == 1.5 && s.max_nodes_per_token == 2);
-    assert_true(s.expert_load_imbalance == 1.6);       /* 1 / (5/8) */
-    assert_true(s.rank_load_imbalance == 1.0);         /* one token each */
-    assert_true(s.node_load_imbalance == 2.0 / 1.5);   /* node 0: A and B */
+    assert_true(s.expert_load_imbalance == 1.6);     /* 1 / (5/8) */
+    assert_true(s.rank_load_imbalance == 1.0);       /* one token each */
+    assert_true(s.node_load_imbalance == 2.0 / 1.5); /* node 0: A and B */
     assert_true(s.flat_inter_bytes == 200 && s.flat_intra_bytes == 200);
     assert_true(s.hier_inter_bytes == 100 && s.hier_intra_bytes == 400);
     /* From rank 2 (node 1): A is remote, B has two local ranks. */
@@ -212,7 +212,7 @@ static int node_limit(int k, int nodes, double intra, double inter)
 static void test_recommend_node_limit(void **state)
 {
     (void)state;
-    assert_int_equal(node_limit(8, 8, 160, 50), 3);  /* 8/3 <= 3.2 */
+    assert_int_equal(node_limit(8, 8, 160, 50), 3); /* 8/3 <= 3.2 */
     assert_int_equal(node_limit(8, 8, 450, 50), 1);
     assert_int_equal(node_limit(8, 8, 100, 50), 4);  /* exactly 2 */
     assert_int_equal(node_limit(8, 2, 20, 12.5), 2); /* capped by nodes */
@@ -230,7 +230,8 @@ static void test_profiles(void **state)
     static const struct {
         const char *name;
         double intra, inter;
-    } want[] = {{"h800", 160, 50}, {"h100-ib", 450, 50}, {"gb200-nvl72", 900, 50}, {"cpu-eth", 20, 12.5}};
+    } want[] = {
+        {"h800", 160, 50}, {"h100-ib", 450, 50}, {"gb200-nvl72", 900, 50}, {"cpu-eth", 20, 12.5}};
     char allowed[256] = "";
     double a, b;
     (void)state;

@@ -93,7 +93,8 @@ static void ref_route(const epc_router_params_t *p, const float *x, int32_t *idx
                       float *c)
 {
     int E = p->num_experts, k = p->topk, R = p->num_ranks ? p->num_ranks : 1;
-    int rpn = p->ranks_per_node ? p->ranks_per_node : R, nodes = R / rpn, M = p->max_nodes_per_token;
+    int rpn = p->ranks_per_node ? p->ranks_per_node : R, nodes = R / rpn,
+        M = p->max_nodes_per_token;
     int allowed[1024], n = 0;
     float s[1024], sum = 0, scale = p->route_scale ? p->route_scale : 1.0f;
     item_t it[1024];
@@ -103,7 +104,9 @@ static void ref_route(const epc_router_params_t *p, const float *x, int32_t *idx
         allowed[e] = 1;
     }
     if (p->num_groups) {
-        int gk = p->group_score_topk ? p->group_score_topk : (k / p->max_groups_per_token > 1 ? k / p->max_groups_per_token : 1);
+        int gk = p->group_score_topk
+                     ? p->group_score_topk
+                     : (k / p->max_groups_per_token > 1 ? k / p->max_groups_per_token : 1);
         ref_limit(c, allowed, E, E / p->num_groups, p->max_groups_per_token, gk);
     }
     if (M && M < nodes) {
@@ -218,10 +221,10 @@ static void test_random_all_modes(void **state)
 /* Odd shapes: small E, k = E, one node, M = nodes, group_score_topk set. */
 static void test_random_shapes(void **state)
 {
-    static const int shapes[][6] = {/* E, k, R, rpn, M, gk */
-                                    {8, 8, 4, 2, 2, 0},   {16, 3, 16, 4, 1, 0}, {64, 6, 8, 8, 0, 0},
-                                    {64, 6, 8, 2, 4, 3},  {60, 5, 6, 2, 3, 1},  {128, 1, 4, 1, 1, 0},
-                                    {256, 8, 32, 4, 8, 0}};
+    static const int shapes[][6] = {
+        /* E, k, R, rpn, M, gk */
+        {8, 8, 4, 2, 2, 0},  {16, 3, 16, 4, 1, 0}, {64, 6, 8, 8, 0, 0},  {64, 6, 8, 2, 4, 3},
+        {60, 5, 6, 2, 3, 1}, {128, 1, 4, 1, 1, 0}, {256, 8, 32, 4, 8, 0}};
     (void)state;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         epc_router_params_t p = EPC_ROUTER_PARAMS_INIT;
@@ -357,13 +360,17 @@ static void test_bad_params(void **state)
     p = base, p.max_nodes_per_token = 3, expect_create_error(p, "max_nodes_per_token");
     p = base, p.topk = 5, p.max_nodes_per_token = 1, expect_create_error(p, "infeasible");
     p = base, p.num_groups = 3, expect_create_error(p, "num_groups");
-    p = base, p.num_groups = 4, p.max_groups_per_token = 5, expect_create_error(p, "max_groups_per_token");
-    p = base, p.num_groups = 4, p.max_groups_per_token = 0, expect_create_error(p, "max_groups_per_token");
+    p = base, p.num_groups = 4, p.max_groups_per_token = 5,
+    expect_create_error(p, "max_groups_per_token");
+    p = base, p.num_groups = 4, p.max_groups_per_token = 0,
+    expect_create_error(p, "max_groups_per_token");
     p = base, p.max_groups_per_token = 2, expect_create_error(p, "max_groups_per_token");
     p = base, p.score_fn = (epc_score_fn_t)7, expect_create_error(p, "score_fn");
     p = base, p.route_scale = -1, expect_create_error(p, "route_scale");
-    p = base, p.expert_bias = bias, p.expert_bias_len = 7, expect_create_error(p, "expert_bias_len");
-    p = base, p.expert_bias = badbias, p.expert_bias_len = 8, expect_create_error(p, "expert_bias[5]");
+    p = base, p.expert_bias = bias, p.expert_bias_len = 7,
+    expect_create_error(p, "expert_bias_len");
+    p = base, p.expert_bias = badbias, p.expert_bias_len = 8,
+    expect_create_error(p, "expert_bias[5]");
     p = base, p.size = 4, expect_create_error(p, "size");
     p = base, p.group_score_topk = -1, expect_create_error(p, "group_score_topk");
     p = base, p.num_groups = 4, p.max_groups_per_token = 2, p.max_nodes_per_token = 1;

@@ -120,9 +120,12 @@ static void test_build_info(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values_and_names), cmocka_unit_test(test_strings_distinct_and_nonempty),
-        cmocka_unit_test(test_unknown_status),   cmocka_unit_test(test_version),
-        cmocka_unit_test(test_last_error),       cmocka_unit_test(test_build_info),
+        cmocka_unit_test(test_values_and_names),
+        cmocka_unit_test(test_strings_distinct_and_nonempty),
+        cmocka_unit_test(test_unknown_status),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_last_error),
+        cmocka_unit_test(test_build_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
