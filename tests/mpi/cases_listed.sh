@@ -5,7 +5,7 @@
 # the table alone would otherwise never run.
 table=$top_srcdir/tests/mpi/cases.tab
 rows=$(awk '!/^#/ && NF { print $1 }' "$table" | sort)
-listed=$(echo "$EPC_MPI_CASES" | tr ' ' '\n' | awk 'NF' | sort)
+listed=$(echo "$EPC_MPI_CASES" | tr ' ' '\n' | sed 's|.*/||; s|\.case$||' | awk 'NF' | sort)
 [ -n "$listed" ] || { echo "FAIL: EPC_MPI_CASES is empty (run through make check)"; exit 1; }
 dups=$(awk '!/^#/ && NF { print $1 }' "$table" | sort | uniq -d)
 [ -z "$dups" ] || { echo "FAIL: rows named twice: $dups"; exit 1; }
