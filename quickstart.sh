@@ -28,7 +28,7 @@ esac
 
 PACKAGES=(openmpi-bin libopenmpi-dev hwloc libhwloc-dev libfabric-dev libfabric-bin
     libcmocka-dev autoconf automake libtool pkg-config make gcc g++
-    clang libclang-rt-14-dev python3 gnuplot-nox valgrind)
+    clang clang-format libclang-rt-14-dev python3 gnuplot-nox valgrind)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() {
