@@ -316,4 +316,13 @@ static inline void scenario(const scen_t *sc)
     MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
 }
 
+/* MPI (mt_init) and the job's shape, which make_ctx fills in. */
+static inline void coll_ref_init(int *argc, char ***argv)
+{
+    mt_init(argc, argv);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    node_of = calloc((size_t)nranks, sizeof *node_of);
+    lrank_of = calloc((size_t)nranks, sizeof *lrank_of);
+}
+
 #endif

@@ -402,10 +402,7 @@ static int mode_links(const char *iface, int want_nodes)
 
 int main(int argc, char **argv)
 {
-    mt_init(&argc, &argv);
-    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-    node_of = calloc((size_t)nranks, sizeof *node_of);
-    lrank_of = calloc((size_t)nranks, sizeof *lrank_of);
+    coll_ref_init(&argc, &argv);
     if (argc == 2 && !strcmp(argv[1], "data"))
         return mode_data();
     if (argc == 2 && !strcmp(argv[1], "errors"))

@@ -214,9 +214,6 @@ static int mode_nonblocking(void)
 
 int main(int argc, char **argv)
 {
-    mt_init(&argc, &argv);
-    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-    node_of = calloc((size_t)nranks, sizeof *node_of);
-    lrank_of = calloc((size_t)nranks, sizeof *lrank_of);
+    coll_ref_init(&argc, &argv);
     return mode_nonblocking();
 }
