@@ -2,8 +2,8 @@
 /*
  * request.c - the progress engine: requests in flight, their steps run
  * by epc_test and epc_wait (and the context's progress thread: every
- * public call here holds the context's lock), and how a request ends (its results, or the
- * failure rules of the blocking calls).
+ * public call here holds the context's lock), and how a request ends
+ * (its results, or the failure rules of the blocking calls).
  */
 #include <sched.h>
 #include <stdlib.h>
