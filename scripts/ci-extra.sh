@@ -22,7 +22,8 @@ valgrind_units() {
     fi
     say "valgrind memcheck on the unit tests"
     for t in tests/unit/test_status tests/unit/test_config tests/unit/test_log tests/unit/test_hw \
-        tests/unit/test_router tests/unit/test_layout tests/unit/test_header_c; do
+        tests/unit/test_router tests/unit/test_layout tests/unit/test_hier_geom \
+        tests/unit/test_header_c; do
         if top_srcdir=$(pwd) ./libtool --mode=execute valgrind -q --error-exitcode=3 \
             --suppressions=tests/valgrind.supp \
             --leak-check=full --errors-for-leak-kinds=definite "$t" >"$t.valgrind.log" 2>&1; then
@@ -53,7 +54,8 @@ sanitizer_build() {
     local rc=$? pass failn
     grep -E '^(FAIL|ERROR|XPASS):' "$out" | sed 's/^[A-Z]*: //' | while read -r t; do
         echo "---- sanitizers: $t" >&2
-        grep -v "^\[epcomm" "${t%.sh}.log" | tail -40 >&2
+        t=${t%.sh}
+        grep -v "^\[epcomm" "${t%.case}.log" | tail -40 >&2
     done
     pass=$(sed -n 's/^# PASS: *//p' "$out")
     failn=$(sed -n 's/^# \(FAIL\|ERROR\|XPASS\): *//p' "$out" | awk '{s+=$1} END {print s+0}')
