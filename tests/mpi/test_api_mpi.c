@@ -82,17 +82,13 @@ static void local_functions(void)
 }
 
 /* The router, layout, statistics and cost model. */
-static void routing_functions(void)
+/* epc_router_create with each bad params field: refused naming it, the
+ * router not written. */
+static void router_create_errors(const epc_router_params_t *good)
 {
-    epc_router_params_t p = EPC_ROUTER_PARAMS_INIT, q;
+    epc_router_params_t p = *good, q;
     epc_router_t *r = NULL, *untouched = (epc_router_t *)&p;
-    epc_cost_params_t cp = EPC_COST_PARAMS_INIT;
-    epc_route_stats_t rs;
-    epc_cost_t cost;
-    epc_layout_t lay = {0};
-    float logits[2 * 16], w[4] = {-7, -7, -7, -7}, bias[16] = {0};
-    int32_t idx[4] = {-7, -7, -7, -7}, good[4] = {0, 1, 2, 3}, tpr[4];
-    p.num_experts = 16, p.topk = 2, p.num_ranks = 4, p.ranks_per_node = 2;
+    float bias[16] = {0};
     EXPECT(epc_router_create(NULL, &r), EPC_ERR_INVALID_ARG, NULL, "params");
     EXPECT(epc_router_create(&p, NULL), EPC_ERR_INVALID_ARG, NULL, "router_p");
     q = p, q.size = 3;
@@ -115,6 +111,20 @@ static void routing_functions(void)
     q = p, q.num_experts = 0;
     EXPECT(epc_router_create(&q, &r), EPC_ERR_INVALID_ARG, NULL, "num_experts");
     MT_CHECK(r == untouched, "router_p written on failure");
+}
+
+static void routing_functions(void)
+{
+    epc_router_params_t p = EPC_ROUTER_PARAMS_INIT, q;
+    epc_router_t *r = NULL;
+    epc_cost_params_t cp = EPC_COST_PARAMS_INIT;
+    epc_route_stats_t rs;
+    epc_cost_t cost;
+    epc_layout_t lay = {0};
+    float logits[2 * 16], w[4] = {-7, -7, -7, -7};
+    int32_t idx[4] = {-7, -7, -7, -7}, good[4] = {0, 1, 2, 3}, tpr[4];
+    p.num_experts = 16, p.topk = 2, p.num_ranks = 4, p.ranks_per_node = 2;
+    router_create_errors(&p);
     EXPECT(epc_router_create(&p, &r), EPC_OK, NULL, NULL);
     for (int i = 0; i < 32; i++)
         logits[i] = (float)i;
