@@ -115,8 +115,8 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
 }
 
 /* Every rank's verdict on its combine arguments with its reason, in one
- * collective on the context's communicator (posted at the start, so in
- * the same order on every rank, whatever handle each was given). */
+ * collective on the combine lane's communicator (posted at the start, so
+ * in the same order on every rank, whatever handle each was given). */
 #define VERDICT_INTS (1 + EPC_REASON_LEN / 4)
 
 /* After every rank's checks are known: the algorithm's schedule, or the
@@ -125,7 +125,7 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
 static epc_status_t step_combine_agreed(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
-    epc_status_t st = coll_req_test_mpi(r, &r->xreq, "combine agreement");
+    epc_status_t st = coll_req_test_coll(r, &r->xcoll, "combine agreement");
     if (st == EPC_ERR_TIMEOUT)
         return epc_error_obj(&ctx->hdr, EPC_ERR_TIMEOUT,
                              "epc_combine: timed out agreeing on the arguments (a rank did not "
@@ -154,7 +154,6 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
 static epc_status_t post_verdict(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
-    int rc;
     r->rec_mine = calloc(VERDICT_INTS, sizeof *r->rec_mine);
     r->rec_all = calloc((size_t)VERDICT_INTS * ctx->nranks, sizeof *r->rec_all);
     if (r->rec_mine == NULL || r->rec_all == NULL)
@@ -165,9 +164,8 @@ static epc_status_t post_verdict(epc_request_t *r)
         /* cut to the record (calloc'd: stays terminated) */
         memcpy(r->rec_mine + 1, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
     }
-    rc = MPI_Iallgather(r->rec_mine, VERDICT_INTS, MPI_INT, r->rec_all, VERDICT_INTS, MPI_INT,
-                        ctx->comm, &r->xreq);
-    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(verdicts)");
+    return epc_lane_allgather_post(coll_req_lane(r), r->rec_mine, VERDICT_INTS, r->rec_all,
+                                   &r->xcoll, "MPI_Iallgather(verdicts)");
 }
 
 /* epc_combine_start with the context's lock held. */

@@ -16,21 +16,16 @@ typedef struct flat {
     int *counts; /* [4R]: scnt | sdsp | rcnt | rdsp */
     int *scnt, *sdsp, *rcnt, *rdsp;
     char *sbuf, *rbuf;
-    size_t unit;       /* bytes of one record */
-    MPI_Datatype type; /* unit bytes */
-    int have_type;
-    MPI_Request req; /* the posted MPI_Ialltoallv */
-    float *tmp;      /* combine: [2H] */
-    float **slot;    /* combine: partial sum slots */
+    size_t unit;          /* bytes of one record */
+    epc_lane_coll_t xchg; /* the posted exchange */
+    float *tmp;           /* combine: [2H] */
+    float **slot;         /* combine: partial sum slots */
 } flat_t;
 
 static void flat_free(epc_request_t *r)
 {
     flat_t *x = r->algo;
-    /* A pending collective cannot be freed (MPI-3.1 5.12): after a
-     * failure it is abandoned with the failed context. */
-    if (x->have_type)
-        MPI_Type_free(&x->type);
+    epc_lane_coll_free(&x->xchg);
     free(x->counts);
     free(x->tmp);
     free(x->slot);
@@ -45,32 +40,25 @@ static flat_t *flat_new(epc_request_t *r)
     if (x != NULL) {
         r->algo = x;
         r->algo_free = flat_free;
-        x->req = MPI_REQUEST_NULL;
+        epc_lane_coll_init(&x->xchg);
     }
     return x;
 }
 
-/* Posts MPI_Ialltoallv of `unit`-byte records on the request's
- * communicator. */
+/* Posts the exchange of `unit`-byte records through the request's lane
+ * (which accounts every peer's share). */
 static epc_status_t post_alltoallv(epc_request_t *r, flat_t *x, const void *sbuf, const int *scnt,
                                    const int *sdsp, void *rbuf, const int *rcnt, const int *rdsp)
 {
-    int rc = MPI_Type_contiguous((int)x->unit, MPI_BYTE, &x->type);
-    if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&x->type)) != MPI_SUCCESS)
-        MPI_Type_free(&x->type);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&r->ctx->hdr, rc, "MPI_Type_contiguous");
-    x->have_type = 1;
-    rc = MPI_Ialltoallv(sbuf, scnt, sdsp, x->type, rbuf, rcnt, rdsp, x->type, coll_req_comm(r),
-                        &x->req);
-    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&r->ctx->hdr, rc, "MPI_Ialltoallv");
+    return epc_lane_alltoallv_post(coll_req_lane(r), sbuf, scnt, sdsp, rbuf, rcnt, rdsp, x->unit,
+                                   &x->xchg, "MPI_Ialltoallv");
 }
 
 /* EPC_OK once the posted MPI_Ialltoallv completed, EPC_IN_PROGRESS, or
  * its error naming phase. */
 static epc_status_t test_alltoallv(epc_request_t *r, flat_t *x, const char *phase)
 {
-    epc_status_t st = coll_req_test_mpi(r, &x->req, "MPI_Ialltoallv");
+    epc_status_t st = coll_req_test_coll(r, &x->xchg, "MPI_Ialltoallv");
     if (st == EPC_ERR_TIMEOUT)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_TIMEOUT, "%s: MPI_Ialltoallv timed out", phase);
     if (st != EPC_OK && st != EPC_IN_PROGRESS && st != EPC_ERR_TRANSPORT) /* a peer aborted */
@@ -125,12 +113,6 @@ static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, 
             memcpy(u + hdr + (size_t)h->k * sizeof *sl, (const char *)a->x + (size_t)t * rb, rb);
             coll_account(ctx, acct, r, rb, hdr + h->k * sizeof *sl, 0);
         }
-    for (int r = 0; r < h->R; r++) /* the per-link counters: once per peer */
-        if (coll_tpr(h, ctx->rank)[r] > 0)
-            epc_ctx_account(ctx, r,
-                            (uint64_t)coll_tpr(h, ctx->rank)[r] *
-                                (rb + hdr + (size_t)h->k * sizeof(coll_slot_t)),
-                            1);
 }
 
 /* Places every received record's row at its expert-major positions,
@@ -270,7 +252,7 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
     if (st != EPC_OK)
         return st;
     for (int s = 0; s < h->R; s++)
-        coll_account(ctx, &r->bytes, s, (uint64_t)x->rcnt[s] * x->unit, 0, 1);
+        coll_account(ctx, &r->bytes, s, (uint64_t)x->rcnt[s] * x->unit, 0, 0);
     r->step = step_finish;
     return post_alltoallv(r, x, pbuf, x->rcnt, x->rdsp, x->rbuf, x->scnt, x->sdsp);
 }

@@ -221,7 +221,7 @@ static epc_status_t step_counts(epc_request_t *r)
     epc_handle_t *h = r->h;
     int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
     int rec_ints = HDR_INTS + per + REASON_INTS;
-    epc_status_t st = coll_req_test_mpi(r, &r->xreq, "dispatch counts");
+    epc_status_t st = coll_req_test_coll(r, &r->xcoll, "dispatch counts");
     if (st == EPC_IN_PROGRESS || st == EPC_ERR_TRANSPORT)
         return st;
     if (st == EPC_ERR_TIMEOUT)
@@ -255,7 +255,7 @@ static epc_status_t plan_post(epc_request_t *r)
     epc_ctx_t *ctx = r->ctx;
     epc_status_t st = r->local;
     int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
-    int rec_ints = HDR_INTS + per + REASON_INTS, rc;
+    int rec_ints = HDR_INTS + per + REASON_INTS;
     r->rec_mine = calloc((size_t)rec_ints, sizeof *r->rec_mine);
     r->rec_all = calloc((size_t)rec_ints * ctx->nranks, sizeof *r->rec_all);
     if (!r->rec_mine || !r->rec_all) /* cannot even take part: peers time out on this rank */
@@ -266,12 +266,9 @@ static epc_status_t plan_post(epc_request_t *r)
         st = count_local(ctx, &r->args, r->h, r->rec_mine + HDR_INTS);
     fill_record(r, st, per);
     r->local = st;
-    rc = MPI_Iallgather(r->rec_mine, rec_ints, MPI_INT, r->rec_all, rec_ints, MPI_INT,
-                        coll_req_comm(r), &r->xreq);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&ctx->hdr, rc, "MPI_Iallgather(dispatch counts)");
     r->step = step_counts;
-    return EPC_OK;
+    return epc_lane_allgather_post(coll_req_lane(r), r->rec_mine, rec_ints, r->rec_all, &r->xcoll,
+                                   "MPI_Iallgather(dispatch counts)");
 }
 
 /* Cached mode: the same topk_idx as the handle; only validity is agreed. */
@@ -300,7 +297,7 @@ static epc_status_t replan_post(epc_request_t *r)
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
-    if ((st = epc_mpi_agree_start(&r->agree, coll_req_comm(r), st, &ctx->hdr)) != EPC_OK)
+    if ((st = epc_mpi_agree_start(&r->agree, coll_req_lane(r)->comm, st, &ctx->hdr)) != EPC_OK)
         return st;
     r->step = step_replan_agree;
     return EPC_OK;

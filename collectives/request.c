@@ -26,11 +26,12 @@ epc_status_t coll_req_waiting(epc_request_t *r)
     return st == EPC_OK ? EPC_IN_PROGRESS : st;
 }
 
-epc_status_t coll_req_test_mpi(epc_request_t *r, MPI_Request *req, const char *what)
+epc_status_t coll_req_test_coll(epc_request_t *r, epc_lane_coll_t *c, const char *what)
 {
-    int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&r->ctx->hdr, rc, what);
+    int done = 0;
+    epc_status_t st = epc_lane_coll_test(coll_req_lane(r), c, &done, what);
+    if (st != EPC_OK)
+        return st;
     return done ? EPC_OK : coll_req_waiting(r);
 }
 
@@ -63,8 +64,7 @@ epc_status_t coll_req_net(epc_request_t *r, void **req)
     return st;
 }
 
-/* The lane whose scratch and communicator serve r's kind. */
-static epc_lane_t *kind_lane(const epc_request_t *r)
+epc_lane_t *coll_req_lane(const epc_request_t *r)
 {
     _Static_assert(EPC_LANES >= 2, "a dispatch's and a combine's");
     return &r->ctx->lane[r->is_dispatch ? 0 : 1];
@@ -72,12 +72,7 @@ static epc_lane_t *kind_lane(const epc_request_t *r)
 
 epc_status_t coll_req_scratch(epc_request_t *r, int which, size_t need, char **p)
 {
-    return epc_lane_scratch(kind_lane(r), which, need, p);
-}
-
-MPI_Comm coll_req_comm(const epc_request_t *r)
-{
-    return kind_lane(r)->comm;
+    return epc_lane_scratch(coll_req_lane(r), which, need, p);
 }
 
 static void add_bytes(epc_coll_bytes_t *total, const epc_coll_bytes_t *b)
@@ -235,7 +230,7 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
     r->is_dispatch = is_dispatch;
     r->fn = fn;
     r->status = EPC_IN_PROGRESS;
-    r->xreq = MPI_REQUEST_NULL;
+    epc_lane_coll_init(&r->xcoll);
     *rp = r;
     return EPC_OK;
 }

@@ -47,8 +47,8 @@ struct epc_request {
     epc_combine_args_t cargs;
     /* the count exchange, or the agreement of a cached dispatch / combine */
     int *rec_mine, *rec_all;
-    MPI_Request xreq;
-    epc_status_t local; /* this rank's own verdict before the exchange */
+    epc_lane_coll_t xcoll; /* ... posted through its kind's lane */
+    epc_status_t local;    /* this rank's own verdict before the exchange */
     epc_agree_t agree;
     /* the algorithm's schedule state, freed by algo_free (also after a
      * failure: it then abandons whatever is still posted) */
@@ -66,9 +66,10 @@ epc_deadline_t coll_req_deadline(epc_request_t *r);
  * interrupt) - the caller names what it waited for. */
 epc_status_t coll_req_waiting(epc_request_t *r);
 
-/* Tests an MPI request of r once: EPC_OK when complete, EPC_IN_PROGRESS,
- * EPC_ERR_TRANSPORT raised, or as coll_req_waiting when the wait ends. */
-epc_status_t coll_req_test_mpi(epc_request_t *r, MPI_Request *req, const char *what);
+/* Tests a collective r posted through its kind's lane (coll_req_lane)
+ * once: EPC_OK when complete, EPC_IN_PROGRESS, EPC_ERR_TRANSPORT raised,
+ * or as coll_req_waiting when the wait ends. */
+epc_status_t coll_req_test_coll(epc_request_t *r, epc_lane_coll_t *c, const char *what);
 
 /* A step's wait for the node fence `fence` of r's lane: EPC_OK once every
  * rank of the node arrived, EPC_IN_PROGRESS, or the error naming the rank
@@ -88,12 +89,13 @@ epc_status_t coll_req_net(epc_request_t *r, void **req);
  * expert outputs, the shared regions, the transport) stays with the lane.
  *  coll_req_scratch: a private buffer of at least need bytes
  *    (EPC_SCRATCH_SEND, _RECV, _PARTIAL);
- *  coll_req_comm: the communicator of its collectives (the count
- *    exchange, the agreement of a cached dispatch, flat's Ialltoallv);
- *    the concurrent request, of the other kind, uses the other one, so
- *    their collectives never need the same order on every rank. */
+ *  coll_req_lane: the lane whose door (epc_lane_allgather_post, ...)
+ *    and communicator carry its collectives (the count exchange, the
+ *    verdicts, the agreement of a cached dispatch, flat's exchange); the
+ *    concurrent request, of the other kind, uses the other one, so their
+ *    collectives never need the same order on every rank. */
 epc_status_t coll_req_scratch(epc_request_t *r, int which, size_t need, char **p);
-MPI_Comm coll_req_comm(const epc_request_t *r);
+epc_lane_t *coll_req_lane(const epc_request_t *r);
 
 /* The schedules' first steps (the plan's, the algorithms'). */
 epc_status_t coll_plan_step_post(epc_request_t *r);

@@ -187,3 +187,58 @@ void epc_lane_net_account(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
     for (int i = 0; i < nrecvs; i++)
         epc_ctx_account(ln->ctx, recvs[i].peer, recvs[i].len, 0);
 }
+
+void epc_lane_coll_init(epc_lane_coll_t *c)
+{
+    c->req = MPI_REQUEST_NULL;
+    c->type = MPI_DATATYPE_NULL;
+}
+
+epc_status_t epc_lane_allgather_post(epc_lane_t *ln, const int *mine, int count, int *all,
+                                     epc_lane_coll_t *c, const char *what)
+{
+    epc_ctx_t *ctx = ln->ctx;
+    int rc = MPI_Iallgather(mine, count, MPI_INT, all, count, MPI_INT, ln->comm, &c->req);
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(&ctx->hdr, rc, what);
+    for (int p = 0; p < ctx->nranks; p++)
+        if (p != ctx->rank) {
+            epc_ctx_account(ctx, p, (uint64_t)count * sizeof(int), 1);
+            epc_ctx_account(ctx, p, (uint64_t)count * sizeof(int), 0);
+        }
+    return EPC_OK;
+}
+
+epc_status_t epc_lane_alltoallv_post(epc_lane_t *ln, const void *sbuf, const int *scnt,
+                                     const int *sdsp, void *rbuf, const int *rcnt, const int *rdsp,
+                                     size_t unit, epc_lane_coll_t *c, const char *what)
+{
+    epc_ctx_t *ctx = ln->ctx;
+    int rc = MPI_Type_contiguous((int)unit, MPI_BYTE, &c->type);
+    if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&c->type)) != MPI_SUCCESS)
+        MPI_Type_free(&c->type);
+    if (rc != MPI_SUCCESS) {
+        c->type = MPI_DATATYPE_NULL;
+        return epc_mpi_error(&ctx->hdr, rc, what);
+    }
+    rc = MPI_Ialltoallv(sbuf, scnt, sdsp, c->type, rbuf, rcnt, rdsp, c->type, ln->comm, &c->req);
+    if (rc != MPI_SUCCESS)
+        return epc_mpi_error(&ctx->hdr, rc, what);
+    for (int p = 0; p < ctx->nranks; p++) { /* this rank's own share counts as self */
+        epc_ctx_account(ctx, p, (uint64_t)scnt[p] * unit, 1);
+        epc_ctx_account(ctx, p, (uint64_t)rcnt[p] * unit, 0);
+    }
+    return EPC_OK;
+}
+
+epc_status_t epc_lane_coll_test(epc_lane_t *ln, epc_lane_coll_t *c, int *done, const char *what)
+{
+    int rc = MPI_Test(&c->req, done, MPI_STATUS_IGNORE);
+    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&ln->ctx->hdr, rc, what);
+}
+
+void epc_lane_coll_free(epc_lane_coll_t *c)
+{
+    if (c->type != MPI_DATATYPE_NULL)
+        MPI_Type_free(&c->type);
+}

@@ -9,8 +9,11 @@
  * A context has EPC_LANES lanes and alternates dispatches between them, so
  * a dispatch can be in flight while the previous one's combine is: each
  * lane has its own communicator, regions, fence counters and transport
- * endpoint, so the messages, collectives and fences of two requests in
- * flight never meet, whatever order the ranks progress them in.  (The
+ * endpoint, so the messages and fences of two requests in flight never
+ * meet, whatever order the ranks progress them in.  The MPI collectives
+ * (count exchange, verdicts, flat's exchange) go by kind instead: every
+ * dispatch's through lane 0's door, every combine's through lane 1's (at
+ * most one of each is in flight).  (The
  * node exchanges that grow a lane's regions travel on the context's
  * control communicator: only a dispatch grows regions, and at most one
  * dispatch is in flight.)
@@ -108,5 +111,28 @@ epc_status_t epc_lane_net_finish(epc_lane_t *ln, void *req, epc_deadline_t dl);
 void epc_lane_net_cancel(epc_lane_t *ln, void *req);
 void epc_lane_net_account(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
                           const epc_tr_msg_t *recvs, int nrecvs);
+
+/* The collectives' MPI collectives, on the lane's communicator, through
+ * the same door: the count exchange and the combine verdicts (allgather
+ * of `count` ints from every rank into all[rank x count]) and flat's
+ * exchange (alltoallv of `unit`-byte records, counts and displacements in
+ * records).  Posting accounts every peer's share, sent and received, by
+ * link class (control traffic included).  Test: *done = 1 once complete;
+ * EPC_ERR_TRANSPORT raised naming `what` when MPI fails.  Free: the
+ * record type (a request still pending is abandoned with the failed
+ * context: MPI cannot free a pending collective). */
+typedef struct epc_lane_coll {
+    MPI_Request req;
+    MPI_Datatype type; /* alltoallv's record type, MPI_DATATYPE_NULL if none */
+} epc_lane_coll_t;
+
+void epc_lane_coll_init(epc_lane_coll_t *c);
+epc_status_t epc_lane_allgather_post(epc_lane_t *ln, const int *mine, int count, int *all,
+                                     epc_lane_coll_t *c, const char *what);
+epc_status_t epc_lane_alltoallv_post(epc_lane_t *ln, const void *sbuf, const int *scnt,
+                                     const int *sdsp, void *rbuf, const int *rcnt, const int *rdsp,
+                                     size_t unit, epc_lane_coll_t *c, const char *what);
+epc_status_t epc_lane_coll_test(epc_lane_t *ln, epc_lane_coll_t *c, int *done, const char *what);
+void epc_lane_coll_free(epc_lane_coll_t *c);
 
 #endif
