@@ -261,8 +261,13 @@ epc_status_t epc_test(epc_request_t *req, int *done)
     if (st != EPC_OK)
         return st;
     ctx = req->ctx;
-    epc_ctx_lock(ctx);
-    /* With the thread, the caller's compute is not interrupted by copies */
+    /* With the thread, the caller's compute is not interrupted by copies,
+     * nor held while the thread runs a step: a busy lock means the
+     * request is being advanced, so it is reported not done yet. */
+    if (!epc_ctx_trylock(ctx)) {
+        *done = 0;
+        return EPC_OK;
+    }
     if (req->status == EPC_IN_PROGRESS && ctx->progress.mode != EPC_PROGRESS_THREAD)
         coll_progress(ctx);
     *done = req->status != EPC_IN_PROGRESS;

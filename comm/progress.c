@@ -120,6 +120,11 @@ void epc_ctx_lock(epc_ctx_t *ctx)
         pthread_mutex_lock(&ctx->progress.lock);
 }
 
+int epc_ctx_trylock(epc_ctx_t *ctx)
+{
+    return !ctx->progress.running || pthread_mutex_trylock(&ctx->progress.lock) == 0;
+}
+
 void epc_ctx_unlock(epc_ctx_t *ctx)
 {
     if (ctx->progress.running)

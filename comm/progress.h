@@ -55,6 +55,10 @@ void epc_progress_stop(struct epc_ctx *ctx);
 void epc_ctx_lock(struct epc_ctx *ctx);
 void epc_ctx_unlock(struct epc_ctx *ctx);
 
+/* Takes the lock if it is free: 1 when held now (always in caller mode),
+ * 0 when the thread holds it. */
+int epc_ctx_trylock(struct epc_ctx *ctx);
+
 /* Tells the thread that a request needs progress (lock held). */
 void epc_progress_kick(struct epc_ctx *ctx);
 
