@@ -7,7 +7,12 @@ set -e
 np=$1
 shift
 : "${MPIEXEC:=mpirun}"
-: "${EPC_TEST_TIMEOUT:=120}"
+# A sanitized build runs 3-5x slower, beside the other tests of make -j.
+if [ "${EPC_SANITIZED:-no}" = yes ]; then
+    : "${EPC_TEST_TIMEOUT:=360}"
+else
+    : "${EPC_TEST_TIMEOUT:=120}"
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Ranks spin while waiting; with more ranks than cores they must yield.
 export OMPI_MCA_mpi_yield_when_idle=1
