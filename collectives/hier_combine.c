@@ -71,8 +71,9 @@ static void slot_targets(epc_request_t *r)
         if (cnt == 0)
             continue;
         fw = g->node_of[s] == g->my_node ? s : hier_rank_at(g, g->my_node, l);
+        hier_combine_offsets(g, fw, s, x->offsets);
         base = hier_region(r->lane, g, l, NULL) + hier_rows_area(g, fw) +
-               hier_combine_offset(g, fw, s, g->rank) * x->row;
+               x->offsets[g->my_local] * x->row;
         for (int i = 0; i < cnt; i++)
             x->slot[p++] = (float *)(void *)(base + (size_t)i * x->row);
         coll_account(r->ctx, &r->bytes, fw, cnt * x->row, 0, 1);

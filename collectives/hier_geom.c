@@ -29,20 +29,6 @@ size_t hier_rows_area(const hier_geom_t *g, int x)
     return ALIGN64((size_t)n * g->row_bytes + coll_meta_bytes(n));
 }
 
-size_t hier_combine_offset(const hier_geom_t *g, int x, int s, int d)
-{
-    int nx = g->node_of[x], ns = g->node_of[s], lx = g->local_rank[x];
-    size_t off = 0;
-    /* the blocks of the sources with x's local index on earlier nodes */
-    for (int n = 0; n < ns; n++)
-        for (int l = 0; l < g->ranks_per_node; l++)
-            off += coll_tpr(g->h, hier_rank_at(g, n, lx))[hier_rank_at(g, nx, l)];
-    /* then source s's blocks of the local ranks before d */
-    for (int l = 0; l < g->local_rank[d]; l++)
-        off += coll_tpr(g->h, s)[hier_rank_at(g, nx, l)];
-    return off;
-}
-
 void hier_combine_offsets(const hier_geom_t *g, int x, int s, size_t *off)
 {
     int nx = g->node_of[x], ns = g->node_of[s], lx = g->local_rank[x];

@@ -43,12 +43,9 @@ int hier_rank_at(const hier_geom_t *g, int n, int l);
 /* Bytes of rank x's region before its combine area (rows and metadata). */
 size_t hier_rows_area(const hier_geom_t *g, int x);
 
-/* fp32 rows of x's combine area before the block of (source s, dest d). */
-size_t hier_combine_offset(const hier_geom_t *g, int x, int s, int d);
-
-/* The same for every dest of x's node at once: off[l] for the dest with
- * local index l (ranks_per_node entries), in O(nodes x ranks per node)
- * rather than that for each dest. */
+/* fp32 rows of x's combine area before the block of (source s, dest d),
+ * for every dest d of x's node at once: off[l] for the dest with local
+ * index l (ranks_per_node entries), in O(nodes x ranks per node). */
 void hier_combine_offsets(const hier_geom_t *g, int x, int s, size_t *off);
 
 /* Bytes rank x's region must hold: rows, metadata and combine area. */
