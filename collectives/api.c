@@ -33,8 +33,13 @@ static epc_status_t check_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
 {
     if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
         return BADARG("epc_dispatch", "args->algo = %d", (int)a->algo);
-    if (out == NULL || handle == NULL)
-        return BADARG("epc_dispatch", "%s is NULL", out == NULL ? "out" : "handle");
+    static const epc_params_layouts_t out_layouts = {
+        "EPC_DISPATCH_OUT_INIT", sizeof(epc_dispatch_out_t), {0}};
+    epc_status_t st = epc_out_check(out, &out_layouts, &ctx->hdr, "epc_dispatch", "out");
+    if (st != EPC_OK)
+        return st;
+    if (handle == NULL)
+        return BADARG("epc_dispatch", "handle is NULL");
     if (*handle != NULL && !coll_handle_owned(ctx, *handle))
         return BADARG("epc_dispatch", "*handle is not a handle of this context");
     return EPC_OK;
@@ -260,12 +265,13 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
 
 epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats)
 {
+    static const epc_params_layouts_t layouts = {"EPC_COLL_STATS_INIT", sizeof *stats, {0}};
     epc_status_t st = epc_ctx_check(ctx, "epc_coll_stats");
-    if (st == EPC_OK && stats == NULL)
-        st = epc_error(EPC_ERR_INVALID_ARG, "epc_coll_stats: stats is NULL");
+    if (st == EPC_OK)
+        st = epc_out_check(stats, &layouts, NULL, "epc_coll_stats", "stats");
     if (st == EPC_OK) {
         epc_ctx_lock((epc_ctx_t *)ctx); /* the thread's requests write them */
-        *stats = ctx->cstats;
+        epc_out_store(stats, &ctx->cstats);
         epc_ctx_unlock((epc_ctx_t *)ctx);
     }
     return st;

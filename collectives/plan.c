@@ -275,7 +275,7 @@ static epc_status_t plan_post(epc_request_t *r)
 static epc_status_t step_replan_agree(epc_request_t *r)
 {
     epc_handle_t *h = r->h;
-    epc_status_t st = epc_mpi_agree_test(&r->agree, coll_req_deadline(r));
+    epc_status_t st = epc_lane_agree_test(coll_req_lane(r), &r->agree, coll_req_deadline(r));
     if (st != EPC_OK)
         return st;
     for (size_t i = 0; i < (size_t)h->T * h->k; i++) /* weights may change */
@@ -297,7 +297,7 @@ static epc_status_t replan_post(epc_request_t *r)
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
-    if ((st = epc_mpi_agree_start(&r->agree, coll_req_lane(r)->comm, st, &ctx->hdr)) != EPC_OK)
+    if ((st = epc_lane_agree_post(coll_req_lane(r), st, &r->agree)) != EPC_OK)
         return st;
     r->step = step_replan_agree;
     return EPC_OK;

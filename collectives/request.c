@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "params.h"
 #include "request.h"
 
 epc_deadline_t coll_req_deadline(epc_request_t *r)
@@ -85,15 +86,17 @@ static void add_bytes(epc_coll_bytes_t *total, const epc_coll_bytes_t *b)
 
 static void fill_out(const epc_ctx_t *ctx, const epc_handle_t *h, epc_dispatch_out_t *out)
 {
-    out->rows = h->rows;
-    out->num_rows = h->num_rows[ctx->rank];
-    out->num_local_experts = h->epr;
-    out->expert_begin = h->begin + (size_t)ctx->rank * (h->epr + 1);
-    out->expert_count = h->expert_count;
-    out->src_rank = h->meta.src_rank;
-    out->src_token = h->meta.src_token;
-    out->local_expert = h->meta.local_expert;
-    out->weight = h->meta.weight;
+    epc_dispatch_out_t all = EPC_DISPATCH_OUT_INIT;
+    all.rows = h->rows;
+    all.num_rows = h->num_rows[ctx->rank];
+    all.num_local_experts = h->epr;
+    all.expert_begin = h->begin + (size_t)ctx->rank * (h->epr + 1);
+    all.expert_count = h->expert_count;
+    all.src_rank = h->meta.src_rank;
+    all.src_token = h->meta.src_token;
+    all.local_expert = h->meta.local_expert;
+    all.weight = h->meta.weight;
+    epc_out_store(out, &all); /* the fields of the caller's layout (checked at the start) */
 }
 
 /* A successful request's results: the dispatch's out and handle, the

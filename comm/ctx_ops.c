@@ -5,6 +5,7 @@
 
 #include "ctx.h"
 #include "mpi_util.h"
+#include "params.h"
 
 epc_status_t epc_ctx_check(const epc_ctx_t *ctx, const char *fn)
 {
@@ -87,15 +88,16 @@ epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo)
     return st;
 }
 
-epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
+epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats)
 {
+    static const epc_params_layouts_t layouts = {"EPC_CTX_STATS_INIT", sizeof *stats, {0}};
+    epc_ctx_stats_t all = EPC_CTX_STATS_INIT, *s = &all; /* every field, then the caller's */
     epc_status_t st = epc_ctx_check(ctx, "epc_ctx_stats");
-    if (st == EPC_OK && s == NULL)
-        st = epc_error(EPC_ERR_INVALID_ARG, "epc_ctx_stats: stats is NULL");
+    if (st == EPC_OK)
+        st = epc_out_check(stats, &layouts, NULL, "epc_ctx_stats", "stats");
     if (st != EPC_OK)
         return st;
     epc_ctx_lock((epc_ctx_t *)ctx); /* the progress thread moves bytes and grows */
-    memset(s, 0, sizeof *s);
     memcpy(s->bytes_sent, ctx->sent, sizeof s->bytes_sent);
     memcpy(s->bytes_recv, ctx->recv, sizeof s->bytes_recv);
     for (int l = 0; l < EPC_LANES; l++) { /* what every lane holds */
@@ -111,6 +113,7 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *s)
     s->provider = ctx->lane[0].tr->provider;
     s->transport_reason = ctx->transport_reason;
     epc_ctx_unlock((epc_ctx_t *)ctx);
+    epc_out_store(stats, &all);
     return EPC_OK;
 }
 

@@ -242,3 +242,34 @@ void epc_lane_coll_free(epc_lane_coll_t *c)
     if (c->type != MPI_DATATYPE_NULL)
         MPI_Type_free(&c->type);
 }
+
+/* Counts `bytes` to (sent) or from every peer but this rank. */
+static void account_all(epc_ctx_t *ctx, uint64_t bytes, int sent)
+{
+    for (int p = 0; p < ctx->nranks; p++)
+        if (p != ctx->rank)
+            epc_ctx_account(ctx, p, bytes, sent);
+}
+
+epc_status_t epc_lane_agree_post(epc_lane_t *ln, epc_status_t local, epc_agree_t *ag)
+{
+    epc_status_t st = epc_mpi_agree_start(ag, ln->comm, local, &ln->ctx->hdr);
+    if (st == EPC_OK) {
+        account_all(ln->ctx, sizeof ag->in, 1);
+        account_all(ln->ctx, sizeof ag->in, 0);
+    }
+    return st;
+}
+
+epc_status_t epc_lane_agree_test(epc_lane_t *ln, epc_agree_t *ag, epc_deadline_t dl)
+{
+    int was_reason = ag->reason;
+    epc_status_t st = epc_mpi_agree_test(ag, dl);
+    if (!was_reason && ag->reason) { /* the failing rank's text now travels */
+        if (ag->me == ag->out[1])
+            account_all(ln->ctx, sizeof ag->text, 1);
+        else
+            epc_ctx_account(ln->ctx, ag->out[1], sizeof ag->text, 0);
+    }
+    return st;
+}

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "epcomm.h"
+#include "mpi_util.h"
 #include "shm.h"
 #include "tr.h"
 
@@ -134,5 +135,14 @@ epc_status_t epc_lane_alltoallv_post(epc_lane_t *ln, const void *sbuf, const int
                                      size_t unit, epc_lane_coll_t *c, const char *what);
 epc_status_t epc_lane_coll_test(epc_lane_t *ln, epc_lane_coll_t *c, int *done, const char *what);
 void epc_lane_coll_free(epc_lane_coll_t *c);
+
+/* The cached dispatch's verdict (epc_mpi_agree_start/_test: the lowest
+ * failing rank and its text) on the lane's communicator, through the same
+ * door.  Accounted as each rank's logical share, whatever tree MPI uses:
+ * its (flag, rank) pair to and from every peer at posting, and, when a
+ * rank failed, the text from that rank to every other when the test
+ * starts broadcasting it. */
+epc_status_t epc_lane_agree_post(epc_lane_t *ln, epc_status_t local, epc_agree_t *ag);
+epc_status_t epc_lane_agree_test(epc_lane_t *ln, epc_agree_t *ag, epc_deadline_t dl);
 
 #endif

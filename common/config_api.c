@@ -10,6 +10,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "params.h"
 
 epc_status_t epc_config_get(const epc_config_t **cfg)
 {
@@ -35,21 +36,25 @@ int epc_config_count(void)
 
 epc_status_t epc_config_get_var(int index, epc_config_var_t *var)
 {
+    static const epc_params_layouts_t layouts = {"EPC_CONFIG_VAR_INIT", sizeof *var, {0}};
+    epc_config_var_t all = EPC_CONFIG_VAR_INIT;
     const epc_config_t *cfg;
-    if (var == NULL)
-        return epc_error(EPC_ERR_INVALID_ARG, "epc_config_get_var: var is NULL");
+    epc_status_t st = epc_out_check(var, &layouts, NULL, "epc_config_get_var", "var");
+    if (st != EPC_OK)
+        return st;
     if (index < 0 || index >= EPC_CFG_COUNT)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_config_get_var: index %d out of range [0, %d)",
                          index, EPC_CFG_COUNT);
     (void)epc_config_get_quiet(&cfg);
-    var->name = epc_cfg_name((epc_cfg_id_t)index);
-    var->type = epc_cfg_type_name((epc_cfg_id_t)index);
-    var->allowed = epc_cfg_allowed((epc_cfg_id_t)index);
-    var->default_value = epc_cfg_default((epc_cfg_id_t)index);
-    var->value = cfg->raw[index] ? cfg->raw[index] : var->default_value;
-    var->help = epc_cfg_help((epc_cfg_id_t)index);
-    var->from_env = cfg->raw[index] != NULL;
-    var->valid = !cfg->invalid[index];
+    all.name = epc_cfg_name((epc_cfg_id_t)index);
+    all.type = epc_cfg_type_name((epc_cfg_id_t)index);
+    all.allowed = epc_cfg_allowed((epc_cfg_id_t)index);
+    all.default_value = epc_cfg_default((epc_cfg_id_t)index);
+    all.value = cfg->raw[index] ? cfg->raw[index] : all.default_value;
+    all.help = epc_cfg_help((epc_cfg_id_t)index);
+    all.from_env = cfg->raw[index] != NULL;
+    all.valid = !cfg->invalid[index];
+    epc_out_store(var, &all);
     return EPC_OK;
 }
 

@@ -29,4 +29,16 @@ typedef struct epc_params_layouts {
 epc_status_t epc_params_load(void *dst, const void *src, const epc_params_layouts_t *layouts,
                              epc_obj_t *obj, const char *fn, const char *arg);
 
+/* Output structs follow the same convention: the caller sets `size` (the
+ * layout it was compiled with) and the library writes only the fields that
+ * layout has.  Checks out's size, before anything is computed: NULL or an
+ * unknown size is EPC_ERR_INVALID_ARG raised as by epc_params_load. */
+epc_status_t epc_out_check(const void *out, const epc_params_layouts_t *layouts, epc_obj_t *obj,
+                           const char *fn, const char *arg);
+
+/* Copies the library's complete, current-layout result `src` into the
+ * caller's `out` (checked by epc_out_check): as many bytes as out->size
+ * says, out->size itself unchanged. */
+void epc_out_store(void *out, const void *src);
+
 #endif

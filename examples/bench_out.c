@@ -8,7 +8,7 @@
 
 void bench_header(const bench_t *b)
 {
-    epc_ctx_stats_t s;
+    epc_ctx_stats_t s = EPC_CTX_STATS_INIT;
     static const char *const dn[] = {"", "bf16", "fp16", "fp32"};
     double lb, pi, rpt, npt;
     epc_ctx_stats(b->ctx, &s);

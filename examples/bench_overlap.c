@@ -112,7 +112,7 @@ static double one(bench_t *b, epc_algo_t algo, int op, long units, int overlap, 
 {
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
     epc_request_t *req = NULL;
     double t = 0, t0;

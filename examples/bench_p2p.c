@@ -76,7 +76,7 @@ int bench_run_p2p(bench_t *b)
 {
     p2p_t p = {b, EPC_PATH_SHM, malloc((size_t)64 << 20), malloc((size_t)64 << 20)};
     const epc_topo_t *topo;
-    epc_ctx_stats_t s;
+    epc_ctx_stats_t s = EPC_CTX_STATS_INIT;
     int partner_node, my_node, same, all_same, rc = 0;
     if (b->size % 2 != 0 || p.a == NULL || p.c == NULL) {
         free(p.a), free(p.c);

@@ -92,7 +92,7 @@ static int route(bench_t *b)
 void bench_route_stats(const bench_t *b, int T, double *logical, double *inter_pred,
                        double *ranks_per_token, double *nodes_per_token)
 {
-    epc_route_stats_t s;
+    epc_route_stats_t s = EPC_ROUTE_STATS_INIT;
     double in[2], out[2];
     epc_route_stats(b->router, b->idx, T, b->rank, (double)b->row_bytes, &s);
     *logical = s.flat_inter_bytes + s.flat_intra_bytes;
@@ -106,8 +106,8 @@ void bench_route_stats(const bench_t *b, int T, double *logical, double *inter_p
 double bench_model(const bench_t *b, int T, epc_algo_t algo)
 {
     epc_cost_params_t p = EPC_COST_PARAMS_INIT;
-    epc_layout_t lay = {0};
-    epc_cost_t c;
+    epc_layout_t lay = EPC_LAYOUT_INIT;
+    epc_cost_t c = EPC_COST_INIT;
     int N = b->size / b->rpn, ok = 1, all_ok;
     int *mine = malloc((size_t)(b->size + N) * sizeof *mine);
     int *tpr = malloc((size_t)b->size * b->size * sizeof *tpr);

@@ -21,8 +21,8 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     const char *name = algo == EPC_ALGO_HIER ? "hier" : "flat";
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o;
-    epc_coll_stats_t cs;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
+    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
     double td = 0, tc = 0, model = bench_model(b, T, algo);
     long wd = 0, wc = 0;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;

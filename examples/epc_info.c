@@ -62,7 +62,7 @@ static int print_config(void)
     int bad = 0;
     printf("# configuration (params field > environment > default)\n");
     for (int i = 0; i < epc_config_count(); i++) {
-        epc_config_var_t v;
+        epc_config_var_t v = EPC_CONFIG_VAR_INIT;
         if (epc_config_get_var(i, &v) != EPC_OK)
             return bad + 1;
         printf("%s=%s%s\n", v.name, v.value,

@@ -44,8 +44,8 @@ static int route_source(const plan_opts_t *o, epc_router_t **routers, int nm, in
     int gnodes = o->group_ranks / o->rpn;
     plan_logits(o, s, logits);
     for (int i = 0; i < nm; i++) {
-        epc_layout_t lay = {0};
-        epc_route_stats_t st;
+        epc_layout_t lay = EPC_LAYOUT_INIT;
+        epc_route_stats_t st = EPC_ROUTE_STATS_INIT;
         lay.tokens_per_rank = tpr[i] + (size_t)s * o->group_ranks;
         lay.tokens_per_node = tpn[i] + (size_t)s * gnodes;
         if (epc_route(routers[i], logits, o->tokens, idx, w) != EPC_OK ||

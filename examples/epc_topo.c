@@ -49,7 +49,7 @@ static const char *dash(const char *s)
 
 static void print_table(const epc_topo_t *t, int nranks, int nnodes, int rpn)
 {
-    epc_topo_bw_t bw;
+    epc_topo_bw_t bw = EPC_TOPO_BW_INIT;
     const char *src;
     epc_topo_bandwidth(t, &bw);
     epc_topo_hw_source(t, &src);
@@ -62,7 +62,7 @@ static void print_table(const epc_topo_t *t, int nranks, int nnodes, int rpn)
     printf("#\n# %-4s %-16s %5s %5s %4s %4s %5s %4s  %-24s %s\n", "node", "host", "ranks", "first",
            "pkgs", "numa", "cores", "pus", "nics", "gpus");
     for (int k = 0; k < nnodes; k++) {
-        epc_node_info_t n;
+        epc_node_info_t n = EPC_NODE_INFO_INIT;
         epc_topo_node_info(t, k, &n);
         printf("  %-4d %-16s %5d %5d %4d %4d %5d %4d  %-24s %s\n", k, n.host, n.num_ranks,
                n.first_rank, n.packages, n.numa_nodes, n.cores, n.pus, dash(n.nics), dash(n.gpus));
@@ -71,7 +71,7 @@ static void print_table(const epc_topo_t *t, int nranks, int nnodes, int rpn)
            "local", "host", "cpuset", "bound", "pkg", "numa", "cores", "nic", "gpu", "nearest-nics",
            "nearest-gpus");
     for (int r = 0; r < nranks; r++) {
-        epc_rank_info_t i;
+        epc_rank_info_t i = EPC_RANK_INFO_INIT;
         epc_topo_rank_info(t, r, &i);
         printf("  %-4d %4d %5d %-16s %-10s %5s %3d %4d %5d %-8s %-8s %-20s %s\n", r, i.node,
                i.local_rank, i.host, i.cpuset, i.bound ? "yes" : "no", i.package, i.numa, i.cores,
@@ -103,7 +103,7 @@ static void print_matrix(const epc_topo_t *t, int nranks)
 
 static void print_json(const epc_topo_t *t, int nranks, int nnodes, int rpn)
 {
-    epc_topo_bw_t bw;
+    epc_topo_bw_t bw = EPC_TOPO_BW_INIT;
     const char *src;
     epc_topo_bandwidth(t, &bw);
     epc_topo_hw_source(t, &src);
@@ -116,7 +116,7 @@ static void print_json(const epc_topo_t *t, int nranks, int nnodes, int rpn)
            bw.profile, bw.intra_gbs, bw.inter_gbs, bw.intra_source, bw.inter_source);
     printf("  \"nodes\": [");
     for (int k = 0; k < nnodes; k++) {
-        epc_node_info_t n;
+        epc_node_info_t n = EPC_NODE_INFO_INIT;
         epc_topo_node_info(t, k, &n);
         printf("%s\n    {\"node\": %d, \"host\": ", k ? "," : "", k);
         json_str(n.host);
@@ -130,7 +130,7 @@ static void print_json(const epc_topo_t *t, int nranks, int nnodes, int rpn)
     }
     printf("\n  ],\n  \"ranks\": [");
     for (int r = 0; r < nranks; r++) {
-        epc_rank_info_t i;
+        epc_rank_info_t i = EPC_RANK_INFO_INIT;
         epc_topo_rank_info(t, r, &i);
         printf("%s\n    {\"rank\": %d, \"node\": %d, \"local_rank\": %d, \"host\": ", r ? "," : "",
                r, i.node, i.local_rank);

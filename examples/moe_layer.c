@@ -121,7 +121,7 @@ static int forward(const layer_t *l, epc_ctx_t *ctx, epc_router_t *r, const uint
 {
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
     float *logits = malloc((size_t)l->T * l->E * sizeof *logits),
           *w = malloc((size_t)l->T * l->k * sizeof *w);

@@ -57,7 +57,7 @@ static int parse_dbl(const char *opt, const char *v, double lo, double *out)
 static const char *env_profile(void)
 {
     for (int i = 0; i < epc_config_count(); i++) {
-        epc_config_var_t v;
+        epc_config_var_t v = EPC_CONFIG_VAR_INIT;
         if (epc_config_get_var(i, &v) == EPC_OK && !strcmp(v.name, "EPC_HW_PROFILE") && v.valid)
             return v.value;
     }
@@ -212,6 +212,7 @@ int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, epc_cost_t *
     p.num_ranks = o->ranks, p.ranks_per_node = o->rpn, p.row_bytes = o->row_bytes;
     p.intra_bw_gbs = o->intra, p.inter_bw_gbs = o->inter;
     p.tokens_per_rank = tpr, p.tokens_per_node = tpn;
+    cost->size = sizeof *cost; /* every field */
     return epc_cost_model(&p, cost) == EPC_OK ? 0 : plan_fail("cost model");
 }
 
@@ -351,6 +352,7 @@ int plan_bench(const plan_opts_t *o)
     int nodes = o->group_ranks / o->rpn, rc = 1;
     memset(&b, 0, sizeof b);
     b.o = o;
+    b.lay.size = sizeof b.lay;
     float *logits = malloc((size_t)o->tokens * o->experts * sizeof *logits);
     b.idx = malloc((size_t)o->tokens * o->topk * sizeof *b.idx);
     b.w = malloc((size_t)o->tokens * o->topk * sizeof *b.w);

@@ -11,6 +11,9 @@
  *    EPC_*_PARAMS_INIT macro; zero in any other field means "default" (taken
  *    from the matching EPC_* environment variable, else the built-in default).
  *    A struct whose size the library does not know is rejected.
+ *  - Output structs the library fills start with `size_t size` too, set by
+ *    their EPC_*_INIT macro: the library writes only the fields of the
+ *    caller's layout, so new fields can be appended.
  *  - Functions return epc_status_t: 0 success, 1 in progress, negative errors.
  *    epc_last_error() gives the detailed text.  Outputs are written only on
  *    success.
@@ -234,22 +237,16 @@ EPC_EXPORT epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *pa
 EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
 
 /**
- * Fails fast: a rank that cannot go on (its caller failed outside the
- * library, say) aborts the context.  Local, never waits for a peer (it
- * posts a short message to each rank on another node, waiting at most
- * min(1 s, the timeout) for them to leave).  Every peer blocked in a
- * collective call on this context, or entering one later, returns
- * EPC_ERR_PEER_FAILED whose text names this rank and `reason` ("rank R
- * aborted the context: reason"), within about a millisecond of polling
- * rather than at its deadline.  Afterwards this rank's own calls on the
- * context return EPC_ERR_INVALID_ARG; only epc_ctx_destroy (then local)
- * remains.  The library does the same by itself when a call times out or
- * its transport fails, with that error's text as the reason.
- *  reason   one line, may be NULL ("no reason given"); cut at 511 bytes.
+ * Fails fast (docs/API.md, "Failing fast"): local, never waits for a peer
+ * (at most min(1 s, the timeout) for its short messages to leave).  Every
+ * peer blocked in, or later entering, a collective call on the context
+ * returns EPC_ERR_PEER_FAILED, "rank R aborted the context: reason", within
+ * milliseconds; this rank's later calls return EPC_ERR_INVALID_ARG, and only
+ * epc_ctx_destroy (then local) remains.  A timeout or transport failure does
+ * the same with its error as the reason.  reason: one line, NULL for "no
+ * reason given", cut at 511 bytes.  Again: EPC_OK, peers told once.  Call it
+ * from the context's thread, or any thread under MPI_THREAD_MULTIPLE.
  *  EPC_ERR_INVALID_ARG  ctx not a live context.
- * Calling it again is harmless (EPC_OK; peers are told once).  Call it
- * from the thread that makes the context's calls, or from any thread when
- * MPI was initialised with MPI_THREAD_MULTIPLE (it posts MPI messages).
  */
 EPC_EXPORT epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason);
 
@@ -273,6 +270,7 @@ EPC_EXPORT const char *epc_link_class_name(epc_link_class_t cls);
 
 /** Traffic and memory of one rank's context since its creation. */
 typedef struct epc_ctx_stats {
+    size_t size;                               /* EPC_CTX_STATS_INIT */
     uint64_t bytes_sent[EPC_LINK_CLASS_COUNT]; /* indexed by epc_link_class_t */
     uint64_t bytes_recv[EPC_LINK_CLASS_COUNT];
     uint64_t shm_bytes;            /* shared-memory receive region held */
@@ -282,8 +280,10 @@ typedef struct epc_ctx_stats {
     const char *provider;          /* libfabric provider ("" for mpi) */
     const char *transport_reason;  /* why this transport was chosen */
 } epc_ctx_stats_t;
+#define EPC_CTX_STATS_INIT EPC_PARAMS_INIT_(epc_ctx_stats_t)
 
-/** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL. */
+/** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL or of
+ * unknown size. */
 EPC_EXPORT epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats);
 
 /* --- Dispatch and combine ------------------------------------------------ */
@@ -320,6 +320,7 @@ typedef struct epc_dispatch_args {
  * buffer sets).
  */
 typedef struct epc_dispatch_out {
+    size_t size;                 /* EPC_DISPATCH_OUT_INIT */
     void *rows;                  /* [num_rows x hidden] in the context's dtype */
     int num_rows;                /* including padding */
     int num_local_experts;       /* E / ranks */
@@ -331,6 +332,7 @@ typedef struct epc_dispatch_out {
     const int32_t *local_expert; /* [num_rows] */
     const float *weight;         /* [num_rows] (0 for padding) */
 } epc_dispatch_out_t;
+#define EPC_DISPATCH_OUT_INIT EPC_PARAMS_INIT_(epc_dispatch_out_t)
 
 /**
  * Moves each token to the ranks owning its experts (collective over the
@@ -340,8 +342,8 @@ typedef struct epc_dispatch_out {
  * when one rank's input is bad it returns EPC_ERR_INVALID_ARG or
  * EPC_ERR_CAPACITY and every other rank EPC_ERR_PEER_FAILED naming it;
  * nothing is written to out or *handle then.
- *  EPC_ERR_INVALID_ARG  args NULL or of unknown size, num_tokens < 0, topk
- *                       outside [1, max_topk], x/topk_idx NULL with tokens,
+ *  EPC_ERR_INVALID_ARG  args or out NULL or of unknown size, num_tokens < 0,
+ *                       topk outside [1, max_topk], x/topk_idx NULL with tokens,
  *                       an expert id outside [-1, E) or repeated in a token,
  *                       expert_alignment outside [0, 65536], a cached
  *                       *handle whose topk_idx differ
@@ -408,11 +410,10 @@ EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
  * context's thread (epc_test then only reports).  A context holds at most
  * EPC_MAX_REQUESTS_PER_CTX requests (not yet freed), at most one dispatch
  * and one combine in flight; dispatches alternate between two buffer
- * sets, so a handle
- * stays valid until the second dispatch after it starts.  Over a limit a
- * start returns EPC_ERR_CAPACITY and posts nothing.  While in flight the
- * inputs must not change and out, *handle, the rows and y must not be
- * read: they are written when the request completes successfully.
+ * sets, so a handle stays valid until the second dispatch after it starts.
+ * Over a limit a start returns EPC_ERR_CAPACITY and posts nothing.  While
+ * in flight the inputs must not change and out, *handle, the rows and y
+ * must not be read: they are written when the request completes successfully.
  */
 typedef struct epc_request epc_request_t;
 
@@ -457,11 +458,14 @@ typedef struct epc_coll_bytes {
 } epc_coll_bytes_t;
 
 typedef struct epc_coll_stats {
+    size_t size; /* EPC_COLL_STATS_INIT */
     epc_coll_bytes_t last_dispatch, last_combine, total;
     uint64_t dispatches, combines;
 } epc_coll_stats_t;
+#define EPC_COLL_STATS_INIT EPC_PARAMS_INIT_(epc_coll_stats_t)
 
-/** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL. */
+/** Local.  EPC_ERR_INVALID_ARG: ctx not a live context, stats NULL or of
+ * unknown size. */
 EPC_EXPORT epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats);
 
 /** The two data paths of a context, for epc_ctx_pair_exchange. */
@@ -494,6 +498,7 @@ EPC_EXPORT epc_status_t epc_transport_choice(epc_transport_t requested, char *wh
 /** One configuration variable, as epc_info prints it.  Strings are owned by
  * the library and constant for the life of the process. */
 typedef struct epc_config_var {
+    size_t size;               /* EPC_CONFIG_VAR_INIT */
     const char *name;          /* "EPC_LOG_LEVEL" */
     const char *type;          /* "enum", "int", "float" or "string" */
     const char *allowed;       /* "error|warn|info|debug", "0..65536", "" */
@@ -503,13 +508,14 @@ typedef struct epc_config_var {
     int from_env;              /* 1: set in the environment */
     int valid;                 /* 0: the environment value was rejected */
 } epc_config_var_t;
+#define EPC_CONFIG_VAR_INIT EPC_PARAMS_INIT_(epc_config_var_t)
 
 /** Number of EPC_* variables the library knows. */
 EPC_EXPORT int epc_config_count(void);
 
 /**
  * Describes variable `index` (0 <= index < epc_config_count()).
- * EPC_ERR_INVALID_ARG: index out of range or var NULL.
+ * EPC_ERR_INVALID_ARG: index out of range, var NULL or of unknown size.
  */
 EPC_EXPORT epc_status_t epc_config_get_var(int index, epc_config_var_t *var);
 
@@ -564,6 +570,7 @@ typedef struct epc_topo_params {
 
 /** One rank, as its node saw it.  Strings are owned by the topology. */
 typedef struct epc_rank_info {
+    size_t size;        /* EPC_RANK_INFO_INIT */
     int rank;           /* in the topology's communicator */
     int node;           /* node id: dense, ordered by lowest rank */
     int local_rank;     /* index among the ranks of its node */
@@ -578,9 +585,11 @@ typedef struct epc_rank_info {
     const char *nic;    /* the NIC it should use ("" none) */
     const char *gpu;    /* the GPU it should use ("" none) */
 } epc_rank_info_t;
+#define EPC_RANK_INFO_INIT EPC_PARAMS_INIT_(epc_rank_info_t)
 
 /** One node.  For virtual nodes the hardware fields describe the host. */
 typedef struct epc_node_info {
+    size_t size; /* EPC_NODE_INFO_INIT */
     int node;
     const char *host;
     int num_ranks, first_rank;
@@ -588,15 +597,18 @@ typedef struct epc_node_info {
     const char *nics; /* every NIC of the host */
     const char *gpus; /* every GPU of the host */
 } epc_node_info_t;
+#define EPC_NODE_INFO_INIT EPC_PARAMS_INIT_(epc_node_info_t)
 
 /** Nominal bandwidths the planner and cost model use, with their origin. */
 typedef struct epc_topo_bw {
+    size_t size;              /* EPC_TOPO_BW_INIT */
     double intra_gbs;         /* per rank, inside a node */
     double inter_gbs;         /* per rank, across the network */
     const char *profile;      /* profile in force: "h800", ... */
     const char *intra_source; /* "profile h800", "EPC_INTRA_BW_GBS", "params" */
     const char *inter_source;
 } epc_topo_bw_t;
+#define EPC_TOPO_BW_INIT EPC_PARAMS_INIT_(epc_topo_bw_t)
 
 /**
  * Discovers the topology of comm's ranks.  Collective over comm: failures
@@ -620,7 +632,8 @@ EPC_EXPORT epc_status_t epc_topo_create(MPI_Comm comm, const epc_topo_params_t *
 EPC_EXPORT void epc_topo_destroy(epc_topo_t *topo);
 
 /* Accessors: EPC_ERR_INVALID_ARG on a NULL or foreign pointer, a rank or
- * node out of range, or a too small output array. */
+ * node out of range, a too small output array, an output struct of unknown
+ * size. */
 EPC_EXPORT epc_status_t epc_topo_num_ranks(const epc_topo_t *topo, int *num_ranks);
 EPC_EXPORT epc_status_t epc_topo_my_rank(const epc_topo_t *topo, int *rank);
 EPC_EXPORT epc_status_t epc_topo_num_nodes(const epc_topo_t *topo, int *num_nodes);
@@ -707,23 +720,27 @@ EPC_EXPORT epc_status_t epc_route(epc_router_t *router, const float *logits, int
  * NULL to skip that output.  A token counts once per rank/node however many
  * of its experts live there; -1 entries are ignored. */
 typedef struct epc_layout {
+    size_t size;            /* EPC_LAYOUT_INIT */
     int *tokens_per_rank;   /* [R] */
     int *tokens_per_node;   /* [nodes] */
     int *tokens_per_expert; /* [E] */
     uint8_t *token_in_rank; /* [T x R], 1 when the token goes to that rank */
     uint8_t *token_in_node; /* [T x nodes] */
 } epc_layout_t;
+#define EPC_LAYOUT_INIT EPC_PARAMS_INIT_(epc_layout_t)
 
 /**
  * Computes the layout of topk_idx [T x k] for the router's E, k, R and
  * nodes.  EPC_ERR_INVALID_ARG, naming the token and slot, for an entry
- * outside [-1, E) or an expert repeated within a token; nothing is written.
+ * outside [-1, E) or an expert repeated within a token, or for out NULL or
+ * of unknown size; nothing is written.
  */
 EPC_EXPORT epc_status_t epc_layout(const epc_router_t *router, const int32_t *topk_idx,
                                    int num_tokens, const epc_layout_t *out);
 
 /** What a batch of routed tokens costs, seen from one source rank. */
 typedef struct epc_route_stats {
+    size_t size;                 /* EPC_ROUTE_STATS_INIT */
     int num_tokens;              /* tokens with at least one expert */
     double mean_ranks_per_token; /* distinct destination ranks */
     int max_ranks_per_token;
@@ -738,11 +755,12 @@ typedef struct epc_route_stats {
     double flat_inter_bytes, flat_intra_bytes;
     double hier_inter_bytes, hier_intra_bytes;
 } epc_route_stats_t;
+#define EPC_ROUTE_STATS_INIT EPC_PARAMS_INIT_(epc_route_stats_t)
 
 /**
  * Statistics of topk_idx [T x k] sent by source rank src_rank.
  * EPC_ERR_INVALID_ARG: bad entries (as epc_layout), src_rank outside [0, R),
- * row_bytes < 0.
+ * row_bytes < 0, stats NULL or of unknown size.
  */
 EPC_EXPORT epc_status_t epc_route_stats(const epc_router_t *router, const int32_t *topk_idx,
                                         int num_tokens, int src_rank, double row_bytes,
@@ -765,17 +783,19 @@ typedef struct epc_cost_params {
 
 /** Modeled times (microseconds) and the busiest rank's bytes. */
 typedef struct epc_cost {
+    size_t size; /* EPC_COST_INIT */
     double flat_dispatch_us, flat_combine_us;
     double hier_dispatch_us, hier_combine_us;
     double flat_max_inter_bytes, flat_max_intra_bytes; /* busiest rank */
     double hier_max_inter_bytes, hier_max_intra_bytes;
 } epc_cost_t;
+#define EPC_COST_INIT EPC_PARAMS_INIT_(epc_cost_t)
 
 /**
  * The cost model of docs/ROUTING.md: every rank's network send, network
  * receive and intra-node copies run concurrently at the nominal bandwidths;
  * a collective lasts as long as its busiest rank.  EPC_ERR_INVALID_ARG
- * names a missing or inconsistent field.
+ * names a missing or inconsistent field, or cost NULL or of unknown size.
  */
 EPC_EXPORT epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *cost);
 

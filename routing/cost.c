@@ -22,7 +22,7 @@ typedef struct cost_in {
  * through its public accessors: routing stays pure computation. */
 static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
 {
-    epc_topo_bw_t bw = {0};
+    epc_topo_bw_t bw = EPC_TOPO_BW_INIT;
     int R = 0, rpn = 0;
     if (p->topo != NULL && (epc_topo_num_ranks(p->topo, &R) != EPC_OK ||
                             epc_topo_ranks_per_node(p->topo, &rpn) != EPC_OK ||
@@ -120,10 +120,11 @@ epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
     cost_in_t in;
     rows_t w;
     double *buf;
-    epc_cost_t out;
+    static const epc_params_layouts_t out_layouts = {"EPC_COST_INIT", sizeof(epc_cost_t), {0}};
+    epc_cost_t out = EPC_COST_INIT;
     epc_status_t st;
-    if (c == NULL)
-        return BAD("cost is NULL");
+    if ((st = epc_out_check(c, &out_layouts, NULL, "epc_cost_model", "cost")) != EPC_OK)
+        return st;
     if ((st = epc_params_load(&loaded, params, &layouts, NULL, "epc_cost_model", "params")) !=
         EPC_OK)
         return st;
@@ -144,7 +145,7 @@ epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
     out.flat_combine_us = out.flat_dispatch_us;
     out.hier_combine_us = out.hier_dispatch_us;
     free(buf);
-    *c = out;
+    epc_out_store(c, &out);
     return EPC_OK;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "params.h"
 #include "router.h"
 
 epc_status_t epc_route_check_idx(int E, int k, const int32_t *idx, int T, const char *fn)
@@ -99,10 +100,15 @@ epc_status_t epc_route_layout(int E, int k, int R, int rpn, const int32_t *idx, 
 
 epc_status_t epc_layout(const epc_router_t *r, const int32_t *idx, int T, const epc_layout_t *out)
 {
+    static const epc_params_layouts_t layouts = {"EPC_LAYOUT_INIT", sizeof(epc_layout_t), {0}};
+    epc_layout_t arrays;
+    epc_status_t st;
     if (r == NULL || r->hdr.magic != EPC_MAGIC_ROUTER)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_layout: router is %s",
                          r ? "not a live epc_router_t" : "NULL");
-    return epc_route_layout(r->E, r->k, r->R, r->rpn, idx, T, out);
+    if ((st = epc_params_load(&arrays, out, &layouts, NULL, "epc_layout", "out")) != EPC_OK)
+        return st;
+    return epc_route_layout(r->E, r->k, r->R, r->rpn, idx, T, &arrays);
 }
 
 static double imbalance(const int *v, int n)
@@ -160,17 +166,21 @@ static void token_stats(const epc_router_t *r, const int32_t *idx, int T, int sr
 epc_status_t epc_route_stats(const epc_router_t *r, const int32_t *idx, int T, int src_rank,
                              double row_bytes, epc_route_stats_t *stats)
 {
-    epc_route_stats_t s;
-    epc_layout_t lay = {0};
+    static const epc_params_layouts_t layouts = {
+        "EPC_ROUTE_STATS_INIT", sizeof(epc_route_stats_t), {0}};
+    epc_route_stats_t s = EPC_ROUTE_STATS_INIT;
+    epc_layout_t lay = EPC_LAYOUT_INIT;
     int *buf;
     epc_status_t st;
     if (r == NULL || r->hdr.magic != EPC_MAGIC_ROUTER)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_route_stats: router is %s",
                          r ? "not a live epc_router_t" : "NULL");
-    if (stats == NULL || src_rank < 0 || src_rank >= r->R || !(row_bytes >= 0))
+    if ((st = epc_out_check(stats, &layouts, NULL, "epc_route_stats", "stats")) != EPC_OK)
+        return st;
+    if (src_rank < 0 || src_rank >= r->R || !(row_bytes >= 0))
         return epc_error(EPC_ERR_INVALID_ARG,
-                         "epc_route_stats: stats %s, src_rank = %d (ranks %d), row_bytes = %g",
-                         stats ? "ok" : "NULL", src_rank, r->R, row_bytes);
+                         "epc_route_stats: src_rank = %d (ranks %d), row_bytes = %g", src_rank,
+                         r->R, row_bytes);
     /* counts per rank, node, expert, then two stamp arrays */
     buf = calloc((size_t)(2 * r->R + 2 * r->nodes + r->E), sizeof *buf);
     if (buf == NULL)
@@ -180,13 +190,12 @@ epc_status_t epc_route_stats(const epc_router_t *r, const int32_t *idx, int T, i
     lay.tokens_per_expert = buf + r->R + r->nodes;
     st = epc_route_layout(r->E, r->k, r->R, r->rpn, idx, T, &lay);
     if (st == EPC_OK) {
-        memset(&s, 0, sizeof s);
         token_stats(r, idx, T, src_rank / r->rpn, row_bytes, buf + r->R + r->nodes + r->E,
                     buf + 2 * r->R + r->nodes + r->E, &s);
         s.expert_load_imbalance = imbalance(lay.tokens_per_expert, r->E);
         s.rank_load_imbalance = imbalance(lay.tokens_per_rank, r->R);
         s.node_load_imbalance = imbalance(lay.tokens_per_node, r->nodes);
-        *stats = s;
+        epc_out_store(stats, &s);
     }
     free(buf);
     return st;

@@ -2,6 +2,7 @@
 /* topo_query.c - read-only accessors of epc_topo_t, with argument checks. */
 #include <string.h>
 
+#include "params.h"
 #include "topo.h"
 
 /* A pointer we created and have not destroyed. */
@@ -106,46 +107,60 @@ epc_status_t epc_topo_node_ranks(const epc_topo_t *t, int node, int *ranks, int 
     return EPC_OK;
 }
 
+static const epc_params_layouts_t rank_info_layouts = {
+    "EPC_RANK_INFO_INIT", sizeof(epc_rank_info_t), {0}};
+static const epc_params_layouts_t node_info_layouts = {
+    "EPC_NODE_INFO_INIT", sizeof(epc_node_info_t), {0}};
+static const epc_params_layouts_t bw_layouts = {"EPC_TOPO_BW_INIT", sizeof(epc_topo_bw_t), {0}};
+
 epc_status_t epc_topo_rank_info(const epc_topo_t *t, int rank, epc_rank_info_t *info)
 {
     epc_status_t st = check_rank(t, rank, info, "epc_topo_rank_info");
+    epc_rank_info_t all = EPC_RANK_INFO_INIT;
     const epc_rank_rec_t *r;
+    if (st == EPC_OK)
+        st = epc_out_check(info, &rank_info_layouts, NULL, "epc_topo_rank_info", "info");
     if (st != EPC_OK)
         return st;
     r = &t->recs[rank];
-    info->rank = rank;
-    info->node = t->node_of[rank];
-    info->local_rank = t->local_rank[rank];
-    info->host = r->host;
-    info->cpuset = r->loc.cpuset;
-    info->bound = r->bound;
-    info->package = r->loc.package;
-    info->numa = r->loc.numa;
-    info->cores = r->loc.cores;
-    info->nics = r->loc.nics;
-    info->gpus = r->loc.gpus;
-    info->nic = r->nic;
-    info->gpu = r->gpu;
+    all.rank = rank;
+    all.node = t->node_of[rank];
+    all.local_rank = t->local_rank[rank];
+    all.host = r->host;
+    all.cpuset = r->loc.cpuset;
+    all.bound = r->bound;
+    all.package = r->loc.package;
+    all.numa = r->loc.numa;
+    all.cores = r->loc.cores;
+    all.nics = r->loc.nics;
+    all.gpus = r->loc.gpus;
+    all.nic = r->nic;
+    all.gpu = r->gpu;
+    epc_out_store(info, &all);
     return EPC_OK;
 }
 
 epc_status_t epc_topo_node_info(const epc_topo_t *t, int node, epc_node_info_t *info)
 {
     epc_status_t st = check_node(t, node, info, "epc_topo_node_info");
+    epc_node_info_t all = EPC_NODE_INFO_INIT;
     const epc_rank_rec_t *r;
+    if (st == EPC_OK)
+        st = epc_out_check(info, &node_info_layouts, NULL, "epc_topo_node_info", "info");
     if (st != EPC_OK)
         return st;
-    info->node = node;
-    info->first_rank = t->node_ranks[t->node_start[node]];
-    info->num_ranks = t->node_start[node + 1] - t->node_start[node];
-    r = &t->recs[info->first_rank];
-    info->host = r->host;
-    info->packages = r->sum.packages;
-    info->numa_nodes = r->sum.numa_nodes;
-    info->cores = r->sum.cores;
-    info->pus = r->sum.pus;
-    info->nics = r->sum.nics;
-    info->gpus = r->sum.gpus;
+    all.node = node;
+    all.first_rank = t->node_ranks[t->node_start[node]];
+    all.num_ranks = t->node_start[node + 1] - t->node_start[node];
+    r = &t->recs[all.first_rank];
+    all.host = r->host;
+    all.packages = r->sum.packages;
+    all.numa_nodes = r->sum.numa_nodes;
+    all.cores = r->sum.cores;
+    all.pus = r->sum.pus;
+    all.nics = r->sum.nics;
+    all.gpus = r->sum.gpus;
+    epc_out_store(info, &all);
     return EPC_OK;
 }
 
@@ -175,7 +190,9 @@ epc_status_t epc_topo_bandwidth(const epc_topo_t *t, epc_topo_bw_t *bw)
 {
     epc_status_t st = check(t, bw, "epc_topo_bandwidth");
     if (st == EPC_OK)
-        *bw = t->bw;
+        st = epc_out_check(bw, &bw_layouts, NULL, "epc_topo_bandwidth", "bw");
+    if (st == EPC_OK)
+        epc_out_store(bw, &t->bw);
     return st;
 }
 

@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char text[256], err[512] = "";
-    epc_config_var_t var;
+    epc_config_var_t var = EPC_CONFIG_VAR_INIT;
     epc_cfg_value_t v;
     epc_config_t cfg;
     fake_env_t env;

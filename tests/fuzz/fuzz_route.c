@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int32_t *idx, *raw;
     float *w;
     int T, per_expert[64];
-    epc_layout_t lay = {NULL, NULL, per_expert, NULL, NULL};
+    epc_layout_t lay = {sizeof lay, NULL, NULL, per_expert, NULL, NULL};
     epc_status_t st;
     size_t span;
     if (size <= HEADER)

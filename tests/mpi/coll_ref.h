@@ -258,7 +258,7 @@ static inline void round_trip(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
 {
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     size_t rb = (size_t)sc->hidden * esize(sc->dtype);
     char *x = malloc((size_t)(in->T[mt_rank] + 1) * rb),
          *ref = malloc((size_t)(in->T[mt_rank] + 1) * rb);

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "epcomm.h"
+
 static int mt_pass, mt_fail, mt_rank;
 
 #define MT_CHECK(cond, ...)                                                                    \
@@ -43,6 +45,16 @@ static inline void mt_init(int *argc, char ***argv)
 }
 
 /* Agrees on the result across ranks, finalizes, returns the exit code. */
+/* Dispatch outputs with every byte 0x5a but a valid size: a dispatch that
+ * fails must leave them so. */
+static inline epc_dispatch_out_t mt_poisoned_out(void)
+{
+    epc_dispatch_out_t o;
+    memset(&o, 0x5a, sizeof o);
+    o.size = sizeof o;
+    return o;
+}
+
 static inline int mt_finish(const char *name)
 {
     int counts[2] = {mt_pass, mt_fail}, total[2];

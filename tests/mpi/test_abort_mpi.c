@@ -47,7 +47,7 @@ static double round_trip(const char *phase, int R, double *t_abort)
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o, poison;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT, poison = EPC_DISPATCH_OUT_INIT;
     epc_ctx_t *ctx = NULL;
     epc_handle_t *h = NULL, *h2 = NULL;
     int T = 16, aborter = R - 1, combine = !strcmp(phase, "combine");
@@ -66,8 +66,7 @@ static double round_trip(const char *phase, int R, double *t_abort)
         MT_CHECK(epc_dispatch(ctx, &a, &o, &h) == EPC_OK, "dispatch: %s", epc_last_error(ctx));
         MT_CHECK(epc_combine_buffer(ctx, h, &eo) == EPC_OK, "buffer: %s", epc_last_error(ctx));
     }
-    memset(&o, 0x5a, sizeof o);
-    poison = o;
+    o = poison = mt_poisoned_out();
     memset(y, 0x33, sizeof y);
     *t_abort = 0;
     if (mt_rank == aborter) {

@@ -67,7 +67,7 @@ static void expect_bad_ranks(epc_ctx_t *ctx, unsigned bad, const int *way)
 {
     static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    epc_dispatch_out_t o, poison;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT, poison = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
     int32_t idx[2 * (MAXT + 1)];
     float w[2 * (MAXT + 1)];
@@ -86,8 +86,7 @@ static void expect_bad_ranks(epc_ctx_t *ctx, unsigned bad, const int *way)
         idx[1] = idx[0];
     else if (mine && way[mt_rank] == 3)
         a.topk = 0;
-    memset(&o, 0x5a, sizeof o);
-    poison = o;
+    o = poison = mt_poisoned_out();
     st = epc_dispatch(ctx, &a, mine && way[mt_rank] == 4 ? NULL : &o, &h);
     snprintf(name, sizeof name, "rank %d: ", lowest);
     if (mine)
@@ -131,7 +130,7 @@ static void several_bad_ranks(epc_ctx_t *ctx)
     int same[64], mixed[64], all = nranks >= 32 ? -1 : (1 << nranks) - 1;
     /* (way 4, a NULL output struct, is tried on one rank in mode_errors) */
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
     int32_t idx[2 * (MAXT + 1)];
     float w[2 * (MAXT + 1)];
@@ -176,7 +175,7 @@ static void several_bad_ranks(epc_ctx_t *ctx)
  * ranks that disagree on args->algo: EPC_ERR_MISMATCH on every rank. */
 static void one_bad_rank(epc_ctx_t *ctx, epc_dispatch_args_t *a)
 {
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
     int way[64] = {0};
     expect_bad_ranks(ctx, 1u << (1 % nranks), way);
@@ -198,7 +197,7 @@ static int mode_errors(void)
     epc_ctx_t *ctx = make_ctx(&sc), *other = make_ctx(&sc);
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h1 = NULL, *h2 = NULL, *h3 = NULL, *ho = NULL;
     int32_t idx[2 * (MAXT + 1)];
     float w[2 * (MAXT + 1)];
@@ -346,7 +345,7 @@ static double host_tx(const char *iface)
 /* Sum over ranks of {link tx, library inter-node bytes, intra-node bytes}. */
 static void traffic(epc_ctx_t *ctx, const char *iface, double sum[3])
 {
-    epc_ctx_stats_t st;
+    epc_ctx_stats_t st = EPC_CTX_STATS_INIT;
     double mine[3];
     MPI_Barrier(MPI_COMM_WORLD);
     MT_CHECK(epc_ctx_stats(ctx, &st) == EPC_OK, "stats: %s", epc_last_error(ctx));

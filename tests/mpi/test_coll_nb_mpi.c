@@ -97,11 +97,10 @@ static void nb_first_dispatch(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
                               const epc_dispatch_args_t *a, epc_dispatch_out_t *o, epc_handle_t **h,
                               const char *what)
 {
-    epc_dispatch_out_t poison;
+    epc_dispatch_out_t poison = EPC_DISPATCH_OUT_INIT;
     epc_request_t *rd = NULL;
     int done = 0;
-    memset(o, 0xab, sizeof *o);
-    poison = *o;
+    *o = poison = mt_poisoned_out();
     MT_CHECK(epc_dispatch_start(ctx, a, o, h, &rd) == EPC_OK, "%s: start: %s", what,
              epc_last_error(ctx));
     MT_CHECK(epc_test(rd, &done) == EPC_OK || done, "%s: test: %s", what, epc_last_error(ctx));
@@ -117,7 +116,7 @@ static void nb_first_dispatch(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
 static void nb_stale_handle(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h0,
                             const char *what)
 {
-    epc_dispatch_out_t o3;
+    epc_dispatch_out_t o3 = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h3 = NULL;
     epc_request_t *rc = NULL;
     MT_CHECK(epc_dispatch(ctx, a, &o3, &h3) == EPC_OK, "%s: dispatch C: %s", what,
@@ -139,7 +138,8 @@ static void nb_pipeline(const scen_t *sc, epc_algo_t algo)
     size_t rb = (size_t)sc->hidden * esize(sc->dtype), sz = (MAXT + 1) * rb;
     char *x[2] = {malloc(sz), malloc(sz)}, *y = malloc(sz), *ref = malloc(sz), what[64];
     epc_dispatch_args_t a[2];
-    epc_dispatch_out_t o[2], o3;
+    epc_dispatch_out_t o[2] = {EPC_DISPATCH_OUT_INIT, EPC_DISPATCH_OUT_INIT},
+                       o3 = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h[2] = {NULL, NULL}, *h3 = NULL;
     epc_request_t *rd = NULL, *rc = NULL, *r3 = NULL;
     if (ctx == NULL)

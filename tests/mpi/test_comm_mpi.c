@@ -137,7 +137,7 @@ static void net_round(epc_ctx_t *ctx, int round, uint64_t *sent_net, uint64_t *s
 static int mode_data(void)
 {
     epc_ctx_t *ctx = create(64);
-    epc_ctx_stats_t st;
+    epc_ctx_stats_t st = EPC_CTX_STATS_INIT;
     uint64_t shm_bytes = 0, net_bytes = 0, net_local = 0, sent_total = 0;
     if (ctx == NULL)
         return mt_finish("test_comm_mpi data");

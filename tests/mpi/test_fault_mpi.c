@@ -65,7 +65,7 @@ static int run(const char *phase, double limit, int *named)
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_ctx_t *ctx = NULL;
     epc_handle_t *h = NULL;
     int R, T = 16;
@@ -114,7 +114,7 @@ static int run_corrupt(void)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    epc_dispatch_out_t o, poison;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT, poison = EPC_DISPATCH_OUT_INIT;
     epc_ctx_t *ctx = NULL;
     epc_handle_t *h = NULL;
     int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -127,8 +127,7 @@ static int run_corrupt(void)
              epc_last_error(NULL));
     if (ctx == NULL)
         return mt_finish("test_fault_mpi corrupt");
-    memset(&poison, 0x5a, sizeof poison);
-    o = poison;
+    o = poison = mt_poisoned_out();
     a.x = x, a.num_tokens = 4, a.topk = 2, a.topk_idx = idx;
     st = epc_dispatch(ctx, &a, &o, &h);
     MT_CHECK(st != EPC_OK, "dispatch accepted a corrupt count");

@@ -78,7 +78,7 @@ static void check_map(epc_topo_t *t, int want_nodes, int want_rpn)
     MT_CHECK(epc_topo_my_rank(t, &me) == EPC_OK && me == mt_rank, "my rank %d", me);
     reference_map(want_rpn == nranks ? 0 : want_rpn, rnode, rlocal);
     for (int r = 0; r < nranks; r++) {
-        epc_rank_info_t info;
+        epc_rank_info_t info = EPC_RANK_INFO_INIT;
         MT_CHECK(epc_topo_node_of(t, r, &node[r]) == EPC_OK && node[r] == rnode[r],
                  "rank %d node %d, reference %d", r, node[r], rnode[r]);
         MT_CHECK(epc_topo_local_rank(t, r, &local[r]) == EPC_OK && local[r] == rlocal[r],
@@ -89,7 +89,7 @@ static void check_map(epc_topo_t *t, int want_nodes, int want_rpn)
     }
     MT_CHECK(agreed(node, nranks) && agreed(local, nranks), "ranks disagree on the map");
     for (int k = 0; k < nodes; k++) {
-        epc_node_info_t ni;
+        epc_node_info_t ni = EPC_NODE_INFO_INIT;
         int size = -1;
         MT_CHECK(epc_topo_node_ranks(t, k, ranks, nranks, &count) == EPC_OK && count == want_rpn,
                  "node %d has %d ranks", k, count);
@@ -118,7 +118,7 @@ static void check_bad_accessors(epc_topo_t *t)
 {
     int v, buf[1];
     epc_link_class_t c;
-    epc_rank_info_t ri;
+    epc_rank_info_t ri = EPC_RANK_INFO_INIT;
     MT_CHECK(epc_topo_node_of(t, -1, &v) == EPC_ERR_INVALID_ARG, "rank -1");
     MT_CHECK(strstr(epc_last_error(NULL), "rank -1") != NULL, "message: %s", epc_last_error(NULL));
     MT_CHECK(epc_topo_node_of(t, nranks, &v) == EPC_ERR_INVALID_ARG, "rank n");
@@ -184,7 +184,7 @@ static void check_bandwidth(void)
     for (int i = 0; i < 4; i++) {
         epc_topo_params_t p = EPC_TOPO_PARAMS_INIT;
         epc_topo_t *t = NULL;
-        epc_topo_bw_t bw;
+        epc_topo_bw_t bw = EPC_TOPO_BW_INIT;
         p.hw_profile = want[i].name;
         if (i == 3)
             p.inter_bw_gbs = 3.5; /* a params field beats the profile */
@@ -249,7 +249,7 @@ static int mode_xml(const char *file)
 {
     epc_topo_params_t p = EPC_TOPO_PARAMS_INIT;
     epc_topo_t *t = NULL;
-    epc_rank_info_t info;
+    epc_rank_info_t info = EPC_RANK_INFO_INIT;
     char want[32];
     const char *src = "";
     p.xml_path = file;

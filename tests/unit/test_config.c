@@ -131,7 +131,7 @@ static void test_empty_is_unset(void **state)
 
 static void test_public_description(void **state)
 {
-    epc_config_var_t v;
+    epc_config_var_t v = EPC_CONFIG_VAR_INIT;
     int found = 0;
     (void)state;
     unsetenv("EPC_RANKS_PER_NODE");

@@ -55,7 +55,7 @@ static void test_layout_matches_reference(void **state)
     int per_rank[R], per_node[N], per_expert[E], ref_rank[R] = {0}, ref_node[N] = {0},
                                                  ref_expert[E] = {0};
     epc_router_t *r = router(E, K, R, RPN);
-    epc_layout_t lay = {per_rank, per_node, per_expert, in_rank, in_node};
+    epc_layout_t lay = {sizeof lay, per_rank, per_node, per_expert, in_rank, in_node};
     (void)state;
     random_idx(E, K, T, idx);
     memset(ref_in_rank, 0, sizeof ref_in_rank);
@@ -85,6 +85,7 @@ static void test_layout_matches_reference(void **state)
     assert_memory_equal(in_node, ref_in_node, sizeof in_node);
     /* Outputs left NULL are skipped. */
     memset(&lay, 0, sizeof lay);
+    lay.size = sizeof lay;
     lay.tokens_per_node = per_node;
     assert_int_equal(epc_layout(r, idx, T, &lay), EPC_OK);
     assert_memory_equal(per_node, ref_node, sizeof per_node);
@@ -102,7 +103,7 @@ static void test_layout_bad_entries_write_nothing(void **state)
     int32_t idx[2 * 3] = {0, 1, 2};
     int per_rank[4];
     epc_router_t *r = router(8, 3, 4, 2);
-    epc_layout_t lay = {per_rank, NULL, NULL, NULL, NULL};
+    epc_layout_t lay = {sizeof lay, per_rank, NULL, NULL, NULL, NULL};
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memcpy(idx + 3, bad[i].v, sizeof bad[i].v);
@@ -125,7 +126,7 @@ static void test_layout_bad_entries_write_nothing(void **state)
 static void test_stats_known_answer(void **state)
 {
     const int32_t idx[] = {0, 1, -1, 2, 4, 6, -1, -1, -1};
-    epc_route_stats_t s;
+    epc_route_stats_t s = EPC_ROUTE_STATS_INIT;
     epc_router_t *r = router(8, 3, 4, 2);
     (void)state;
     assert_int_equal(epc_route_stats(r, idx, 3, 0, 100.0, &s), EPC_OK);
@@ -152,7 +153,7 @@ static void test_cost_known_answer(void **state)
 {
     int tpr[16] = {0}, tpn[8] = {0};
     epc_cost_params_t p = EPC_COST_PARAMS_INIT;
-    epc_cost_t c;
+    epc_cost_t c = EPC_COST_INIT;
     (void)state;
     /* Rank 0 sends the same 10 tokens to ranks 2 and 3 (node 1). */
     tpr[0 * 4 + 2] = 10, tpr[0 * 4 + 3] = 10, tpn[0 * 2 + 1] = 10;
@@ -176,7 +177,7 @@ static void test_cost_bad_params(void **state)
 {
     int tpr[16] = {0}, tpn[8] = {0};
     epc_cost_params_t p = EPC_COST_PARAMS_INIT, q;
-    epc_cost_t c;
+    epc_cost_t c = EPC_COST_INIT;
     (void)state;
     p.num_ranks = 4, p.ranks_per_node = 2, p.row_bytes = 1000;
     p.intra_bw_gbs = 10, p.inter_bw_gbs = 1, p.tokens_per_rank = tpr, p.tokens_per_node = tpn;
@@ -224,6 +225,63 @@ static void test_recommend_node_limit(void **state)
     assert_non_null(strstr(epc_last_error(NULL), "inter_bw_gbs"));
 }
 
+/* An output struct of unknown size (0: not initialised with its macro; one
+ * larger: a newer header's) is refused naming the argument and the macro,
+ * and nothing of it is written. */
+static void expect_size_refused(epc_status_t st, const char *arg, const char *init,
+                                const unsigned char *out, size_t len)
+{
+    char want[64];
+    assert_int_equal(st, EPC_ERR_INVALID_ARG);
+    snprintf(want, sizeof want, "%s->size", arg);
+    assert_non_null(strstr(epc_last_error(NULL), want));
+    assert_non_null(strstr(epc_last_error(NULL), init));
+    for (size_t b = sizeof(size_t); b < len; b++)
+        assert_int_equal(out[b], 0x5a);
+}
+
+static void test_output_sizes(void **state)
+{
+    const int32_t idx[] = {0, 1, -1, 2, 4, 6};
+    int tpr[16] = {0}, tpn[8] = {0}, per_rank[4];
+    epc_cost_params_t p = EPC_COST_PARAMS_INIT;
+    epc_router_t *r = router(8, 3, 4, 2);
+    epc_route_stats_t s;
+    epc_cost_t c;
+    epc_layout_t lay = EPC_LAYOUT_INIT;
+    epc_config_var_t v;
+    (void)state;
+    p.num_ranks = 4, p.ranks_per_node = 2, p.row_bytes = 1000;
+    p.intra_bw_gbs = 10, p.inter_bw_gbs = 1, p.tokens_per_rank = tpr, p.tokens_per_node = tpn;
+    for (int i = 0; i < 2; i++) {
+        size_t extra = i == 0 ? 0 : 1; /* 0, or one past the current layout */
+        memset(&s, 0x5a, sizeof s), memset(&c, 0x5a, sizeof c), memset(&v, 0x5a, sizeof v);
+        s.size = extra ? sizeof s + extra : 0, c.size = extra ? sizeof c + extra : 0;
+        v.size = extra ? sizeof v + extra : 0;
+        expect_size_refused(epc_route_stats(r, idx, 2, 0, 1.0, &s), "stats", "EPC_ROUTE_STATS_INIT",
+                            (unsigned char *)&s, sizeof s);
+        expect_size_refused(epc_cost_model(&p, &c), "cost", "EPC_COST_INIT", (unsigned char *)&c,
+                            sizeof c);
+        expect_size_refused(epc_config_get_var(0, &v), "var", "EPC_CONFIG_VAR_INIT",
+                            (unsigned char *)&v, sizeof v);
+        memset(per_rank, 0x5a, sizeof per_rank);
+        lay.size = extra ? sizeof lay + extra : 0, lay.tokens_per_rank = per_rank;
+        expect_size_refused(epc_layout(r, idx, 2, &lay), "out", "EPC_LAYOUT_INIT",
+                            (unsigned char *)per_rank, sizeof per_rank);
+    }
+    /* With its macro's size each is accepted, and the size is left as set. */
+    s.size = sizeof s, c.size = sizeof c, v.size = sizeof v, lay.size = sizeof lay;
+    assert_int_equal(epc_route_stats(r, idx, 2, 0, 1.0, &s), EPC_OK);
+    assert_true(s.size == sizeof s && s.num_tokens == 2);
+    assert_int_equal(epc_cost_model(&p, &c), EPC_OK);
+    assert_true(c.size == sizeof c && c.flat_dispatch_us == 0.0);
+    assert_int_equal(epc_config_get_var(0, &v), EPC_OK);
+    assert_true(v.size == sizeof v && v.name != NULL && !strncmp(v.name, "EPC_", 4));
+    assert_int_equal(epc_layout(r, idx, 2, &lay), EPC_OK);
+    assert_true(per_rank[0] == 1 && per_rank[1] == 1 && per_rank[2] == 1 && per_rank[3] == 1);
+    epc_router_destroy(r);
+}
+
 /* The profile table and EPC_HW_PROFILE's choices must agree. */
 static void test_profiles(void **state)
 {
@@ -236,7 +294,7 @@ static void test_profiles(void **state)
     double a, b;
     (void)state;
     for (int i = 0; i < epc_config_count(); i++) {
-        epc_config_var_t v;
+        epc_config_var_t v = EPC_CONFIG_VAR_INIT;
         assert_int_equal(epc_config_get_var(i, &v), EPC_OK);
         if (!strcmp(v.name, "EPC_HW_PROFILE"))
             snprintf(allowed, sizeof allowed, "%s", v.allowed);
@@ -260,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_stats_known_answer),
         cmocka_unit_test(test_cost_known_answer),
         cmocka_unit_test(test_cost_bad_params),
+        cmocka_unit_test(test_output_sizes),
         cmocka_unit_test(test_recommend_node_limit),
         cmocka_unit_test(test_profiles),
     };
