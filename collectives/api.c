@@ -58,11 +58,11 @@ static epc_status_t dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *ar
         return st; /* no context, or a dead one: no one to tell */
     if (req == NULL)
         return BADARG("epc_dispatch_start", "req is NULL");
-    ln = &ctx->lane[ctx->dispatches % EPC_LANES];
+    ln = &ctx->comm.lane[ctx->dispatches % EPC_LANES];
     if ((st = coll_req_new(ctx, ln, 1, "epc_dispatch", &r)) != EPC_OK)
         return st;
     ctx->dispatches++;
-    ln->dispatches++; /* older handles of this lane are stale from now on */
+    ctx->lane_dispatches[ln->index]++; /* older handles of this lane are stale from now on */
     /* its arrays stay the caller's until the request ends */
     r->local =
         epc_params_load(&r->args, args, &dispatch_layouts, &ctx->hdr, "epc_dispatch", "args");
@@ -81,7 +81,7 @@ static epc_status_t dispatch_start(epc_ctx_t *ctx, const epc_dispatch_args_t *ar
     }
     r->step = coll_plan_step_post;
     coll_progress(ctx); /* posts the count exchange */
-    epc_progress_kick(ctx);
+    epc_ctx_kick(ctx);
     *req = r;
     return EPC_OK;
 }
@@ -106,7 +106,7 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
     epc_status_t st;
     if (!coll_handle_owned(ctx, h))
         return BADARG("epc_combine", "handle is %s", h == NULL ? "NULL" : "not of this context");
-    if (h->lane < 0 || ctx->lane[h->lane].dispatches != h->lane_seq)
+    if (h->lane < 0 || ctx->lane_dispatches[h->lane] != h->lane_seq)
         return BADARG("epc_combine",
                       "the handle's dispatch %s; combine before the second dispatch after it",
                       h->lane < 0 ? "did not complete"
@@ -114,7 +114,7 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
     st = epc_params_load(a, args, &combine_layouts, &ctx->hdr, "epc_combine", "args");
     if (st != EPC_OK)
         return st;
-    if ((a->expert_out == NULL && h->num_rows[ctx->rank] > 0) || (a->y == NULL && h->T > 0))
+    if ((a->expert_out == NULL && h->num_rows[ctx->comm.rank] > 0) || (a->y == NULL && h->T > 0))
         return BADARG("epc_combine", "args->%s is NULL", a->y == NULL ? "y" : "expert_out");
     return EPC_OK;
 }
@@ -141,7 +141,7 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
         return st;
     if (r->local != EPC_OK)
         return epc_error_restore(&ctx->hdr, r->local, r->error);
-    for (int s = 0; s < ctx->nranks; s++) {
+    for (int s = 0; s < ctx->comm.nranks; s++) {
         const int *rec = r->rec_all + (size_t)s * VERDICT_INTS;
         char reason[EPC_REASON_LEN];
         if (rec[0] == EPC_OK)
@@ -160,7 +160,7 @@ static epc_status_t post_verdict(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
     r->rec_mine = calloc(VERDICT_INTS, sizeof *r->rec_mine);
-    r->rec_all = calloc((size_t)VERDICT_INTS * ctx->nranks, sizeof *r->rec_all);
+    r->rec_all = calloc((size_t)VERDICT_INTS * ctx->comm.nranks, sizeof *r->rec_all);
     if (r->rec_mine == NULL || r->rec_all == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_combine: verdicts");
     r->rec_mine[0] = r->local;
@@ -186,7 +186,7 @@ static epc_status_t combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_com
         return BADARG("epc_combine_start", "req is NULL");
     local = check_combine(ctx, h, args, &a);
     /* a rank without a usable handle has no lane; it holds lane 0's place */
-    st = coll_req_new(ctx, &ctx->lane[local == EPC_OK ? h->lane : 0], 0, "epc_combine", &r);
+    st = coll_req_new(ctx, &ctx->comm.lane[local == EPC_OK ? h->lane : 0], 0, "epc_combine", &r);
     if (st != EPC_OK)
         return st;
     r->local = local;
@@ -200,7 +200,7 @@ static epc_status_t combine_start(epc_ctx_t *ctx, epc_handle_t *h, const epc_com
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
     }
     coll_progress(ctx);
-    epc_progress_kick(ctx);
+    epc_ctx_kick(ctx);
     *req = r;
     return EPC_OK;
 }
@@ -247,15 +247,15 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
     if (st == EPC_OK && (!coll_handle_owned(ctx, h) || buf == NULL))
         st = BADARG("epc_combine_buffer", "%s",
                     buf == NULL ? "buf is NULL" : "handle is not of this context");
-    if (st == EPC_OK && (h->lane < 0 || ctx->lane[h->lane].dispatches != h->lane_seq))
+    if (st == EPC_OK && (h->lane < 0 || ctx->lane_dispatches[h->lane] != h->lane_seq))
         st = BADARG("epc_combine_buffer",
                     "the handle's dispatch %s; ask before the second dispatch after it",
                     h->lane < 0 ? "did not complete"
                                 : "was followed by two others (its rows were overwritten)");
     if (st == EPC_OK) {
         epc_ctx_lock(ctx);
-        st = epc_lane_scratch(&ctx->lane[h->lane], EPC_SCRATCH_EXPERT,
-                              (size_t)h->num_rows[ctx->rank] * coll_row_bytes(ctx) + 1, &p);
+        st = epc_ctx_scratch(ctx, h->lane, EPC_SCRATCH_EXPERT,
+                             (size_t)h->num_rows[ctx->comm.rank] * coll_row_bytes(ctx) + 1, &p);
         epc_ctx_unlock(ctx);
     }
     if (st == EPC_OK)

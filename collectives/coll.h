@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "ctx.h"
+#include "context.h"
 #include "lane.h"
 #include "wire.h"
 

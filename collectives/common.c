@@ -93,7 +93,7 @@ epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int
                            float *const *slot, int src_node, const coll_poll_t *poll)
 {
     size_t rb = coll_row_bytes(ctx);
-    int P = coll_num_slots(h, ctx->rank), n = h->num_rows[ctx->rank], done = 0;
+    int P = coll_num_slots(h, ctx->comm.rank), n = h->num_rows[ctx->comm.rank], done = 0;
     unsigned char *seen = calloc((size_t)P + 1, 1);
     epc_status_t st = EPC_OK;
     if (seen == NULL)
@@ -102,7 +102,7 @@ epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int
      * order: the fixed order that makes combine reproducible. */
     for (int r = 0; r < n && st == EPC_OK; r++) {
         int p = h->meta.pslot[r], src = h->meta.src_rank[r];
-        if (src < 0 || (src_node >= 0 && ctx->topo->node_of[src] != src_node))
+        if (src < 0 || (src_node >= 0 && ctx->comm.topo->node_of[src] != src_node))
             continue;
         if (p < 0 || p >= P) {
             st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d", r,
@@ -121,7 +121,7 @@ epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int
 
 int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx)
 {
-    const epc_topo_t *topo = ctx->topo;
+    const epc_topo_t *topo = ctx->comm.topo;
     int n = 0;
     for (int j = 0; j < h->k; j++) {
         size_t i = (size_t)t * h->k + j;
@@ -151,9 +151,9 @@ int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *de
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
                   int link)
 {
-    int inter = ctx->topo->node_of[peer] != ctx->node;
+    int inter = ctx->comm.topo->node_of[peer] != ctx->comm.node;
     (inter ? &b->payload_inter : &b->payload_intra)[0] += payload;
     (inter ? &b->meta_inter : &b->meta_intra)[0] += meta;
     if (link) /* transport exchanges count their own bytes */
-        epc_ctx_account(ctx, peer, payload + meta, 1);
+        epc_comm_account(&ctx->comm, peer, payload + meta, 1);
 }

@@ -69,7 +69,7 @@ static epc_status_t test_alltoallv(epc_request_t *r, flat_t *x, const char *phas
 /* Counts and displacements (in units) of what this rank sends/receives. */
 static epc_status_t counts(epc_ctx_t *ctx, const epc_handle_t *h, flat_t *x)
 {
-    int R = h->R, me = ctx->rank;
+    int R = h->R, me = ctx->comm.rank;
     x->counts = malloc((size_t)4 * R * sizeof *x->counts);
     if (x->counts == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat: counts of %d ranks", R);
@@ -121,7 +121,7 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
                            const int *rdsp, size_t unit)
 {
     size_t rb = coll_row_bytes(ctx), hdr = sizeof(coll_rec_t);
-    int me = ctx->rank, pb = 0;
+    int me = ctx->comm.rank, pb = 0;
     for (int s = 0; s < h->R; pb += rcnt[s], s++)
         for (int i = 0; i < rcnt[s]; i++) {
             const char *u = rbuf + ((size_t)rdsp[s] + i) * unit;
@@ -150,17 +150,17 @@ static epc_status_t step_unpack(epc_request_t *r)
     epc_handle_t *h = r->h;
     size_t rb = coll_row_bytes(r->ctx);
     char *out;
-    int n = h->num_rows[r->ctx->rank];
+    int n = h->num_rows[r->ctx->comm.rank];
     epc_status_t st = test_alltoallv(r, x, "flat dispatch");
     if (st == EPC_OK)
-        st = epc_lane_scratch(r->lane, EPC_SCRATCH_OUT, (size_t)n * rb + coll_meta_bytes(n) + 1,
-                              &out);
+        st = epc_ctx_scratch(r->ctx, r->lane->index, EPC_SCRATCH_OUT,
+                             (size_t)n * rb + coll_meta_bytes(n) + 1, &out);
     if (st != EPC_OK)
         return st;
     h->rows = out;
     coll_meta_place(out, (size_t)n * rb, n, &h->meta);
     if ((st = unpack(r->ctx, h, x->rbuf, x->rcnt, x->rdsp, x->unit)) == EPC_OK)
-        coll_fill_padding(h, r->ctx->rank, rb);
+        coll_fill_padding(h, r->ctx->comm.rank, rb);
     r->step = NULL;
     return st;
 }
@@ -199,9 +199,9 @@ static void finish(epc_ctx_t *ctx, epc_handle_t *h, const float *recv, const int
         int n = coll_token_dests(ctx, h, t, dest, didx);
         memset(acc, 0, (size_t)H * sizeof *acc);
         for (int q = 0; q < n;) {
-            int node = ctx->topo->node_of[dest[q]];
+            int node = ctx->comm.topo->node_of[dest[q]];
             memset(ns, 0, (size_t)H * sizeof *ns);
-            for (; q < n && ctx->topo->node_of[dest[q]] == node; q++)
+            for (; q < n && ctx->comm.topo->node_of[dest[q]] == node; q++)
                 coll_add_row(ns, recv + ((size_t)rdsp[dest[q]] + didx[q]) * H, H);
             coll_add_row(acc, ns, H);
         }
@@ -227,7 +227,7 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
     epc_handle_t *h = r->h;
-    int P = coll_num_slots(h, ctx->rank);
+    int P = coll_num_slots(h, ctx->comm.rank);
     flat_t *x = flat_new(r);
     char *pbuf;
     epc_status_t st =

@@ -22,12 +22,12 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
     h->k = a ? a->topk : 0;
     h->align = a && a->expert_alignment > 1 ? a->expert_alignment : 1;
     h->E = ctx->num_experts;
-    h->R = ctx->nranks;
-    h->N = ctx->topo->nnodes;
-    h->L = ctx->topo->uniform_rpn;
+    h->R = ctx->comm.nranks;
+    h->N = ctx->comm.topo->nnodes;
+    h->L = ctx->comm.topo->uniform_rpn;
     h->epr = h->E / h->R;
     h->dims = (coll_dims_t){
-        h->E, h->N, h->R, h->epr, h->k, h->align, ctx->max_tokens, ctx->topo->node_of};
+        h->E, h->N, h->R, h->epr, h->k, h->align, ctx->max_tokens, ctx->comm.topo->node_of};
     *hp = h;
     return EPC_OK;
 }

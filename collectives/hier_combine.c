@@ -260,7 +260,7 @@ static epc_status_t prepare(epc_request_t *r, hier_combine_t *x)
 
 epc_status_t coll_hier_combine_begin(epc_request_t *r)
 {
-    int N = r->ctx->topo->nnodes, slots = coll_num_slots(r->h, r->ctx->rank);
+    int N = r->ctx->comm.topo->nnodes, slots = coll_num_slots(r->h, r->ctx->comm.rank);
     hier_combine_t *x = calloc(1, sizeof *x);
     if (x == NULL)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);

@@ -100,7 +100,7 @@ static void account_placed(epc_request_t *r)
     hier_dispatch_t *x = r->algo;
     for (int l = 0; l < x->g.ranks_per_node; l++)
         if (x->placed[l] > 0) {
-            epc_ctx_account(r->ctx, hier_rank_at(&x->g, x->g.my_node, l), x->placed[l], 1);
+            epc_comm_account(&r->ctx->comm, hier_rank_at(&x->g, x->g.my_node, l), x->placed[l], 1);
             x->placed[l] = 0;
         }
 }
@@ -201,7 +201,7 @@ static epc_status_t step_forward(epc_request_t *r)
     }
     /* per-link counters, as for unchunked exchanges */
     epc_lane_net_account(r->lane, x->sends, x->messages, x->recvs, x->messages);
-    coll_fill_padding(r->h, r->ctx->rank, x->g.row_bytes);
+    coll_fill_padding(r->h, r->ctx->comm.rank, x->g.row_bytes);
     r->step = step_fence;
     return epc_lane_fence_arrive(r->lane, PHASE, &x->fence);
 }
@@ -219,7 +219,7 @@ static epc_status_t step_local(epc_request_t *r)
     for (int i = 0; st == EPC_OK && i < coll_tpn(r->h, g->rank)[g->my_node]; i++) {
         int done, t = mine[i];
         hier_slots_for_node(g, t, g->my_node, sl);
-        st = place_record(r, r->ctx->rank, t, sl,
+        st = place_record(r, r->ctx->comm.rank, t, sl,
                           (const char *)r->args.x + (size_t)t * g->row_bytes);
         if (st == EPC_OK && i % 16 == 0 && x->posted > 0)
             st = epc_lane_net_test(r->lane, x->chunk_req[0], &done);
@@ -302,7 +302,7 @@ static epc_status_t step_reserve(epc_request_t *r)
 
 epc_status_t coll_hier_dispatch_begin(epc_request_t *r)
 {
-    int N = r->ctx->topo->nnodes;
+    int N = r->ctx->comm.topo->nnodes;
     hier_dispatch_t *x = calloc(1, sizeof *x);
     epc_fault_here("dispatch"); /* test hook: after the counts, before rows */
     if (x == NULL)
@@ -322,7 +322,7 @@ epc_status_t coll_hier_dispatch_begin(epc_request_t *r)
     x->recvs = x->sends + N;
     x->messages = hier_messages(&x->g, x->g.record_bytes, 0, x->sends, x->recvs, &x->send_bytes,
                                 &x->recv_bytes);
-    x->need = hier_region_need(&x->g, r->ctx->rank);
+    x->need = hier_region_need(&x->g, r->ctx->comm.rank);
     r->step = step_reserve;
     return epc_lane_reserve_begin(r->lane, x->need, PHASE, &x->fence);
 }

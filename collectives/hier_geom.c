@@ -8,11 +8,22 @@
 
 hier_geom_t hier_geom_of(const epc_ctx_t *ctx, const epc_handle_t *h)
 {
-    const epc_topo_t *t = ctx->topo;
-    hier_geom_t g = {
-        h,         t->node_of, t->local_rank,   t->node_ranks, t->node_start, t->nnodes,
-        ctx->rank, ctx->node,  ctx->lrank,      h->L,          ctx->hidden,   coll_row_bytes(ctx),
-        0,         0,          ctx->chunk_bytes};
+    const epc_topo_t *t = ctx->comm.topo;
+    hier_geom_t g = {h,
+                     t->node_of,
+                     t->local_rank,
+                     t->node_ranks,
+                     t->node_start,
+                     t->nnodes,
+                     ctx->comm.rank,
+                     ctx->comm.node,
+                     ctx->comm.lrank,
+                     h->L,
+                     ctx->hidden,
+                     coll_row_bytes(ctx),
+                     0,
+                     0,
+                     ctx->comm.chunk_bytes};
     g.record_header = sizeof(coll_rec_t) + (size_t)h->k * sizeof(coll_slot_t);
     g.record_bytes = coll_unit(g.row_bytes, h->k);
     return g;

@@ -38,7 +38,7 @@ static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
                       a->num_tokens);
     if (a->expert_alignment < 0 || a->expert_alignment > 65536)
         return BADARG("args->expert_alignment = %d, must be in [0, 65536]", a->expert_alignment);
-    if (algo == EPC_ALGO_HIER && ctx->topo->uniform_rpn == 0)
+    if (algo == EPC_ALGO_HIER && ctx->comm.topo->uniform_rpn == 0)
         return epc_error_obj(&ctx->hdr, EPC_ERR_UNSUPPORTED,
                              "epc_dispatch: algo hier needs nodes of equal size (these differ); "
                              "use EPC_ALGO=flat");
@@ -84,7 +84,7 @@ static epc_status_t count_local(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
             if (e < 0)
                 continue;
             r = e / h->epr;
-            nd = ctx->topo->node_of[r];
+            nd = ctx->comm.topo->node_of[r];
             h->eidx[i] = cE[e]++;
             if (seen[r] != t) { /* first slot of this token on rank r */
                 seen[r] = t;
@@ -119,12 +119,12 @@ static epc_status_t check_counts(epc_ctx_t *ctx, const epc_handle_t *h, const in
 static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *rec, int rec_ints,
                             int per, epc_status_t mine)
 {
-    const int *me = rec + (size_t)ctx->rank * rec_ints;
+    const int *me = rec + (size_t)ctx->comm.rank * rec_ints;
     if (mine != EPC_OK) {
         epc_error_sync(&ctx->hdr);
         return mine;
     }
-    for (int s = 0; s < ctx->nranks; s++) {
+    for (int s = 0; s < ctx->comm.nranks; s++) {
         const int *hdr = rec + (size_t)s * rec_ints;
         char reason[EPC_REASON_LEN];
         if (hdr[HDR_STATUS] >= 0)
@@ -134,7 +134,7 @@ static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *re
         return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_dispatch: rank %d: %s", s,
                              reason);
     }
-    for (int s = 0; s < ctx->nranks; s++) {
+    for (int s = 0; s < ctx->comm.nranks; s++) {
         const int *hdr = rec + (size_t)s * rec_ints;
         if (hdr[HDR_K] != me[HDR_K] || hdr[HDR_ALIGN] != me[HDR_ALIGN] ||
             hdr[HDR_ALGO] != me[HDR_ALGO])
@@ -144,7 +144,7 @@ static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *re
                                  s, hdr[HDR_K], hdr[HDR_ALIGN], hdr[HDR_ALGO], me[HDR_K],
                                  me[HDR_ALIGN], me[HDR_ALGO]);
     }
-    for (int s = 0; s < ctx->nranks; s++) {
+    for (int s = 0; s < ctx->comm.nranks; s++) {
         epc_status_t st = check_counts(ctx, h, rec, s, rec_ints);
         if (st != EPC_OK)
             return st;
@@ -157,9 +157,9 @@ static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *re
  * sources before s for every row placed). */
 static void slot_bases(const epc_ctx_t *ctx, epc_handle_t *h)
 {
-    const epc_topo_t *t = ctx->topo;
-    for (int l = 0; l < ctx->lsize; l++) {
-        int d = t->node_ranks[t->node_start[ctx->node] + l], sum = 0;
+    const epc_topo_t *t = ctx->comm.topo;
+    for (int l = 0; l < ctx->comm.lsize; l++) {
+        int d = t->node_ranks[t->node_start[ctx->comm.node] + l], sum = 0;
         for (int s = 0; s < h->R; s++) {
             h->pbase[(size_t)l * h->R + s] = sum;
             sum += coll_tpr(h, s)[d];
@@ -175,12 +175,12 @@ static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
     h->num_rows = calloc((size_t)h->R, sizeof *h->num_rows);
     h->begin = calloc((size_t)h->R * (h->epr + 1), sizeof *h->begin);
     h->prefix = calloc((size_t)h->R * h->E, sizeof *h->prefix);
-    h->pbase = calloc((size_t)ctx->lsize * h->R, sizeof *h->pbase);
+    h->pbase = calloc((size_t)ctx->comm.lsize * h->R, sizeof *h->pbase);
     h->expert_count = calloc((size_t)h->epr, sizeof *h->expert_count);
     if (!h->num_rows || !h->begin || !h->prefix || !h->pbase || !h->expert_count)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: layout of %d ranks",
                              h->R);
-    if (coll_wire_layout(&h->dims, h->all, ctx->rank, h->prefix, h->begin, h->num_rows,
+    if (coll_wire_layout(&h->dims, h->all, ctx->comm.rank, h->prefix, h->begin, h->num_rows,
                          h->expert_count, why, sizeof why) != 0)
         return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY, "epc_dispatch: %s", why);
     slot_bases(ctx, h);
@@ -219,7 +219,7 @@ static epc_status_t step_counts(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
     epc_handle_t *h = r->h;
-    int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
+    int per = ctx->num_experts + ctx->comm.topo->nnodes + ctx->comm.nranks;
     int rec_ints = HDR_INTS + per + REASON_INTS;
     epc_status_t st = coll_req_test_coll(r, &r->xcoll, "dispatch counts");
     if (st == EPC_IN_PROGRESS || st == EPC_ERR_TRANSPORT)
@@ -232,11 +232,11 @@ static epc_status_t step_counts(epc_request_t *r)
         return epc_error_context(&ctx->hdr, st, "epc_dispatch: exchanging counts");
     if ((st = verdict(ctx, h, r->rec_all, rec_ints, per, r->local)) != EPC_OK)
         return st;
-    h->all = malloc((size_t)per * ctx->nranks * sizeof *h->all);
-    h->Ts = malloc((size_t)ctx->nranks * sizeof *h->Ts);
+    h->all = malloc((size_t)per * ctx->comm.nranks * sizeof *h->all);
+    h->Ts = malloc((size_t)ctx->comm.nranks * sizeof *h->Ts);
     if (h->all == NULL || h->Ts == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: counts of all ranks");
-    for (int s = 0; s < ctx->nranks; s++) {
+    for (int s = 0; s < ctx->comm.nranks; s++) {
         memcpy(h->all + (size_t)s * per, r->rec_all + (size_t)s * rec_ints + HDR_INTS,
                per * sizeof(int));
         h->Ts[s] = r->rec_all[(size_t)s * rec_ints + HDR_T];
@@ -254,10 +254,10 @@ static epc_status_t plan_post(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
     epc_status_t st = r->local;
-    int per = ctx->num_experts + ctx->topo->nnodes + ctx->nranks;
+    int per = ctx->num_experts + ctx->comm.topo->nnodes + ctx->comm.nranks;
     int rec_ints = HDR_INTS + per + REASON_INTS;
     r->rec_mine = calloc((size_t)rec_ints, sizeof *r->rec_mine);
-    r->rec_all = calloc((size_t)rec_ints * ctx->nranks, sizeof *r->rec_all);
+    r->rec_all = calloc((size_t)rec_ints * ctx->comm.nranks, sizeof *r->rec_all);
     if (!r->rec_mine || !r->rec_all) /* cannot even take part: peers time out on this rank */
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: count records");
     if (st == EPC_OK)

@@ -68,12 +68,12 @@ epc_status_t coll_req_net(epc_request_t *r, void **req)
 epc_lane_t *coll_req_lane(const epc_request_t *r)
 {
     _Static_assert(EPC_LANES >= 2, "a dispatch's and a combine's");
-    return &r->ctx->lane[r->is_dispatch ? 0 : 1];
+    return &r->ctx->comm.lane[r->is_dispatch ? 0 : 1];
 }
 
 epc_status_t coll_req_scratch(epc_request_t *r, int which, size_t need, char **p)
 {
-    return epc_lane_scratch(coll_req_lane(r), which, need, p);
+    return epc_ctx_scratch(r->ctx, coll_req_lane(r)->index, which, need, p);
 }
 
 static void add_bytes(epc_coll_bytes_t *total, const epc_coll_bytes_t *b)
@@ -88,9 +88,9 @@ static void fill_out(const epc_ctx_t *ctx, const epc_handle_t *h, epc_dispatch_o
 {
     epc_dispatch_out_t all = EPC_DISPATCH_OUT_INIT;
     all.rows = h->rows;
-    all.num_rows = h->num_rows[ctx->rank];
+    all.num_rows = h->num_rows[ctx->comm.rank];
     all.num_local_experts = h->epr;
-    all.expert_begin = h->begin + (size_t)ctx->rank * (h->epr + 1);
+    all.expert_begin = h->begin + (size_t)ctx->comm.rank * (h->epr + 1);
     all.expert_count = h->expert_count;
     all.src_rank = h->meta.src_rank;
     all.src_token = h->meta.src_token;
@@ -106,7 +106,7 @@ static void deliver(epc_request_t *r)
     epc_ctx_t *ctx = r->ctx;
     if (r->is_dispatch) {
         r->h->lane = r->lane->index;
-        r->h->lane_seq = r->lane->dispatches;
+        r->h->lane_seq = r->ctx->lane_dispatches[r->lane->index];
         fill_out(ctx, r->h, r->out);
         *r->handle_p = r->h;
         r->h = NULL; /* the caller's now */
@@ -168,9 +168,9 @@ void coll_progress(epc_ctx_t *ctx)
             advance(ctx->requests[i]);
 }
 
-/* The progress thread's pass (lock held): how many requests still run. */
-static int poll_requests(epc_ctx_t *ctx)
+int coll_poll(void *arg)
 {
+    epc_ctx_t *ctx = arg;
     int running = 0;
     coll_progress(ctx);
     for (int i = 0; i < EPC_MAX_REQUESTS; i++)
@@ -210,8 +210,6 @@ static const char *refusal(const epc_ctx_t *ctx, const epc_lane_t *ln, int is_di
     return NULL;
 }
 
-static void free_all(epc_ctx_t *ctx);
-
 epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const char *fn,
                           epc_request_t **rp)
 {
@@ -225,8 +223,6 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
     while (ctx->requests[slot] != NULL)
         slot++;
     ctx->requests[slot] = r;
-    ctx->free_requests = free_all;
-    ctx->progress.poll = poll_requests;
     r->hdr.magic = EPC_MAGIC_REQUEST;
     r->ctx = ctx;
     r->lane = ln;
@@ -271,7 +267,7 @@ epc_status_t epc_test(epc_request_t *req, int *done)
         *done = 0;
         return EPC_OK;
     }
-    if (req->status == EPC_IN_PROGRESS && ctx->progress.mode != EPC_PROGRESS_THREAD)
+    if (req->status == EPC_IN_PROGRESS && ctx->comm.progress.mode != EPC_PROGRESS_THREAD)
         coll_progress(ctx);
     *done = req->status != EPC_IN_PROGRESS;
     req->reported |= *done;
@@ -324,7 +320,7 @@ epc_status_t epc_request_free(epc_request_t *req)
     epc_ctx_lock(ctx);
     /* In flight on a working context peers still count on it; once the
      * context failed or was aborted it is abandoned. */
-    if (!req->reported && !ctx->failed && !ctx->aborted) {
+    if (!req->reported && !ctx->comm.failed && !ctx->comm.aborted) {
         st = epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                            "epc_request_free: req is still in flight (wait for it, or test "
                            "until done, first)");
@@ -337,10 +333,7 @@ epc_status_t epc_request_free(epc_request_t *req)
     return st;
 }
 
-/* Context destruction: requests still held are freed, those in flight
- * abandoned first (which fails the context and tells the peers, as a
- * timeout would: their partners are gone). */
-static void free_all(epc_ctx_t *ctx)
+void coll_req_free_all(epc_ctx_t *ctx)
 {
     for (int i = 0; i < EPC_MAX_REQUESTS; i++) {
         epc_request_t *r = ctx->requests[i];

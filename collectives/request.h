@@ -113,4 +113,13 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
  * without waiting. */
 void coll_progress(epc_ctx_t *ctx);
 
+/* The progress thread's pass over the context arg (lock held): how many
+ * requests still run. */
+int coll_poll(void *arg);
+
+/* Context destruction: requests still held are freed, those in flight
+ * abandoned first (which fails the context and tells the peers, as a
+ * timeout would: their partners are gone). */
+void coll_req_free_all(epc_ctx_t *ctx);
+
 #endif

@@ -4,41 +4,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctx.h"
+#include "comm.h"
 #include "mpi_util.h"
 
-epc_status_t epc_lane_create(epc_ctx_t *ctx, int index, epc_lane_t *ln)
+epc_status_t epc_lane_create(epc_comm_t *cm, int index, epc_lane_t *ln)
 {
-    const epc_topo_t *t = ctx->topo;
+    const epc_topo_t *t = cm->topo;
     epc_status_t st;
-    ln->ctx = ctx;
+    ln->cm = cm;
     ln->index = index;
     ln->comm = MPI_COMM_NULL;
-    if ((st = epc_mpi_dup(ctx->comm, &ln->comm)) != EPC_OK) {
+    if ((st = epc_mpi_dup(cm->mpi, &ln->comm)) != EPC_OK) {
         ln->comm = MPI_COMM_NULL;
-        return epc_error_sync(&ctx->hdr), st;
+        return epc_error_sync(cm->owner), st;
     }
-    st = epc_shm_create(ctx->ctrl, t->node_ranks + t->node_start[ctx->node], ctx->lsize, ctx->lrank,
-                        &ctx->hdr, epc_deadline_in_ms(ctx->timeout_ms), &ln->shm);
+    st = epc_shm_create(cm->ctrl, t->node_ranks + t->node_start[cm->node], cm->lsize, cm->lrank,
+                        cm->owner, epc_deadline_in_ms(cm->timeout_ms), &ln->shm);
     if (st != EPC_OK)
         return st;
     /* After a timeout a rank is missing: agreeing would only wait for it
      * again (the others time out on it by themselves). */
-    if ((st = epc_mpi_agree(ctx->comm, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
+    if ((st = epc_mpi_agree(cm->mpi, st, cm->owner, epc_comm_deadline(cm))) != EPC_OK)
         return st;
-    st = epc_tr_create(ctx->transport, ctx->provider_req, ln->comm, ctx->timeout_ms, &ctx->hdr,
+    st = epc_tr_create(cm->transport, cm->provider_req, ln->comm, cm->timeout_ms, cm->owner,
                        &ln->tr);
     if (st == EPC_OK) { /* its waits end early too when a peer aborts */
         ln->tr->interrupted = epc_abort_poll;
-        ln->tr->interrupt_arg = &ctx->abort;
+        ln->tr->interrupt_arg = &cm->abort;
     }
     return st;
 }
 
 void epc_lane_destroy(epc_lane_t *ln)
 {
-    for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
-        free(ln->scratch[i].p);
     epc_tr_destroy(ln->tr);
     epc_shm_destroy(ln->shm);
     /* Local in MPI: marks the communicator for freeing once its pending
@@ -50,7 +48,7 @@ void epc_lane_destroy(epc_lane_t *ln)
 
 epc_status_t epc_lane_shm_reserve(epc_lane_t *ln, size_t need, const char *phase)
 {
-    return epc_shm_reserve(ln->shm, need, epc_ctx_deadline(ln->ctx), phase);
+    return epc_shm_reserve(ln->shm, need, epc_comm_deadline(ln->cm), phase);
 }
 
 char *epc_lane_shm_region(const epc_lane_t *ln, int lrank, size_t *cap)
@@ -61,7 +59,7 @@ char *epc_lane_shm_region(const epc_lane_t *ln, int lrank, size_t *cap)
 
 epc_status_t epc_lane_shm_fence(epc_lane_t *ln, const char *phase)
 {
-    return epc_shm_fence(ln->shm, epc_ctx_deadline(ln->ctx), phase);
+    return epc_shm_fence(ln->shm, epc_comm_deadline(ln->cm), phase);
 }
 
 epc_status_t epc_lane_reserve_begin(epc_lane_t *ln, size_t need, const char *phase, uint64_t *fence)
@@ -71,7 +69,7 @@ epc_status_t epc_lane_reserve_begin(epc_lane_t *ln, size_t need, const char *pha
 
 epc_status_t epc_lane_reserve_end(epc_lane_t *ln, size_t need, const char *phase)
 {
-    return epc_shm_reserve_end(ln->shm, need, epc_ctx_deadline(ln->ctx), phase);
+    return epc_shm_reserve_end(ln->shm, need, epc_comm_deadline(ln->cm), phase);
 }
 
 epc_status_t epc_lane_fence_arrive(epc_lane_t *ln, const char *phase, uint64_t *fence)
@@ -91,36 +89,21 @@ epc_status_t epc_lane_fence_fail(epc_lane_t *ln, epc_status_t st, int missing, c
 
 epc_status_t epc_lane_shm_put(epc_lane_t *ln, int lrank, size_t offset, const void *src, size_t len)
 {
-    epc_ctx_t *ctx = ln->ctx;
+    epc_comm_t *cm = ln->cm;
     size_t cap;
     char *dst;
-    if (lrank < 0 || lrank >= ctx->lsize)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "shm put: local rank %d of %d", lrank,
-                             ctx->lsize);
+    if (lrank < 0 || lrank >= cm->lsize)
+        return epc_error_obj(cm->owner, EPC_ERR_INTERNAL, "shm put: local rank %d of %d", lrank,
+                             cm->lsize);
     dst = epc_lane_shm_region(ln, lrank, &cap);
     if (offset > cap || len > cap - offset)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+        return epc_error_obj(cm->owner, EPC_ERR_INTERNAL,
                              "shm put: %zu bytes at %zu exceed local rank %d's %zu-byte region",
                              len, offset, lrank, cap);
     if (len == 0)
         return EPC_OK;
     memcpy(dst + offset, src, len);
-    epc_ctx_account(ctx, ctx->topo->node_ranks[ctx->topo->node_start[ctx->node] + lrank], len, 1);
-    return EPC_OK;
-}
-
-epc_status_t epc_lane_scratch(epc_lane_t *ln, int which, size_t need, char **p)
-{
-    if (need > ln->scratch[which].cap) {
-        size_t cap = epc_tr_grow_size(ln->scratch[which].cap, need);
-        free(ln->scratch[which].p);
-        ln->scratch[which].cap = 0;
-        if ((ln->scratch[which].p = malloc(cap)) == NULL)
-            return epc_error_obj(&ln->ctx->hdr, EPC_ERR_NO_MEMORY, "context buffer of %zu bytes",
-                                 cap);
-        ln->scratch[which].cap = cap;
-    }
-    *p = ln->scratch[which].p;
+    epc_comm_account(cm, cm->topo->node_ranks[cm->topo->node_start[cm->node] + lrank], len, 1);
     return EPC_OK;
 }
 
@@ -147,7 +130,7 @@ epc_status_t epc_lane_net_exchange(epc_lane_t *ln, const epc_tr_msg_t *sends, in
                                    const epc_tr_msg_t *recvs, int nrecvs, const char *phase)
 {
     epc_status_t st =
-        epc_tr_exchange(ln->tr, sends, nsends, recvs, nrecvs, epc_ctx_deadline(ln->ctx), phase);
+        epc_tr_exchange(ln->tr, sends, nsends, recvs, nrecvs, epc_comm_deadline(ln->cm), phase);
     if (st == EPC_OK)
         epc_lane_net_account(ln, sends, nsends, recvs, nrecvs);
     return st;
@@ -176,16 +159,16 @@ void epc_lane_net_cancel(epc_lane_t *ln, void *req)
     snprintf(text, sizeof text, "%s", epc_last_error(NULL));
     st = epc_tr_wait(ln->tr, req, (epc_deadline_t){0}); /* an expired deadline: cancels */
     if (st != EPC_OK)
-        epc_error_restore(&ln->ctx->hdr, st, text);
+        epc_error_restore(ln->cm->owner, st, text);
 }
 
 void epc_lane_net_account(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
                           const epc_tr_msg_t *recvs, int nrecvs)
 {
     for (int i = 0; i < nsends; i++)
-        epc_ctx_account(ln->ctx, sends[i].peer, sends[i].len, 1);
+        epc_comm_account(ln->cm, sends[i].peer, sends[i].len, 1);
     for (int i = 0; i < nrecvs; i++)
-        epc_ctx_account(ln->ctx, recvs[i].peer, recvs[i].len, 0);
+        epc_comm_account(ln->cm, recvs[i].peer, recvs[i].len, 0);
 }
 
 void epc_lane_coll_init(epc_lane_coll_t *c)
@@ -197,14 +180,14 @@ void epc_lane_coll_init(epc_lane_coll_t *c)
 epc_status_t epc_lane_allgather_post(epc_lane_t *ln, const int *mine, int count, int *all,
                                      epc_lane_coll_t *c, const char *what)
 {
-    epc_ctx_t *ctx = ln->ctx;
+    epc_comm_t *cm = ln->cm;
     int rc = MPI_Iallgather(mine, count, MPI_INT, all, count, MPI_INT, ln->comm, &c->req);
     if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&ctx->hdr, rc, what);
-    for (int p = 0; p < ctx->nranks; p++)
-        if (p != ctx->rank) {
-            epc_ctx_account(ctx, p, (uint64_t)count * sizeof(int), 1);
-            epc_ctx_account(ctx, p, (uint64_t)count * sizeof(int), 0);
+        return epc_mpi_error(cm->owner, rc, what);
+    for (int p = 0; p < cm->nranks; p++)
+        if (p != cm->rank) {
+            epc_comm_account(cm, p, (uint64_t)count * sizeof(int), 1);
+            epc_comm_account(cm, p, (uint64_t)count * sizeof(int), 0);
         }
     return EPC_OK;
 }
@@ -213,20 +196,20 @@ epc_status_t epc_lane_alltoallv_post(epc_lane_t *ln, const void *sbuf, const int
                                      const int *sdsp, void *rbuf, const int *rcnt, const int *rdsp,
                                      size_t unit, epc_lane_coll_t *c, const char *what)
 {
-    epc_ctx_t *ctx = ln->ctx;
+    epc_comm_t *cm = ln->cm;
     int rc = MPI_Type_contiguous((int)unit, MPI_BYTE, &c->type);
     if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&c->type)) != MPI_SUCCESS)
         MPI_Type_free(&c->type);
     if (rc != MPI_SUCCESS) {
         c->type = MPI_DATATYPE_NULL;
-        return epc_mpi_error(&ctx->hdr, rc, what);
+        return epc_mpi_error(cm->owner, rc, what);
     }
     rc = MPI_Ialltoallv(sbuf, scnt, sdsp, c->type, rbuf, rcnt, rdsp, c->type, ln->comm, &c->req);
     if (rc != MPI_SUCCESS)
-        return epc_mpi_error(&ctx->hdr, rc, what);
-    for (int p = 0; p < ctx->nranks; p++) { /* this rank's own share counts as self */
-        epc_ctx_account(ctx, p, (uint64_t)scnt[p] * unit, 1);
-        epc_ctx_account(ctx, p, (uint64_t)rcnt[p] * unit, 0);
+        return epc_mpi_error(cm->owner, rc, what);
+    for (int p = 0; p < cm->nranks; p++) { /* this rank's own share counts as self */
+        epc_comm_account(cm, p, (uint64_t)scnt[p] * unit, 1);
+        epc_comm_account(cm, p, (uint64_t)rcnt[p] * unit, 0);
     }
     return EPC_OK;
 }
@@ -234,7 +217,7 @@ epc_status_t epc_lane_alltoallv_post(epc_lane_t *ln, const void *sbuf, const int
 epc_status_t epc_lane_coll_test(epc_lane_t *ln, epc_lane_coll_t *c, int *done, const char *what)
 {
     int rc = MPI_Test(&c->req, done, MPI_STATUS_IGNORE);
-    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(&ln->ctx->hdr, rc, what);
+    return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(ln->cm->owner, rc, what);
 }
 
 void epc_lane_coll_free(epc_lane_coll_t *c)
@@ -244,19 +227,19 @@ void epc_lane_coll_free(epc_lane_coll_t *c)
 }
 
 /* Counts `bytes` to (sent) or from every peer but this rank. */
-static void account_all(epc_ctx_t *ctx, uint64_t bytes, int sent)
+static void account_all(epc_comm_t *cm, uint64_t bytes, int sent)
 {
-    for (int p = 0; p < ctx->nranks; p++)
-        if (p != ctx->rank)
-            epc_ctx_account(ctx, p, bytes, sent);
+    for (int p = 0; p < cm->nranks; p++)
+        if (p != cm->rank)
+            epc_comm_account(cm, p, bytes, sent);
 }
 
 epc_status_t epc_lane_agree_post(epc_lane_t *ln, epc_status_t local, epc_agree_t *ag)
 {
-    epc_status_t st = epc_mpi_agree_start(ag, ln->comm, local, &ln->ctx->hdr);
+    epc_status_t st = epc_mpi_agree_start(ag, ln->comm, local, ln->cm->owner);
     if (st == EPC_OK) {
-        account_all(ln->ctx, sizeof ag->in, 1);
-        account_all(ln->ctx, sizeof ag->in, 0);
+        account_all(ln->cm, sizeof ag->in, 1);
+        account_all(ln->cm, sizeof ag->in, 0);
     }
     return st;
 }
@@ -267,9 +250,9 @@ epc_status_t epc_lane_agree_test(epc_lane_t *ln, epc_agree_t *ag, epc_deadline_t
     epc_status_t st = epc_mpi_agree_test(ag, dl);
     if (!was_reason && ag->reason) { /* the failing rank's text now travels */
         if (ag->me == ag->out[1])
-            account_all(ln->ctx, sizeof ag->text, 1);
+            account_all(ln->cm, sizeof ag->text, 1);
         else
-            epc_ctx_account(ln->ctx, ag->out[1], sizeof ag->text, 0);
+            epc_comm_account(ln->cm, ag->out[1], sizeof ag->text, 0);
     }
     return st;
 }

@@ -2,21 +2,22 @@
 /*
  * lane.h - one set of the buffers a collective call moves data through,
  * and the one door the collectives use to reach them: the node's shared
- * regions and fence, the inter-node transport and its regions, the
- * private buffers and the lane's own communicator for collectives.  Every
- * byte that leaves this rank through a lane is accounted by link class.
+ * regions and fence, the inter-node transport and its regions, and the
+ * lane's own communicator for collectives.  Every byte that leaves this
+ * rank through a lane is accounted by link class.  (The collectives'
+ * private buffers are the job context's: collectives/context.h.)
  *
- * A context has EPC_LANES lanes and alternates dispatches between them, so
- * a dispatch can be in flight while the previous one's combine is: each
- * lane has its own communicator, regions, fence counters and transport
- * endpoint, so the messages and fences of two requests in flight never
- * meet, whatever order the ranks progress them in.  The MPI collectives
- * (count exchange, verdicts, flat's exchange) go by kind instead: every
- * dispatch's through lane 0's door, every combine's through lane 1's (at
- * most one of each is in flight).  (The
- * node exchanges that grow a lane's regions travel on the context's
- * control communicator: only a dispatch grows regions, and at most one
- * dispatch is in flight.)
+ * A communication object has EPC_LANES lanes, and the context alternates
+ * dispatches between them, so a dispatch can be in flight while the
+ * previous one's combine is: each lane has its own communicator, regions,
+ * fence counters and transport endpoint, so the messages and fences of
+ * two requests in flight never meet, whatever order the ranks progress
+ * them in.  The MPI collectives (count exchange, verdicts, flat's
+ * exchange) go by kind instead: every dispatch's through lane 0's door,
+ * every combine's through lane 1's (at most one of each is in flight).
+ * (The node exchanges that grow a lane's regions travel on the control
+ * communicator: only a dispatch grows regions, and at most one dispatch
+ * is in flight.)
  */
 #ifndef EPC_COMM_LANE_H
 #define EPC_COMM_LANE_H
@@ -32,36 +33,21 @@
 
 #define EPC_LANES 2
 
-struct epc_ctx;
-
-/* Private buffers of the collectives, per lane. */
-enum {
-    EPC_SCRATCH_OUT,     /* flat: received rows and their metadata */
-    EPC_SCRATCH_PARTIAL, /* combine: fp32 partial sums */
-    EPC_SCRATCH_EXPERT,  /* epc_combine_buffer */
-    EPC_SCRATCH_SEND,    /* flat: send records */
-    EPC_SCRATCH_RECV,    /* flat: received records */
-    EPC_SCRATCH_COUNT
-};
+struct epc_comm;
 
 typedef struct epc_lane {
-    struct epc_ctx *ctx; /* owner: error texts, deadlines, byte counters */
+    struct epc_comm *cm; /* owner: error texts, deadlines, byte counters */
     int index;
-    MPI_Comm comm; /* a dup of the context's: this lane's collectives */
+    MPI_Comm comm; /* a dup of the communication object's: this lane's collectives */
     epc_shm_t *shm;
     epc_tr_t *tr;
-    struct {
-        char *p;
-        size_t cap;
-    } scratch[EPC_SCRATCH_COUNT];
-    uint64_t dispatches; /* dispatches started on the lane: older handles are stale */
-    int busy;            /* requests using the lane now */
+    int busy; /* requests using the lane now */
 } epc_lane_t;
 
-/* Creates lane `index` of ctx (collective: communicator, node regions,
- * transport; each step bounded by the context's timeout), or frees what
- * was made (local; accepts a zeroed lane). */
-epc_status_t epc_lane_create(struct epc_ctx *ctx, int index, epc_lane_t *ln);
+/* Creates lane `index` of cm (collective: communicator, node regions,
+ * transport; each step bounded by cm's timeout), or frees what was made
+ * (local; accepts a zeroed lane). */
+epc_status_t epc_lane_create(struct epc_comm *cm, int index, epc_lane_t *ln);
 void epc_lane_destroy(epc_lane_t *ln);
 
 /* Shared memory: reserve (collective over the node), the region of local
@@ -77,7 +63,7 @@ epc_status_t epc_lane_shm_put(epc_lane_t *ln, int lrank, size_t offset, const vo
  * on the node: reserve_begin publishes this rank's need and arrives at the
  * reserve's fence; once fence_test says every rank arrived, reserve_end
  * grows the regions if any rank must (node exchanges bounded by the
- * context's timeout).  fence_arrive/fence_test/fence_fail are
+ * timeout).  fence_arrive/fence_test/fence_fail are
  * epc_shm_fence_arrive/_test/_fail on the lane's regions. */
 epc_status_t epc_lane_reserve_begin(epc_lane_t *ln, size_t need, const char *phase,
                                     uint64_t *fence);
@@ -85,10 +71,6 @@ epc_status_t epc_lane_reserve_end(epc_lane_t *ln, size_t need, const char *phase
 epc_status_t epc_lane_fence_arrive(epc_lane_t *ln, const char *phase, uint64_t *fence);
 int epc_lane_fence_test(const epc_lane_t *ln, uint64_t fence, int *missing);
 epc_status_t epc_lane_fence_fail(epc_lane_t *ln, epc_status_t st, int missing, const char *phase);
-
-/* A private buffer of at least `need` bytes (grown x1.5, kept); its old
- * contents are not kept.  EPC_ERR_NO_MEMORY raised on failure. */
-epc_status_t epc_lane_scratch(epc_lane_t *ln, int which, size_t need, char **p);
 
 /* The transport: grow its regions (local); the place of len bytes at
  * offset in the send or receive region (NULL when outside it, and

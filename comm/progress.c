@@ -3,8 +3,9 @@
  * progress.c - the context's progress thread: it sleeps until a request
  * is started, then passes over the requests in flight every
  * EPC_PROGRESS_SLEEP_US until none needs progress.  Each pass holds the
- * context's lock, so the caller's calls and the thread never touch the
- * lanes at once; between passes the lock is free.
+ * lock, so the caller's calls and the thread never touch the lanes at
+ * once; between passes the lock is free.  What a pass does is the layer
+ * above's (a poll function and its argument).
  */
 #include <errno.h>
 #include <mpi.h>
@@ -12,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "ctx.h"
 #include "progress.h"
 
 static const char *thread_level_name(int level)
@@ -65,13 +65,12 @@ static void pause_between_passes(long us)
 /* The thread: waits for work, then passes until no request needs one.
  * Every wait inside a pass is bounded by the requests' own deadlines, so
  * a stop is seen within one pass. */
-static void *progress_main(void *arg)
+static void *progress_main(void *state)
 {
-    epc_ctx_t *ctx = arg;
-    epc_progress_state_t *pr = &ctx->progress;
+    epc_progress_state_t *pr = state;
     pthread_mutex_lock(&pr->lock);
     while (!pr->stop) {
-        if (pr->poll == NULL || pr->poll(ctx) == 0) {
+        if (pr->poll(pr->arg) == 0) {
             pthread_cond_wait(&pr->work, &pr->lock);
             continue;
         }
@@ -83,22 +82,23 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
-epc_status_t epc_progress_start(epc_ctx_t *ctx)
+epc_status_t epc_progress_start(epc_progress_state_t *pr, epc_progress_poll_t poll, void *arg,
+                                epc_obj_t *obj)
 {
-    epc_progress_state_t *pr = &ctx->progress;
     int rc;
+    pr->poll = poll;
+    pr->arg = arg;
     if (pr->mode != EPC_PROGRESS_THREAD)
         return EPC_OK;
-    if ((rc = pthread_create(&pr->thread, NULL, progress_main, ctx)) != 0)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY,
+    if ((rc = pthread_create(&pr->thread, NULL, progress_main, pr)) != 0)
+        return epc_error_obj(obj, EPC_ERR_NO_MEMORY,
                              "epc_ctx_create: progress thread: pthread_create: %s", strerror(rc));
     pr->running = 1;
     return EPC_OK;
 }
 
-void epc_progress_stop(epc_ctx_t *ctx)
+void epc_progress_stop(epc_progress_state_t *pr)
 {
-    epc_progress_state_t *pr = &ctx->progress;
     if (pr->running) {
         pthread_mutex_lock(&pr->lock);
         pr->stop = 1;
@@ -114,25 +114,25 @@ void epc_progress_stop(epc_ctx_t *ctx)
     }
 }
 
-void epc_ctx_lock(epc_ctx_t *ctx)
+void epc_progress_lock(epc_progress_state_t *pr)
 {
-    if (ctx->progress.running)
-        pthread_mutex_lock(&ctx->progress.lock);
+    if (pr->running)
+        pthread_mutex_lock(&pr->lock);
 }
 
-int epc_ctx_trylock(epc_ctx_t *ctx)
+int epc_progress_trylock(epc_progress_state_t *pr)
 {
-    return !ctx->progress.running || pthread_mutex_trylock(&ctx->progress.lock) == 0;
+    return !pr->running || pthread_mutex_trylock(&pr->lock) == 0;
 }
 
-void epc_ctx_unlock(epc_ctx_t *ctx)
+void epc_progress_unlock(epc_progress_state_t *pr)
 {
-    if (ctx->progress.running)
-        pthread_mutex_unlock(&ctx->progress.lock);
+    if (pr->running)
+        pthread_mutex_unlock(&pr->lock);
 }
 
-void epc_progress_kick(epc_ctx_t *ctx)
+void epc_progress_kick(epc_progress_state_t *pr)
 {
-    if (ctx->progress.running)
-        pthread_cond_signal(&ctx->progress.work);
+    if (pr->running)
+        pthread_cond_signal(&pr->work);
 }

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctx.h"
+#include "context.h"
 #ifdef EPC_HAVE_OFI
 #include <rdma/fi_errno.h>
 #include <rdma/fi_tagged.h>
@@ -82,17 +82,17 @@ static int op_shm(void *arg, size_t n)
 {
     path_t *p = arg;
     epc_ctx_t *ctx = p->ctx;
-    int peer_l = ctx->topo->local_rank[p->b->partner];
-    if (epc_lane_shm_put(&ctx->lane[0], peer_l, 0, p->b->b, n) != EPC_OK)
+    int peer_l = ctx->comm.topo->local_rank[p->b->partner];
+    if (epc_lane_shm_put(&ctx->comm.lane[0], peer_l, 0, p->b->b, n) != EPC_OK)
         return -1;
-    return epc_lane_shm_fence(&ctx->lane[0], "p2p shm") == EPC_OK ? 0 : -1;
+    return epc_lane_shm_fence(&ctx->comm.lane[0], "p2p shm") == EPC_OK ? 0 : -1;
 }
 
 static int op_net(void *arg, size_t n)
 {
     path_t *p = arg;
     epc_tr_msg_t s = {p->b->partner, 0, n}, r = {p->b->partner, 0, n};
-    return epc_lane_net_exchange(&p->ctx->lane[0], &s, 1, &r, 1, "p2p") == EPC_OK ? 0 : -1;
+    return epc_lane_net_exchange(&p->ctx->comm.lane[0], &s, 1, &r, 1, "p2p") == EPC_OK ? 0 : -1;
 }
 
 static int op_mpi_raw(void *arg, size_t n)
@@ -100,9 +100,9 @@ static int op_mpi_raw(void *arg, size_t n)
     path_t *p = arg;
     MPI_Request req[2];
     /* Sizes here stay below 2 GiB: one count suffices. */
-    MPI_Irecv(p->ctx->lane[0].tr->recv_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD,
+    MPI_Irecv(p->ctx->comm.lane[0].tr->recv_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD,
               &req[0]);
-    MPI_Isend(p->ctx->lane[0].tr->send_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD,
+    MPI_Isend(p->ctx->comm.lane[0].tr->send_buf, (int)n, MPI_BYTE, p->b->partner, 7, MPI_COMM_WORLD,
               &req[1]);
     return MPI_Waitall(2, req, MPI_STATUSES_IGNORE) == MPI_SUCCESS ? 0 : -1;
 }
@@ -113,7 +113,7 @@ static int op_mpi_raw(void *arg, size_t n)
 static int op_ofi_raw(void *arg, size_t n)
 {
     path_t *p = arg;
-    epc_tr_t *tr = p->ctx->lane[0].tr;
+    epc_tr_t *tr = p->ctx->comm.lane[0].tr;
     ofi_t *o = tr->impl;
     struct fi_context2 c[2];
     struct fi_cq_tagged_entry e[4];
@@ -204,10 +204,10 @@ static void bench_shm(bench_t *b)
     path_t p = {b, make_ctx(b, EPC_TRANSPORT_MPI, NULL, 0)};
     if (p.ctx == NULL)
         return;
-    if (p.ctx->topo->node_of[b->partner] != p.ctx->node) {
+    if (p.ctx->comm.topo->node_of[b->partner] != p.ctx->comm.node) {
         if (b->rank == 0)
             printf("# shm: pairs are on different nodes; skipped\n");
-    } else if (epc_lane_shm_reserve(&p.ctx->lane[0], b->max, "p2p") == EPC_OK) {
+    } else if (epc_lane_shm_reserve(&p.ctx->comm.lane[0], b->max, "p2p") == EPC_OK) {
         row(b, "shm (vs memcpy)", &p, op_shm, op_memcpy);
     }
     destroy(b, p.ctx);
@@ -221,10 +221,10 @@ static void bench_net(bench_t *b, epc_transport_t kind, const char *prov)
     char name[160];
     if (p.ctx == NULL)
         return;
-    if (epc_lane_net_reserve(&p.ctx->lane[0], b->max, b->max) == EPC_OK) {
-        memset(p.ctx->lane[0].tr->send_buf, 1, b->max);
-        snprintf(name, sizeof name, "%s%s%s%s (vs raw)", p.ctx->lane[0].tr->ops->name,
-                 prov ? "(" : "", prov ? p.ctx->lane[0].tr->provider : "", prov ? ")" : "");
+    if (epc_lane_net_reserve(&p.ctx->comm.lane[0], b->max, b->max) == EPC_OK) {
+        memset(p.ctx->comm.lane[0].tr->send_buf, 1, b->max);
+        snprintf(name, sizeof name, "%s%s%s%s (vs raw)", p.ctx->comm.lane[0].tr->ops->name,
+                 prov ? "(" : "", prov ? p.ctx->comm.lane[0].tr->provider : "", prov ? ")" : "");
 #ifdef EPC_HAVE_OFI
         row(b, name, &p, op_net, kind == EPC_TRANSPORT_OFI ? op_ofi_raw : op_mpi_raw);
 #else

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctx.h"
+#include "context.h"
 #include "mpi_test.h"
 #include <sys/stat.h>
 #include <unistd.h>
@@ -55,42 +55,42 @@ static epc_ctx_t *create(int hidden)
 /* Every rank writes a block into every node peer's region (itself too). */
 static void shm_round(epc_ctx_t *ctx, int round, uint64_t *bytes)
 {
-    const epc_topo_t *t = ctx->topo;
-    int *peers = t->node_ranks + t->node_start[ctx->node];
+    const epc_topo_t *t = ctx->comm.topo;
+    int *peers = t->node_ranks + t->node_start[ctx->comm.node];
     unsigned char *buf = malloc(SLOT);
     size_t cap;
-    MT_CHECK(epc_lane_shm_reserve(&ctx->lane[0], (size_t)ctx->lsize * SLOT, "test reserve") ==
-                 EPC_OK,
+    MT_CHECK(epc_lane_shm_reserve(&ctx->comm.lane[0], (size_t)ctx->comm.lsize * SLOT,
+                                  "test reserve") == EPC_OK,
              "reserve: %s", epc_last_error(NULL));
-    char *mine = epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap);
+    char *mine = epc_lane_shm_region(&ctx->comm.lane[0], ctx->comm.lrank, &cap);
     memset(mine, 0xee, cap); /* poison my own region */
-    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test poison") == EPC_OK, "fence: %s",
+    MT_CHECK(epc_lane_shm_fence(&ctx->comm.lane[0], "test poison") == EPC_OK, "fence: %s",
              epc_last_error(NULL));
-    for (int l = 0; l < ctx->lsize; l++) {
-        size_t n = msg_size(ctx->rank, peers[l], round);
+    for (int l = 0; l < ctx->comm.lsize; l++) {
+        size_t n = msg_size(ctx->comm.rank, peers[l], round);
         for (size_t i = 0; i < n; i++)
-            buf[i] = pattern(ctx->rank, peers[l], round, i);
-        MT_CHECK(epc_lane_shm_put(&ctx->lane[0], l, (size_t)ctx->lrank * SLOT + 13, buf, n) ==
-                     EPC_OK,
+            buf[i] = pattern(ctx->comm.rank, peers[l], round, i);
+        MT_CHECK(epc_lane_shm_put(&ctx->comm.lane[0], l, (size_t)ctx->comm.lrank * SLOT + 13, buf,
+                                  n) == EPC_OK,
                  "put: %s", epc_last_error(NULL));
         *bytes += n;
     }
-    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm") == EPC_OK, "fence: %s",
+    MT_CHECK(epc_lane_shm_fence(&ctx->comm.lane[0], "test shm") == EPC_OK, "fence: %s",
              epc_last_error(NULL));
-    for (int l = 0; l < ctx->lsize; l++) {
+    for (int l = 0; l < ctx->comm.lsize; l++) {
         const unsigned char *got =
-            (unsigned char *)epc_lane_shm_region(&ctx->lane[0], ctx->lrank, &cap) +
+            (unsigned char *)epc_lane_shm_region(&ctx->comm.lane[0], ctx->comm.lrank, &cap) +
             (size_t)l * SLOT + 13;
-        size_t n = msg_size(peers[l], ctx->rank, round), bad = n;
+        size_t n = msg_size(peers[l], ctx->comm.rank, round), bad = n;
         for (size_t i = 0; i < n && bad == n; i++)
-            if (got[i] != pattern(peers[l], ctx->rank, round, i))
+            if (got[i] != pattern(peers[l], ctx->comm.rank, round, i))
                 bad = i;
         MT_CHECK(bad == n, "round %d: shm bytes from rank %d wrong at %zu of %zu", round, peers[l],
                  bad, n);
         MT_CHECK(n == SLOT || got[n] == 0xee, "round %d: byte after rank %d's block written", round,
                  peers[l]);
     }
-    MT_CHECK(epc_lane_shm_fence(&ctx->lane[0], "test shm end") == EPC_OK, "fence: %s",
+    MT_CHECK(epc_lane_shm_fence(&ctx->comm.lane[0], "test shm end") == EPC_OK, "fence: %s",
              epc_last_error(NULL));
     free(buf);
 }
@@ -100,33 +100,33 @@ static void net_round(epc_ctx_t *ctx, int round, uint64_t *sent_net, uint64_t *s
 {
     epc_tr_msg_t *s = calloc((size_t)nranks, sizeof *s), *r = calloc((size_t)nranks, sizeof *r);
     int ns = 0, nr = 0;
-    MT_CHECK(epc_lane_net_reserve(&ctx->lane[0], (size_t)nranks * SLOT, (size_t)nranks * SLOT) ==
-                 EPC_OK,
+    MT_CHECK(epc_lane_net_reserve(&ctx->comm.lane[0], (size_t)nranks * SLOT,
+                                  (size_t)nranks * SLOT) == EPC_OK,
              "net reserve: %s", epc_last_error(NULL));
-    memset(ctx->lane[0].tr->recv_buf, 0xee, ctx->lane[0].tr->recv_cap);
+    memset(ctx->comm.lane[0].tr->recv_buf, 0xee, ctx->comm.lane[0].tr->recv_cap);
     for (int d = 0; d < nranks; d++) {
-        size_t n = msg_size(ctx->rank, d, round);
-        if (d == ctx->rank)
+        size_t n = msg_size(ctx->comm.rank, d, round);
+        if (d == ctx->comm.rank)
             continue;
         for (size_t i = 0; i < n; i++)
-            ctx->lane[0].tr->send_buf[(size_t)d * SLOT + 7 + i] =
-                (char)pattern(ctx->rank, d, round, i);
+            ctx->comm.lane[0].tr->send_buf[(size_t)d * SLOT + 7 + i] =
+                (char)pattern(ctx->comm.rank, d, round, i);
         s[ns++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 7, n};
-        r[nr++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 13, msg_size(d, ctx->rank, round)};
-        *(ctx->topo->node_of[d] == ctx->node ? sent_local : sent_net) += n;
+        r[nr++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 13, msg_size(d, ctx->comm.rank, round)};
+        *(ctx->comm.topo->node_of[d] == ctx->comm.node ? sent_local : sent_net) += n;
     }
-    MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], s, ns, r, nr, "test net") == EPC_OK,
+    MT_CHECK(epc_lane_net_exchange(&ctx->comm.lane[0], s, ns, r, nr, "test net") == EPC_OK,
              "exchange: %s", epc_last_error(NULL));
     for (int i = 0; i < nr; i++) {
-        const unsigned char *got = (unsigned char *)ctx->lane[0].tr->recv_buf + r[i].offset;
+        const unsigned char *got = (unsigned char *)ctx->comm.lane[0].tr->recv_buf + r[i].offset;
         size_t bad = r[i].len;
         for (size_t b = 0; b < r[i].len && bad == r[i].len; b++)
-            if (got[b] != pattern(r[i].peer, ctx->rank, round, b))
+            if (got[b] != pattern(r[i].peer, ctx->comm.rank, round, b))
                 bad = b;
         MT_CHECK(bad == r[i].len,
                  "round %d: bytes from rank %d wrong at %zu of %zu (got %#x, want %#x)", round,
                  r[i].peer, bad, r[i].len, bad < r[i].len ? got[bad] : 0,
-                 bad < r[i].len ? pattern(r[i].peer, ctx->rank, round, bad) : 0);
+                 bad < r[i].len ? pattern(r[i].peer, ctx->comm.rank, round, bad) : 0);
         MT_CHECK(got[r[i].len] == 0xee, "round %d: byte after rank %d's message written", round,
                  r[i].peer);
     }
@@ -152,13 +152,13 @@ static int mode_data(void)
              (unsigned long long)st.bytes_sent[EPC_LINK_OTHER_NODE], (unsigned long long)net_bytes);
     MT_CHECK(sent_total == shm_bytes + net_bytes + net_local, "total bytes %llu",
              (unsigned long long)sent_total);
-    MT_CHECK(st.shm_bytes >= (uint64_t)ctx->lsize * SLOT && st.shm_grows >= 1, "shm %llu",
+    MT_CHECK(st.shm_bytes >= (uint64_t)ctx->comm.lsize * SLOT && st.shm_grows >= 1, "shm %llu",
              (unsigned long long)st.shm_bytes);
     MT_CHECK(st.net_bytes >= 2ull * nranks * SLOT && st.net_grows >= 1, "net %llu",
              (unsigned long long)st.net_bytes);
     if (mt_rank == 0)
         printf("transport %s%s%s (%s), %d nodes\n", st.transport, st.provider[0] ? " " : "",
-               st.provider, st.transport_reason, ctx->topo->nnodes);
+               st.provider, st.transport_reason, ctx->comm.topo->nnodes);
     MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
     return mt_finish("test_comm_mpi data");
 }
@@ -176,9 +176,9 @@ static epc_ctx_t *create_then_shorten(int timeout_ms)
     MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s",
              epc_last_error(NULL));
     if (ctx != NULL) {
-        ctx->timeout_ms = timeout_ms;
+        ctx->comm.timeout_ms = timeout_ms;
         for (int i = 0; i < EPC_LANES; i++)
-            ctx->lane[i].tr->timeout_ms = timeout_ms;
+            ctx->comm.lane[i].tr->timeout_ms = timeout_ms;
     }
     return ctx;
 }
@@ -191,18 +191,19 @@ static int mode_timeout(void)
     double limit = 2.0 * timeout_ms / 1000.0, t0;
     if (ctx == NULL)
         return mt_finish("test_comm_mpi timeout");
-    MT_CHECK(epc_lane_net_reserve(&ctx->lane[0], 4096, 4096) == EPC_OK, "reserve");
+    MT_CHECK(epc_lane_net_reserve(&ctx->comm.lane[0], 4096, 4096) == EPC_OK, "reserve");
     if (mt_rank == 0) {
         epc_tr_msg_t r = {1, 0, 100};
         epc_status_t st;
         t0 = MPI_Wtime();
-        st = epc_lane_net_exchange(&ctx->lane[0], NULL, 0, &r, 1, "test wait");
+        st = epc_lane_net_exchange(&ctx->comm.lane[0], NULL, 0, &r, 1, "test wait");
         MT_CHECK(st == EPC_ERR_TIMEOUT, "status %d", st);
         MT_CHECK(strstr(epc_last_error(ctx), "rank 1") && strstr(epc_last_error(ctx), "test wait"),
                  "message: %s", epc_last_error(ctx));
         MT_CHECK(MPI_Wtime() - t0 < limit, "took %.2f s, limit %.2f", MPI_Wtime() - t0, limit);
         /* The transport refuses further use, clearly. */
-        MT_CHECK(epc_lane_net_exchange(&ctx->lane[0], NULL, 0, &r, 1, "again") == EPC_ERR_TRANSPORT,
+        MT_CHECK(epc_lane_net_exchange(&ctx->comm.lane[0], NULL, 0, &r, 1, "again") ==
+                     EPC_ERR_TRANSPORT,
                  "reuse");
     }
     /* Rank 1 would reach destroy's barrier a whole timeout before rank 0. */
@@ -291,12 +292,12 @@ static int mode_leak(void)
         net_round(ctx, i % 5, &dummy, &d2);
         /* The measure sees a live shared window, so it would see a leaked one
          * (a one-rank node's window may be private memory). */
-        if (i == 10 && ctx->lsize > 1) {
+        if (i == 10 && ctx->comm.lsize > 1) {
             MT_CHECK(mt_count_shm_maps() > shm, "window mappings not visible: %d",
                      mt_count_shm_maps());
             /* lane 0's regions (the rounds use it), each lane's control segment */
-            MT_CHECK(check_segments() == ctx->lsize + EPC_LANES,
-                     "expected %d regions and %d control segments", ctx->lsize, EPC_LANES);
+            MT_CHECK(check_segments() == ctx->comm.lsize + EPC_LANES,
+                     "expected %d regions and %d control segments", ctx->comm.lsize, EPC_LANES);
         }
         MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
         if (i == 9) { /* after MPI's own lazy setup */
