@@ -2,7 +2,7 @@
 /*
  * test_header_c - built with -std=c11 -Wall -Wextra -Wpedantic -Werror: the
  * public header must compile cleanly as strict C11, and its params macro must
- * produce a sized, otherwise zeroed struct.
+ * produce a sized, otherwise zeroed struct (the output macros a sized one).
  */
 #include "epcomm.h"
 
@@ -33,6 +33,21 @@ int main(void)
         fprintf(stderr, "version mismatch between header and library\n");
         fails++;
     }
-    printf("%d passed, %d failed\n", 4 - fails, fails);
+    /* Every output struct's macro sets its size (and compiles here). */
+    int sized = (EPC_CTX_STATS_INIT.size == sizeof(epc_ctx_stats_t)) +
+                (EPC_COLL_STATS_INIT.size == sizeof(epc_coll_stats_t)) +
+                (EPC_DISPATCH_OUT_INIT.size == sizeof(epc_dispatch_out_t)) +
+                (EPC_CONFIG_VAR_INIT.size == sizeof(epc_config_var_t)) +
+                (EPC_RANK_INFO_INIT.size == sizeof(epc_rank_info_t)) +
+                (EPC_NODE_INFO_INIT.size == sizeof(epc_node_info_t)) +
+                (EPC_TOPO_BW_INIT.size == sizeof(epc_topo_bw_t)) +
+                (EPC_LAYOUT_INIT.size == sizeof(epc_layout_t)) +
+                (EPC_ROUTE_STATS_INIT.size == sizeof(epc_route_stats_t)) +
+                (EPC_COST_INIT.size == sizeof(epc_cost_t));
+    if (sized != 10) {
+        fprintf(stderr, "%d of 10 output INIT macros set their size\n", sized);
+        fails++;
+    }
+    printf("%d passed, %d failed\n", 5 - fails, fails);
     return fails != 0;
 }
