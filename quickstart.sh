@@ -116,8 +116,10 @@ check() {
         fail=1 # the build or the harness failed before any test result
     fi
     for log in $(grep -E '^(FAIL|ERROR|XPASS):' "$out" | sed 's/^[A-Z]*: //'); do
-        echo "---- $log.log" >&2
-        tail -n 60 "$log.log" >&2 || true
+        log=${log%.sh} # automake names a script's log without its .sh (X.case: X.log)
+        log=${log%.case}.log
+        echo "---- $log" >&2
+        tail -n 60 "$log" >&2 || true
     done
     rm -f "$out"
     echo "$pass passed, $fail failed, $skip skipped"

@@ -165,6 +165,24 @@ epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params, epc_c
     return EPC_OK;
 }
 
+epc_status_t epc_ctx_create_f(const MPI_Fint *comm, const epc_ctx_params_t *params,
+                              epc_ctx_t **ctx_p)
+{
+    MPI_Comm c = MPI_COMM_WORLD;
+    int init = 0, fini = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fini);
+    if (comm != NULL && init && !fini) {
+        /* Open MPI answers NULL for an index that holds no communicator. */
+        c = MPI_Comm_f2c(*comm);
+        if (c == (MPI_Comm)0 || c == MPI_COMM_NULL)
+            return epc_error(EPC_ERR_INVALID_ARG,
+                             "epc_ctx_create_f: *comm = %d is the handle of no communicator",
+                             (int)*comm);
+    }
+    return epc_ctx_create(c, params, ctx_p); /* it reports MPI not initialised */
+}
+
 epc_status_t epc_ctx_destroy(epc_ctx_t *ctx)
 {
     epc_status_t st;

@@ -127,6 +127,7 @@ static void complete(epc_request_t *r, epc_status_t st)
 {
     if (r->algo_free != NULL)
         r->algo_free(r);
+    coll_scalars_free(r);
     free(r->rec_mine);
     free(r->rec_all);
     r->rec_mine = r->rec_all = NULL;
@@ -156,6 +157,10 @@ static void advance(epc_request_t *r)
         if (st == EPC_IN_PROGRESS)
             return;
         r->waiting = 0;
+        if (st == EPC_OK && r->step == NULL && r->after != NULL) { /* one more stage */
+            r->step = r->after;
+            r->after = NULL;
+        }
         if (st != EPC_OK || r->step == NULL)
             complete(r, st);
     }

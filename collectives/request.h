@@ -45,6 +45,8 @@ struct epc_request {
     int cached; /* *handle_p was given (no count exchange) */
     /* combine */
     epc_combine_args_t cargs;
+    coll_step_t after;     /* run once the algorithm's steps end (the scalar channel) */
+    struct coll_scalars *scalars; /* the scalar channel's exchange (scalars.c) */
     /* the count exchange, or the agreement of a cached dispatch / combine */
     int *rec_mine, *rec_all;
     epc_lane_coll_t xcoll; /* ... posted through its kind's lane */
@@ -96,6 +98,13 @@ epc_status_t coll_req_net(epc_request_t *r, void **req);
  *    collectives never need the same order on every rank. */
 epc_status_t coll_req_scratch(epc_request_t *r, int which, size_t need, char **p);
 epc_lane_t *coll_req_lane(const epc_request_t *r);
+
+/* The combine's scalar channel (scalars.c), once every rank asked for it:
+ * posts the exchange of each received row's scalar back to its source and
+ * makes the request finish it (r->after) when the algorithm ends; and
+ * frees its state (NULL accepted). */
+epc_status_t coll_scalars_post(epc_request_t *r);
+void coll_scalars_free(epc_request_t *r);
 
 /* The schedules' first steps (the plan's, the algorithms'). */
 epc_status_t coll_plan_step_post(epc_request_t *r);

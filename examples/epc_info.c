@@ -14,10 +14,11 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: epc_info [-c|--config] [-b|--build] [-h|--help]\n"
+    fprintf(f, "usage: epc_info [-c|--config] [-b|--build] [-a|--abi] [-h|--help]\n"
                "  -b, --build   only the version and build configuration\n"
                "  -c, --config  only the EPC_* variables\n"
-               "With no option both are printed.\n");
+               "  -a, --abi     only the public structs' layout (type field offset size)\n"
+               "With no option the build and the variables are printed.\n");
 }
 
 static void print_build(void)
@@ -79,6 +80,18 @@ static int print_config(void)
     return bad;
 }
 
+/* One line per public struct ("type - 0 sizeof") and field ("type field
+ * offset size"), as bindings check their mirrors against. */
+static void print_abi(void)
+{
+    int n = 0, abi = 0;
+    const epc_abi_field_t *t = epc_abi_table(&n, &abi);
+    printf("# abi %d\n", abi);
+    for (int i = 0; i < n; i++)
+        printf("%s %s %zu %zu\n", t[i].type, t[i].field[0] ? t[i].field : "-", t[i].offset,
+               t[i].size);
+}
+
 int main(int argc, char **argv)
 {
     int build = 1, config = 1;
@@ -87,6 +100,9 @@ int main(int argc, char **argv)
             config = 0;
         } else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
             build = 0;
+        } else if (!strcmp(argv[i], "-a") || !strcmp(argv[i], "--abi")) {
+            print_abi();
+            return 0;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;

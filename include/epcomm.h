@@ -3,20 +3,14 @@
  * epcomm.h - the one public header of epcomm, expert-parallel (MoE)
  * communication over MPI and libfabric.
  *
- * Conventions (see docs/API.md):
- *  - Functions and types start with epc_, macros and enum values with EPC_.
- *  - Objects are opaque; the library allocates them and *_destroy frees them
- *    (NULL is accepted).
- *  - Every params struct starts with `size_t size` and is initialised with its
- *    EPC_*_PARAMS_INIT macro; zero in any other field means "default" (taken
- *    from the matching EPC_* environment variable, else the built-in default).
- *    A struct whose size the library does not know is rejected.
- *  - Output structs the library fills start with `size_t size` too, set by
- *    their EPC_*_INIT macro: the library writes only the fields of the
- *    caller's layout, so new fields can be appended.
- *  - Functions return epc_status_t: 0 success, 1 in progress, negative errors.
- *    epc_last_error() gives the detailed text.  Outputs are written only on
- *    success.
+ * Conventions (docs/API.md): epc_/EPC_ prefixes; opaque objects the
+ * library allocates and *_destroy frees (NULL accepted); params and output
+ * structs start with `size_t size`, set by their EPC_*_INIT macro (a size
+ * the library does not know is rejected; params fields left 0 take their
+ * EPC_* variable, else the default; outputs are written only as far as the
+ * caller's layout goes); functions return epc_status_t (0 success, 1 in
+ * progress, negative errors, detailed by epc_last_error()) and write
+ * outputs only on success.
  */
 #ifndef EPCOMM_H
 #define EPCOMM_H
@@ -62,28 +56,20 @@ EPC_EXPORT const char *epc_get_version(int *major, int *minor, int *patch);
 
 /* --- Status codes -------------------------------------------------------- */
 
-/* X(name, value, description): the single list the enum and the strings are
- * generated from.
- *
- * Rules every function follows (each function's comment lists the statuses
- * specific to it):
- *  - on failure, epc_last_error() names the argument or peer and the value,
- *    and no output is written (outputs are written only on EPC_OK);
- *  - any function that allocates may return EPC_ERR_NO_MEMORY;
- *  - a collective call (marked "collective") agrees on input and capacity
- *    failures, however many ranks fail: each failing rank returns its own
- *    status and text, every other rank EPC_ERR_PEER_FAILED naming the
- *    lowest failing rank and its reason; the context stays usable;
- *  - it returns EPC_ERR_TIMEOUT (naming the phase and the silent peer)
- *    within EPC_TIMEOUT_MS when a peer stops taking part, or
- *    EPC_ERR_TRANSPORT when MPI or libfabric fail; that rank then tells
- *    its peers, whose waits on the context end at once with
- *    EPC_ERR_PEER_FAILED ("rank R aborted the context: <its error>"), as
- *    after epc_ctx_abort; a context in that state refuses further calls
- *    (EPC_ERR_TRANSPORT, or EPC_ERR_PEER_FAILED naming the aborting rank)
- *    and epc_ctx_destroy frees it locally;
- *  - EPC_ERR_INTERNAL means a peer sent data that fails the receiver's checks
- *    (a corrupt count or record, named) or a library bug. */
+/* X(name, value, description): the one list the enum and strings come from.
+ * Rules of every function (each comment lists its own statuses): on failure
+ * epc_last_error() names the argument or peer and the value, and no output
+ * is written; anything that allocates may return EPC_ERR_NO_MEMORY; a
+ * "collective" call agrees on input and capacity failures (each failing
+ * rank its own status and text, every other rank EPC_ERR_PEER_FAILED naming
+ * the lowest failing rank and why; the context stays usable); a peer that
+ * stops taking part is EPC_ERR_TIMEOUT within EPC_TIMEOUT_MS (naming the
+ * phase and peer), MPI or libfabric failing EPC_ERR_TRANSPORT: that rank
+ * then tells its peers, whose waits end at once with EPC_ERR_PEER_FAILED
+ * ("rank R aborted the context: <its error>"), and the context refuses
+ * further calls (EPC_ERR_TRANSPORT, or EPC_ERR_PEER_FAILED naming the
+ * aborting rank) until epc_ctx_destroy frees it locally.  EPC_ERR_INTERNAL:
+ * a peer's data failed the receiver's checks (named), or a library bug. */
 /* clang-format off */
 #define EPC_STATUS_LIST(X)                                                  \
     X(EPC_OK,               0, "success")                                   \
@@ -162,11 +148,8 @@ typedef enum epc_progress {
                                  MPI_THREAD_MULTIPLE (else UNSUPPORTED) */
 } epc_progress_t;
 
-/**
- * Job-wide parameters of a context.  Initialise with EPC_CTX_PARAMS_INIT;
- * every field left 0/NULL takes its default.  New fields are only ever
- * appended, and `size` tells the library which fields the caller knows.
- */
+/** Job-wide parameters of a context (EPC_CTX_PARAMS_INIT; 0/NULL: default).
+ * New fields are only appended; `size` says which the caller knows. */
 typedef struct epc_ctx_params {
     size_t size;               /* sizeof(epc_ctx_params_t), set by the INIT */
     int num_experts;           /* E, across the whole job (required; a
@@ -206,10 +189,9 @@ extern "C" {
 #define EPC_CTX_PARAMS_INIT EPC_PARAMS_INIT_(epc_ctx_params_t)
 
 /**
- * Creates a context over comm (collective).  It owns the topology (with
- * virtual nodes when asked), the shared-memory regions of the ranks of each
- * node and the inter-node transport.  Buffers start empty and grow with the
- * traffic of the calls (high-water mark), never sized for the worst case.
+ * Creates a context over comm (collective): topology (virtual nodes when
+ * asked), each node's shared regions, the inter-node transport; buffers
+ * start empty and grow with the traffic (high-water mark).
  *  EPC_ERR_INVALID_ARG  a NULL pointer, an unknown params->size, a missing
  *                       or out-of-range field, an invalid EPC_* value
  *  EPC_ERR_MISMATCH     ranks passed different job-wide params (the text
@@ -219,33 +201,33 @@ extern "C" {
  *  EPC_ERR_TRANSPORT    MPI or libfabric failed (their message included)
  *  EPC_ERR_PEER_FAILED  another rank failed (the text names it and why)
  *  EPC_ERR_TOPOLOGY     hwloc failed
- *  EPC_ERR_TIMEOUT      a rank did not call it within the timeout
- *  EPC_ERR_NO_MEMORY    as every allocating call
- * Failures are agreed as the rules say: each failing rank returns its own
- * status, the others EPC_ERR_PEER_FAILED naming the lowest failing rank
- * (a timeout is not agreed: the silent rank may never come).
+ *  EPC_ERR_TIMEOUT      a rank did not call it within the timeout (not
+ *                       agreed: the silent rank may never come)
  */
 EPC_EXPORT epc_status_t epc_ctx_create(MPI_Comm comm, const epc_ctx_params_t *params,
                                        epc_ctx_t **ctx_p);
 
-/** Frees the context (collective over its communicator).  NULL is accepted.
- * EPC_ERR_INVALID_ARG for a pointer that is not a live context;
- * EPC_ERR_TIMEOUT when a rank does not take part in time, EPC_ERR_PEER_FAILED
- * when a peer aborts the context meanwhile (the context is freed on this
- * rank anyway).  After a timeout, a transport failure or an abort (this
- * rank's or a peer's) it is local: it frees at once and waits for no one. */
+/** epc_ctx_create over the communicator of Fortran handle *comm (MPI_Comm_c2f,
+ * mpi4py's py2f()), or MPI_COMM_WORLD when comm is NULL, for bindings; also
+ * EPC_ERR_INVALID_ARG for a handle of no communicator. */
+EPC_EXPORT epc_status_t epc_ctx_create_f(const MPI_Fint *comm, const epc_ctx_params_t *params,
+                                         epc_ctx_t **ctx_p);
+
+/** Frees the context (collective; NULL accepted; local, waiting for no one,
+ * after a timeout, transport failure or abort).  EPC_ERR_INVALID_ARG: not a
+ * live context; EPC_ERR_TIMEOUT / EPC_ERR_PEER_FAILED: a rank did not take
+ * part in time / aborted meanwhile (freed on this rank anyway). */
 EPC_EXPORT epc_status_t epc_ctx_destroy(epc_ctx_t *ctx);
 
 /**
- * Fails fast (docs/API.md, "Failing fast"): local, never waits for a peer
- * (at most min(1 s, the timeout) for its short messages to leave).  Every
- * peer blocked in, or later entering, a collective call on the context
- * returns EPC_ERR_PEER_FAILED, "rank R aborted the context: reason", within
- * milliseconds; this rank's later calls return EPC_ERR_INVALID_ARG, and only
- * epc_ctx_destroy (then local) remains.  A timeout or transport failure does
- * the same with its error as the reason.  reason: one line, NULL for "no
- * reason given", cut at 511 bytes.  Again: EPC_OK, peers told once.  Call it
- * from the context's thread, or any thread under MPI_THREAD_MULTIPLE.
+ * Fails fast (docs/API.md): local (waits at most min(1 s, the timeout) for
+ * its messages to leave); every peer in or entering a collective call on the
+ * context gets EPC_ERR_PEER_FAILED, "rank R aborted the context: reason",
+ * within milliseconds; this rank's later calls get EPC_ERR_INVALID_ARG, only
+ * epc_ctx_destroy (local) remains.  Timeouts and transport failures do the
+ * same.  reason: one line, NULL for "no reason given", cut at 511 bytes.
+ * Repeated: EPC_OK, peers told once.  From the context's thread, or any
+ * under MPI_THREAD_MULTIPLE.
  *  EPC_ERR_INVALID_ARG  ctx not a live context.
  */
 EPC_EXPORT epc_status_t epc_ctx_abort(epc_ctx_t *ctx, const char *reason);
@@ -311,13 +293,11 @@ typedef struct epc_dispatch_args {
 #define EPC_DISPATCH_ARGS_INIT EPC_PARAMS_INIT_(epc_dispatch_args_t)
 
 /**
- * The rows this rank received, expert-major: rows of local expert 0, then 1,
- * ...; within an expert by source rank, then source token index; each
- * expert's group padded to the alignment (padding rows are zero, with
- * src_rank -1).  A token that chose two of this rank's experts appears in
- * both groups.  All arrays are owned by the context and valid until the
- * second dispatch after this one starts (dispatches alternate between two
- * buffer sets).
+ * The rows this rank received, expert-major (local expert, then source
+ * rank, then source token), each expert's group padded to the alignment
+ * with zero rows of src_rank -1; a token that chose two of this rank's
+ * experts appears in both.  Owned by the context, valid until the second
+ * dispatch after this one starts (dispatches alternate two buffer sets).
  */
 typedef struct epc_dispatch_out {
     size_t size;                 /* EPC_DISPATCH_OUT_INIT */
@@ -361,15 +341,10 @@ typedef struct epc_dispatch_out {
 EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *args,
                                      epc_dispatch_out_t *out, epc_handle_t **handle);
 
-/**
- * A context-owned buffer for the expert outputs of the handle's dispatch,
- * [num_rows x hidden] in the context's dtype, valid until the second
- * dispatch after the handle's, or the next combine buffer request for a
- * handle of the same buffer set: write the outputs there and pass it to
- * combine.  Local.  EPC_ERR_INVALID_ARG: a NULL pointer, a handle of another
- * context or whose rows were overwritten (two dispatches later);
- * EPC_ERR_NO_MEMORY.
- */
+/** A context-owned [num_rows x hidden] buffer (the context's dtype) for the
+ * handle's expert outputs, valid until the second dispatch after the
+ * handle's or the next request for its buffer set.  Local.
+ * EPC_ERR_INVALID_ARG: a NULL pointer, a foreign or overwritten handle. */
 EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle, void **buf);
 
 typedef struct epc_combine_args {
@@ -377,24 +352,28 @@ typedef struct epc_combine_args {
     const void *expert_out; /* [num_rows x hidden], the dispatch's row order */
     void *y;                /* [T x hidden] out, in the context's dtype */
     int unweighted;         /* 1: plain sum (DeepEP's combine) */
+    /* Added in 0.3 (0.2's layout ends here): with scalar_channel 1 on every
+     * rank, topk_scalars[t x k + j] = row_scalars of the row token t sent to
+     * its j-th expert (0 for -1): a copy (docs/COLLECTIVES.md). */
+    int scalar_channel;
+    const float *row_scalars; /* [num_rows], the dispatch's row order (padding ignored) */
+    float *topk_scalars;      /* [T x k] out */
 } epc_combine_args_t;
 
 #define EPC_COMBINE_ARGS_INIT EPC_PARAMS_INIT_(epc_combine_args_t)
 
 /**
- * Brings the expert outputs back (collective): y[t] = sum over t's experts
- * of weight x output, accumulated in fp32 in a fixed order (by node, then
- * rank, then local expert), so results are bitwise reproducible and the
- * same for both algorithms; tokens with no expert get zeros.  Uses the
- * handle's algorithm.  Collective.  EPC_ERR_INVALID_ARG (args NULL or of
- * unknown size, a handle NULL, of another context or whose rows were
- * overwritten by the second dispatch after it, expert_out NULL with rows,
- * y NULL with tokens), agreed across ranks (the others get
- * EPC_ERR_PEER_FAILED naming the lowest failing rank); EPC_ERR_INTERNAL
- * for a partial sum slot or a shared region out of range;
- * EPC_ERR_PEER_FAILED also when a peer aborted the context;
+ * Brings the expert outputs back (collective, the handle's algorithm):
+ * y[t] = sum over t's experts of weight x output in fp32, in a fixed order
+ * (node, rank, local expert), bitwise reproducible and the same for both
+ * algorithms; zeros for tokens with no expert.  EPC_ERR_INVALID_ARG (args
+ * NULL or of unknown size; a handle NULL, foreign or overwritten by the
+ * second dispatch after it; expert_out/y NULL with rows/tokens; under
+ * scalar_channel row_scalars/topk_scalars so), agreed across ranks;
+ * EPC_ERR_MISMATCH: ranks disagree on scalar_channel; EPC_ERR_INTERNAL: a
+ * partial sum slot or shared region out of range; EPC_ERR_PEER_FAILED,
  * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
- * y is written only on EPC_OK.
+ * y and topk_scalars are written only on EPC_OK.
  */
 EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
                                     const epc_combine_args_t *args);
@@ -402,18 +381,15 @@ EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
 /* --- Nonblocking dispatch and combine ------------------------------------ */
 
 /**
- * A dispatch or combine in flight (docs/API.md, "Nonblocking calls").  The
- * blocking calls are a start and a wait.  Every rank starts the same
- * operations in the same order.  Data moves inside epc_test, epc_wait and
- * the starts (each advances every request of the context; call epc_test
- * now and then while computing), and with EPC_PROGRESS_THREAD also in the
- * context's thread (epc_test then only reports).  A context holds at most
- * EPC_MAX_REQUESTS_PER_CTX requests (not yet freed), at most one dispatch
- * and one combine in flight; dispatches alternate between two buffer
- * sets, so a handle stays valid until the second dispatch after it starts.
- * Over a limit a start returns EPC_ERR_CAPACITY and posts nothing.  While
- * in flight the inputs must not change and out, *handle, the rows and y
- * must not be read: they are written when the request completes successfully.
+ * A dispatch or combine in flight (docs/API.md, "Nonblocking calls"); the
+ * blocking calls are a start and a wait, and every rank starts the same
+ * operations in the same order.  Data moves in epc_test, epc_wait and the
+ * starts (each advances all the context's requests), and with
+ * EPC_PROGRESS_THREAD in the context's thread too.  At most
+ * EPC_MAX_REQUESTS_PER_CTX requests held, one dispatch and one combine in
+ * flight (else the start returns EPC_ERR_CAPACITY, posting nothing); a
+ * handle stays valid until the second dispatch after it starts.  While in
+ * flight inputs must not change, and out, *handle, rows and y not be read.
  */
 typedef struct epc_request epc_request_t;
 
@@ -519,11 +495,8 @@ EPC_EXPORT int epc_config_count(void);
  */
 EPC_EXPORT epc_status_t epc_config_get_var(int index, epc_config_var_t *var);
 
-/**
- * Checks every EPC_* variable (read once, at the first call of any function
- * that needs them).  EPC_ERR_INVALID_ARG, with epc_last_error(NULL) naming
- * the first variable and value rejected, when one is invalid.
- */
+/** Checks every EPC_* variable (read once, when first needed):
+ * EPC_ERR_INVALID_ARG naming the first variable and value rejected. */
 EPC_EXPORT epc_status_t epc_config_check(void);
 
 /* --- Build information --------------------------------------------------- */
@@ -543,6 +516,23 @@ typedef struct epc_build_info {
 
 /** Never NULL. */
 EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
+
+/* --- The ABI, described for bindings ------------------------------------- */
+
+#define EPC_ABI_VERSION 2 /* libtool's current: a struct layout or signature changed */
+
+/** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
+ * or one of its fields (offset and size in bytes). */
+typedef struct epc_abi_field {
+    const char *type;  /* "epc_ctx_params_t" */
+    const char *field; /* "num_experts", or "" for the struct itself */
+    size_t offset, size;
+} epc_abi_field_t;
+
+/** Every public struct's layout as the library was compiled (constant), for
+ * bindings (ctypes) to check their mirrors against; *count rows and the
+ * library's EPC_ABI_VERSION in *abi_version (either may be NULL). */
+EPC_EXPORT const epc_abi_field_t *epc_abi_table(int *count, int *abi_version);
 
 /**
  * Writes the comma-separated names of the libfabric providers that resolve
@@ -611,10 +601,8 @@ typedef struct epc_topo_bw {
 #define EPC_TOPO_BW_INIT EPC_PARAMS_INIT_(epc_topo_bw_t)
 
 /**
- * Discovers the topology of comm's ranks.  Collective over comm: failures
- * are agreed (each failing rank its own status, the others
- * EPC_ERR_PEER_FAILED naming the lowest failing rank; a timeout is not
- * agreed).  params may be NULL (all defaults).
+ * Discovers the topology of comm's ranks (collective over comm, failures
+ * agreed as the rules say).  params may be NULL (all defaults).
  *  EPC_ERR_INVALID_ARG  comm is MPI_COMM_NULL, topo_p NULL, params->size
  *                       unknown, an unknown profile, an invalid EPC_* value,
  *                       or a virtual-node size that does not divide a node's
@@ -694,12 +682,9 @@ typedef struct epc_router_params {
 
 #define EPC_ROUTER_PARAMS_INIT EPC_PARAMS_INIT_(epc_router_params_t)
 
-/**
- * Validates params and builds a router (it keeps a copy of expert_bias).
- * EPC_ERR_INVALID_ARG names the offending field: k > E, E not divisible by
- * R, R not divisible by ranks_per_node, M > nodes, k > M x experts per node
- * (infeasible), groups not dividing E, a NaN/infinite bias, ...
- */
+/** Validates params and builds a router (keeping a copy of expert_bias).
+ * EPC_ERR_INVALID_ARG names the field: k > E, E % R, R % ranks_per_node, M >
+ * nodes, k > M x experts per node, groups not dividing E, a NaN bias, ... */
 EPC_EXPORT epc_status_t epc_router_create(const epc_router_params_t *params,
                                           epc_router_t **router_p);
 EPC_EXPORT void epc_router_destroy(epc_router_t *router);
@@ -729,12 +714,9 @@ typedef struct epc_layout {
 } epc_layout_t;
 #define EPC_LAYOUT_INIT EPC_PARAMS_INIT_(epc_layout_t)
 
-/**
- * Computes the layout of topk_idx [T x k] for the router's E, k, R and
- * nodes.  EPC_ERR_INVALID_ARG, naming the token and slot, for an entry
- * outside [-1, E) or an expert repeated within a token, or for out NULL or
- * of unknown size; nothing is written.
- */
+/** The layout of topk_idx [T x k] for the router's E, k, R and nodes.
+ * EPC_ERR_INVALID_ARG (nothing written): an entry outside [-1, E) or repeated
+ * in a token (naming token and slot), out NULL or of unknown size. */
 EPC_EXPORT epc_status_t epc_layout(const epc_router_t *router, const int32_t *topk_idx,
                                    int num_tokens, const epc_layout_t *out);
 

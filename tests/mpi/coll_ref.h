@@ -252,7 +252,50 @@ static inline epc_ctx_t *make_ctx(const scen_t *sc)
     return ctx;
 }
 
-/* One dispatch + combine with checks; y gets the combine result. */
+/* The scalar a receiving rank gives the row of (its local expert e,
+ * source token t): exact in a float, so the source can check it. */
+static inline float scalar_code(int rank, int e, int t)
+{
+    return (float)(((uint32_t)rank * 1000003u + (uint32_t)e * 7919u + (uint32_t)t * 31u) %
+                   8388608u);
+}
+
+/* The combine's scalar channel, on: every received row's scalar encodes
+ * (this rank, local expert, source token); after the combine each slot
+ * (t, j) must hold its expert's code, 0 where the slot is -1. */
+typedef struct scalars_check {
+    float *rows, *slots;
+} scalars_check_t;
+
+static inline void scalars_arm(const epc_dispatch_out_t *o, int T, int k, scalars_check_t *sk,
+                               epc_combine_args_t *c)
+{
+    sk->rows = malloc((size_t)(o->num_rows + 1) * sizeof *sk->rows);
+    sk->slots = malloc((size_t)(T * k + 1) * sizeof *sk->slots);
+    for (int i = 0; i < o->num_rows; i++)
+        sk->rows[i] = o->src_rank[i] < 0
+                          ? -7.0f /* padding: never sent */
+                          : scalar_code(mt_rank, o->local_expert[i], o->src_token[i]);
+    memset(sk->slots, 0x7f, (size_t)(T * k + 1) * sizeof *sk->slots); /* poison */
+    c->scalar_channel = 1, c->row_scalars = sk->rows, c->topk_scalars = sk->slots;
+}
+
+static inline void scalars_verify(const scen_t *sc, const inputs_t *in, scalars_check_t *sk,
+                                  const char *what)
+{
+    int epr = sc->E / nranks, bad = 0;
+    for (int i = 0; i < in->T[mt_rank] * sc->k; i++) {
+        int g = in->idx[mt_rank][i];
+        float want = g < 0 ? 0.0f : scalar_code(g / epr, g % epr, i / sc->k);
+        bad += sk->slots[i] != want;
+    }
+    MT_CHECK(bad == 0, "%s: %d topk_scalars differ from the rows' codes", what, bad);
+    free(sk->rows);
+    free(sk->slots);
+}
+
+/* One dispatch + combine with checks; y gets the combine result.  Odd
+ * iterations also use the scalar channel. */
 static inline void round_trip(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *in, int it,
                               epc_algo_t algo, int unweighted, epc_handle_t **h, void *y)
 {
@@ -263,6 +306,7 @@ static inline void round_trip(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
     char *x = malloc((size_t)(in->T[mt_rank] + 1) * rb),
          *ref = malloc((size_t)(in->T[mt_rank] + 1) * rb);
     void *eo = NULL;
+    scalars_check_t sk;
     char what[96];
     snprintf(what, sizeof what, "E=%d k=%d H=%d dtype=%d T=%d %s it=%d%s", sc->E, sc->k, sc->hidden,
              (int)sc->dtype, sc->tmode, algo == EPC_ALGO_HIER ? "hier" : "flat", it,
@@ -279,7 +323,11 @@ static inline void round_trip(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
         run_experts(sc, &o, eo);
         memset(y, 0x7f, (size_t)in->T[mt_rank] * rb); /* poison */
         c.expert_out = eo, c.y = y, c.unweighted = unweighted;
+        if (it % 2 == 1)
+            scalars_arm(&o, in->T[mt_rank], sc->k, &sk, &c);
         MT_CHECK(epc_combine(ctx, *h, &c) == EPC_OK, "%s: combine: %s", what, epc_last_error(ctx));
+        if (it % 2 == 1)
+            scalars_verify(sc, in, &sk, what);
         ref_combine(sc, in, it, unweighted, ref);
         MT_CHECK(memcmp(y, ref, (size_t)in->T[mt_rank] * rb) == 0,
                  "%s: combine differs from the reference%s", what,

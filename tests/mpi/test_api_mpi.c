@@ -272,6 +272,39 @@ static void ctx_create_errors(void)
     EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
 }
 
+/* Creation from a Fortran handle: of the world, NULL for the world, of a
+ * split communicator (the context then spans its 2 ranks), of nothing. */
+static void ctx_create_fortran(void)
+{
+    epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
+    epc_ctx_t *ctx = NULL;
+    const epc_topo_t *topo = NULL;
+    MPI_Comm half;
+    MPI_Fint world = MPI_Comm_c2f(MPI_COMM_WORLD), fhalf, none = 12345;
+    int n = 0;
+    p.num_experts = 4 * R, p.hidden = 64;
+    EXPECT(epc_ctx_create_f(&world, &p, &ctx), EPC_OK, NULL, NULL);
+    EXPECT(epc_ctx_topo(ctx, &topo), EPC_OK, NULL, NULL);
+    MT_CHECK(topo != NULL && epc_topo_num_ranks(topo, &n) == EPC_OK && n == R, "world: %d", n);
+    EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
+    ctx = NULL;
+    EXPECT(epc_ctx_create_f(NULL, &p, &ctx), EPC_OK, NULL, NULL);
+    MT_CHECK(epc_ctx_topo(ctx, &topo) == EPC_OK && epc_topo_num_ranks(topo, &n) == EPC_OK && n == R,
+             "NULL: %d ranks", n);
+    EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
+    ctx = NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, mt_rank / 2, mt_rank, &half);
+    fhalf = MPI_Comm_c2f(half);
+    EXPECT(epc_ctx_create_f(&fhalf, &p, &ctx), EPC_OK, NULL, NULL);
+    MT_CHECK(epc_ctx_topo(ctx, &topo) == EPC_OK && epc_topo_num_ranks(topo, &n) == EPC_OK && n == 2,
+             "split: %d ranks", n);
+    EXPECT(epc_ctx_destroy(ctx), EPC_OK, NULL, NULL);
+    MPI_Comm_free(&half);
+    ctx = NULL;
+    EXPECT(epc_ctx_create_f(&none, &p, &ctx), EPC_ERR_INVALID_ARG, NULL, "no communicator");
+    MT_CHECK(ctx == NULL, "ctx written on failure");
+}
+
 /* params->progress: a bad value; the thread without MPI_THREAD_MULTIPLE
  * (this program calls MPI_Init) refused on every rank, naming the level
  * it needs; the 0.2 layout (without progress) accepted. */
@@ -384,6 +417,39 @@ static void ctx_errors(epc_ctx_t *ctx)
     MT_CHECK(topo == NULL, "topo written on failure");
 }
 
+/* The combine's scalar channel on handle h (o: its dispatch's rows, every
+ * rank receiving token t of rank r at rank r+1 as expert t, at r+2 as
+ * expert t): bad arguments on every rank, ranks that disagree, 0.2's layout
+ * (which has no channel), and each slot's scalar back where it belongs. */
+static void scalar_channel(epc_ctx_t *ctx, epc_handle_t *h, const epc_dispatch_out_t *o,
+                           const epc_combine_args_t *c)
+{
+    epc_combine_args_t cb;
+    float rs[16], ts[8];
+    int bad = 0;
+    for (int i = 0; i < o->num_rows && i < 16; i++)
+        rs[i] = (float)(100 * mt_rank + 10 * o->src_token[i] + o->local_expert[i]);
+    memset(ts, 0x5a, sizeof ts);
+    cb = *c, cb.scalar_channel = 2;
+    EXPECT(epc_combine(ctx, h, &cb), EPC_ERR_INVALID_ARG, ctx, "scalar_channel = 2");
+    cb = *c, cb.scalar_channel = 1, cb.row_scalars = NULL, cb.topk_scalars = ts;
+    EXPECT(epc_combine(ctx, h, &cb), EPC_ERR_INVALID_ARG, ctx, "row_scalars");
+    cb = *c, cb.scalar_channel = 1, cb.row_scalars = rs, cb.topk_scalars = NULL;
+    EXPECT(epc_combine(ctx, h, &cb), EPC_ERR_INVALID_ARG, ctx, "topk_scalars");
+    cb = *c, cb.scalar_channel = mt_rank == 1, cb.row_scalars = rs, cb.topk_scalars = ts;
+    EXPECT(epc_combine(ctx, h, &cb), EPC_ERR_MISMATCH, ctx, "scalar_channel");
+    MT_CHECK(((unsigned char *)ts)[0] == 0x5a, "topk_scalars written on failure");
+    cb = *c, cb.size = offsetof(epc_combine_args_t, scalar_channel), cb.scalar_channel = 1;
+    EXPECT(epc_combine(ctx, h, &cb), EPC_OK, ctx, NULL); /* 0.2's layout: no channel */
+    MT_CHECK(((unsigned char *)ts)[0] == 0x5a, "topk_scalars written without the channel");
+    cb = *c, cb.scalar_channel = 1, cb.row_scalars = rs, cb.topk_scalars = ts;
+    EXPECT(epc_combine(ctx, h, &cb), EPC_OK, ctx, NULL);
+    for (int t = 0; t < 4; t++)
+        for (int j = 0; j < 2; j++)
+            bad += ts[2 * t + j] != (float)(100 * ((mt_rank + 1 + j) % R) + 11 * t);
+    MT_CHECK(bad == 0, "%d topk_scalars wrong (first %g)", bad, (double)ts[0]);
+}
+
 /* Dispatch, combine buffer and combine, on a live context; other is a
  * second context (its handles are foreign to ctx). */
 static void handle_errors(epc_ctx_t *ctx, epc_ctx_t *other)
@@ -431,6 +497,7 @@ static void handle_errors(epc_ctx_t *ctx, epc_ctx_t *other)
     EXPECT(epc_combine(ctx, h, &cb), EPC_ERR_INVALID_ARG, ctx, "expert_out");
     for (size_t i = 0; i < sizeof y / 2; i++)
         MT_CHECK(y[i] == 0x3333, "y written at %zu", i);
+    scalar_channel(ctx, h, &o, &c);
     EXPECT(epc_combine_buffer(ctx, h, &eo2), EPC_OK, ctx, NULL);
     EXPECT(epc_combine(ctx, h, &c), EPC_OK, ctx, NULL);
     epc_handle_destroy(h);
@@ -492,6 +559,7 @@ int main(int argc, char **argv)
     routing_functions();
     topo_functions();
     ctx_create_errors();
+    ctx_create_fortran();
     ctx_progress_errors();
     ctx_functions();
     return mt_finish("test_api_mpi");

@@ -6,6 +6,7 @@
  */
 #include "epcomm.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,6 +49,22 @@ int main(void)
         fprintf(stderr, "%d of 10 output INIT macros set their size\n", sized);
         fails++;
     }
-    printf("%d passed, %d failed\n", 5 - fails, fails);
+    /* The library's ABI table agrees with this compilation of the header. */
+    {
+        int n = 0, abi = 0, seen = 0;
+        const epc_abi_field_t *t = epc_abi_table(&n, &abi);
+        for (int i = 0; t != NULL && i < n; i++) {
+            if (!strcmp(t[i].type, "epc_ctx_params_t") && !strcmp(t[i].field, ""))
+                seen += t[i].size == sizeof(epc_ctx_params_t);
+            if (!strcmp(t[i].type, "epc_dispatch_out_t") && !strcmp(t[i].field, "weight"))
+                seen += t[i].offset == offsetof(epc_dispatch_out_t, weight) &&
+                        t[i].size == sizeof(const float *);
+        }
+        if (abi != EPC_ABI_VERSION || seen != 2 || epc_abi_table(NULL, NULL) != t) {
+            fprintf(stderr, "epc_abi_table: abi %d, %d of 2 rows as compiled\n", abi, seen);
+            fails++;
+        }
+    }
+    printf("%d passed, %d failed\n", 6 - fails, fails);
     return fails != 0;
 }

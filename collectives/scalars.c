@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * scalars.c - the combine's scalar channel: each received row's scalar
+ * goes back to the token slot it came from, [T x k] at the source.  One
+ * exchange of floats between every pair of ranks (alltoallv through the
+ * combine lane's door), independent of the algorithm: no arithmetic, so
+ * hier and flat give identical results.
+ *
+ * Both sides know the order without sending it.  Receiver d holds source
+ * s's rows of its local expert g at begin[g local] + prefix[s][g], C[s][g]
+ * of them in token order; it sends them to s expert by expert.  Source s
+ * finds slot (t, j) with expert g on rank d at position
+ * (sum of C[s][g'] over d's experts g' < g) + eidx[t][j] of d's segment.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "request.h"
+
+typedef struct coll_scalars {
+    float *send, *recv;
+    int *scnt, *sdsp, *rcnt, *rdsp; /* [R] each, in floats */
+    epc_lane_coll_t coll;
+} coll_scalars_t;
+
+void coll_scalars_free(epc_request_t *r)
+{
+    coll_scalars_t *x = r->scalars;
+    if (x == NULL)
+        return;
+    epc_lane_coll_free(&x->coll);
+    free(x->send);
+    free(x->recv);
+    free(x->scnt);
+    free(x);
+    r->scalars = NULL;
+}
+
+/* Counts and displacements: to source s the rows it sent here, from rank
+ * d the rows this rank sent there. */
+static void counts(const epc_handle_t *h, int me, coll_scalars_t *x)
+{
+    for (int p = 0; p < h->R; p++) {
+        x->scnt[p] = x->rcnt[p] = 0;
+        for (int e = 0; e < h->epr; e++) {
+            x->scnt[p] += coll_C(h, p)[me * h->epr + e];
+            x->rcnt[p] += coll_C(h, me)[p * h->epr + e];
+        }
+        x->sdsp[p] = p == 0 ? 0 : x->sdsp[p - 1] + x->scnt[p - 1];
+        x->rdsp[p] = p == 0 ? 0 : x->rdsp[p - 1] + x->rcnt[p - 1];
+    }
+}
+
+/* Each source's rows' scalars, expert by expert, into its segment. */
+static void pack(const epc_handle_t *h, int me, const float *row_scalars, coll_scalars_t *x)
+{
+    const int *begin = h->begin + (size_t)me * (h->epr + 1);
+    for (int s = 0; s < h->R; s++) {
+        float *out = x->send + x->sdsp[s];
+        for (int e = 0; e < h->epr; e++) {
+            int g = me * h->epr + e, n = coll_C(h, s)[g];
+            memcpy(out, row_scalars + begin[e] + h->prefix[(size_t)s * h->E + g],
+                   (size_t)n * sizeof *out);
+            out += n;
+        }
+    }
+}
+
+/* The last stage: the exchange done, each slot's scalar from its rank's
+ * segment. */
+static epc_status_t step_scalars_done(epc_request_t *r)
+{
+    const epc_handle_t *h = r->h;
+    coll_scalars_t *x = r->scalars;
+    int me = r->ctx->comm.rank;
+    epc_status_t st = coll_req_test_coll(r, &x->coll, "MPI_Ialltoallv(combine scalars)");
+    if (st != EPC_OK)
+        return st;
+    for (int t = 0; t < h->T; t++)
+        for (int j = 0; j < h->k; j++) {
+            size_t i = (size_t)t * h->k + j;
+            int g = h->idx[i], d, pos;
+            if (g < 0) {
+                r->cargs.topk_scalars[i] = 0.0f;
+                continue;
+            }
+            d = g / h->epr;
+            pos = x->rdsp[d] + h->eidx[i];
+            for (int g2 = d * h->epr; g2 < g; g2++)
+                pos += coll_C(h, me)[g2];
+            r->cargs.topk_scalars[i] = x->recv[pos];
+        }
+    r->step = NULL;
+    return EPC_OK;
+}
+
+epc_status_t coll_scalars_post(epc_request_t *r)
+{
+    epc_ctx_t *ctx = r->ctx;
+    const epc_handle_t *h = r->h;
+    int me = ctx->comm.rank, R = h->R;
+    size_t nsend = 0, nrecv = 0;
+    coll_scalars_t *x = calloc(1, sizeof *x);
+    if (x == NULL || (x->scnt = malloc(4 * (size_t)R * sizeof(int))) == NULL) {
+        free(x);
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_combine: scalar channel");
+    }
+    r->scalars = x;
+    epc_lane_coll_init(&x->coll);
+    x->sdsp = x->scnt + R, x->rcnt = x->scnt + 2 * R, x->rdsp = x->scnt + 3 * R;
+    counts(h, me, x);
+    nsend = (size_t)x->sdsp[R - 1] + x->scnt[R - 1];
+    nrecv = (size_t)x->rdsp[R - 1] + x->rcnt[R - 1];
+    x->send = malloc((nsend + 1) * sizeof *x->send);
+    x->recv = malloc((nrecv + 1) * sizeof *x->recv);
+    if (x->send == NULL || x->recv == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_combine: scalar channel");
+    if (nsend > 0) /* row_scalars may be NULL without rows */
+        pack(h, me, r->cargs.row_scalars, x);
+    for (int p = 0; p < R; p++)
+        if (p != me)
+            coll_account(ctx, &r->bytes, p, 0, (uint64_t)x->scnt[p] * sizeof(float), 0);
+    r->after = step_scalars_done;
+    return epc_lane_alltoallv_post(coll_req_lane(r), x->send, x->scnt, x->sdsp, x->recv, x->rcnt,
+                                   x->rdsp, sizeof(float), &x->coll,
+                                   "MPI_Ialltoallv(combine scalars)");
+}
