@@ -45,7 +45,7 @@ struct epc_request {
     int cached; /* *handle_p was given (no count exchange) */
     /* combine */
     epc_combine_args_t cargs;
-    coll_step_t after;     /* run once the algorithm's steps end (the scalar channel) */
+    coll_step_t after;            /* run once the algorithm's steps end (the scalar channel) */
     struct coll_scalars *scalars; /* the scalar channel's exchange (scalars.c) */
     /* the count exchange, or the agreement of a cached dispatch / combine */
     int *rec_mine, *rec_all;

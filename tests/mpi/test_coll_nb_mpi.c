@@ -55,10 +55,11 @@ static void nb_args(const scen_t *sc, const inputs_t *in, int it, epc_algo_t alg
 }
 
 /* Starts the combine of microbatch it (experts run into the context's
- * buffer for h), its y poisoned. */
+ * buffer for h), its y poisoned; with sk, over the scalar channel too (T:
+ * this rank's tokens). */
 static epc_request_t *nb_combine_start(epc_ctx_t *ctx, const scen_t *sc,
                                        const epc_dispatch_out_t *o, epc_handle_t *h, void *y,
-                                       size_t ylen, const char *what)
+                                       size_t ylen, int T, scalars_check_t *sk, const char *what)
 {
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_request_t *req = NULL;
@@ -68,6 +69,8 @@ static epc_request_t *nb_combine_start(epc_ctx_t *ctx, const scen_t *sc,
     run_experts(sc, o, eo);
     memset(y, 0x7f, ylen);
     c.expert_out = eo, c.y = y;
+    if (sk != NULL)
+        scalars_arm(o, T, sc->k, sk, &c);
     MT_CHECK(epc_combine_start(ctx, h, &c, &req) == EPC_OK, "%s: combine start: %s", what,
              epc_last_error(ctx));
     return req;
@@ -80,7 +83,7 @@ static void nb_two_combines(epc_ctx_t *ctx, const scen_t *sc, const epc_dispatch
                             epc_handle_t *const *h, void *y, size_t sz, const char *what)
 {
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_request_t *ra = nb_combine_start(ctx, sc, &o[0], h[0], y, sz, what), *rb = NULL;
+    epc_request_t *ra = nb_combine_start(ctx, sc, &o[0], h[0], y, sz, 0, NULL, what), *rb = NULL;
     c.expert_out = o[1].rows, c.y = y;
     MT_CHECK(epc_combine_start(ctx, h[1], &c, &rb) == EPC_ERR_CAPACITY &&
                  strstr(epc_last_error(ctx), "a combine is already in flight") != NULL,
@@ -142,6 +145,7 @@ static void nb_pipeline(const scen_t *sc, epc_algo_t algo)
                        o3 = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h[2] = {NULL, NULL}, *h3 = NULL;
     epc_request_t *rd = NULL, *rc = NULL, *r3 = NULL;
+    scalars_check_t sk;
     if (ctx == NULL)
         return;
     snprintf(what, sizeof what, "nb E=%d k=%d H=%d %s", sc->E, sc->k, sc->hidden,
@@ -157,15 +161,17 @@ static void nb_pipeline(const scen_t *sc, epc_algo_t algo)
     MT_CHECK(epc_dispatch_start(ctx, &a[1], &o3, &h3, &r3) == EPC_ERR_CAPACITY,
              "%s: a second dispatch in flight was not refused", what);
     MT_CHECK(epc_request_free(rd) == EPC_ERR_INVALID_ARG, "%s: freed in flight", what);
-    rc = nb_combine_start(ctx, sc, &o[0], h[0], y, sz, what);
+    /* A's combine, scalar channel included, while B's dispatch is in flight */
+    rc = nb_combine_start(ctx, sc, &o[0], h[0], y, sz, in[0].T[mt_rank], &sk, what);
     MT_CHECK(epc_combine_start(ctx, h[0], NULL, &r3) == EPC_ERR_CAPACITY,
              "%s: a third request was not refused", what);
     MT_CHECK(drive(rc, what) == EPC_OK, "%s: combine A: %s", what, epc_last_error(ctx));
+    scalars_verify(sc, &in[0], &sk, what);
     ref_combine(sc, &in[0], 0, 0, ref);
     MT_CHECK(memcmp(y, ref, (size_t)in[0].T[mt_rank] * rb) == 0, "%s: combine A differs", what);
     MT_CHECK(drive(rd, what) == EPC_OK, "%s: dispatch B: %s", what, epc_last_error(ctx));
     check_dispatch(sc, &in[1], 1, &o[1], what);
-    rc = nb_combine_start(ctx, sc, &o[1], h[1], y, sz, what);
+    rc = nb_combine_start(ctx, sc, &o[1], h[1], y, sz, 0, NULL, what);
     MT_CHECK(epc_wait(rc) == EPC_OK, "%s: combine B: %s", what, epc_last_error(ctx));
     MT_CHECK(epc_request_free(rc) == EPC_OK, "%s: free", what);
     ref_combine(sc, &in[1], 1, 0, ref);
