@@ -5,6 +5,7 @@
  * its params and output macros must work there too.
  */
 #include "epcomm.h"
+#include "output_inits.h"
 
 #include <cstdio>
 #include <cstring>
@@ -32,18 +33,9 @@ int main()
         fails++;
     }
     /* Every output struct's macro sets its size (and compiles here). */
-    int sized = (EPC_CTX_STATS_INIT.size == sizeof(epc_ctx_stats_t)) +
-                (EPC_COLL_STATS_INIT.size == sizeof(epc_coll_stats_t)) +
-                (EPC_DISPATCH_OUT_INIT.size == sizeof(epc_dispatch_out_t)) +
-                (EPC_CONFIG_VAR_INIT.size == sizeof(epc_config_var_t)) +
-                (EPC_RANK_INFO_INIT.size == sizeof(epc_rank_info_t)) +
-                (EPC_NODE_INFO_INIT.size == sizeof(epc_node_info_t)) +
-                (EPC_TOPO_BW_INIT.size == sizeof(epc_topo_bw_t)) +
-                (EPC_LAYOUT_INIT.size == sizeof(epc_layout_t)) +
-                (EPC_ROUTE_STATS_INIT.size == sizeof(epc_route_stats_t)) +
-                (EPC_COST_INIT.size == sizeof(epc_cost_t));
-    if (sized != 10) {
-        std::fprintf(stderr, "%d of 10 output INIT macros set their size\n", sized);
+    if (EPC_TEST_SIZED_OUTPUT_INITS != EPC_TEST_OUTPUT_INITS) {
+        std::fprintf(stderr, "%d of %d output INIT macros set their size\n",
+                     (int)EPC_TEST_SIZED_OUTPUT_INITS, EPC_TEST_OUTPUT_INITS);
         fails++;
     }
     std::printf("%d passed, %d failed\n", 5 - fails, fails);
