@@ -17,6 +17,8 @@
 
 static const epc_params_layouts_t dispatch_layouts = {
     "EPC_DISPATCH_ARGS_INIT", sizeof(epc_dispatch_args_t), {0}};
+static const epc_params_layouts_t out_layouts = {
+    "EPC_DISPATCH_OUT_INIT", sizeof(epc_dispatch_out_t), {0}};
 /* 0.2's layout of the combine args ended before the scalar channel. */
 static const epc_params_layouts_t combine_layouts = {
     "EPC_COMBINE_ARGS_INIT",
@@ -35,12 +37,10 @@ static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
 static epc_status_t check_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *a,
                                    epc_dispatch_out_t *out, epc_handle_t **handle, epc_algo_t algo)
 {
+    epc_status_t st;
     if (algo != EPC_ALGO_HIER && algo != EPC_ALGO_FLAT)
         return BADARG("epc_dispatch", "args->algo = %d", (int)a->algo);
-    static const epc_params_layouts_t out_layouts = {
-        "EPC_DISPATCH_OUT_INIT", sizeof(epc_dispatch_out_t), {0}};
-    epc_status_t st = epc_out_check(out, &out_layouts, &ctx->hdr, "epc_dispatch", "out");
-    if (st != EPC_OK)
+    if ((st = epc_out_check(out, &out_layouts, &ctx->hdr, "epc_dispatch", "out")) != EPC_OK)
         return st;
     if (handle == NULL)
         return BADARG("epc_dispatch", "handle is NULL");
