@@ -149,7 +149,11 @@ static void advance(epc_request_t *r)
 {
     epc_status_t st = epc_ctx_enter(r->ctx, r->fn); /* an abort or an earlier failure */
     if (st != EPC_OK) {
-        complete(r, st);
+        /* A step that was waiting sees the same abort through its deadline
+         * and says whom it waited for (the rank at the node fence, say),
+         * which "a peer aborted" alone would lose. */
+        epc_status_t own = st == EPC_ERR_PEER_FAILED && r->waiting ? r->step(r) : EPC_OK;
+        complete(r, own != EPC_OK && own != EPC_IN_PROGRESS ? own : st);
         return;
     }
     while (r->status == EPC_IN_PROGRESS) {
