@@ -9,8 +9,9 @@
  * Both sides know the order without sending it.  Receiver d holds source
  * s's rows of its local expert g at begin[g local] + prefix[s][g], C[s][g]
  * of them in token order; it sends them to s expert by expert.  Source s
- * finds slot (t, j) with expert g on rank d at position
- * (sum of C[s][g'] over d's experts g' < g) + eidx[t][j] of d's segment.
+ * finds slot (t, j) with expert g at first[g] + eidx[t][j] of what it
+ * received, first[g] being where g's scalars start: d's segment plus
+ * C[s][g'] for d's experts g' < g.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 typedef struct coll_scalars {
     float *send, *recv;
     int *scnt, *sdsp, *rcnt, *rdsp; /* [R] each, in floats */
+    int *first;                     /* [E]: where expert g's scalars start in recv */
     epc_lane_coll_t coll;
 } coll_scalars_t;
 
@@ -37,17 +39,20 @@ void coll_scalars_free(epc_request_t *r)
 }
 
 /* Counts and displacements: to source s the rows it sent here, from rank
- * d the rows this rank sent there. */
+ * d the rows this rank sent there (whose experts' starts fill first[]). */
 static void counts(const epc_handle_t *h, int me, coll_scalars_t *x)
 {
+    const int *mine = coll_C(h, me);
     for (int p = 0; p < h->R; p++) {
-        x->scnt[p] = x->rcnt[p] = 0;
-        for (int e = 0; e < h->epr; e++) {
-            x->scnt[p] += coll_C(h, p)[me * h->epr + e];
-            x->rcnt[p] += coll_C(h, me)[p * h->epr + e];
-        }
         x->sdsp[p] = p == 0 ? 0 : x->sdsp[p - 1] + x->scnt[p - 1];
         x->rdsp[p] = p == 0 ? 0 : x->rdsp[p - 1] + x->rcnt[p - 1];
+        x->scnt[p] = x->rcnt[p] = 0;
+        for (int e = 0; e < h->epr; e++) {
+            int g = p * h->epr + e;
+            x->first[g] = x->rdsp[p] + x->rcnt[p];
+            x->scnt[p] += coll_C(h, p)[me * h->epr + e];
+            x->rcnt[p] += mine[g];
+        }
     }
 }
 
@@ -72,24 +77,13 @@ static epc_status_t step_scalars_done(epc_request_t *r)
 {
     const epc_handle_t *h = r->h;
     coll_scalars_t *x = r->scalars;
-    int me = r->ctx->comm.rank;
     epc_status_t st = coll_req_test_coll(r, &x->coll, "MPI_Ialltoallv(combine scalars)");
     if (st != EPC_OK)
         return st;
-    for (int t = 0; t < h->T; t++)
-        for (int j = 0; j < h->k; j++) {
-            size_t i = (size_t)t * h->k + j;
-            int g = h->idx[i], d, pos;
-            if (g < 0) {
-                r->cargs.topk_scalars[i] = 0.0f;
-                continue;
-            }
-            d = g / h->epr;
-            pos = x->rdsp[d] + h->eidx[i];
-            for (int g2 = d * h->epr; g2 < g; g2++)
-                pos += coll_C(h, me)[g2];
-            r->cargs.topk_scalars[i] = x->recv[pos];
-        }
+    for (size_t i = 0; i < (size_t)h->T * h->k; i++) {
+        int g = h->idx[i];
+        r->cargs.topk_scalars[i] = g < 0 ? 0.0f : x->recv[x->first[g] + h->eidx[i]];
+    }
     r->step = NULL;
     return EPC_OK;
 }
@@ -101,13 +95,14 @@ epc_status_t coll_scalars_post(epc_request_t *r)
     int me = ctx->comm.rank, R = h->R;
     size_t nsend = 0, nrecv = 0;
     coll_scalars_t *x = calloc(1, sizeof *x);
-    if (x == NULL || (x->scnt = malloc(4 * (size_t)R * sizeof(int))) == NULL) {
+    if (x == NULL || (x->scnt = malloc((4 * (size_t)R + h->E) * sizeof(int))) == NULL) {
         free(x);
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_combine: scalar channel");
     }
     r->scalars = x;
     epc_lane_coll_init(&x->coll);
     x->sdsp = x->scnt + R, x->rcnt = x->scnt + 2 * R, x->rdsp = x->scnt + 3 * R;
+    x->first = x->scnt + 4 * R;
     counts(h, me, x);
     nsend = (size_t)x->sdsp[R - 1] + x->scnt[R - 1];
     nrecv = (size_t)x->rdsp[R - 1] + x->rcnt[R - 1];

@@ -177,6 +177,14 @@ void epc_lane_coll_init(epc_lane_coll_t *c)
     c->type = MPI_DATATYPE_NULL;
 }
 
+/* Counts `bytes` to (sent) or from every peer but this rank. */
+static void account_all(epc_comm_t *cm, uint64_t bytes, int sent)
+{
+    for (int p = 0; p < cm->nranks; p++)
+        if (p != cm->rank)
+            epc_comm_account(cm, p, bytes, sent);
+}
+
 epc_status_t epc_lane_allgather_post(epc_lane_t *ln, const int *mine, int count, int *all,
                                      epc_lane_coll_t *c, const char *what)
 {
@@ -184,11 +192,8 @@ epc_status_t epc_lane_allgather_post(epc_lane_t *ln, const int *mine, int count,
     int rc = MPI_Iallgather(mine, count, MPI_INT, all, count, MPI_INT, ln->comm, &c->req);
     if (rc != MPI_SUCCESS)
         return epc_mpi_error(cm->owner, rc, what);
-    for (int p = 0; p < cm->nranks; p++)
-        if (p != cm->rank) {
-            epc_comm_account(cm, p, (uint64_t)count * sizeof(int), 1);
-            epc_comm_account(cm, p, (uint64_t)count * sizeof(int), 0);
-        }
+    account_all(cm, (uint64_t)count * sizeof(int), 1);
+    account_all(cm, (uint64_t)count * sizeof(int), 0);
     return EPC_OK;
 }
 
@@ -224,14 +229,6 @@ void epc_lane_coll_free(epc_lane_coll_t *c)
 {
     if (c->type != MPI_DATATYPE_NULL)
         MPI_Type_free(&c->type);
-}
-
-/* Counts `bytes` to (sent) or from every peer but this rank. */
-static void account_all(epc_comm_t *cm, uint64_t bytes, int sent)
-{
-    for (int p = 0; p < cm->nranks; p++)
-        if (p != cm->rank)
-            epc_comm_account(cm, p, bytes, sent);
 }
 
 epc_status_t epc_lane_agree_post(epc_lane_t *ln, epc_status_t local, epc_agree_t *ag)
