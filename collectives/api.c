@@ -118,8 +118,10 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
     st = epc_params_load(a, args, &combine_layouts, &ctx->hdr, "epc_combine", "args");
     if (st != EPC_OK)
         return st;
-    if ((a->expert_out == NULL && h->num_rows[ctx->comm.rank] > 0) || (a->y == NULL && h->T > 0))
-        return BADARG("epc_combine", "args->%s is NULL", a->y == NULL ? "y" : "expert_out");
+    if (a->expert_out == NULL && h->num_rows[ctx->comm.rank] > 0)
+        return BADARG("epc_combine", "args->expert_out is NULL");
+    if (a->y == NULL && h->T > 0)
+        return BADARG("epc_combine", "args->y is NULL");
     if (a->scalar_channel != 0 && a->scalar_channel != 1)
         return BADARG("epc_combine", "args->scalar_channel = %d (0 or 1)", a->scalar_channel);
     if (a->scalar_channel && ((a->row_scalars == NULL && h->num_rows[ctx->comm.rank] > 0) ||

@@ -1,0 +1,446 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Context: one epc_ctx_t over an MPI communicator, with dispatch and combine
+on torch tensors (blocking or async), the handles they share and the
+requests in flight."""
+import collections
+import ctypes
+import sys
+
+import torch
+
+from . import _mpi
+from ._lib import lib, new, CtxParams, CtxStats, CollStats, DispatchArgs, DispatchOut, \
+    CombineArgs
+from ._tensors import DTYPES, dtype_code, from_address, copy_array, pointer, Guard, \
+    ReceivedTensor
+from .errors import check, error_for, EpcError, EpcInvalidArgument
+
+_TRANSPORTS = {None: 0, "mpi": 1, "ofi": 2, "auto": 3}
+_PROGRESS = {None: 0, "caller": 1, "thread": 2}
+_ALGOS = {None: 0, "hier": 1, "flat": 2}
+_LOG = {None: 0, "off": 1, "error": 2, "warn": 3, "info": 4, "debug": 5}
+
+RecvInfo = collections.namedtuple(
+    "RecvInfo", "src_rank src_token local_expert expert expert_begin expert_count")
+RecvInfo.__doc__ = """Where each received row came from (int32 tensors of num_rows, -1 on
+padding rows): src_rank, src_token (its index on the source), local_expert
+(0..num_local_experts-1), expert (the global expert id); expert_begin
+(int64, num_local_experts + 1: group e is rows expert_begin[e]..[e+1]-1)
+and expert_count (int64, the real rows of each group)."""
+
+
+def _choice(table, value, name):
+    if value not in table:
+        raise EpcInvalidArgument("%s = %r (one of %s)" % (
+            name, value, ", ".join(repr(k) for k in table)))
+    return table[value]
+
+
+class Handle:
+    """What a dispatch leaves for its combine (the C epc_handle_t): the
+    layout of the rows received, the topk_idx it was made from (a cached
+    dispatch with it skips the count exchange) and their shape.  Valid for
+    combine until the second dispatch after the last one that used it."""
+
+    def __init__(self, ctx, ptr, topk_idx, num_rows, algo):
+        self.ctx, self._ptr, self.algo = ctx, ptr, algo
+        self.topk_idx = topk_idx  # int32 [T, k], as dispatched
+        self.num_tokens, self.topk = topk_idx.shape
+        self.num_rows = num_rows
+
+    def destroy(self):
+        """Frees the C handle (local; also done when the object is collected)."""
+        if self._ptr is not None:
+            lib.epc_handle_destroy(self._ptr)
+            self._ptr = None
+
+    def __del__(self):
+        self.destroy()
+
+
+class Request:
+    """A dispatch or combine in flight (async_op=True).  wait() returns what
+    the blocking call returns, or raises its exception; test() says whether
+    it finished without waiting.  Its inputs must not change until then."""
+
+    def __init__(self, ctx, ptr, finish, keep, local_error=None):
+        self.ctx, self._ptr, self._finish, self._keep = ctx, ptr, finish, keep
+        self._local_error = local_error
+        self._result, self._error, self.done = None, None, False
+        ctx._requests.add(self)
+
+    def _complete(self, status):
+        self.done = True
+        text = lib.epc_last_error(self.ctx._ptr).decode(errors="replace") if status < 0 else ""
+        lib.epc_request_free(self._ptr)
+        self._ptr = None
+        self.ctx._requests.discard(self)
+        if self._local_error is not None:
+            self._error = self._local_error
+        elif status < 0:
+            self._error = error_for(status, text)
+        else:
+            self._result = self._finish()
+        self._keep = self._finish = None
+
+    def test(self):
+        """Advances the context's requests; True once this one finished."""
+        if not self.done:
+            done = ctypes.c_int(0)
+            check(lib.epc_test(self._ptr, ctypes.byref(done)), self.ctx._ptr)
+            if done.value:
+                st = lib.epc_wait(self._ptr)  # finished: returns its status at once
+                self._complete(st)
+        return self.done
+
+    def wait(self):
+        """Waits (within the context's timeout) and returns the call's result."""
+        if not self.done:
+            self._complete(lib.epc_wait(self._ptr))
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+class Context:
+    """An epcomm context over an MPI communicator (collective to create and
+    to close): the topology, each node's shared regions, the inter-node
+    transport, and dispatch/combine for tokens of `hidden` elements of
+    `dtype` routed among `num_experts` experts (E / ranks per rank, in
+    contiguous blocks: rank r owns experts r*E/R .. (r+1)*E/R - 1).
+
+    Args:
+        comm: an mpi4py communicator, or None for MPI_COMM_WORLD.  MPI is
+            initialised here if nobody did (MPI_THREAD_MULTIPLE with
+            progress="thread", else MPI_THREAD_FUNNELED) and finalised at exit.
+        hidden (int): elements per token row.
+        num_experts (int): E, a multiple of the number of ranks.
+        dtype: torch.bfloat16 (default), torch.float16 or torch.float32.
+        max_tokens_per_rank (int): tokens per call at most (0: 8192).
+        max_topk (int): experts per token at most (0: min(E, 8)).
+        transport: "mpi", "ofi", "auto" or None (EPC_TRANSPORT).
+        ofi_provider (str): libfabric provider ("tcp", ...), None: automatic.
+        ranks_per_node (int): virtual nodes of this many ranks (0: real nodes).
+        timeout_ms (int): deadline of every wait (0: EPC_TIMEOUT_MS).
+        progress: "caller", "thread" or None (EPC_PROGRESS).
+        algo: default algorithm, "hier" or "flat" (None: EPC_ALGO, else hier).
+        log_level: "off", "error", "warn", "info", "debug" or None.
+
+    Raises the EpcError of the status epc_ctx_create returns (EpcMismatch
+    when ranks pass different values, ...).  Use as a context manager or call
+    close().  An exception other than an EpcError leaving the `with` block
+    aborts the context first, so that the peers fail at once instead of
+    waiting for the timeout; an uncaught exception does the same for every
+    open context before Python exits.
+    """
+
+    def __init__(self, comm=None, *, hidden, num_experts, dtype=torch.bfloat16,
+                 max_tokens_per_rank=0, max_topk=0, transport=None, ofi_provider=None,
+                 ranks_per_node=0, timeout_ms=0, progress=None, algo=None, log_level=None):
+        self._ptr = None
+        self._requests = set()
+        p = new(CtxParams, num_experts=num_experts, hidden=hidden, dtype=dtype_code(dtype),
+                max_tokens_per_rank=max_tokens_per_rank, max_topk=max_topk,
+                transport=_choice(_TRANSPORTS, transport, "transport"),
+                ofi_provider=ofi_provider.encode() if ofi_provider else None,
+                ranks_per_node=ranks_per_node, timeout_ms=timeout_ms,
+                log_level=_choice(_LOG, log_level, "log_level"),
+                progress=_choice(_PROGRESS, progress, "progress"))
+        self._algo = _choice(_ALGOS, algo, "algo")
+        _mpi.ensure_initialized(_mpi.THREAD_MULTIPLE if progress == "thread"
+                                else _mpi.THREAD_FUNNELED)
+        fcomm = _mpi.fortran_handle(comm)
+        ptr = ctypes.c_void_p()
+        check(lib.epc_ctx_create_f(ctypes.byref(fcomm) if fcomm is not None else None,
+                                   ctypes.byref(p), ctypes.byref(ptr)))
+        self._ptr = ptr.value
+        self.hidden, self.num_experts, self.dtype = hidden, num_experts, dtype
+        self._dispatches = 0  # dispatches started, as the library counts them
+        self._read_topology()
+        _live_contexts.add(self)
+        _install_excepthook()
+
+    def _read_topology(self):
+        topo, v = ctypes.c_void_p(), ctypes.c_int()
+        check(lib.epc_ctx_topo(self._ptr, ctypes.byref(topo)), self._ptr)
+        out = {}
+        for name in ("num_ranks", "my_rank", "num_nodes", "ranks_per_node"):
+            check(getattr(lib, "epc_topo_" + name)(topo, ctypes.byref(v)))
+            out[name] = v.value
+        self.rank, self.num_ranks = out["my_rank"], out["num_ranks"]
+        self.num_nodes, self.ranks_per_node = out["num_nodes"], out["ranks_per_node"]
+        self.node_of = []
+        for r in range(self.num_ranks):
+            check(lib.epc_topo_node_of(topo, r, ctypes.byref(v)))
+            self.node_of.append(v.value)
+        self.num_local_experts = self.num_experts // self.num_ranks
+
+    # --- lifetime -----------------------------------------------------------
+
+    def _live(self, fn):
+        if self._ptr is None:
+            raise EpcInvalidArgument("%s: the context is closed" % fn)
+        return self._ptr
+
+    def close(self):
+        """Frees the context (collective; local after a failure or abort).
+        Outstanding requests are abandoned and received views invalidated.
+        Raises EpcTimeout / EpcPeerFailed when a peer did not take part (the
+        context is freed on this rank anyway).  Closing twice is a no-op."""
+        if self._ptr is None:
+            return
+        ptr, self._ptr = self._ptr, None
+        for r in list(self._requests):
+            r.done, r._ptr = True, None
+            r._error = EpcInvalidArgument("the request's context was closed")
+        self._requests.clear()
+        _live_contexts.discard(self)
+        check(lib.epc_ctx_destroy(ptr))
+
+    def abort(self, reason=None):
+        """Fails fast: every peer in or entering a collective on the context
+        gets EpcPeerFailed naming this rank and `reason` within milliseconds;
+        then only close() remains.  Local."""
+        if self._ptr is not None:
+            check(lib.epc_ctx_abort(self._ptr, (reason or "").encode()[:511] or None),
+                  self._ptr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # The library's own errors were already agreed or told to the peers.
+        if exc_type is not None and self._ptr is not None and \
+                not issubclass(exc_type, EpcError):
+            self.abort("%s: %s" % (exc_type.__name__, exc))
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
+
+    # --- received views -----------------------------------------------------
+
+    def view_invalid_reason(self, seq):
+        """Why the rows of dispatch `seq` are gone, or None while valid."""
+        if self._ptr is None:
+            return "the context was closed"
+        if self._dispatches > seq + 2:
+            return "dispatch %d reused its buffers" % (seq + 2)
+        return None
+
+    # --- dispatch -----------------------------------------------------------
+
+    def _dispatch_inputs(self, x, topk_idx, topk_weights, handle):
+        """(x, idx32, weights, T, k, error): the tensors the library reads,
+        or the first bad argument's error (then reported to the peers too)."""
+        try:
+            if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2:
+                raise EpcInvalidArgument("topk_idx must be a 2-D tensor [T, k]")
+            if topk_idx.dtype not in (torch.int32, torch.int64):
+                raise EpcInvalidArgument("topk_idx.dtype = %s (int32 or int64)" % topk_idx.dtype)
+            T, k = topk_idx.shape
+            if topk_idx.dtype == torch.int64 and T * k > 0 and (
+                    int(topk_idx.min()) < -1 or int(topk_idx.max()) >= self.num_experts):
+                bad = ((topk_idx < -1) | (topk_idx >= self.num_experts)).nonzero()[0].tolist()
+                raise EpcInvalidArgument("topk_idx[%d][%d] = %d is outside [-1, %d)" % (
+                    bad[0], bad[1], int(topk_idx[bad[0], bad[1]]), self.num_experts))
+            idx = topk_idx.to(torch.int32).contiguous()
+            _check_rows(x, "x", T, self.hidden, self.dtype)
+            w = None
+            if topk_weights is not None:
+                if not isinstance(topk_weights, torch.Tensor) or \
+                        tuple(topk_weights.shape) != (T, k):
+                    raise EpcInvalidArgument("topk_weights must be [T, k] = [%d, %d]" % (T, k))
+                w = topk_weights.detach().to(torch.float32).contiguous()
+            if handle is not None and (not isinstance(handle, Handle) or handle.ctx is not self):
+                raise EpcInvalidArgument("handle is not a Handle of this context")
+            return x.detach().contiguous(), idx, w, T, k, None
+        except EpcInvalidArgument as e:
+            return None, None, None, -1, 1, e
+
+    def dispatch(self, x, topk_idx, topk_weights=None, handle=None, expert_alignment=1,
+                 algo=None, async_op=False, copy=False):
+        """Sends each token to the ranks that own its experts (collective).
+
+        Args:
+            x: [T, hidden] tensor of the context's dtype (CPU); T may differ
+                per rank and be 0.
+            topk_idx: [T, k] int32 or int64 expert ids, -1 for an empty slot.
+            topk_weights: [T, k] float weights (None: every weight 1).
+            handle: a Handle of an earlier dispatch with the same topk_idx to
+                skip the count exchange (cached mode), or None for a new one.
+            expert_alignment (int): pad each expert's group to a multiple.
+            algo: "hier", "flat" or None (the context's); the same on all ranks.
+            async_op (bool): return a Request whose wait() gives the result.
+            copy (bool): recv_x as a tensor of its own instead of a view of
+                the library's buffers (ReceivedTensor, valid until the
+                second dispatch after this one).
+
+        Returns:
+            (recv_x, recv_topk_weights, recv_src_info, num_recv_tokens_per_expert_list,
+            handle): recv_x [num_rows, hidden] in the context's dtype, rows
+            expert-major (local expert, source rank, source token), each
+            group padded to the alignment with zero rows; recv_topk_weights
+            float32 [num_rows] (0 on padding); recv_src_info a RecvInfo;
+            the list holds each local expert's group size (padding
+            included); handle the Handle for combine.
+
+        Raises EpcInvalidArgument / EpcCapacity (this rank's input, named),
+        EpcPeerFailed (another rank's, naming it), EpcMismatch, EpcTimeout, ...
+        """
+        ptr = self._live("dispatch")
+        x_c, idx, w, T, k, local_error = self._dispatch_inputs(x, topk_idx, topk_weights, handle)
+        args = new(DispatchArgs, x=pointer(x_c), num_tokens=T, topk=k, topk_idx=pointer(idx),
+                   topk_weights=pointer(w), expert_alignment=expert_alignment,
+                   algo=_choice(_ALGOS, algo, "algo") or self._algo)
+        out = new(DispatchOut)
+        hptr = ctypes.c_void_p(handle._ptr if handle is not None and local_error is None
+                               else None)
+        req = ctypes.c_void_p()
+        check(lib.epc_dispatch_start(ptr, ctypes.byref(args), ctypes.byref(out),
+                                     ctypes.byref(hptr), ctypes.byref(req)), ptr)
+        seq = self._dispatches
+        self._dispatches += 1
+
+        def finish():
+            h = handle
+            if h is None:
+                h = Handle(self, hptr.value, idx, out.num_rows, algo)
+            h.num_rows = out.num_rows
+            return self._received(out, h, seq, copy)
+
+        r = Request(self, req.value, finish, (x_c, idx, w, args, out, hptr), local_error)
+        return r if async_op else r.wait()
+
+    def _received(self, out, handle, seq, copy):
+        n, L, H = out.num_rows, out.num_local_experts, self.hidden
+        rows = from_address(out.rows, n * H, self.dtype).view(n, H)
+        if copy:
+            recv_x = rows.clone()
+        elif n > 0:
+            guard = Guard(self, seq, out.rows, rows.numel() * rows.element_size(),
+                          "recv_x")
+            recv_x = ReceivedTensor.wrap(rows, guard)
+        else:
+            recv_x = rows
+        begin = copy_array(out.expert_begin, L + 1, torch.int32).to(torch.int64)
+        local = copy_array(out.local_expert, n, torch.int32)
+        src_rank = copy_array(out.src_rank, n, torch.int32)
+        expert = torch.where(src_rank >= 0, local + self.rank * L,
+                             torch.full_like(local, -1))
+        info = RecvInfo(src_rank, copy_array(out.src_token, n, torch.int32),
+                        torch.where(src_rank >= 0, local, torch.full_like(local, -1)), expert,
+                        begin, copy_array(out.expert_count, L, torch.int32).to(torch.int64))
+        weights = copy_array(out.weight, n, torch.float32)
+        return recv_x, weights, info, (begin[1:] - begin[:-1]).tolist(), handle
+
+    # --- combine ------------------------------------------------------------
+
+    def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False):
+        """Brings expert outputs back to their tokens (collective).
+
+        Args:
+            expert_out: [num_rows, hidden] in the context's dtype, rows in the
+                dispatch's order (padding rows ignored).
+            handle: the dispatch's Handle.
+            topk_weights: optional float32 [num_rows] per-row scalars sent back
+                with the rows; combined_topk_weights[t, j] is the scalar of the
+                row token t sent to its j-th expert (0 for empty slots).  The
+                backward of dispatch uses it for the weights' gradient.  Give it
+                on every rank or on none (EpcMismatch otherwise).
+            weighted (bool): y[t] = sum of weight x row (the dispatch's
+                topk_weights; 1 when none were given), else the plain sum
+                (DeepEP's combine).  Sums run in fp32 in a fixed order: bitwise
+                reproducible, the same for hier and flat.
+            async_op (bool): return a Request whose wait() gives the result.
+
+        Returns:
+            (y, combined_topk_weights): y [T, hidden] in the context's dtype,
+            zeros for tokens with no expert; combined_topk_weights float32
+            [T, k] or None.
+        """
+        ptr = self._live("combine")
+        if not isinstance(handle, Handle) or handle.ctx is not self or handle._ptr is None:
+            raise EpcInvalidArgument("handle is not a live Handle of this context")
+        T, k, n = handle.num_tokens, handle.topk, handle.num_rows
+        eo, rs, local_error = expert_out, topk_weights, None
+        try:
+            eo = _check_rows(expert_out, "expert_out", n, self.hidden, self.dtype)
+            if topk_weights is not None:
+                rs = topk_weights.detach().to(torch.float32).contiguous().view(-1)
+                if rs.numel() != n:
+                    raise EpcInvalidArgument("topk_weights has %d elements, not num_rows = %d"
+                                             % (rs.numel(), n))
+        except EpcInvalidArgument as e:  # the library's NULL check tells the peers
+            eo, rs, local_error = None, None, e
+        y = torch.empty((T, self.hidden), dtype=self.dtype)
+        scal = torch.empty((T, k), dtype=torch.float32) if topk_weights is not None else None
+        args = new(CombineArgs, expert_out=pointer(eo), y=pointer(y), unweighted=int(not weighted),
+                   scalar_channel=int(topk_weights is not None), row_scalars=pointer(rs),
+                   topk_scalars=pointer(scal))
+        req = ctypes.c_void_p()
+        check(lib.epc_combine_start(ptr, handle._ptr, ctypes.byref(args), ctypes.byref(req)), ptr)
+        r = Request(self, req.value, lambda: (y, scal), (eo, rs, y, scal, args, handle),
+                    local_error)
+        return r if async_op else r.wait()
+
+    # --- statistics ---------------------------------------------------------
+
+    def stats(self):
+        """The context's traffic and memory (epc_ctx_stats) as a dict."""
+        ptr = self._live("stats")
+        s = new(CtxStats)
+        check(lib.epc_ctx_stats(ptr, ctypes.byref(s)), ptr)
+        c = new(CollStats)
+        check(lib.epc_coll_stats(ptr, ctypes.byref(c)), ptr)
+        return {"bytes_sent": list(s.bytes_sent), "bytes_recv": list(s.bytes_recv),
+                "shm_bytes": s.shm_bytes, "net_bytes": s.net_bytes,
+                "transport": s.transport.decode(), "provider": s.provider.decode(),
+                "transport_reason": s.transport_reason.decode(),
+                "dispatches": c.dispatches, "combines": c.combines}
+
+    def get_dispatch_layout(self, topk_idx):
+        """DeepEP's get_dispatch_layout for this context's ranks and nodes
+        (see epcomm.get_dispatch_layout)."""
+        from .router import get_dispatch_layout
+        return get_dispatch_layout(topk_idx, self.num_experts, self.num_ranks,
+                                   self.ranks_per_node or self.num_ranks)
+
+
+def _check_rows(t, name, rows, hidden, dtype):
+    """t as a contiguous [rows, hidden] tensor of dtype, or EpcInvalidArgument."""
+    if not isinstance(t, torch.Tensor):
+        raise EpcInvalidArgument("%s must be a tensor, not %s" % (name, type(t).__name__))
+    if t.device.type != "cpu":
+        raise EpcInvalidArgument("%s is on %s (epcomm moves host memory)" % (name, t.device))
+    if t.dtype != dtype:
+        raise EpcInvalidArgument("%s.dtype = %s, the context's is %s" % (name, t.dtype, dtype))
+    if tuple(t.shape) != (rows, hidden):
+        raise EpcInvalidArgument("%s.shape = %s, expected [%d, %d]" % (
+            name, list(t.shape), rows, hidden))
+    return t.detach().contiguous()
+
+
+# Contexts an uncaught exception aborts before Python exits, so that peers
+# learn at once (EpcPeerFailed naming this rank) instead of at their timeout.
+_live_contexts = set()
+_hook_installed = False
+
+
+def _install_excepthook():
+    global _hook_installed
+    if _hook_installed:
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        for c in list(_live_contexts):
+            try:
+                c.abort("uncaught %s: %s" % (exc_type.__name__, exc))
+            except Exception:
+                pass
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+    _hook_installed = True
