@@ -28,7 +28,8 @@ esac
 
 PACKAGES=(openmpi-bin libopenmpi-dev hwloc libhwloc-dev libfabric-dev libfabric-bin
     libcmocka-dev autoconf automake libtool pkg-config make gcc g++
-    clang clang-format libclang-rt-14-dev python3 gnuplot-nox valgrind)
+    clang clang-format libclang-rt-14-dev python3 gnuplot-nox valgrind
+    python3-torch python3-mpi4py python3-numpy python3-venv python3-pip python3-setuptools)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() {
@@ -66,6 +67,11 @@ install_packages() {
 # Regenerates and reconfigures only when needed, then builds incrementally.
 build() {
     local flags=${EPC_CONFIGURE_FLAGS:-}
+    # The Python package is tested with the Python Debian's python3-torch
+    # and python3-mpi4py were installed for, whatever `python3` is on PATH.
+    if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ] && command -v dpkg-query >/dev/null 2>&1; then
+        flags="$flags PYTHON=/usr/bin/python3"
+    fi
     if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
         say "autogen"
         ./autogen.sh >/dev/null 2>&1 || ./autogen.sh || die "autogen.sh failed"
@@ -99,6 +105,12 @@ main_job() {
         tests/mpi/mpirun.sh "$np" examples/epc_bench --sweep -t 512 -H 7168 -e 64 -k 8 -n 3 -c \
         --plot epc_bench.png --csv epc_bench.csv || die "epc_bench failed"
     say "plot: $(pwd)/epc_bench.png, table: $(pwd)/epc_bench.csv"
+    if grep -q '^EPC_HAVE_PYTHON = yes' Makefile; then
+        say "mpirun -np $np python3 examples/readme_example.py (the README's PyTorch example)"
+        PYTHONPATH=$(pwd)/python EPCOMM_LIBRARY=$(pwd)/.libs/libepcomm.so OMP_NUM_THREADS=1 \
+            tests/mpi/mpirun.sh "$np" "$(sed -n 's/^PYTHON = //p' Makefile)" \
+            examples/readme_example.py || die "the PyTorch example failed"
+    fi
 }
 
 # Runs make check; prints failing logs and the one-line summary.

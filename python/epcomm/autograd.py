@@ -64,7 +64,7 @@ class EPCombine(torch.autograd.Function):
     def backward(fctx, grad_y):
         ep, h = fctx.ep, fctx.handle
         rows, _, _, _, _ = ep.dispatch(grad_y.to(ep.dtype).contiguous(), h.topk_idx, handle=h,
-                                       expert_alignment=1, algo=fctx.algo, copy=True)
+                                       expert_alignment=h.alignment, algo=fctx.algo, copy=True)
         return rows, None, None, None
 
 

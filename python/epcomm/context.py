@@ -42,8 +42,8 @@ class Handle:
     dispatch with it skips the count exchange) and their shape.  Valid for
     combine until the second dispatch after the last one that used it."""
 
-    def __init__(self, ctx, ptr, topk_idx, num_rows, algo):
-        self.ctx, self._ptr, self.algo = ctx, ptr, algo
+    def __init__(self, ctx, ptr, topk_idx, num_rows, algo, alignment):
+        self.ctx, self._ptr, self.algo, self.alignment = ctx, ptr, algo, alignment
         self.topk_idx = topk_idx  # int32 [T, k], as dispatched
         self.num_tokens, self.topk = topk_idx.shape
         self.num_rows = num_rows
@@ -253,8 +253,9 @@ class Context:
                         tuple(topk_weights.shape) != (T, k):
                     raise EpcInvalidArgument("topk_weights must be [T, k] = [%d, %d]" % (T, k))
                 w = topk_weights.detach().to(torch.float32).contiguous()
-            if handle is not None and (not isinstance(handle, Handle) or handle.ctx is not self):
-                raise EpcInvalidArgument("handle is not a Handle of this context")
+            if handle is not None and (not isinstance(handle, Handle) or handle.ctx is not self
+                                       or handle._ptr is None):
+                raise EpcInvalidArgument("handle is not a live Handle of this context")
             return x.detach().contiguous(), idx, w, T, k, None
         except EpcInvalidArgument as e:
             return None, None, None, -1, 1, e
@@ -306,7 +307,7 @@ class Context:
         def finish():
             h = handle
             if h is None:
-                h = Handle(self, hptr.value, idx, out.num_rows, algo)
+                h = Handle(self, hptr.value, idx, out.num_rows, algo, expert_alignment)
             h.num_rows = out.num_rows
             return self._received(out, h, seq, copy)
 
@@ -337,7 +338,8 @@ class Context:
 
     # --- combine ------------------------------------------------------------
 
-    def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False):
+    def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False,
+                out=None):
         """Brings expert outputs back to their tokens (collective).
 
         Args:
@@ -354,6 +356,9 @@ class Context:
                 (DeepEP's combine).  Sums run in fp32 in a fixed order: bitwise
                 reproducible, the same for hier and flat.
             async_op (bool): return a Request whose wait() gives the result.
+            out: optional [T, hidden] tensor of the context's dtype to write y
+                into (reused across steps it saves the page faults of a
+                fresh allocation: about 14,000 for T=4096 x 7168 bf16).
 
         Returns:
             (y, combined_topk_weights): y [T, hidden] in the context's dtype,
@@ -374,7 +379,14 @@ class Context:
                                              % (rs.numel(), n))
         except EpcInvalidArgument as e:  # the library's NULL check tells the peers
             eo, rs, local_error = None, None, e
-        y = torch.empty((T, self.hidden), dtype=self.dtype)
+        if out is not None:
+            if not isinstance(out, torch.Tensor) or out.dtype != self.dtype or \
+                    tuple(out.shape) != (T, self.hidden) or not out.is_contiguous():
+                raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
+                                         % (T, self.hidden, self.dtype))
+            y = out
+        else:
+            y = torch.empty((T, self.hidden), dtype=self.dtype)
         scal = torch.empty((T, k), dtype=torch.float32) if topk_weights is not None else None
         args = new(CombineArgs, expert_out=pointer(eo), y=pointer(y), unweighted=int(not weighted),
                    scalar_channel=int(topk_weights is not None), row_scalars=pointer(rs),

@@ -338,6 +338,10 @@ def test_async(ep):
     y2, _ = creq.wait()
     if not torch.equal(y2, y_ref):
         raise AssertionError("async combine differs")
+    buf = torch.full_like(y_ref, float("nan"))
+    y3, _ = ctx.combine(rx2 * 3, h2, out=buf)
+    if y3 is not buf or not torch.equal(buf, y_ref):
+        raise AssertionError("combine(out=) did not write y into out")
     say("async dispatch/combine beside a matmul: ok (%d polls)" % polls)
 
 
