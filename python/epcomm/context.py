@@ -11,7 +11,7 @@ import torch
 from . import _mpi
 from ._lib import lib, new, CtxParams, CtxStats, CollStats, DispatchArgs, DispatchOut, \
     CombineArgs
-from ._tensors import DTYPES, dtype_code, from_address, copy_array, pointer, Guard, \
+from ._tensors import dtype_code, from_address, copy_array, pointer, Guard, \
     ReceivedTensor
 from .errors import check, error_for, EpcError, EpcInvalidArgument
 
