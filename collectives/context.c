@@ -212,6 +212,15 @@ epc_status_t epc_ctx_enter(epc_ctx_t *ctx, const char *fn)
     return st == EPC_OK ? epc_comm_enter(&ctx->comm, fn) : st;
 }
 
+void *epc_ctx_scratch_detach(epc_ctx_t *ctx, int lane, int which)
+{
+    epc_scratch_t *b = &ctx->scratch[lane][which];
+    void *p = b->p;
+    b->p = NULL;
+    b->cap = 0;
+    return p;
+}
+
 epc_status_t epc_ctx_scratch(epc_ctx_t *ctx, int lane, int which, size_t need, char **p)
 {
     epc_scratch_t *b = &ctx->scratch[lane][which];

@@ -60,6 +60,10 @@ epc_status_t epc_ctx_enter(epc_ctx_t *ctx, const char *fn);
  * kept); its old contents are not kept.  EPC_ERR_NO_MEMORY raised. */
 epc_status_t epc_ctx_scratch(epc_ctx_t *ctx, int lane, int which, size_t need, char **p);
 
+/* Takes that buffer from the context (NULL if none): the caller frees it;
+ * the next epc_ctx_scratch allocates a new one. */
+void *epc_ctx_scratch_detach(epc_ctx_t *ctx, int lane, int which);
+
 /* The communication object's per-call services, for the context. */
 static inline epc_status_t epc_ctx_leave(epc_ctx_t *ctx, epc_status_t st)
 {

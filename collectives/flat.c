@@ -25,8 +25,14 @@ typedef struct flat {
 static void flat_free(epc_request_t *r)
 {
     flat_t *x = r->algo;
-    epc_lane_coll_free(&x->xchg);
-    free(x->counts);
+    void *bufs[EPC_MPI_ABANDON_BUFS] = {x->counts};
+    int n = 1;
+    if (epc_lane_coll_pending(&x->xchg)) { /* failed: MPI may still use the exchange's buffers */
+        static const int kept[] = {EPC_SCRATCH_SEND, EPC_SCRATCH_RECV, EPC_SCRATCH_PARTIAL};
+        for (int i = 0; i < 3; i++)
+            bufs[n++] = epc_ctx_scratch_detach(r->ctx, coll_req_lane(r)->index, kept[i]);
+    }
+    epc_lane_coll_free(&x->xchg, bufs, n);
     free(x->tmp);
     free(x->slot);
     free(x);

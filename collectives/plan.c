@@ -70,7 +70,8 @@ static epc_status_t count_local(epc_ctx_t *ctx, const epc_dispatch_args_t *a, ep
         free(seen);
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: %zu token slots", n);
     }
-    memcpy(h->idx, a->topk_idx, n * sizeof *h->idx);
+    if (n) /* a rank with no tokens may pass topk_idx NULL */
+        memcpy(h->idx, a->topk_idx, n * sizeof *h->idx);
     for (size_t i = 0; i < n; i++)
         h->w[i] = a->topk_weights ? a->topk_weights[i] : 1.0f;
     h->idx_hash = hash_idx(h->idx, n);
@@ -293,7 +294,8 @@ static epc_status_t replan_post(epc_request_t *r)
         st = validate(ctx, a, h->algo);
     if (st == EPC_OK && (a->num_tokens != h->T || a->topk != h->k ||
                          hash_idx(a->topk_idx, (size_t)h->T * h->k) != h->idx_hash ||
-                         memcmp(a->topk_idx, h->idx, (size_t)h->T * h->k * sizeof *h->idx) != 0))
+                         (h->T > 0 && /* topk_idx may be NULL when T is 0 */
+                          memcmp(a->topk_idx, h->idx, (size_t)h->T * h->k * sizeof *h->idx) != 0)))
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);

@@ -128,8 +128,7 @@ static void complete(epc_request_t *r, epc_status_t st)
     if (r->algo_free != NULL)
         r->algo_free(r);
     coll_scalars_free(r);
-    free(r->rec_mine);
-    free(r->rec_all);
+    epc_lane_coll_free(&r->xcoll, (void *[]){r->rec_mine, r->rec_all}, 2);
     r->rec_mine = r->rec_all = NULL;
     if (st == EPC_OK) {
         deliver(r);
@@ -239,6 +238,7 @@ epc_status_t coll_req_new(epc_ctx_t *ctx, epc_lane_t *ln, int is_dispatch, const
     r->fn = fn;
     r->status = EPC_IN_PROGRESS;
     epc_lane_coll_init(&r->xcoll);
+    r->agree.req = MPI_REQUEST_NULL;
     *rp = r;
     return EPC_OK;
 }
@@ -307,14 +307,16 @@ epc_status_t epc_wait(epc_request_t *req)
     }
 }
 
-/* Takes r out of its context and frees it. */
+/* Takes r out of its context and frees it: once its agreement, which
+ * lives in r, completed (epc_mpi_abandon; pending only on a failed
+ * context). */
 static void release(epc_request_t *r)
 {
     for (int i = 0; i < EPC_MAX_REQUESTS; i++)
         if (r->ctx->requests[i] == r)
             r->ctx->requests[i] = NULL;
     r->hdr.magic = EPC_MAGIC_DEAD;
-    free(r);
+    epc_mpi_abandon(&r->agree.req, (void *[]){r}, 1);
 }
 
 epc_status_t epc_request_free(epc_request_t *req)

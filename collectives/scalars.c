@@ -30,10 +30,7 @@ void coll_scalars_free(epc_request_t *r)
     coll_scalars_t *x = r->scalars;
     if (x == NULL)
         return;
-    epc_lane_coll_free(&x->coll);
-    free(x->send);
-    free(x->recv);
-    free(x->scnt);
+    epc_lane_coll_free(&x->coll, (void *[]){x->send, x->recv, x->scnt}, 3);
     free(x);
     r->scalars = NULL;
 }

@@ -225,10 +225,16 @@ epc_status_t epc_lane_coll_test(epc_lane_t *ln, epc_lane_coll_t *c, int *done, c
     return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(ln->cm->owner, rc, what);
 }
 
-void epc_lane_coll_free(epc_lane_coll_t *c)
+int epc_lane_coll_pending(const epc_lane_coll_t *c)
 {
-    if (c->type != MPI_DATATYPE_NULL)
+    return c->req != MPI_REQUEST_NULL;
+}
+
+void epc_lane_coll_free(epc_lane_coll_t *c, void *const *bufs, int n)
+{
+    if (c->type != MPI_DATATYPE_NULL) /* MPI keeps it while a collective uses it */
         MPI_Type_free(&c->type);
+    epc_mpi_abandon(&c->req, bufs, n);
 }
 
 epc_status_t epc_lane_agree_post(epc_lane_t *ln, epc_status_t local, epc_agree_t *ag)

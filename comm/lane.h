@@ -101,9 +101,12 @@ void epc_lane_net_account(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
  * exchange (alltoallv of `unit`-byte records, counts and displacements in
  * records).  Posting accounts every peer's share, sent and received, by
  * link class (control traffic included).  Test: *done = 1 once complete;
- * EPC_ERR_TRANSPORT raised naming `what` when MPI fails.  Free: the
- * record type (a request still pending is abandoned with the failed
- * context: MPI cannot free a pending collective). */
+ * EPC_ERR_TRANSPORT raised naming `what` when MPI fails.  Pending: not
+ * yet complete (a failed context's, given up on).  Free: the record type,
+ * and the n heap blocks in bufs that the collective reads or writes, at
+ * once when it completed, else once it does (epc_mpi_abandon: MPI can
+ * neither cancel nor free a pending collective, and peers that took part
+ * still deliver into it). */
 typedef struct epc_lane_coll {
     MPI_Request req;
     MPI_Datatype type; /* alltoallv's record type, MPI_DATATYPE_NULL if none */
@@ -116,7 +119,8 @@ epc_status_t epc_lane_alltoallv_post(epc_lane_t *ln, const void *sbuf, const int
                                      const int *sdsp, void *rbuf, const int *rcnt, const int *rdsp,
                                      size_t unit, epc_lane_coll_t *c, const char *what);
 epc_status_t epc_lane_coll_test(epc_lane_t *ln, epc_lane_coll_t *c, int *done, const char *what);
-void epc_lane_coll_free(epc_lane_coll_t *c);
+int epc_lane_coll_pending(const epc_lane_coll_t *c);
+void epc_lane_coll_free(epc_lane_coll_t *c, void *const *bufs, int n);
 
 /* The cached dispatch's verdict (epc_mpi_agree_start/_test: the lowest
  * failing rank and its text) on the lane's communicator, through the same

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* mpi_util.c - MPI error conversion and failure agreement. */
+#include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -51,6 +53,7 @@ epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t lo
 {
     int rc;
     memset(ag, 0, sizeof *ag);
+    ag->req = MPI_REQUEST_NULL;
     ag->comm = comm;
     ag->obj = obj;
     ag->local = local;
@@ -60,6 +63,8 @@ epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t lo
     ag->in[0] = local < 0 ? 0 : 1;
     ag->in[1] = ag->me;
     rc = MPI_Iallreduce(ag->in, ag->out, 1, MPI_2INT, MPI_MINLOC, comm, &ag->req);
+    if (rc != MPI_SUCCESS)
+        ag->req = MPI_REQUEST_NULL;
     return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(obj, rc, "error agreement");
 }
 
@@ -92,12 +97,16 @@ epc_status_t epc_mpi_agree_test(epc_agree_t *ag, epc_deadline_t dl)
 
 epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj, epc_deadline_t dl)
 {
-    epc_agree_t ag;
-    epc_status_t st = epc_mpi_agree_start(&ag, comm, local, obj);
-    if (st != EPC_OK)
-        return st;
-    while ((st = epc_mpi_agree_test(&ag, dl)) == EPC_IN_PROGRESS)
-        sched_yield();
+    /* On the heap: after a timeout MPI may still write the verdict */
+    epc_agree_t *ag = malloc(sizeof *ag);
+    epc_status_t st;
+    if (ag == NULL)
+        return epc_error_obj(obj, EPC_ERR_NO_MEMORY, "error agreement");
+    ag->req = MPI_REQUEST_NULL;
+    if ((st = epc_mpi_agree_start(ag, comm, local, obj)) == EPC_OK)
+        while ((st = epc_mpi_agree_test(ag, dl)) == EPC_IN_PROGRESS)
+            sched_yield();
+    epc_mpi_abandon(&ag->req, (void *[]){ag}, 1);
     return st;
 }
 
@@ -168,4 +177,56 @@ epc_status_t epc_mpi_barrier(MPI_Comm comm, epc_deadline_t dl, const char *phase
     MPI_Request req;
     int rc = MPI_Ibarrier(comm, &req);
     return epc_mpi_finish(rc, &req, dl, obj, phase);
+}
+
+/* The collectives given up on, with the blocks they may still touch. */
+typedef struct abandoned {
+    struct abandoned *next;
+    MPI_Request req;
+    void *bufs[EPC_MPI_ABANDON_BUFS];
+} abandoned_t;
+
+static pthread_mutex_t g_abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static abandoned_t *g_abandoned;
+
+static void free_blocks(void *const *bufs, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(bufs[i]);
+}
+
+/* Frees the entries whose collective completed (none once MPI is
+ * finalised: then nothing can be tested, and nothing will be written). */
+static void sweep_abandoned(void)
+{
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    for (abandoned_t **p = &g_abandoned; *p != NULL && !finalized;) {
+        abandoned_t *a = *p;
+        int done = 0;
+        if (MPI_Test(&a->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || !done) {
+            p = &a->next;
+            continue;
+        }
+        *p = a->next;
+        free_blocks(a->bufs, EPC_MPI_ABANDON_BUFS);
+        free(a);
+    }
+}
+
+void epc_mpi_abandon(MPI_Request *req, void *const *bufs, int n)
+{
+    abandoned_t *a;
+    pthread_mutex_lock(&g_abandoned_lock);
+    sweep_abandoned();
+    if (*req == MPI_REQUEST_NULL) {
+        free_blocks(bufs, n);
+    } else if ((a = calloc(1, sizeof *a)) != NULL) {
+        a->req = *req;
+        memcpy(a->bufs, bufs, (size_t)n * sizeof *bufs);
+        a->next = g_abandoned;
+        g_abandoned = a;
+    } /* else: no memory to remember them by; leaking them is the safe choice */
+    *req = MPI_REQUEST_NULL;
+    pthread_mutex_unlock(&g_abandoned_lock);
 }

@@ -83,6 +83,22 @@ epc_status_t epc_mpi_wait_all(MPI_Request *reqs, int n, epc_deadline_t dl, int *
  * (never collective ones: MPI forbids it). */
 void epc_mpi_cancel_all(MPI_Request *reqs, int n);
 
+/*
+ * Gives up on a pending nonblocking collective without letting MPI write
+ * into freed memory.  MPI can neither cancel nor free one (MPI-3.1 5.12),
+ * and peers that did take part still deliver their share into its receive
+ * buffer, possibly much later (a failed context's peers' data arrived
+ * during MPI_Finalize).  So the n heap blocks in bufs (the buffers and
+ * count arrays the collective reads or writes; NULLs allowed) are freed
+ * once *req completes, never before: each call tests the requests given
+ * up earlier and frees what finished.  *req is MPI_REQUEST_NULL after;
+ * when it already was, bufs are freed at once.  Blocks of a collective
+ * that never completes stay reachable until the process exits.  At most
+ * EPC_MPI_ABANDON_BUFS blocks per call.
+ */
+#define EPC_MPI_ABANDON_BUFS 4
+void epc_mpi_abandon(MPI_Request *req, void *const *bufs, int n);
+
 /* MPI_Ibarrier with a deadline; EPC_ERR_TIMEOUT raised naming `phase`. */
 epc_status_t epc_mpi_barrier(MPI_Comm comm, epc_deadline_t dl, const char *phase, epc_obj_t *obj);
 

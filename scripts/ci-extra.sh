@@ -64,12 +64,15 @@ valgrind_soak() {
 }
 
 sanitizer_build() {
-    local dir out
+    local dir out python
+    # the Python the first build was configured with (quickstart picks the
+    # one Debian's torch and mpi4py are installed for)
+    python=$(sed -n 's/^PYTHON = //p' Makefile)
     dir=$(mktemp -d)
     out=$(mktemp)
     say "sanitizer build (--enable-sanitizers) in $dir"
     git clone -q . "$dir/src" && cd "$dir/src" && ./autogen.sh >/dev/null 2>&1 &&
-        ./configure -q --enable-sanitizers --enable-werror >/dev/null &&
+        ./configure -q --enable-sanitizers --enable-werror ${python:+PYTHON="$python"} >/dev/null &&
         make -s -j"$(nproc)" >/dev/null || {
         echo "sanitizers: build failed"
         cd - >/dev/null

@@ -20,8 +20,10 @@ args=
 for word in "$@"; do
     case $word in
     ofi) [ "$EPC_HAVE_OFI" = yes ] || { echo "SKIP: built --without-ofi"; exit 77; } ;;
-    *=) unset "${word%=}" ;;
-    *=*) export "$word" ;;
+    # only NAME=VALUE words with an upper-case NAME are settings: a
+    # program's own --option=value stays an argument
+    [A-Z]*=) unset "${word%=}" ;;
+    [A-Z]*=*) export "$word" ;;
     *) args="$args $(echo "$word" | sed "s|%srcdir%|$top_srcdir|")" ;;
     esac
 done

@@ -6,18 +6,8 @@
 # says so; without any way to find the library, import fails saying how to
 # name it.
 set -e
-if [ "${EPC_HAVE_PYTHON:-no}" != yes ]; then
-    echo "SKIP: configured without Python"
-    exit 77
-fi
-if [ "${EPC_SANITIZED:-no}" = yes ]; then
-    echo "SKIP: the Python tests run in the non-sanitized build"
-    exit 77
-fi
-"$PYTHON" -c 'import venv, ensurepip' || {
-    echo "FAIL: $PYTHON has no venv/ensurepip (Debian: apt-get install python3-venv python3-pip)"
-    exit 1
-}
+py_modules="venv, ensurepip, torch"
+. "$top_srcdir/tests/python/env.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$top_srcdir/python" "$tmp/src"
