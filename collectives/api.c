@@ -15,10 +15,13 @@
 
 #define BADARG(fn, ...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, fn ": " __VA_ARGS__)
 
-static const epc_params_layouts_t dispatch_layouts = {
-    "EPC_DISPATCH_ARGS_INIT", sizeof(epc_dispatch_args_t), {0}};
-static const epc_params_layouts_t out_layouts = {
-    "EPC_DISPATCH_OUT_INIT", sizeof(epc_dispatch_out_t), {0}};
+/* 0.3's layouts of the dispatch args and out ended before the payload. */
+static const epc_params_layouts_t dispatch_layouts = {"EPC_DISPATCH_ARGS_INIT",
+                                                      sizeof(epc_dispatch_args_t),
+                                                      {offsetof(epc_dispatch_args_t, payload), 0}};
+static const epc_params_layouts_t out_layouts = {"EPC_DISPATCH_OUT_INIT",
+                                                 sizeof(epc_dispatch_out_t),
+                                                 {offsetof(epc_dispatch_out_t, row_stride), 0}};
 /* 0.2's layout of the combine args ended before the scalar channel. */
 static const epc_params_layouts_t combine_layouts = {
     "EPC_COMBINE_ARGS_INIT",
@@ -305,5 +308,55 @@ epc_status_t epc_coll_stats(const epc_ctx_t *ctx, epc_coll_stats_t *stats)
         epc_out_store(stats, &ctx->cstats);
         epc_ctx_unlock((epc_ctx_t *)ctx);
     }
+    return st;
+}
+
+/* The checks epc_fp8_quantize and _dequantize share (fn names them; xy
+ * is x or y, named xy_name). */
+static epc_status_t check_fp8(const char *fn, const char *xy_name, const void *xy, const void *q,
+                              const void *scales, int rows, int hidden, epc_dtype_t dtype,
+                              size_t q_stride, size_t s_stride)
+{
+    size_t nb = hidden > 0 ? (size_t)hidden / EPC_FP8_BLOCK : 0;
+    if (rows < 0)
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: rows = %d < 0", fn, rows);
+    if (hidden <= 0 || hidden % EPC_FP8_BLOCK != 0)
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: hidden = %d is not a positive multiple of %d",
+                         fn, hidden, EPC_FP8_BLOCK);
+    if (dtype < EPC_DTYPE_DEFAULT || dtype > EPC_DTYPE_FP32)
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: dtype = %d is not an epc_dtype_t", fn,
+                         (int)dtype);
+    if (rows > 0 && (xy == NULL || q == NULL || scales == NULL))
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: %s is NULL with %d rows", fn,
+                         xy == NULL  ? xy_name
+                         : q == NULL ? "q"
+                                     : "scales",
+                         rows);
+    if (q_stride < (size_t)hidden)
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: q_stride = %zu < hidden = %d", fn, q_stride,
+                         hidden);
+    if (s_stride < nb * sizeof(float))
+        return epc_error(EPC_ERR_INVALID_ARG, "%s: s_stride = %zu < %zu (hidden / %d floats)", fn,
+                         s_stride, nb * sizeof(float), EPC_FP8_BLOCK);
+    return EPC_OK;
+}
+
+epc_status_t epc_fp8_quantize(const void *x, epc_dtype_t dtype, int rows, int hidden, int ue8m0,
+                              uint8_t *q, size_t q_stride, float *scales, size_t s_stride)
+{
+    epc_status_t st =
+        check_fp8("epc_fp8_quantize", "x", x, q, scales, rows, hidden, dtype, q_stride, s_stride);
+    if (st == EPC_OK)
+        coll_fp8_quantize(x, dtype, rows, hidden, ue8m0 != 0, q, q_stride, scales, s_stride);
+    return st;
+}
+
+epc_status_t epc_fp8_dequantize(const uint8_t *q, size_t q_stride, const float *scales,
+                                size_t s_stride, int rows, int hidden, epc_dtype_t dtype, void *y)
+{
+    epc_status_t st =
+        check_fp8("epc_fp8_dequantize", "y", y, q, scales, rows, hidden, dtype, q_stride, s_stride);
+    if (st == EPC_OK)
+        coll_fp8_dequantize(q, q_stride, scales, s_stride, rows, hidden, dtype, y);
     return st;
 }

@@ -36,6 +36,8 @@ struct epc_handle {
     uint64_t lane_seq; /* that lane's dispatch count then (later: stale) */
     epc_algo_t algo;
     int T, k, align;
+    int fp8;           /* rows travel and arrive as the FP8 payload */
+    size_t row_bytes;  /* a dispatched row: the context's dtype, or FP8's */
     uint64_t idx_hash; /* of topk_idx, for cached reuse */
     int32_t *idx;      /* [T x k] copy */
     float *w;          /* [T x k] (1 when NULL was given) */
@@ -136,6 +138,20 @@ void coll_scale_f32(float *acc, const float *row, float w, int n);
 void coll_axpy_f32(float *acc, const float *row, float w, int n);
 void coll_add_row(float *acc, const float *src, int n);
 void coll_to_bf16(uint16_t *dst, const float *src, int n);
+
+/* The FP8 payload (fp8.c; the public epc_fp8_quantize/_dequantize without
+ * their checks): e4m3 with an fp32 scale per EPC_FP8_BLOCK elements.  On
+ * the wire and in the receive buffers a row is its hidden bytes, then its
+ * hidden / EPC_FP8_BLOCK scales. */
+#define EPC_FP8_BLOCK 128
+static inline size_t coll_fp8_row_bytes(int hidden)
+{
+    return (size_t)hidden + (size_t)hidden / EPC_FP8_BLOCK * sizeof(float);
+}
+void coll_fp8_quantize(const void *x, epc_dtype_t dtype, int rows, int hidden, int ue8m0,
+                       uint8_t *q, size_t q_stride, float *scales, size_t s_stride);
+void coll_fp8_dequantize(const uint8_t *q, size_t q_stride, const float *scales, size_t s_stride,
+                         int rows, int hidden, epc_dtype_t dtype, void *y);
 
 /* Counts bytes this rank sent to peer in b (inter or intra by node) and,
  * when link is 1, in the context's per-link-class counters (the transport

@@ -25,6 +25,7 @@ enum {
     EPC_SCRATCH_EXPERT,  /* epc_combine_buffer */
     EPC_SCRATCH_SEND,    /* flat: send records */
     EPC_SCRATCH_RECV,    /* flat: received records */
+    EPC_SCRATCH_PAYLOAD, /* dispatch: this rank's rows as the FP8 payload */
     EPC_SCRATCH_COUNT
 };
 

@@ -93,10 +93,10 @@ static epc_status_t counts(epc_ctx_t *ctx, const epc_handle_t *h, flat_t *x)
 }
 
 /* One record per (token, destination rank), at the rank's didx. */
-static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, char *sbuf,
-                 const int *sdsp, size_t unit, epc_coll_bytes_t *acct)
+static void pack(epc_ctx_t *ctx, const char *src, epc_handle_t *h, char *sbuf, const int *sdsp,
+                 size_t unit, epc_coll_bytes_t *acct)
 {
-    size_t rb = coll_row_bytes(ctx), hdr = sizeof(coll_rec_t);
+    size_t rb = h->row_bytes, hdr = sizeof(coll_rec_t);
     for (int t = 0; t < h->T; t++)
         for (int j = 0; j < h->k; j++) {
             size_t i = (size_t)t * h->k + j;
@@ -116,7 +116,7 @@ static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, 
                 int mine = h->idx[iq] >= 0 && h->idx[iq] / h->epr == r;
                 sl[q] = (coll_slot_t){mine ? h->idx[iq] : -1, h->eidx[iq], h->didx[iq], h->w[iq]};
             }
-            memcpy(u + hdr + (size_t)h->k * sizeof *sl, (const char *)a->x + (size_t)t * rb, rb);
+            memcpy(u + hdr + (size_t)h->k * sizeof *sl, src + (size_t)t * rb, rb);
             coll_account(ctx, acct, r, rb, hdr + h->k * sizeof *sl, 0);
         }
 }
@@ -126,7 +126,7 @@ static void pack(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_handle_t *h, 
 static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, const int *rcnt,
                            const int *rdsp, size_t unit)
 {
-    size_t rb = coll_row_bytes(ctx), hdr = sizeof(coll_rec_t);
+    size_t rb = h->row_bytes, hdr = sizeof(coll_rec_t);
     int me = ctx->comm.rank, pb = 0;
     for (int s = 0; s < h->R; pb += rcnt[s], s++)
         for (int i = 0; i < rcnt[s]; i++) {
@@ -154,7 +154,7 @@ static epc_status_t step_unpack(epc_request_t *r)
 {
     flat_t *x = r->algo;
     epc_handle_t *h = r->h;
-    size_t rb = coll_row_bytes(r->ctx);
+    size_t rb = h->row_bytes;
     char *out;
     int n = h->num_rows[r->ctx->comm.rank];
     epc_status_t st = test_alltoallv(r, x, "flat dispatch");
@@ -181,7 +181,7 @@ epc_status_t coll_flat_dispatch_begin(epc_request_t *r)
     epc_fault_here("dispatch"); /* test hook: after the counts, before rows */
     if (st != EPC_OK)
         return st;
-    x->unit = coll_unit(coll_row_bytes(ctx), h->k);
+    x->unit = coll_unit(h->row_bytes, h->k);
     st = coll_req_scratch(r, EPC_SCRATCH_SEND,
                           (x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &x->sbuf);
     if (st == EPC_OK)
@@ -189,7 +189,7 @@ epc_status_t coll_flat_dispatch_begin(epc_request_t *r)
                               (x->rdsp[h->R - 1] + x->rcnt[h->R - 1]) * x->unit + 1, &x->rbuf);
     if (st != EPC_OK)
         return st;
-    pack(ctx, &r->args, h, x->sbuf, x->sdsp, x->unit, &r->bytes);
+    pack(ctx, r->src, h, x->sbuf, x->sdsp, x->unit, &r->bytes);
     r->step = step_unpack;
     return post_alltoallv(r, x, x->sbuf, x->scnt, x->sdsp, x->rbuf, x->rcnt, x->rdsp);
 }

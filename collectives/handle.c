@@ -21,6 +21,8 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
     h->T = a ? a->num_tokens : 0;
     h->k = a ? a->topk : 0;
     h->align = a && a->expert_alignment > 1 ? a->expert_alignment : 1;
+    h->fp8 = a && a->payload != EPC_PAYLOAD_NATIVE;
+    h->row_bytes = h->fp8 ? coll_fp8_row_bytes(ctx->hidden) : coll_row_bytes(ctx);
     h->E = ctx->num_experts;
     h->R = ctx->comm.nranks;
     h->N = ctx->comm.topo->nnodes;

@@ -172,7 +172,7 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
                              g->hidden);
             }
         }
-        coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * g->row_bytes);
+        coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(r->ctx));
     }
     free(taken);
     return EPC_OK;

@@ -117,8 +117,7 @@ static void pack_range(epc_request_t *r, int n, size_t lo, size_t hi, char *out)
         hier_slots_for_node(g, t, n, sl);
         ((coll_rec_t *)(void *)u)->token = t;
         memcpy(u + sizeof(coll_rec_t), sl, g->h->k * sizeof *sl);
-        memcpy(u + g->record_header, (const char *)r->args.x + (size_t)t * g->row_bytes,
-               g->row_bytes);
+        memcpy(u + g->record_header, r->src + (size_t)t * g->row_bytes, g->row_bytes);
         coll_account(r->ctx, &r->bytes, hier_rank_at(g, n, g->my_local), g->row_bytes,
                      g->record_header, 0);
     }
@@ -219,8 +218,7 @@ static epc_status_t step_local(epc_request_t *r)
     for (int i = 0; st == EPC_OK && i < coll_tpn(r->h, g->rank)[g->my_node]; i++) {
         int done, t = mine[i];
         hier_slots_for_node(g, t, g->my_node, sl);
-        st = place_record(r, r->ctx->comm.rank, t, sl,
-                          (const char *)r->args.x + (size_t)t * g->row_bytes);
+        st = place_record(r, r->ctx->comm.rank, t, sl, r->src + (size_t)t * g->row_bytes);
         if (st == EPC_OK && i % 16 == 0 && x->posted > 0)
             st = epc_lane_net_test(r->lane, x->chunk_req[0], &done);
     }

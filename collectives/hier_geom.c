@@ -20,7 +20,7 @@ hier_geom_t hier_geom_of(const epc_ctx_t *ctx, const epc_handle_t *h)
                      ctx->comm.lrank,
                      h->L,
                      ctx->hidden,
-                     coll_row_bytes(ctx),
+                     h->row_bytes,
                      0,
                      0,
                      ctx->comm.chunk_bytes};

@@ -28,7 +28,7 @@ typedef struct hier_geom {
     int rank, my_node, my_local; /* this rank */
     int ranks_per_node;          /* L (uniform) */
     int hidden;                  /* H */
-    size_t row_bytes;            /* a row in the context's dtype */
+    size_t row_bytes;            /* a dispatched row (h->row_bytes) */
     size_t record_header;        /* a wire record's header and k slots */
     size_t record_bytes;         /* a whole wire record, 8-aligned */
     size_t chunk_bytes;          /* EPC_CHUNK_KB */

@@ -13,13 +13,26 @@
 #include "request.h"
 #include "router.h"
 
-enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_INTS };
+enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_FP8, HDR_INTS };
 #define REASON_INTS (EPC_REASON_LEN / 4)
 
 #define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: " __VA_ARGS__)
 
 /* Local checks of the arguments (loaded by the start: of a known size);
  * raises the first problem. */
+static epc_status_t validate_payload(epc_ctx_t *ctx, const epc_dispatch_args_t *a)
+{
+    if (a->payload < EPC_PAYLOAD_NATIVE || a->payload > EPC_PAYLOAD_FP8_GIVEN)
+        return BADARG("args->payload = %d is not an epc_payload_t", (int)a->payload);
+    if (a->payload != EPC_PAYLOAD_NATIVE && ctx->hidden % EPC_FP8_BLOCK != 0)
+        return BADARG("args->payload FP8 needs the context's hidden (%d) to be a multiple of %d",
+                      ctx->hidden, EPC_FP8_BLOCK);
+    if (a->payload == EPC_PAYLOAD_FP8_GIVEN && a->num_tokens > 0 && a->x_scales == NULL)
+        return BADARG("args->x_scales is NULL with %d tokens and EPC_PAYLOAD_FP8_GIVEN",
+                      a->num_tokens);
+    return EPC_OK;
+}
+
 static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo)
 {
     epc_status_t st;
@@ -38,6 +51,8 @@ static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
                       a->num_tokens);
     if (a->expert_alignment < 0 || a->expert_alignment > 65536)
         return BADARG("args->expert_alignment = %d, must be in [0, 65536]", a->expert_alignment);
+    if ((st = validate_payload(ctx, a)) != EPC_OK)
+        return st;
     if (algo == EPC_ALGO_HIER && ctx->comm.topo->uniform_rpn == 0)
         return epc_error_obj(&ctx->hdr, EPC_ERR_UNSUPPORTED,
                              "epc_dispatch: algo hier needs nodes of equal size (these differ); "
@@ -138,12 +153,12 @@ static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *re
     for (int s = 0; s < ctx->comm.nranks; s++) {
         const int *hdr = rec + (size_t)s * rec_ints;
         if (hdr[HDR_K] != me[HDR_K] || hdr[HDR_ALIGN] != me[HDR_ALIGN] ||
-            hdr[HDR_ALGO] != me[HDR_ALGO])
+            hdr[HDR_ALGO] != me[HDR_ALGO] || hdr[HDR_FP8] != me[HDR_FP8])
             return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
-                                 "epc_dispatch: rank %d passed topk/expert_alignment/algo "
-                                 "%d/%d/%d, this rank %d/%d/%d",
-                                 s, hdr[HDR_K], hdr[HDR_ALIGN], hdr[HDR_ALGO], me[HDR_K],
-                                 me[HDR_ALIGN], me[HDR_ALGO]);
+                                 "epc_dispatch: rank %d passed topk/expert_alignment/algo/fp8 "
+                                 "payload %d/%d/%d/%d, this rank %d/%d/%d/%d",
+                                 s, hdr[HDR_K], hdr[HDR_ALIGN], hdr[HDR_ALGO], hdr[HDR_FP8],
+                                 me[HDR_K], me[HDR_ALIGN], me[HDR_ALGO], me[HDR_FP8]);
     }
     for (int s = 0; s < ctx->comm.nranks; s++) {
         epc_status_t st = check_counts(ctx, h, rec, s, rec_ints);
@@ -189,8 +204,38 @@ static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
 }
 
 /* The step after the counts: the algorithm's schedule. */
+/* The rows this rank sends: x itself, or its FP8 payload in the lane's
+ * scratch, cast once per token here (or x and x_scales packed). */
+static epc_status_t source_rows(epc_request_t *r)
+{
+    const epc_dispatch_args_t *a = &r->args;
+    const epc_handle_t *h = r->h;
+    size_t rb = h->row_bytes, H = (size_t)r->ctx->hidden, sb = rb - H;
+    char *buf;
+    epc_status_t st;
+    r->src = a->x;
+    if (!h->fp8 || h->T == 0)
+        return EPC_OK;
+    if ((st = coll_req_scratch(r, EPC_SCRATCH_PAYLOAD, (size_t)h->T * rb, &buf)) != EPC_OK)
+        return st;
+    if (a->payload == EPC_PAYLOAD_FP8_GIVEN) {
+        for (size_t t = 0; t < (size_t)h->T; t++) {
+            memcpy(buf + t * rb, (const char *)a->x + t * H, H);
+            memcpy(buf + t * rb + H, a->x_scales + t * (sb / sizeof(float)), sb);
+        }
+    } else {
+        coll_fp8_quantize(a->x, r->ctx->dtype, h->T, (int)H, a->payload == EPC_PAYLOAD_FP8_UE8M0,
+                          (uint8_t *)buf, rb, (float *)(void *)(buf + H), rb);
+    }
+    r->src = buf;
+    return EPC_OK;
+}
+
 static epc_status_t to_algorithm(epc_request_t *r)
 {
+    epc_status_t st = source_rows(r);
+    if (st != EPC_OK)
+        return st;
     if (r->cached) /* its rows are being rewritten: no combine until it completes */
         r->h->lane = -1;
     r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_dispatch_begin : coll_flat_dispatch_begin;
@@ -208,6 +253,7 @@ static void fill_record(epc_request_t *r, epc_status_t st, int per)
     mine[HDR_K] = st == EPC_OK ? a->topk : 0;
     mine[HDR_ALIGN] = st == EPC_OK ? r->h->align : 0;
     mine[HDR_ALGO] = r->h != NULL ? (int)r->h->algo : 0;
+    mine[HDR_FP8] = r->h != NULL ? r->h->fp8 : 0;
     if (st != EPC_OK)
         snprintf((char *)(mine + HDR_INTS + per), EPC_REASON_LEN, "%s", epc_last_error(NULL));
     if (st == EPC_OK && epc_fault_here("counts")) /* test hook */
@@ -299,6 +345,9 @@ static epc_status_t replan_post(epc_request_t *r)
         st = BADARG("the handle was made for other topk_idx (or T, k): pass *handle = NULL");
     if (st == EPC_OK && (a->expert_alignment > 1 ? a->expert_alignment : 1) != h->align)
         st = BADARG("args->expert_alignment differs from the handle's (%d)", h->align);
+    if (st == EPC_OK && (a->payload != EPC_PAYLOAD_NATIVE) != h->fp8)
+        st = BADARG("args->payload is %sFP8, the handle's was %sFP8", h->fp8 ? "not " : "",
+                    h->fp8 ? "" : "not ");
     if ((st = epc_lane_agree_post(coll_req_lane(r), st, &r->agree)) != EPC_OK)
         return st;
     r->step = step_replan_agree;

@@ -96,6 +96,9 @@ static void fill_out(const epc_ctx_t *ctx, const epc_handle_t *h, epc_dispatch_o
     all.src_token = h->meta.src_token;
     all.local_expert = h->meta.local_expert;
     all.weight = h->meta.weight;
+    all.row_stride = h->row_bytes;
+    all.scales =
+        h->fp8 && h->rows != NULL ? (const float *)(const void *)(h->rows + ctx->hidden) : NULL;
     epc_out_store(out, &all); /* the fields of the caller's layout (checked at the start) */
 }
 

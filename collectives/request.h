@@ -42,7 +42,8 @@ struct epc_request {
     epc_dispatch_out_t *out;
     epc_handle_t **handle_p;
     epc_handle_t *h;
-    int cached; /* *handle_p was given (no count exchange) */
+    int cached;      /* *handle_p was given (no count exchange) */
+    const char *src; /* the rows sent, h->row_bytes each: args.x or its FP8 payload */
     /* combine */
     epc_combine_args_t cargs;
     coll_step_t after;            /* run once the algorithm's steps end (the scalar channel) */

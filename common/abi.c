@@ -34,11 +34,11 @@ static const epc_abi_field_t table[] = {
 #undef T
 #define T epc_dispatch_args_t
     STRUCT, F(size), F(x), F(num_tokens), F(topk), F(topk_idx), F(topk_weights),
-    F(expert_alignment), F(algo),
+    F(expert_alignment), F(algo), F(payload), F(x_scales),
 #undef T
 #define T epc_dispatch_out_t
     STRUCT, F(size), F(rows), F(num_rows), F(num_local_experts), F(expert_begin), F(expert_count),
-    F(src_rank), F(src_token), F(local_expert), F(weight),
+    F(src_rank), F(src_token), F(local_expert), F(weight), F(row_stride), F(scales),
 #undef T
 #define T epc_combine_args_t
     STRUCT, F(size), F(expert_out), F(y), F(unweighted), F(scalar_channel), F(row_scalars),

@@ -273,6 +273,16 @@ EPC_EXPORT epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *sta
 /** What a dispatch leaves for its combine (layout, counts); reusable. */
 typedef struct epc_handle epc_handle_t;
 
+/** What a dispatch moves (docs/FP8.md).  FP8: e4m3 with one fp32 scale
+ * per 128 elements of a row (x ~= q x scale; hidden a multiple of 128),
+ * quantised once per token at its source. */
+typedef enum epc_payload {
+    EPC_PAYLOAD_NATIVE = 0,    /* rows in the context's dtype */
+    EPC_PAYLOAD_FP8 = 1,       /* x in the context's dtype, cast by dispatch */
+    EPC_PAYLOAD_FP8_UE8M0 = 2, /* the same, scales rounded up to powers of 2 */
+    EPC_PAYLOAD_FP8_GIVEN = 3  /* x already e4m3, with args->x_scales */
+} epc_payload_t;
+
 typedef enum epc_algo {
     EPC_ALGO_DEFAULT = 0, /* EPC_ALGO, else hier */
     EPC_ALGO_HIER = 1,    /* one network copy per (token, node), forwarded in the node */
@@ -288,6 +298,11 @@ typedef struct epc_dispatch_args {
     const float *topk_weights; /* [T x k]; NULL: every weight 1 */
     int expert_alignment;      /* pad each expert's group to a multiple; 0 = 1 */
     epc_algo_t algo;           /* must be the same on every rank */
+    /* Added in 0.4 (0.3's layout ends at algo): the rows' wire format,
+     * the same on every rank (docs/FP8.md).  EPC_PAYLOAD_FP8_GIVEN: x is
+     * [T x hidden] e4m3 bytes and x_scales [T x hidden/128] their scales. */
+    epc_payload_t payload;
+    const float *x_scales;
 } epc_dispatch_args_t;
 
 #define EPC_DISPATCH_ARGS_INIT EPC_PARAMS_INIT_(epc_dispatch_args_t)
@@ -311,6 +326,11 @@ typedef struct epc_dispatch_out {
     const int32_t *src_token;    /* [num_rows] */
     const int32_t *local_expert; /* [num_rows] */
     const float *weight;         /* [num_rows] (0 for padding) */
+    /* Added in 0.4: row r starts at rows + r x row_stride bytes (hidden x
+     * the element size, or for FP8 hidden + hidden/32: its scales follow
+     * it, at scales + r x row_stride bytes; scales NULL otherwise). */
+    size_t row_stride;
+    const float *scales;
 } epc_dispatch_out_t;
 #define EPC_DISPATCH_OUT_INIT EPC_PARAMS_INIT_(epc_dispatch_out_t)
 
@@ -377,6 +397,26 @@ typedef struct epc_combine_args {
  */
 EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
                                     const epc_combine_args_t *args);
+
+/**
+ * FP8 dispatch's cast, for callers that quantise or dequantise themselves
+ * (docs/FP8.md).  Per row and 128-element block: amax = max |x| over the
+ * finite elements, at least 1e-4; scale = amax / 448 (ue8m0: the power of
+ * two at or above it); q = x / scale in e4m3, rounded to nearest even,
+ * saturated at +-448 (+-Inf too); NaN stays NaN (0x7f, signed).  Row r's
+ * q at q + r x q_stride bytes, its scales at scales + r x s_stride bytes.
+ * EPC_ERR_INVALID_ARG: rows < 0, hidden not a positive multiple of 128,
+ * an unknown dtype, a NULL pointer with rows, a stride below its row.
+ */
+EPC_EXPORT epc_status_t epc_fp8_quantize(const void *x, epc_dtype_t dtype, int rows, int hidden,
+                                         int ue8m0, uint8_t *q, size_t q_stride, float *scales,
+                                         size_t s_stride);
+
+/** y [rows x hidden] in dtype = q x scale (rounded to nearest even); the
+ * layout and errors of epc_fp8_quantize. */
+EPC_EXPORT epc_status_t epc_fp8_dequantize(const uint8_t *q, size_t q_stride, const float *scales,
+                                           size_t s_stride, int rows, int hidden, epc_dtype_t dtype,
+                                           void *y);
 
 /* --- Nonblocking dispatch and combine ------------------------------------ */
 

@@ -40,12 +40,12 @@ CtxStats = _struct("epc_ctx_stats_t", [
 DispatchArgs = _struct("epc_dispatch_args_t", [
     ("size", c_size_t), ("x", c_void_p), ("num_tokens", c_int), ("topk", c_int),
     ("topk_idx", c_void_p), ("topk_weights", c_void_p), ("expert_alignment", c_int),
-    ("algo", c_int)])
+    ("algo", c_int), ("payload", c_int), ("x_scales", c_void_p)])
 DispatchOut = _struct("epc_dispatch_out_t", [
     ("size", c_size_t), ("rows", c_void_p), ("num_rows", c_int), ("num_local_experts", c_int),
     ("expert_begin", P(c_int)), ("expert_count", P(c_int)), ("src_rank", P(ctypes.c_int32)),
     ("src_token", P(ctypes.c_int32)), ("local_expert", P(ctypes.c_int32)),
-    ("weight", P(c_float))])
+    ("weight", P(c_float)), ("row_stride", c_size_t), ("scales", c_void_p)])
 CombineArgs = _struct("epc_combine_args_t", [
     ("size", c_size_t), ("expert_out", c_void_p), ("y", c_void_p), ("unweighted", c_int),
     ("scalar_channel", c_int), ("row_scalars", c_void_p), ("topk_scalars", c_void_p)])
@@ -141,6 +141,10 @@ PROTOTYPES = {
     "epc_dispatch_start": (_S, [c_void_p, P(DispatchArgs), P(DispatchOut), P(c_void_p),
                                 P(c_void_p)]),
     "epc_combine_start": (_S, [c_void_p, c_void_p, P(CombineArgs), P(c_void_p)]),
+    "epc_fp8_quantize": (_S, [c_void_p, c_int, c_int, c_int, c_int, c_void_p, c_size_t,
+                              c_void_p, c_size_t]),
+    "epc_fp8_dequantize": (_S, [c_void_p, c_size_t, c_void_p, c_size_t, c_int, c_int, c_int,
+                                c_void_p]),
     "epc_test": (_S, [c_void_p, P(c_int)]),
     "epc_wait": (_S, [c_void_p]),
     "epc_request_free": (_S, [c_void_p]),

@@ -18,6 +18,9 @@ from .errors import check, error_for, EpcError, EpcInvalidArgument
 _TRANSPORTS = {None: 0, "mpi": 1, "ofi": 2, "auto": 3}
 _PROGRESS = {None: 0, "caller": 1, "thread": 2}
 _ALGOS = {None: 0, "hier": 1, "flat": 2}
+_PAYLOADS = {None: 0, "native": 0, "fp8": 1, "fp8_ue8m0": 2}
+_FP8_GIVEN = 3
+FP8_BLOCK = 128
 _LOG = {None: 0, "off": 1, "error": 2, "warn": 3, "info": 4, "debug": 5}
 
 RecvInfo = collections.namedtuple(
@@ -231,9 +234,20 @@ class Context:
 
     # --- dispatch -----------------------------------------------------------
 
+    def _fp8_given(self, x, T):
+        """(q, scales) as the library reads them, or EpcInvalidArgument."""
+        if len(x) != 2:
+            raise EpcInvalidArgument("x as a tuple must be (q, scales)")
+        if self.hidden % FP8_BLOCK:
+            raise EpcInvalidArgument("FP8 needs hidden (%d) a multiple of %d"
+                                     % (self.hidden, FP8_BLOCK))
+        return (_check_rows(x[0], "x[0] (e4m3 bits)", T, self.hidden, torch.uint8),
+                _check_rows(x[1], "x[1] (scales)", T, self.hidden // FP8_BLOCK, torch.float32))
+
     def _dispatch_inputs(self, x, topk_idx, topk_weights, handle):
-        """(x, idx32, weights, T, k, error): the tensors the library reads,
-        or the first bad argument's error (then reported to the peers too)."""
+        """(x, idx32, weights, T, k, error): the tensors the library reads
+        (x a (q, scales) pair when given so), or the first bad argument's
+        error (then reported to the peers too)."""
         try:
             if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2:
                 raise EpcInvalidArgument("topk_idx must be a 2-D tensor [T, k]")
@@ -246,7 +260,10 @@ class Context:
                 raise EpcInvalidArgument("topk_idx[%d][%d] = %d is outside [-1, %d)" % (
                     bad[0], bad[1], int(topk_idx[bad[0], bad[1]]), self.num_experts))
             idx = topk_idx.to(torch.int32).contiguous()
-            _check_rows(x, "x", T, self.hidden, self.dtype)
+            if isinstance(x, tuple):
+                x = self._fp8_given(x, T)
+            else:
+                x = _check_rows(x, "x", T, self.hidden, self.dtype)
             w = None
             if topk_weights is not None:
                 if not isinstance(topk_weights, torch.Tensor) or \
@@ -256,17 +273,19 @@ class Context:
             if handle is not None and (not isinstance(handle, Handle) or handle.ctx is not self
                                        or handle._ptr is None):
                 raise EpcInvalidArgument("handle is not a live Handle of this context")
-            return x.detach().contiguous(), idx, w, T, k, None
+            return x, idx, w, T, k, None
         except EpcInvalidArgument as e:
             return None, None, None, -1, 1, e
 
     def dispatch(self, x, topk_idx, topk_weights=None, handle=None, expert_alignment=1,
-                 algo=None, async_op=False, copy=False):
+                 algo=None, async_op=False, copy=False, payload=None):
         """Sends each token to the ranks that own its experts (collective).
 
         Args:
             x: [T, hidden] tensor of the context's dtype (CPU); T may differ
-                per rank and be 0.
+                per rank and be 0.  Or, already in FP8, a tuple (q, scales):
+                q uint8 [T, hidden] of e4m3 bits, scales float32
+                [T, hidden/128] (as epcomm.fp8_quantize gives).
             topk_idx: [T, k] int32 or int64 expert ids, -1 for an empty slot.
             topk_weights: [T, k] float weights (None: every weight 1).
             handle: a Handle of an earlier dispatch with the same topk_idx to
@@ -277,6 +296,10 @@ class Context:
             copy (bool): recv_x as a tensor of its own instead of a view of
                 the library's buffers (ReceivedTensor, valid until the
                 second dispatch after this one).
+            payload: None (the context's dtype), "fp8" or "fp8_ue8m0": x is
+                cast once per token at its source to e4m3 with a float32
+                scale per 128 elements (UE8M0: powers of two); implied by a
+                (q, scales) x.  The same kind (native or FP8) on every rank.
 
         Returns:
             (recv_x, recv_topk_weights, recv_src_info, num_recv_tokens_per_expert_list,
@@ -285,16 +308,28 @@ class Context:
             group padded to the alignment with zero rows; recv_topk_weights
             float32 [num_rows] (0 on padding); recv_src_info a RecvInfo;
             the list holds each local expert's group size (padding
-            included); handle the Handle for combine.
+            included); handle the Handle for combine.  With an FP8 payload
+            recv_x is a pair (q, scales): q uint8 [num_rows, hidden] of e4m3
+            bits and scales float32 [num_rows, hidden/128], views whose rows
+            are hidden + hidden/32 bytes apart in the library's buffer
+            (contiguous copies with copy=True); epcomm.fp8_dequantize turns
+            them into the context's dtype for an expert that wants it.
 
         Raises EpcInvalidArgument / EpcCapacity (this rank's input, named),
         EpcPeerFailed (another rank's, naming it), EpcMismatch, EpcTimeout, ...
         """
         ptr = self._live("dispatch")
+        code = _choice(_PAYLOADS, payload, "payload")
+        if isinstance(x, tuple) and code == _PAYLOADS["fp8_ue8m0"]:
+            raise EpcInvalidArgument("payload = 'fp8_ue8m0' casts x: pass x, not (q, scales)")
         x_c, idx, w, T, k, local_error = self._dispatch_inputs(x, topk_idx, topk_weights, handle)
+        scales = None
+        if isinstance(x_c, tuple):
+            (x_c, scales), code = x_c, _FP8_GIVEN
         args = new(DispatchArgs, x=pointer(x_c), num_tokens=T, topk=k, topk_idx=pointer(idx),
                    topk_weights=pointer(w), expert_alignment=expert_alignment,
-                   algo=_choice(_ALGOS, algo, "algo") or self._algo)
+                   algo=_choice(_ALGOS, algo, "algo") or self._algo, payload=code,
+                   x_scales=pointer(scales))
         out = new(DispatchOut)
         hptr = ctypes.c_void_p(handle._ptr if handle is not None and local_error is None
                                else None)
@@ -309,22 +344,34 @@ class Context:
             if h is None:
                 h = Handle(self, hptr.value, idx, out.num_rows, algo, expert_alignment)
             h.num_rows = out.num_rows
-            return self._received(out, h, seq, copy)
+            return self._received(out, h, seq, copy, code != 0)
 
-        r = Request(self, req.value, finish, (x_c, idx, w, args, out, hptr), local_error)
+        r = Request(self, req.value, finish, (x_c, scales, idx, w, args, out, hptr), local_error)
         return r if async_op else r.wait()
 
-    def _received(self, out, handle, seq, copy):
-        n, L, H = out.num_rows, out.num_local_experts, self.hidden
-        rows = from_address(out.rows, n * H, self.dtype).view(n, H)
-        if copy:
-            recv_x = rows.clone()
-        elif n > 0:
-            guard = Guard(self, seq, out.rows, rows.numel() * rows.element_size(),
-                          "recv_x")
-            recv_x = ReceivedTensor.wrap(rows, guard)
+    def _received_rows(self, out, seq, copy, fp8):
+        """recv_x: the rows as a view of the library's buffer (guarded) or
+        a copy; for FP8 the pair (q, scales) of strided views."""
+        n, H, stride = out.num_rows, self.hidden, out.row_stride
+        if fp8:
+            raw = from_address(out.rows, n * stride, torch.uint8)
+            views = [raw.as_strided((n, H), (stride, 1)) if n else raw.view(0, H)]
+            sc = from_address(out.scales, (n * stride - H) // 4 if n else 0, torch.float32)
+            views.append(sc.as_strided((n, H // FP8_BLOCK), (stride // 4, 1)) if n
+                         else sc.view(0, H // FP8_BLOCK))
+            names = ("recv_x[0]", "recv_x[1]")
         else:
-            recv_x = rows
+            views, names = [from_address(out.rows, n * H, self.dtype).view(n, H)], ("recv_x",)
+        if copy:
+            views = [v.clone() for v in views]
+        elif n > 0:
+            views = [ReceivedTensor.wrap(v, Guard(self, seq, out.rows, n * stride, name))
+                     for v, name in zip(views, names)]
+        return tuple(views) if fp8 else views[0]
+
+    def _received(self, out, handle, seq, copy, fp8):
+        n, L = out.num_rows, out.num_local_experts
+        recv_x = self._received_rows(out, seq, copy, fp8)
         begin = copy_array(out.expert_begin, L + 1, torch.int32).to(torch.int64)
         local = copy_array(out.local_expert, n, torch.int32)
         src_rank = copy_array(out.src_rank, n, torch.int32)

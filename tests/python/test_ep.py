@@ -382,6 +382,81 @@ def test_router_layout():
     say("router and dispatch layout: ok")
 
 
+def fp8_bound_ok(x, q, s):
+    """|x - q x s| <= max(|x| / 16, s x 2^-10) elementwise: half of e4m3's
+    relative step, or half a subnormal step (and bf16's own rounding)."""
+    y = epcomm.fp8_dequantize(q, s, torch.float32)
+    se = s.repeat_interleave(128, dim=1)
+    bound = torch.maximum(x.float().abs() / 16, se / 1024) * (1 + 2 ** -7) + 1e-30
+    return bool(((x.float() - y).abs() <= bound).all())
+
+
+def test_fp8(args):
+    """FP8 dispatch (cast, UE8M0, given) on a hidden-256 context: every
+    received row equals its source token's cast, within the format's bound
+    of it; views and copies agree; combine of the dequantised rows against
+    torch; a bad (q, scales) on one rank is named there and PeerFailed
+    elsewhere."""
+    Hf = 256
+    g = torch.Generator().manual_seed(91)
+    data = []
+    for r in range(SIZE):
+        T = tokens_of(r)
+        x = (torch.randn(T, Hf, generator=g) *
+             torch.logspace(-3, 3, Hf // 128).repeat_interleave(128)).to(torch.bfloat16)
+        idx = torch.stack([torch.randperm(E, generator=g)[:K] for _ in range(T)]) if T else \
+            torch.empty(0, K, dtype=torch.int64)
+        data.append((x, idx, torch.rand(T, K, generator=g)))
+    x, idx, w = data[RANK]
+    with epcomm.Context(comm, hidden=Hf, num_experts=E, dtype=torch.bfloat16, timeout_ms=60000,
+                        ranks_per_node=args.ranks_per_node, transport=args.transport) as ctx:
+        for payload in ("fp8", "fp8_ue8m0", "given"):
+            ue = payload == "fp8_ue8m0"
+            xin = epcomm.fp8_quantize(x) if payload == "given" else x
+            (q, s), rw, info, _, h = ctx.dispatch(xin, idx, w, payload=None if payload == "given"
+                                                  else payload)
+            if q.dtype != torch.uint8 or tuple(s.shape) != (q.shape[0], Hf // 128):
+                raise AssertionError("fp8 recv_x: %s %s" % (q.dtype, list(s.shape)))
+            for r in range(q.shape[0]):
+                src, tok = int(info.src_rank[r]), int(info.src_token[r])
+                if src < 0:
+                    continue
+                xs = data[src][0][tok:tok + 1]
+                wq, ws = epcomm.fp8_quantize(xs, ue8m0=ue)
+                if not (torch.equal(q[r], wq[0]) and torch.equal(s[r], ws[0])):
+                    raise AssertionError("%s: row %d differs from the cast of rank %d token %d"
+                                         % (payload, r, src, tok))
+            if q.shape[0] and not fp8_bound_ok(
+                    torch.cat([data[int(a)][0][int(b):int(b) + 1]
+                               for a, b in zip(info.src_rank, info.src_token)]), q, s):
+                raise AssertionError("%s: dequantised rows outside the e4m3 bound" % payload)
+            if payload == "fp8":
+                (qc, sc), _, _, _, h2 = ctx.dispatch(x, idx, w, payload="fp8", copy=True)
+                if not (qc.is_contiguous() and torch.equal(qc, q) and torch.equal(sc, s)):
+                    raise AssertionError("fp8 copies differ from the views")
+                deq = epcomm.fp8_dequantize(qc, sc)
+                y, _ = ctx.combine(deq, h2)
+                mine = epcomm.fp8_dequantize(*epcomm.fp8_quantize(x)).float()
+                ref = (w.unsqueeze(-1) * mine.unsqueeze(1)).sum(1) if x.shape[0] else y.float()
+                close(y.float(), ref, 3e-2, "combine of dequantised fp8 rows")
+                h2.destroy()
+            h.destroy()
+        q, s = epcomm.fp8_quantize(x)
+        bad = SIZE - 1
+        try:
+            ctx.dispatch((q.float() if RANK == bad else q, s), idx, w)
+            raise AssertionError("a float q was accepted")
+        except epcomm.EpcInvalidArgument as e:
+            if RANK != bad or "x[0]" not in str(e):
+                raise
+        except epcomm.EpcPeerFailed as e:
+            if RANK == bad or e.rank != bad:
+                raise
+        expect_error(lambda: ctx.dispatch(x, idx, w, payload="int4"), "payload", "payload int4")
+    expect_error(lambda: epcomm.fp8_quantize(torch.zeros(2, 100)), "hidden", "hidden 100")
+    say("fp8 dispatch: cast, ue8m0, given, bound, copies, combine, errors: ok")
+
+
 def test_abi_check():
     """A mirror that disagrees with the library is an ImportError naming it."""
     lib = _lib.lib
@@ -444,6 +519,7 @@ def main():
                  "views_and_handles", "bad_input", "async"):
         globals()["test_" + name](ep)
     test_router_layout()
+    test_fp8(args)
     test_abi_check()
     for c in ep.values():
         c.close()
