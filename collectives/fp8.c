@@ -30,22 +30,38 @@ static inline float float_of(uint32_t u)
     return f;
 }
 
+#if defined(EPC_HAVE_TARGET_CLONES) && !defined(EPC_NO_SIMD_CLONES)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
 /* v in e4m3, rounded to nearest even: NaN -> 0x7f (signed), anything at
- * or past 448 (Inf too) -> 448, below 2^-6 the subnormals' 2^-9 steps. */
+ * or past 448 (Inf too) -> 448, below 2^-6 the subnormals' 2^-9 steps.
+ * Every path is computed and one selected, without branches, so that the
+ * loops calling it vectorise. */
 static inline uint8_t to_e4m3(float v)
 {
-    uint32_t u = bits_of(v), a = u & 0x7fffffffu;
-    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
-    if (a > 0x7f800000u)
-        return sign | 0x7f;
-    if (a >= 0x43e00000u) /* 448 */
-        return sign | 0x7e;
-    if (a < 0x3c800000u) { /* 2^-6: v x 2^9 in [0, 8), rounded by the 2^23 trick */
-        float m = (float_of(a) * 512.0f + 8388608.0f) - 8388608.0f;
-        return sign | (uint8_t)m; /* 8 is the smallest normal's code: still right */
-    }
-    a += 0x7ffffu + ((a >> 20) & 1u); /* keep 3 mantissa bits, ties to even */
-    return sign | (uint8_t)((a >> 20) - ((127u - 7u) << 3));
+    int32_t u = (int32_t)bits_of(v), a = u & 0x7fffffff;
+    /* normal: keep 3 mantissa bits (ties to even), rebias 127 -> 7 */
+    int32_t norm = ((a + 0x7ffff + ((a >> 20) & 1)) >> 20) - ((127 - 7) << 3);
+    /* subnormal: a x 2^9 in [0, 8) rounded by the 2^23 trick (8 is the
+     * smallest normal's code: still right); a is zeroed above the range so
+     * that the conversion stays in range */
+    float f = float_of((uint32_t)(a < 0x3c800000 ? a : 0)) * 512.0f;
+    int32_t sub = (int32_t)((f + 8388608.0f) - 8388608.0f);
+    int32_t code = a < 0x3c800000 ? sub : norm;
+    code = a >= 0x43e00000 ? 0x7e : code; /* 448 */
+    code = a > 0x7f800000 ? 0x7f : code;  /* NaN */
+    return (uint8_t)(((u >> 24) & 0x80) | code);
+}
+
+/* |f| as integer bits (non-negative floats order as integers), 0 for NaN
+ * and Inf: the largest of a block is its finite amax. */
+static inline int32_t finite_abs_bits(uint32_t f)
+{
+    int32_t a = (int32_t)(f & 0x7fffffffu);
+    return a < 0x7f800000 ? a : 0;
 }
 
 static inline float from_e4m3(uint8_t c)
@@ -58,52 +74,76 @@ static inline float from_e4m3(uint8_t c)
     return float_of(sign | ((e + 120u) << 23) | (m << 20));
 }
 
-/* n elements of x (dtype) as fp32. */
-static void load_f32(float *dst, const void *x, epc_dtype_t dtype, int n)
+/* The block's scale, max |finite element| (at least AMAX_MIN) / 448, and
+ * the factor that quantises, 448 / that maximum (DeepEP's formula); for
+ * ue8m0 the power of two at or above the scale and its exact inverse. */
+static float block_scale(int32_t amax_bits, int ue8m0, float *inv)
 {
-    if (dtype == EPC_DTYPE_FP32) {
-        memcpy(dst, x, (size_t)n * sizeof *dst);
-    } else if (dtype == EPC_DTYPE_FP16) {
-        for (int i = 0; i < n; i++)
-            dst[i] = epc_f16_to_f32(((const uint16_t *)x)[i]);
-    } else {
-        for (int i = 0; i < n; i++)
-            dst[i] = float_of((uint32_t)((const uint16_t *)x)[i] << 16);
+    float amax = float_of((uint32_t)amax_bits), s;
+    amax = amax > AMAX_MIN ? amax : AMAX_MIN;
+    s = amax / E4M3_MAX;
+    *inv = E4M3_MAX / amax;
+    if (ue8m0) {
+        if ((bits_of(s) & 0x7fffffu) != 0)
+            s = float_of((bits_of(s) & 0x7f800000u) + 0x00800000u);
+        *inv = 1.0f / s;
+    }
+    return s;
+}
+
+/* One row of bf16 (the common case, read in place), or of fp32 values. */
+CLONES
+static void quantize_row_bf16(const uint16_t *x, int hidden, int ue8m0, uint8_t *q, float *sc)
+{
+    for (int b = 0; b < hidden / EPC_FP8_BLOCK; b++) {
+        const uint16_t *xb = x + (size_t)b * EPC_FP8_BLOCK;
+        int32_t amax = 0;
+        float inv;
+        for (int i = 0; i < EPC_FP8_BLOCK; i++) {
+            int32_t a = finite_abs_bits((uint32_t)xb[i] << 16);
+            amax = a > amax ? a : amax;
+        }
+        sc[b] = block_scale(amax, ue8m0, &inv);
+        for (int i = 0; i < EPC_FP8_BLOCK; i++)
+            q[b * EPC_FP8_BLOCK + i] = to_e4m3(float_of((uint32_t)xb[i] << 16) * inv);
     }
 }
 
-/* The block's scale: max |finite element| (at least AMAX_MIN) / 448, or
- * for ue8m0 the power of two at or above that. */
-static float block_scale(const float *v, int n, int ue8m0)
+CLONES
+static void quantize_row_f32(const float *x, int hidden, int ue8m0, uint8_t *q, float *sc)
 {
-    float amax = AMAX_MIN, s;
-    for (int i = 0; i < n; i++) {
-        float a = v[i] < 0 ? -v[i] : v[i];
-        if (a <= 3.4028235e38f && a > amax) /* NaN and Inf fail the first test */
-            amax = a;
+    for (int b = 0; b < hidden / EPC_FP8_BLOCK; b++) {
+        const float *xb = x + (size_t)b * EPC_FP8_BLOCK;
+        int32_t amax = 0;
+        float inv;
+        for (int i = 0; i < EPC_FP8_BLOCK; i++) {
+            int32_t a = finite_abs_bits(bits_of(xb[i]));
+            amax = a > amax ? a : amax;
+        }
+        sc[b] = block_scale(amax, ue8m0, &inv);
+        for (int i = 0; i < EPC_FP8_BLOCK; i++)
+            q[b * EPC_FP8_BLOCK + i] = to_e4m3(xb[i] * inv);
     }
-    s = amax / E4M3_MAX;
-    if (ue8m0 && (bits_of(s) & 0x7fffffu) != 0)
-        s = float_of((bits_of(s) & 0x7f800000u) + 0x00800000u);
-    return s;
 }
 
 void coll_fp8_quantize(const void *x, epc_dtype_t dtype, int rows, int hidden, int ue8m0,
                        uint8_t *q, size_t q_stride, float *scales, size_t s_stride)
 {
-    size_t esize = dtype == EPC_DTYPE_FP32 ? 4 : 2;
-    float v[EPC_FP8_BLOCK];
     for (int r = 0; r < rows; r++) {
-        const char *xr = (const char *)x + (size_t)r * hidden * esize;
         uint8_t *qr = q + (size_t)r * q_stride;
         float *sr = (float *)(void *)((char *)scales + (size_t)r * s_stride);
-        for (int b = 0; b < hidden / EPC_FP8_BLOCK; b++) {
-            float s;
-            load_f32(v, xr + (size_t)b * EPC_FP8_BLOCK * esize, dtype, EPC_FP8_BLOCK);
-            s = block_scale(v, EPC_FP8_BLOCK, ue8m0);
-            for (int i = 0; i < EPC_FP8_BLOCK; i++)
-                qr[b * EPC_FP8_BLOCK + i] = to_e4m3(v[i] / s);
-            sr[b] = s;
+        if (dtype == EPC_DTYPE_FP32) {
+            quantize_row_f32((const float *)x + (size_t)r * hidden, hidden, ue8m0, qr, sr);
+        } else if (dtype == EPC_DTYPE_FP16) { /* block by block through fp32, exactly */
+            const uint16_t *xr = (const uint16_t *)x + (size_t)r * hidden;
+            float v[EPC_FP8_BLOCK];
+            for (int b = 0; b < hidden / EPC_FP8_BLOCK; b++) {
+                for (int i = 0; i < EPC_FP8_BLOCK; i++)
+                    v[i] = epc_f16_to_f32(xr[(size_t)b * EPC_FP8_BLOCK + i]);
+                quantize_row_f32(v, EPC_FP8_BLOCK, ue8m0, qr + (size_t)b * EPC_FP8_BLOCK, sr + b);
+            }
+        } else {
+            quantize_row_bf16((const uint16_t *)x + (size_t)r * hidden, hidden, ue8m0, qr, sr);
         }
     }
 }

@@ -12,7 +12,9 @@ static void usage(FILE *f)
         f, "usage: mpirun -np N epc_bench [options]\n"
            "  -t, --tokens N      tokens per rank (4096)     -H, --hidden N   (7168)\n"
            "  -e, --experts N     (256)                      -k, --topk N     (8)\n"
-           "  -m, --max-nodes M   node limit (min(4, nodes)) -d, --dtype bf16|fp16|fp32\n"
+           "  -m, --max-nodes M   node limit (min(4, nodes)) -d, --dtype bf16|fp16|fp32|fp8\n"
+           "                      (fp8: bf16 rows; each iteration also times an FP8\n"
+           "                      dispatch of them, rows disp_fp8)\n"
            "  -a, --algo LIST     hier,flat (both, compared in one run)\n"
            "  -o, --op LIST       dispatch,combine,p2p,route (dispatch,combine)\n"
            "  -n, --iters N (10)  -w, --warmup N (2)         -c, --check (verify every iteration)\n"
@@ -71,10 +73,11 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
         return *v == '\0' || *end != '\0' || n < 0 || n > (1L << 30) ? 1 : (*ip = (int)n, 0);
     }
     if (!strcmp(a, "-d") || !strcmp(a, "--dtype")) {
-        o->dtype = !strcmp(v, "bf16")   ? EPC_DTYPE_BF16
-                   : !strcmp(v, "fp16") ? EPC_DTYPE_FP16
-                   : !strcmp(v, "fp32") ? EPC_DTYPE_FP32
-                                        : EPC_DTYPE_DEFAULT;
+        o->fp8 = !strcmp(v, "fp8");
+        o->dtype = !strcmp(v, "bf16") || o->fp8 ? EPC_DTYPE_BF16
+                   : !strcmp(v, "fp16")         ? EPC_DTYPE_FP16
+                   : !strcmp(v, "fp32")         ? EPC_DTYPE_FP32
+                                                : EPC_DTYPE_DEFAULT;
         return o->dtype == EPC_DTYPE_DEFAULT;
     }
     if (!strcmp(a, "-a") || !strcmp(a, "--algo"))
@@ -103,8 +106,8 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
     *o = (bench_opts_t){
-        4096,           7168, 256, 8, -1,   10,   2,    0,   0, 3, OP_DISPATCH | OP_COMBINE,
-        EPC_DTYPE_BF16, 0.0,  0.0, 1, NULL, NULL, NULL, NULL};
+        4096,           7168, 256, 8,   -1, 10,   2,    0,    0,   3, OP_DISPATCH | OP_COMBINE,
+        EPC_DTYPE_BF16, 0,    0.0, 0.0, 1,  NULL, NULL, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;
@@ -125,6 +128,11 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             return 1;
         }
         i++;
+    }
+    if (o->fp8 && o->hidden % 128 != 0) {
+        if (rank == 0)
+            fprintf(stderr, "epc_bench: -d fp8 needs --hidden a multiple of 128\n");
+        return 1;
     }
     if (o->iters < 1 || o->tokens < 1 || o->hidden < 1) {
         if (rank == 0)

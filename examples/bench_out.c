@@ -17,9 +17,9 @@ void bench_header(const bench_t *b)
         return;
     printf("# epc_bench: %d ranks, %d nodes x %d ranks; transport %s%s%s (%s)\n", b->size, b->nodes,
            b->rpn, s.transport, s.provider[0] ? " " : "", s.provider, s.transport_reason);
-    printf("# hidden %d %s (%zu B/row), experts %d, top-%d, node limit %s%d, skew %g, seed %u\n",
-           b->o.hidden, dn[b->o.dtype], b->row_bytes, b->o.experts, b->o.topk, b->m ? "" : "none/",
-           b->m, b->o.skew, b->o.seed);
+    printf("# hidden %d %s%s (%zu B/row), experts %d, top-%d, node limit %s%d, skew %g, seed %u\n",
+           b->o.hidden, dn[b->o.dtype], b->o.fp8 ? " and its fp8 cast" : "", b->row_bytes,
+           b->o.experts, b->o.topk, b->m ? "" : "none/", b->m, b->o.skew, b->o.seed);
     printf("# at %d tokens/rank: distinct ranks/token %.2f, nodes/token %.2f; %d iterations "
            "after %d warm-up%s\n",
            b->o.tokens, rpt, npt, b->o.iters, b->o.warmup, b->o.check ? ", every one checked" : "");
@@ -156,6 +156,17 @@ static void print_ratio(const char *op, const bench_result_t *h, const bench_res
            op, tr, br, 100 * tr / br);
 }
 
+/* -d fp8: the FP8 dispatch's time against the bf16 one's, beside the
+ * ratio of their row bytes. */
+static void print_fp8(const bench_t *b, const bench_result_t *d, const bench_result_t *f8)
+{
+    if (d == NULL || f8 == NULL || d->t_avg <= 0)
+        return;
+    printf("# %s fp8/bf16 dispatch time: %.2fx (%.1f us vs %.1f us); row bytes %.3fx\n", d->algo,
+           f8->t_avg / d->t_avg, f8->t_avg * 1e6, d->t_avg * 1e6,
+           (b->o.hidden + b->o.hidden / 32.0) / (double)b->row_bytes);
+}
+
 int bench_summary(const bench_t *b)
 {
     const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
@@ -180,6 +191,8 @@ int bench_summary(const bench_t *b)
                (hd->t_avg + hc->t_avg) * 1e6, (fd->t_avg + fc->t_avg) * 1e6);
     print_ratio("dispatch", hd, fd);
     print_ratio("combine", hc, fc);
+    print_fp8(b, hd, find(b, "hier", "disp_fp8", b->o.tokens));
+    print_fp8(b, fd, find(b, "flat", "disp_fp8", b->o.tokens));
     if (hd) {
         printf("# hier dispatch moved %.2f GB/s of payload over all ranks = %.0f%% of the "
                "same-run aggregate memcpy rate (%.2f GB/s)\n",

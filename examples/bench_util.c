@@ -224,6 +224,31 @@ long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o)
     return wrong;
 }
 
+long bench_check_dispatch_fp8(const bench_t *b, const epc_dispatch_out_t *o)
+{
+    int H = b->o.hidden;
+    size_t sb = (size_t)H / 128 * sizeof(float);
+    char *src = malloc(b->row_bytes), *q = malloc((size_t)H + sb);
+    long wrong = 0;
+    if (src == NULL || q == NULL) {
+        free(src), free(q);
+        return -1;
+    }
+    for (int r = 0; r < o->num_rows; r++) {
+        const char *row = (const char *)o->rows + (size_t)r * o->row_stride;
+        if (o->src_rank[r] < 0)
+            continue;
+        for (int i = 0; i < H; i++)
+            put(b->o.dtype, src, i, xval(o->src_rank[r], o->src_token[r], i));
+        epc_fp8_quantize(src, b->o.dtype, 1, H, 0, (uint8_t *)q, (size_t)H,
+                         (float *)(void *)(q + H), sb);
+        for (size_t i = 0; i < (size_t)H + sb; i++)
+            wrong += row[i] != q[i];
+    }
+    free(src), free(q);
+    return wrong;
+}
+
 /* Identity experts: y = (sum of the token's weights) x, within rounding. */
 long bench_check_combine(const bench_t *b, int T)
 {

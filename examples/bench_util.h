@@ -12,6 +12,7 @@ typedef struct bench_opts {
     int algos; /* bit 0 hier, bit 1 flat */
     int ops;   /* OP_* bits */
     epc_dtype_t dtype;
+    int fp8; /* -d fp8: also an FP8 dispatch of the bf16 rows */
     double skew;
     double overlap_us; /* --overlap: compute loop length, 0: off, -1: auto */
     unsigned seed;
@@ -65,6 +66,8 @@ void bench_route_stats(const bench_t *b, int T, double *logical, double *inter_p
 double bench_model(const bench_t *b, int T, epc_algo_t algo);
 long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o);
 long bench_check_combine(const bench_t *b, int T);
+/* FP8 rows against the cast of their source rows. */
+long bench_check_dispatch_fp8(const bench_t *b, const epc_dispatch_out_t *o);
 void bench_progress(const bench_t *b, const char *what, int T);
 
 /* bench_p2p.c: the p2p rows (shm when pairs share a node, then the

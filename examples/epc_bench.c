@@ -15,7 +15,43 @@
 
 #include "bench_util.h"
 
-/* Times dispatch and combine of one algorithm at T tokens; adds the rows. */
+/* -d fp8: one FP8 dispatch of the same rows (a's), timed into *t, its rows
+ * checked into *wrong when asked; -1 when it failed (the job is ended). */
+static int time_fp8(bench_t *b, epc_dispatch_args_t a, int it, double *t, long *wrong)
+{
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
+    epc_handle_t *h = NULL;
+    double t0;
+    a.payload = EPC_PAYLOAD_FP8;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    if (epc_dispatch(b->ctx, &a, &o, &h) != EPC_OK)
+        return bench_fail(b, "fp8 dispatch"), -1;
+    if (it >= 0)
+        *t += MPI_Wtime() - t0;
+    if (b->o.check)
+        *wrong += bench_check_dispatch_fp8(b, &o);
+    epc_handle_destroy(h);
+    return 0;
+}
+
+/* The disp_fp8 row: bytes and bandwidths of the FP8 rows (hidden + hidden/32
+ * bytes each) instead of the bf16 ones the statistics count. */
+static void add_fp8_row(bench_t *b, const char *name, int T, double t, long wrong)
+{
+    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
+    bench_result_t *r;
+    double f = (b->o.hidden + b->o.hidden / 32.0) / (double)b->row_bytes;
+    epc_coll_stats(b->ctx, &cs);
+    r = bench_add(b, name, "disp_fp8", T, t / b->o.iters, &cs.last_dispatch, wrong, -1);
+    if (r != NULL)
+        r->bytes *= f, r->algbw *= f, r->busbw *= f;
+    bench_print_row(b, r);
+}
+
+/* Times dispatch and combine of one algorithm at T tokens (and, with
+ * -d fp8, the FP8 dispatch of the same rows in the same iterations); adds
+ * the rows. */
 static int run_algo(bench_t *b, epc_algo_t algo, int T)
 {
     const char *name = algo == EPC_ALGO_HIER ? "hier" : "flat";
@@ -23,8 +59,8 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
-    double td = 0, tc = 0, model = bench_model(b, T, algo);
-    long wd = 0, wc = 0;
+    double td = 0, tc = 0, tf = 0, model = bench_model(b, T, algo);
+    long wd = 0, wc = 0, wf = 0;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
     for (int it = -b->o.warmup; it < b->o.iters; it++) {
@@ -47,14 +83,18 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
         if (b->o.check)
             wc += bench_check_combine(b, T);
         epc_handle_destroy(h);
+        epc_coll_stats(b->ctx, &cs); /* before the FP8 dispatch replaces last_dispatch */
+        if (b->o.fp8 && time_fp8(b, a, it, &tf, &wf) != 0)
+            return 1;
     }
-    epc_coll_stats(b->ctx, &cs);
     if (b->o.ops & OP_DISPATCH)
         bench_print_row(
             b, bench_add(b, name, "dispatch", T, td / b->o.iters, &cs.last_dispatch, wd, model));
     if (b->o.ops & OP_COMBINE)
         bench_print_row(
             b, bench_add(b, name, "combine", T, tc / b->o.iters, &cs.last_combine, wc, model));
+    if (b->o.fp8)
+        add_fp8_row(b, name, T, tf, wf);
     return 0;
 }
 
