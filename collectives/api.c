@@ -22,11 +22,12 @@ static const epc_params_layouts_t dispatch_layouts = {"EPC_DISPATCH_ARGS_INIT",
 static const epc_params_layouts_t out_layouts = {"EPC_DISPATCH_OUT_INIT",
                                                  sizeof(epc_dispatch_out_t),
                                                  {offsetof(epc_dispatch_out_t, row_stride), 0}};
-/* 0.2's layout of the combine args ended before the scalar channel. */
+/* 0.2's layout of the combine args ended before the scalar channel, 0.3's
+ * before the wire. */
 static const epc_params_layouts_t combine_layouts = {
     "EPC_COMBINE_ARGS_INIT",
     sizeof(epc_combine_args_t),
-    {offsetof(epc_combine_args_t, scalar_channel), 0}};
+    {offsetof(epc_combine_args_t, scalar_channel), offsetof(epc_combine_args_t, wire), 0}};
 
 /* args->algo, else the context's (EPC_ALGO, read at its creation). */
 static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
@@ -127,6 +128,9 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
         return BADARG("epc_combine", "args->y is NULL");
     if (a->scalar_channel != 0 && a->scalar_channel != 1)
         return BADARG("epc_combine", "args->scalar_channel = %d (0 or 1)", a->scalar_channel);
+    if (a->wire != EPC_WIRE_FP32 && a->wire != EPC_WIRE_BF16)
+        return BADARG("epc_combine", "args->wire = %d (EPC_WIRE_FP32 or EPC_WIRE_BF16)",
+                      (int)a->wire);
     if (a->scalar_channel && ((a->row_scalars == NULL && h->num_rows[ctx->comm.rank] > 0) ||
                               (a->topk_scalars == NULL && h->T > 0)))
         return BADARG("epc_combine", "args->%s is NULL with scalar_channel 1",
@@ -137,20 +141,26 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
 /* Every rank's verdict on its combine arguments with its reason, in one
  * collective on the combine lane's communicator (posted at the start, so
  * in the same order on every rank, whatever handle each was given). */
-#define VERDICT_INTS (2 + EPC_REASON_LEN / 4) /* status, scalar_channel, reason */
+#define VERDICT_INTS (3 + EPC_REASON_LEN / 4) /* status, scalar_channel, wire, reason */
 
-/* Every rank's args->scalar_channel must be this rank's: EPC_ERR_MISMATCH
- * (on every rank, which all see the same verdicts) otherwise. */
-static epc_status_t scalar_channel_agreed(epc_request_t *r)
+/* Every rank's args->scalar_channel and wire must be this rank's:
+ * EPC_ERR_MISMATCH (on every rank, which all see the same verdicts)
+ * otherwise. */
+static epc_status_t options_agreed(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
     for (int s = 0; s < ctx->comm.nranks; s++) {
-        int theirs = r->rec_all[(size_t)s * VERDICT_INTS + 1];
-        if (theirs != r->cargs.scalar_channel)
+        const int *rec = r->rec_all + (size_t)s * VERDICT_INTS;
+        if (rec[1] != r->cargs.scalar_channel)
             return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
                                  "epc_combine: ranks disagree on args->scalar_channel (rank %d: "
                                  "%d, this rank: %d)",
-                                 s, theirs, r->cargs.scalar_channel);
+                                 s, rec[1], r->cargs.scalar_channel);
+        if (rec[2] != (int)r->cargs.wire)
+            return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
+                                 "epc_combine: ranks disagree on args->wire (rank %d: %d, this "
+                                 "rank: %d)",
+                                 s, rec[2], (int)r->cargs.wire);
     }
     return EPC_OK;
 }
@@ -177,11 +187,11 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
         char reason[EPC_REASON_LEN];
         if (rec[0] == EPC_OK)
             continue;
-        memcpy(reason, rec + 2, sizeof reason);
+        memcpy(reason, rec + 3, sizeof reason);
         reason[sizeof reason - 1] = '\0';
         return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_combine: rank %d: %s", s, reason);
     }
-    if ((st = scalar_channel_agreed(r)) != EPC_OK)
+    if ((st = options_agreed(r)) != EPC_OK)
         return st;
     epc_fault_here("combine"); /* test hook */
     r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_combine_begin : coll_flat_combine_begin;
@@ -198,10 +208,11 @@ static epc_status_t post_verdict(epc_request_t *r)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_combine: verdicts");
     r->rec_mine[0] = r->local;
     r->rec_mine[1] = r->local == EPC_OK ? r->cargs.scalar_channel : 0;
+    r->rec_mine[2] = r->local == EPC_OK ? (int)r->cargs.wire : 0;
     if (r->local != EPC_OK) {
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
         /* cut to the record (calloc'd: stays terminated) */
-        memcpy(r->rec_mine + 2, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
+        memcpy(r->rec_mine + 3, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
     }
     return epc_lane_allgather_post(coll_req_lane(r), r->rec_mine, VERDICT_INTS, r->rec_all,
                                    &r->xcoll, "MPI_Iallgather(verdicts)");

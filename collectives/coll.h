@@ -138,6 +138,7 @@ void coll_scale_f32(float *acc, const float *row, float w, int n);
 void coll_axpy_f32(float *acc, const float *row, float w, int n);
 void coll_add_row(float *acc, const float *src, int n);
 void coll_to_bf16(uint16_t *dst, const float *src, int n);
+void coll_add_row_bf16(float *acc, const float *src, int n);
 
 /* The FP8 payload (fp8.c; the public epc_fp8_quantize/_dequantize without
  * their checks): e4m3 with an fp32 scale per EPC_FP8_BLOCK elements.  On

@@ -195,21 +195,28 @@ epc_status_t coll_flat_dispatch_begin(epc_request_t *r)
 }
 
 /* y[t] = sum over nodes (ascending) of the sum over their ranks (local
- * order) of the partials received for t, in fp32. */
-static void finish(epc_ctx_t *ctx, epc_handle_t *h, const float *recv, const int *rdsp, void *y,
-                   float *acc, float *ns)
+ * order) of the partials received for t, in fp32.  BF16 wire: the
+ * partials arrive rounded, and each node's sum is rounded before it is
+ * added, as hier's forwarders round it: the same arithmetic. */
+static void finish(epc_ctx_t *ctx, epc_handle_t *h, int bf16, const char *recv, const int *rdsp,
+                   void *y, float *acc, float *ns)
 {
     int H = ctx->hidden, dest[256], didx[256];
-    size_t rb = coll_row_bytes(ctx);
+    size_t rb = coll_row_bytes(ctx), unit = (size_t)H * (bf16 ? 2 : 4);
     for (int t = 0; t < h->T; t++) {
         int n = coll_token_dests(ctx, h, t, dest, didx);
         memset(acc, 0, (size_t)H * sizeof *acc);
         for (int q = 0; q < n;) {
             int node = ctx->comm.topo->node_of[dest[q]];
             memset(ns, 0, (size_t)H * sizeof *ns);
-            for (; q < n && ctx->comm.topo->node_of[dest[q]] == node; q++)
-                coll_add_row(ns, recv + ((size_t)rdsp[dest[q]] + didx[q]) * H, H);
-            coll_add_row(acc, ns, H);
+            for (; q < n && ctx->comm.topo->node_of[dest[q]] == node; q++) {
+                const char *p = recv + ((size_t)rdsp[dest[q]] + didx[q]) * unit;
+                if (bf16)
+                    coll_axpy_bf16(ns, (const uint16_t *)(const void *)p, 1.0f, H);
+                else
+                    coll_add_row(ns, (const float *)(const void *)p, H);
+            }
+            (bf16 ? coll_add_row_bf16 : coll_add_row)(acc, ns, H);
         }
         coll_store_row(ctx, acc, (char *)y + (size_t)t * rb);
     }
@@ -223,7 +230,7 @@ static epc_status_t step_finish(epc_request_t *r)
     epc_status_t st = test_alltoallv(r, x, "flat combine");
     if (st != EPC_OK)
         return st;
-    finish(r->ctx, r->h, (const float *)(const void *)x->rbuf, x->sdsp, r->cargs.y, x->tmp,
+    finish(r->ctx, r->h, r->cargs.wire == EPC_WIRE_BF16, x->rbuf, x->sdsp, r->cargs.y, x->tmp,
            x->tmp + r->ctx->hidden);
     r->step = NULL;
     return EPC_OK;
@@ -240,16 +247,20 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
         x != NULL ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
     if (st != EPC_OK)
         return st;
-    x->unit = (size_t)ctx->hidden * sizeof(float);
-    x->tmp = malloc(2 * x->unit + 1);
+    x->unit = (size_t)ctx->hidden * (r->cargs.wire == EPC_WIRE_BF16 ? 2 : 4);
+    x->tmp = malloc(2 * (size_t)ctx->hidden * sizeof(float) + 1);
     x->slot = malloc(((size_t)P + 1) * sizeof *x->slot);
     if (x->tmp == NULL || x->slot == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
-    if ((st = coll_req_scratch(r, EPC_SCRATCH_PARTIAL, P * x->unit + 1, &pbuf)) != EPC_OK)
+    if ((st = coll_req_scratch(r, EPC_SCRATCH_PARTIAL, (size_t)P * ctx->hidden * sizeof(float) + 1,
+                               &pbuf)) != EPC_OK)
         return st;
     for (int p = 0; p < P; p++)
         x->slot[p] = (float *)(void *)pbuf + (size_t)p * ctx->hidden;
     st = coll_partials(ctx, h, r->cargs.expert_out, r->cargs.unweighted, x->slot, -1, NULL);
+    if (st == EPC_OK && r->cargs.wire == EPC_WIRE_BF16) /* in place: slot p's bf16 at p x unit */
+        for (int p = 0; p < P; p++)
+            coll_to_bf16((uint16_t *)(void *)(pbuf + (size_t)p * x->unit), x->slot[p], ctx->hidden);
     if (st == EPC_OK)
         st = counts(ctx, h, x);
     if (st == EPC_OK) /* back the way the rows came: to each source its slots, in order */

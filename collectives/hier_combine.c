@@ -25,6 +25,8 @@ typedef struct hier_combine {
     int messages;                       /* one each way per other node, ascending */
     epc_tr_msg_t *sends, *recvs;        /* [messages], whole */
     size_t send_bytes, recv_bytes, row; /* row: bytes of an fp32 row */
+    size_t wrow;                        /* a node sum on the wire: fp32 or bf16 */
+    int bf16;                           /* EPC_WIRE_BF16 */
     float **slot;                       /* this rank's partial sum slots */
     size_t *kept_base;                  /* [messages]: first kept header of sends[m] */
     void **req;                         /* [(N - 1) x chunks] posted exchanges */
@@ -46,7 +48,8 @@ static const float *combine_area(const epc_request_t *r)
 
 /* The sum over this node's ranks (local order) of one token's partials,
  * given its dests on this node (sorted), their didx, and where the
- * source's block at each local rank starts (off, by local index). */
+ * source's block at each local rank starts (off, by local index).  BF16
+ * wire: each partial is added as it would have left its rank, rounded. */
 static void node_sum(const epc_request_t *r, const float *area, const size_t *off, const int *dest,
                      const int *didx, int n, float *sum)
 {
@@ -54,7 +57,8 @@ static void node_sum(const epc_request_t *r, const float *area, const size_t *of
     const hier_geom_t *g = &x->g;
     memset(sum, 0, x->row);
     for (int q = 0; q < n; q++)
-        coll_add_row(sum, area + (off[g->local_rank[dest[q]]] + didx[q]) * g->hidden, g->hidden);
+        (x->bf16 ? coll_add_row_bf16 : coll_add_row)(
+            sum, area + (off[g->local_rank[dest[q]]] + didx[q]) * g->hidden, g->hidden);
 }
 
 /* Where each of this rank's combine slots goes: straight into the region
@@ -99,9 +103,14 @@ static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi
         const char *rec = g->h->kept + (x->kept_base[m] + i) * g->record_header;
         int n = hier_local_dests(g, (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t)),
                                  dest, didx);
-        node_sum(r, area, x->offsets, dest, didx, n, (float *)(void *)(out + i * x->row));
+        if (x->bf16) { /* summed aside, sent rounded */
+            node_sum(r, area, x->offsets, dest, didx, n, x->node_sum);
+            coll_to_bf16((uint16_t *)(void *)(out + i * x->wrow), x->node_sum, g->hidden);
+        } else {
+            node_sum(r, area, x->offsets, dest, didx, n, (float *)(void *)(out + i * x->row));
+        }
     }
-    coll_account(r->ctx, &r->bytes, msg->peer, (hi - lo) * x->row, 0, 0);
+    coll_account(r->ctx, &r->bytes, msg->peer, (hi - lo) * x->wrow, 0, 0);
     return EPC_OK;
 }
 
@@ -128,13 +137,13 @@ static epc_status_t post_stage(epc_request_t *r, int s)
     for (int c = 0; st == EPC_OK && c < x->chunks; c++) {
         size_t lo, hi, rlo, rhi;
         epc_tr_msg_t cs, cr;
-        hier_chunk_range(x->sends[ms].len / x->row, c, x->chunks, &lo, &hi);
-        hier_chunk_range(x->recvs[mr].len / x->row, c, x->chunks, &rlo, &rhi);
+        hier_chunk_range(x->sends[ms].len / x->wrow, c, x->chunks, &lo, &hi);
+        hier_chunk_range(x->recvs[mr].len / x->wrow, c, x->chunks, &rlo, &rhi);
         st = forwarder_sums(r, ms, lo, hi);
-        cs = (epc_tr_msg_t){x->sends[ms].peer, x->sends[ms].offset + lo * x->row,
-                            (hi - lo) * x->row};
-        cr = (epc_tr_msg_t){x->recvs[mr].peer, x->recvs[mr].offset + rlo * x->row,
-                            (rhi - rlo) * x->row};
+        cs = (epc_tr_msg_t){x->sends[ms].peer, x->sends[ms].offset + lo * x->wrow,
+                            (hi - lo) * x->wrow};
+        cr = (epc_tr_msg_t){x->recvs[mr].peer, x->recvs[mr].offset + rlo * x->wrow,
+                            (rhi - rlo) * x->wrow};
         if (st == EPC_OK)
             st = poll_transport(r);
         if (st == EPC_OK)
@@ -144,7 +153,8 @@ static epc_status_t post_stage(epc_request_t *r, int s)
     return st;
 }
 
-/* Source: y[t] = sum over nodes ascending of the node sums, in fp32. */
+/* Source: y[t] = sum over nodes ascending of the node sums, in fp32 (BF16
+ * wire: each rounded, this node's too, as the others' arrive). */
 static epc_status_t sum_over_nodes(epc_request_t *r)
 {
     hier_combine_t *x = r->algo;
@@ -164,12 +174,15 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
                 j++;
             if (node == g->my_node) {
                 node_sum(r, area, x->offsets, dest + i, didx + i, j - i, x->node_sum);
-                coll_add_row(x->acc, x->node_sum, g->hidden);
-            } else { /* added straight from the receive region (whole fp32 rows) */
+                (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->node_sum, g->hidden);
+            } else { /* added straight from the receive region (whole rows) */
                 const epc_tr_msg_t *m = &x->recvs[node < g->my_node ? node : node - 1];
                 const char *in = epc_lane_net_recv_at(r->lane, m->offset, m->len);
-                coll_add_row(x->acc, (const float *)(const void *)(in + taken[node]++ * x->row),
-                             g->hidden);
+                const void *row = in + taken[node]++ * x->wrow;
+                if (x->bf16)
+                    coll_axpy_bf16(x->acc, row, 1.0f, g->hidden);
+                else
+                    coll_add_row(x->acc, row, g->hidden);
             }
         }
         coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(r->ctx));
@@ -247,11 +260,11 @@ static epc_status_t prepare(epc_request_t *r, hier_combine_t *x)
     if (st != EPC_OK) /* the partials land in the regions the dispatch sized */
         return st;
     x->messages =
-        hier_messages(&x->g, x->row, 1, x->sends, x->recvs, &x->send_bytes, &x->recv_bytes);
+        hier_messages(&x->g, x->wrow, 1, x->sends, x->recvs, &x->send_bytes, &x->recv_bytes);
     slot_targets(r);
     for (int m = 1; m < x->messages; m++)
-        x->kept_base[m] = x->kept_base[m - 1] + x->sends[m - 1].len / x->row;
-    x->chunks = hier_chunk_count(&x->g, x->row);
+        x->kept_base[m] = x->kept_base[m - 1] + x->sends[m - 1].len / x->wrow;
+    x->chunks = hier_chunk_count(&x->g, x->wrow);
     x->req = calloc((size_t)(N - 1) * x->chunks + 1, sizeof *x->req);
     if (x->req == NULL)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
@@ -268,6 +281,8 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     r->algo_free = combine_free;
     x->g = hier_geom_of(r->ctx, r->h);
     x->row = (size_t)x->g.hidden * sizeof(float);
+    x->bf16 = r->cargs.wire == EPC_WIRE_BF16;
+    x->wrow = (size_t)x->g.hidden * (x->bf16 ? 2 : 4);
     x->sends = malloc((size_t)2 * N * sizeof *x->sends);
     x->kept_base = calloc((size_t)N, sizeof *x->kept_base);
     x->slot = malloc(((size_t)slots + 1) * sizeof *x->slot);

@@ -61,6 +61,23 @@ void coll_add_row(float *acc, const float *src, int n)
         acc[i] += src[i];
 }
 
+/* acc += src rounded to bf16 (as coll_to_bf16 rounds): a partial sum as
+ * the BF16 combine wire carries it. */
+CLONES
+void coll_add_row_bf16(float *acc, const float *src, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u, nan, r;
+        float f;
+        memcpy(&u, &src[i], sizeof u);
+        nan = (u & 0x7fffffffu) > 0x7f800000u;
+        r = ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16) << 16;
+        r = nan ? ((u >> 16) | 0x40u) << 16 : r;
+        memcpy(&f, &r, sizeof f);
+        acc[i] += f;
+    }
+}
+
 /* Round to nearest even; a NaN stays a (quiet) NaN. */
 CLONES
 void coll_to_bf16(uint16_t *dst, const float *src, int n)

@@ -15,6 +15,8 @@ static void usage(FILE *f)
            "  -m, --max-nodes M   node limit (min(4, nodes)) -d, --dtype bf16|fp16|fp32|fp8\n"
            "                      (fp8: bf16 rows; each iteration also times an FP8\n"
            "                      dispatch of them, rows disp_fp8)\n"
+           "  -W, --wire bf16     each iteration also times a combine over the BF16 wire\n"
+           "                      (rows comb16; the fp32 wire's are 'combine')\n"
            "  -a, --algo LIST     hier,flat (both, compared in one run)\n"
            "  -o, --op LIST       dispatch,combine,p2p,route (dispatch,combine)\n"
            "  -n, --iters N (10)  -w, --warmup N (2)         -c, --check (verify every iteration)\n"
@@ -80,6 +82,8 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
                                                 : EPC_DTYPE_DEFAULT;
         return o->dtype == EPC_DTYPE_DEFAULT;
     }
+    if (!strcmp(a, "-W") || !strcmp(a, "--wire"))
+        return o->wire16 = !strcmp(v, "bf16"), !o->wire16 && strcmp(v, "fp32") != 0;
     if (!strcmp(a, "-a") || !strcmp(a, "--algo"))
         return (o->algos = list_bits(v, algos, 2)) == 0 || o->algos >> 30;
     if (!strcmp(a, "-o") || !strcmp(a, "--op"))
@@ -106,8 +110,8 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
     *o = (bench_opts_t){
-        4096,           7168, 256, 8,   -1, 10,   2,    0,    0,   3, OP_DISPATCH | OP_COMBINE,
-        EPC_DTYPE_BF16, 0,    0.0, 0.0, 1,  NULL, NULL, NULL, NULL};
+        4096,           7168, 256, 8,   -1,  10, 2,    0,    0,    3,   OP_DISPATCH | OP_COMBINE,
+        EPC_DTYPE_BF16, 0,    0,   0.0, 0.0, 1,  NULL, NULL, NULL, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;

@@ -167,6 +167,16 @@ static void print_fp8(const bench_t *b, const bench_result_t *d, const bench_res
            (b->o.hidden + b->o.hidden / 32.0) / (double)b->row_bytes);
 }
 
+/* -W bf16: the BF16-wire combine's time against the FP32 wire's. */
+static void print_wire(const bench_result_t *c, const bench_result_t *c16)
+{
+    if (c == NULL || c16 == NULL || c->t_avg <= 0 || c->inter + c->intra <= 0)
+        return;
+    printf("# %s bf16/fp32-wire combine time: %.2fx (%.1f us vs %.1f us); bytes moved %.3fx\n",
+           c->algo, c16->t_avg / c->t_avg, c16->t_avg * 1e6, c->t_avg * 1e6,
+           (c16->inter + c16->intra) / (c->inter + c->intra));
+}
+
 int bench_summary(const bench_t *b)
 {
     const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
@@ -193,6 +203,8 @@ int bench_summary(const bench_t *b)
     print_ratio("combine", hc, fc);
     print_fp8(b, hd, find(b, "hier", "disp_fp8", b->o.tokens));
     print_fp8(b, fd, find(b, "flat", "disp_fp8", b->o.tokens));
+    print_wire(hc, find(b, "hier", "comb16", b->o.tokens));
+    print_wire(fc, find(b, "flat", "comb16", b->o.tokens));
     if (hd) {
         printf("# hier dispatch moved %.2f GB/s of payload over all ranks = %.0f%% of the "
                "same-run aggregate memcpy rate (%.2f GB/s)\n",

@@ -12,7 +12,8 @@ typedef struct bench_opts {
     int algos; /* bit 0 hier, bit 1 flat */
     int ops;   /* OP_* bits */
     epc_dtype_t dtype;
-    int fp8; /* -d fp8: also an FP8 dispatch of the bf16 rows */
+    int fp8;    /* -d fp8: also an FP8 dispatch of the bf16 rows */
+    int wire16; /* -W bf16: also a combine over the BF16 wire */
     double skew;
     double overlap_us; /* --overlap: compute loop length, 0: off, -1: auto */
     unsigned seed;

@@ -35,6 +35,27 @@ static int time_fp8(bench_t *b, epc_dispatch_args_t a, int it, double *t, long *
     return 0;
 }
 
+/* -W bf16: the same combine over the BF16 wire, timed into *t, its bytes
+ * into *bytes. */
+static int time_wire16(bench_t *b, epc_handle_t *h, epc_combine_args_t c, int T, int it, double *t,
+                       long *wrong, epc_coll_bytes_t *bytes)
+{
+    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
+    double t0;
+    c.wire = EPC_WIRE_BF16;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    if (epc_combine(b->ctx, h, &c) != EPC_OK)
+        return bench_fail(b, "bf16-wire combine"), -1;
+    if (it >= 0)
+        *t += MPI_Wtime() - t0;
+    if (b->o.check)
+        *wrong += bench_check_combine(b, T);
+    epc_coll_stats(b->ctx, &cs);
+    *bytes = cs.last_combine;
+    return 0;
+}
+
 /* The disp_fp8 row: bytes and bandwidths of the FP8 rows (hidden + hidden/32
  * bytes each) instead of the bf16 ones the statistics count. */
 static void add_fp8_row(bench_t *b, const char *name, int T, double t, long wrong)
@@ -59,8 +80,9 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
-    double td = 0, tc = 0, tf = 0, model = bench_model(b, T, algo);
-    long wd = 0, wc = 0, wf = 0;
+    epc_coll_bytes_t wire_bytes = {0};
+    double td = 0, tc = 0, tf = 0, tw = 0, model = bench_model(b, T, algo);
+    long wd = 0, wc = 0, wf = 0, ww = 0;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
     for (int it = -b->o.warmup; it < b->o.iters; it++) {
@@ -82,8 +104,10 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
             td += t1 - t0, tc += MPI_Wtime() - t2;
         if (b->o.check)
             wc += bench_check_combine(b, T);
+        epc_coll_stats(b->ctx, &cs); /* before the extra calls replace the last_* */
+        if (b->o.wire16 && time_wire16(b, h, c, T, it, &tw, &ww, &wire_bytes) != 0)
+            return 1;
         epc_handle_destroy(h);
-        epc_coll_stats(b->ctx, &cs); /* before the FP8 dispatch replaces last_dispatch */
         if (b->o.fp8 && time_fp8(b, a, it, &tf, &wf) != 0)
             return 1;
     }
@@ -93,6 +117,8 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     if (b->o.ops & OP_COMBINE)
         bench_print_row(
             b, bench_add(b, name, "combine", T, tc / b->o.iters, &cs.last_combine, wc, model));
+    if (b->o.wire16)
+        bench_print_row(b, bench_add(b, name, "comb16", T, tw / b->o.iters, &wire_bytes, ww, -1));
     if (b->o.fp8)
         add_fp8_row(b, name, T, tf, wf);
     return 0;

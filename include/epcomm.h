@@ -367,6 +367,15 @@ EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *
  * EPC_ERR_INVALID_ARG: a NULL pointer, a foreign or overwritten handle. */
 EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle, void **buf);
 
+/** How combine's partial sums travel.  FP32, the default: exact (y is the
+ * fp32 sum, rounded once).  BF16: half the bytes; each rank's partial sum
+ * of a token and each node's sum of those are rounded to bf16 (nearest
+ * even) as they leave, sums still in fp32 in the same fixed order, so the
+ * result is as reproducible and as identical between hier and flat; it
+ * differs from FP32's by at most 2^-8 x (1 + 2^-8) x the sum of |w x out|
+ * over the token's rows, plus the fp32 sums' own rounding, before y's. */
+typedef enum epc_wire { EPC_WIRE_FP32 = 0, EPC_WIRE_BF16 = 1 } epc_wire_t;
+
 typedef struct epc_combine_args {
     size_t size;            /* EPC_COMBINE_ARGS_INIT */
     const void *expert_out; /* [num_rows x hidden], the dispatch's row order */
@@ -378,6 +387,9 @@ typedef struct epc_combine_args {
     int scalar_channel;
     const float *row_scalars; /* [num_rows], the dispatch's row order (padding ignored) */
     float *topk_scalars;      /* [T x k] out */
+    /* Added in 0.4 (0.3's layout ends at topk_scalars): the partial sums'
+     * wire, the same on every rank (docs/COLLECTIVES.md, "Combine wire"). */
+    epc_wire_t wire;
 } epc_combine_args_t;
 
 #define EPC_COMBINE_ARGS_INIT EPC_PARAMS_INIT_(epc_combine_args_t)
@@ -389,8 +401,8 @@ typedef struct epc_combine_args {
  * algorithms; zeros for tokens with no expert.  EPC_ERR_INVALID_ARG (args
  * NULL or of unknown size; a handle NULL, foreign or overwritten by the
  * second dispatch after it; expert_out/y NULL with rows/tokens; under
- * scalar_channel row_scalars/topk_scalars so), agreed across ranks;
- * EPC_ERR_MISMATCH: ranks disagree on scalar_channel; EPC_ERR_INTERNAL: a
+ * scalar_channel row_scalars/topk_scalars so; wire unknown), agreed
+ * across ranks; EPC_ERR_MISMATCH: ranks disagree on scalar_channel or wire; EPC_ERR_INTERNAL: a
  * partial sum slot or shared region out of range; EPC_ERR_PEER_FAILED,
  * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
  * y and topk_scalars are written only on EPC_OK.

@@ -34,14 +34,16 @@ if [ -n "$plot" ]; then
     head -c 8 "$dir/b.png" | od -An -c | grep -q 'P   N   G' || { echo "FAIL: no PNG"; exit 1; }
     echo "plot: PNG written"
 fi
-# -d fp8: each iteration also an FP8 dispatch of the bf16 rows, checked
-# against the cast of each source row; its rows and the fp8/bf16 lines.
+# -d fp8 -W bf16: each iteration also an FP8 dispatch of the bf16 rows,
+# checked against the cast of each source row, and a BF16-wire combine;
+# their rows and ratio lines.
 "$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 256 -H 1024 -e 16 -k 4 -n 2 -w 1 -c \
-    -d fp8 >"$dir/fp8.txt" || { cat "$dir/fp8.txt"; exit 1; }
-for want in "hier  disp_fp8" "flat  disp_fp8" "hier fp8/bf16 dispatch time" "# 0 wrong values"; do
+    -d fp8 -W bf16 >"$dir/fp8.txt" || { cat "$dir/fp8.txt"; exit 1; }
+for want in "hier  disp_fp8" "flat  disp_fp8" "hier fp8/bf16 dispatch time" "hier  comb16" \
+    "flat  comb16" "flat bf16/fp32-wire combine time" "# 0 wrong values"; do
     grep -q "$want" "$dir/fp8.txt" || { cat "$dir/fp8.txt"; echo "FAIL: -d fp8: no '$want'"; exit 1; }
 done
-echo "-d fp8: disp_fp8 rows checked"
+echo "-d fp8 -W bf16: disp_fp8 and comb16 rows checked"
 "$EPC_MPIRUN" 2 "$top_builddir/examples/epc_bench" -H 100 -d fp8 -t 8 >"$dir/bad.txt" 2>&1 &&
     { echo "FAIL: -d fp8 with hidden 100 accepted"; exit 1; }
 grep -q "multiple of 128" "$dir/bad.txt" || { cat "$dir/bad.txt"; exit 1; }

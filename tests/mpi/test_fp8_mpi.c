@@ -7,7 +7,13 @@
  * pre-quantised input; combine of the dequantised rows against a
  * reference sum; and the errors: an unknown payload, a missing x_scales,
  * hidden not a multiple of 128, ranks disagreeing, a cached handle
- * dispatched with another payload.
+ * dispatched with another payload.  Then combine's wires: with expert
+ * outputs every rank can regenerate, y over the FP32 and the BF16 wire
+ * equals, bit for bit, a reference that sums each token's rows rank by
+ * rank and node by node in the documented order (rounding partials and
+ * node sums to bf16 for the BF16 wire), through hier and flat; the two
+ * wires differ within the header's bound; an unknown or disagreeing wire
+ * is refused on every rank.
  */
 #include <math.h>
 #include <stdint.h>
@@ -182,6 +188,152 @@ static void errors(epc_ctx_t *ctx, int E)
     expect_agreed(ctx, &a, -1, EPC_ERR_MISMATCH, "fp8");
 }
 
+static float from_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static float round_bf16(float f)
+{
+    return from_bf16(bf16(f));
+}
+
+/* Expert e's output for (source s, token t), element i: what every rank
+ * can regenerate. */
+static float expert_value(int e, int s, int t, int i)
+{
+    return round_bf16((float)((e * 29 + s * 13 + t * 7 + i * 3) % 61 - 30) / 7.0f);
+}
+
+/* The reference y of token t (k slots idx, weights w) over the given wire:
+ * per destination rank (by node, then rank), the fp32 sum of w x out over
+ * its experts ascending; per node the sum of those; y the sum over nodes;
+ * BF16: partials and node sums rounded as they leave. */
+static void reference_y(const epc_topo_t *topo, int E, int t, const int32_t *idx, const float *w,
+                        int bf16w, float *y)
+{
+    int epr = E / R, node_of_r[64];
+    for (int r = 0; r < R; r++)
+        epc_topo_node_of(topo, r, &node_of_r[r]);
+    for (int i = 0; i < H; i++) {
+        float acc = 0;
+        for (int n = 0; n < R; n++) { /* nodes are numbered below R */
+            float ns = 0;
+            int any = 0;
+            for (int r = 0; r < R; r++) {
+                float part = 0;
+                int has = 0;
+                if (node_of_r[r] != n)
+                    continue;
+                for (int e = r * epr; e < (r + 1) * epr; e++)
+                    for (int j = 0; j < K; j++)
+                        if (idx[j] == e) {
+                            part = (has ? part : 0.0f) + w[j] * expert_value(e, me, t, i);
+                            has = 1;
+                        }
+                if (has)
+                    ns += bf16w ? round_bf16(part) : part, any = 1;
+            }
+            if (any)
+                acc += bf16w ? round_bf16(ns) : ns;
+        }
+        y[i] = acc;
+    }
+}
+
+/* Combines regenerable expert outputs over both wires and both algorithms. */
+static void combine_wires(epc_ctx_t *ctx, int E)
+{
+    const epc_topo_t *topo;
+    int T = tokens_of(me), wrong = 0, over = 0;
+    uint16_t x[TMAX * H], *y[2][2];
+    float w[TMAX * K], ref[H];
+    int32_t idx[TMAX * K];
+    epc_ctx_topo(ctx, &topo);
+    inputs(E, T, x, idx, w);
+    for (int algo = 0; algo < 2; algo++)
+        for (int wire = 0; wire < 2; wire++) {
+            epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+            epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
+            epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+            epc_handle_t *h = NULL;
+            uint16_t *eo;
+            a.x = x, a.num_tokens = T, a.topk = K, a.topk_idx = idx, a.topk_weights = w;
+            a.algo = algo ? EPC_ALGO_FLAT : EPC_ALGO_HIER;
+            MT_CHECK(epc_dispatch(ctx, &a, &o, &h) == EPC_OK, "%s", epc_last_error(ctx));
+            eo = malloc(((size_t)o.num_rows + 1) * H * 2);
+            y[algo][wire] = malloc(((size_t)T + 1) * H * 2);
+            for (int r = 0; r < o.num_rows; r++)
+                for (int i = 0; i < H; i++)
+                    eo[(size_t)r * H + i] =
+                        o.src_rank[r] < 0 ? 0
+                                          : bf16(expert_value(me * (E / R) + o.local_expert[r],
+                                                              o.src_rank[r], o.src_token[r], i));
+            c.expert_out = eo, c.y = y[algo][wire], c.wire = wire ? EPC_WIRE_BF16 : EPC_WIRE_FP32;
+            MT_CHECK(epc_combine(ctx, h, &c) == EPC_OK, "wire %d: %s", wire, epc_last_error(ctx));
+            epc_handle_destroy(h);
+            free(eo);
+        }
+    for (int t = 0; t < T; t++)
+        for (int wire = 0; wire < 2; wire++) {
+            reference_y(topo, E, t, idx + t * K, w + t * K, wire, ref);
+            for (int i = 0; i < H; i++) {
+                uint16_t want = bf16(ref[i]);
+                wrong += y[0][wire][(size_t)t * H + i] != want;
+                wrong += y[1][wire][(size_t)t * H + i] != want;
+            }
+        }
+    MT_CHECK(wrong == 0, "%d elements differ from the reference (hier and flat, both wires)",
+             wrong);
+    for (int t = 0; t < T; t++) /* the two wires within the header's bound (+ y's rounding) */
+        for (int i = 0; i < H; i++) {
+            double mag = 0, d = fabs((double)from_bf16(y[0][0][(size_t)t * H + i]) -
+                                     from_bf16(y[0][1][(size_t)t * H + i]));
+            for (int j = 0; j < K; j++)
+                if (idx[t * K + j] >= 0)
+                    mag += fabs(w[t * K + j] * expert_value(idx[t * K + j], me, t, i));
+            over += d > mag * (1.0 / 256) * (1 + 1.0 / 256) * (1 + 1e-6) +
+                            fabs(from_bf16(y[0][0][(size_t)t * H + i])) / 128;
+        }
+    MT_CHECK(over == 0, "%d elements: the BF16 wire beyond its bound", over);
+    for (int i = 0; i < 4; i++)
+        free(y[i / 2][i % 2]);
+}
+
+/* An unknown wire on one rank; ranks disagreeing on it. */
+static void wire_errors(epc_ctx_t *ctx, int E)
+{
+    int T = tokens_of(me);
+    uint16_t x[TMAX * H], *eo, y[TMAX * H];
+    float w[TMAX * K];
+    int32_t idx[TMAX * K];
+    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
+    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+    epc_handle_t *h = NULL;
+    epc_status_t st;
+    inputs(E, T, x, idx, w);
+    a.x = x, a.num_tokens = T, a.topk = K, a.topk_idx = idx;
+    MT_CHECK(epc_dispatch(ctx, &a, &o, &h) == EPC_OK, "%s", epc_last_error(ctx));
+    eo = calloc((size_t)o.num_rows + 1, H * 2);
+    memset(y, 0x5a, sizeof y);
+    c.expert_out = eo, c.y = y, c.wire = me == 0 ? (epc_wire_t)7 : EPC_WIRE_BF16;
+    st = epc_combine(ctx, h, &c);
+    MT_CHECK(me == 0 ? st == EPC_ERR_INVALID_ARG && strstr(epc_last_error(ctx), "wire")
+                     : st == EPC_ERR_PEER_FAILED,
+             "unknown wire: %s: %s", epc_status_name(st), epc_last_error(ctx));
+    c.wire = me == 0 ? EPC_WIRE_BF16 : EPC_WIRE_FP32;
+    st = epc_combine(ctx, h, &c);
+    MT_CHECK(R == 1 || (st == EPC_ERR_MISMATCH && strstr(epc_last_error(ctx), "wire")),
+             "disagreeing wires: %s: %s", epc_status_name(st), epc_last_error(ctx));
+    MT_CHECK(T == 0 || y[0] == 0x5a5a, "y written by a failed combine");
+    epc_handle_destroy(h);
+    free(eo);
+}
+
 static epc_ctx_t *context(int E, int hidden)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
@@ -207,6 +359,8 @@ int main(int argc, char **argv)
         for (int p = EPC_PAYLOAD_FP8; p <= EPC_PAYLOAD_FP8_GIVEN; p++)
             one_dispatch(ctx, E, (epc_algo_t)algo, (epc_payload_t)p);
     errors(ctx, E);
+    combine_wires(ctx, E);
+    wire_errors(ctx, E);
     epc_ctx_destroy(ctx);
     if ((ctx = context(E, 192)) != NULL) { /* hidden not a multiple of 128 */
         uint16_t x[H] = {0};
