@@ -48,7 +48,8 @@ DispatchOut = _struct("epc_dispatch_out_t", [
     ("weight", P(c_float)), ("row_stride", c_size_t), ("scales", c_void_p)])
 CombineArgs = _struct("epc_combine_args_t", [
     ("size", c_size_t), ("expert_out", c_void_p), ("y", c_void_p), ("unweighted", c_int),
-    ("scalar_channel", c_int), ("row_scalars", c_void_p), ("topk_scalars", c_void_p)])
+    ("scalar_channel", c_int), ("row_scalars", c_void_p), ("topk_scalars", c_void_p),
+    ("wire", c_int)])
 CollBytes = _struct("epc_coll_bytes_t", [
     ("payload_inter", c_uint64), ("payload_intra", c_uint64), ("meta_inter", c_uint64),
     ("meta_intra", c_uint64)])

@@ -20,6 +20,7 @@ _PROGRESS = {None: 0, "caller": 1, "thread": 2}
 _ALGOS = {None: 0, "hier": 1, "flat": 2}
 _PAYLOADS = {None: 0, "native": 0, "fp8": 1, "fp8_ue8m0": 2}
 _FP8_GIVEN = 3
+_WIRES = {None: 0, "fp32": 0, "bf16": 1}
 FP8_BLOCK = 128
 _LOG = {None: 0, "off": 1, "error": 2, "warn": 3, "info": 4, "debug": 5}
 
@@ -386,7 +387,7 @@ class Context:
     # --- combine ------------------------------------------------------------
 
     def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False,
-                out=None):
+                out=None, wire=None):
         """Brings expert outputs back to their tokens (collective).
 
         Args:
@@ -406,6 +407,10 @@ class Context:
             out: optional [T, hidden] tensor of the context's dtype to write y
                 into (reused across steps it saves the page faults of a
                 fresh allocation: about 14,000 for T=4096 x 7168 bf16).
+            wire: "fp32" (None, the default: exact) or "bf16": partial sums
+                travel as bf16, half the bytes (each rank's partial and
+                each node's sum rounded as they leave; still reproducible
+                and the same for hier and flat).  The same on every rank.
 
         Returns:
             (y, combined_topk_weights): y [T, hidden] in the context's dtype,
@@ -437,7 +442,7 @@ class Context:
         scal = torch.empty((T, k), dtype=torch.float32) if topk_weights is not None else None
         args = new(CombineArgs, expert_out=pointer(eo), y=pointer(y), unweighted=int(not weighted),
                    scalar_channel=int(topk_weights is not None), row_scalars=pointer(rs),
-                   topk_scalars=pointer(scal))
+                   topk_scalars=pointer(scal), wire=_choice(_WIRES, wire, "wire"))
         req = ctypes.c_void_p()
         check(lib.epc_combine_start(ptr, handle._ptr, ctypes.byref(args), ctypes.byref(req)), ptr)
         r = Request(self, req.value, lambda: (y, scal), (eo, rs, y, scal, args, handle),

@@ -439,6 +439,13 @@ def test_fp8(args):
                 mine = epcomm.fp8_dequantize(*epcomm.fp8_quantize(x)).float()
                 ref = (w.unsqueeze(-1) * mine.unsqueeze(1)).sum(1) if x.shape[0] else y.float()
                 close(y.float(), ref, 3e-2, "combine of dequantised fp8 rows")
+                y16 = {a: ctx.combine(deq, h2 if a == "hier" else hf, wire="bf16")[0]
+                       for a, hf in (("hier", None), ("flat", ctx.dispatch(
+                           x, idx, w, payload="fp8", algo="flat", copy=True)[4]))}
+                if not torch.equal(y16["hier"], y16["flat"]):
+                    raise AssertionError("bf16 wire: hier and flat differ")
+                close(y16["hier"].float(), y.float(), 2 ** -7, "bf16 wire against fp32")
+                expect_error(lambda: ctx.combine(deq, h2, wire="fp8"), "wire", "wire fp8")
                 h2.destroy()
             h.destroy()
         q, s = epcomm.fp8_quantize(x)
