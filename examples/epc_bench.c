@@ -15,9 +15,19 @@
 
 #include "bench_util.h"
 
+/* The statistics of the call just made, to report beside its time. */
+static epc_coll_stats_t stats_now(bench_t *b)
+{
+    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
+    epc_coll_stats(b->ctx, &cs);
+    return cs;
+}
+
 /* -d fp8: one FP8 dispatch of the same rows (a's), timed into *t, its rows
- * checked into *wrong when asked; -1 when it failed (the job is ended). */
-static int time_fp8(bench_t *b, epc_dispatch_args_t a, int it, double *t, long *wrong)
+ * checked into *wrong when asked, its bytes into *bytes; -1 when it failed
+ * (the job is ended). */
+static int time_fp8(bench_t *b, epc_dispatch_args_t a, int it, double *t, long *wrong,
+                    epc_coll_bytes_t *bytes)
 {
     epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
@@ -31,6 +41,7 @@ static int time_fp8(bench_t *b, epc_dispatch_args_t a, int it, double *t, long *
         *t += MPI_Wtime() - t0;
     if (b->o.check)
         *wrong += bench_check_dispatch_fp8(b, &o);
+    *bytes = stats_now(b).last_dispatch;
     epc_handle_destroy(h);
     return 0;
 }
@@ -40,7 +51,6 @@ static int time_fp8(bench_t *b, epc_dispatch_args_t a, int it, double *t, long *
 static int time_wire16(bench_t *b, epc_handle_t *h, epc_combine_args_t c, int T, int it, double *t,
                        long *wrong, epc_coll_bytes_t *bytes)
 {
-    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
     double t0;
     c.wire = EPC_WIRE_BF16;
     MPI_Barrier(MPI_COMM_WORLD);
@@ -51,76 +61,84 @@ static int time_wire16(bench_t *b, epc_handle_t *h, epc_combine_args_t c, int T,
         *t += MPI_Wtime() - t0;
     if (b->o.check)
         *wrong += bench_check_combine(b, T);
-    epc_coll_stats(b->ctx, &cs);
-    *bytes = cs.last_combine;
+    *bytes = stats_now(b).last_combine;
     return 0;
 }
 
 /* The disp_fp8 row: bytes and bandwidths of the FP8 rows (hidden + hidden/32
  * bytes each) instead of the bf16 ones the statistics count. */
-static void add_fp8_row(bench_t *b, const char *name, int T, double t, long wrong)
+static void add_fp8_row(bench_t *b, const char *name, int T, double t,
+                        const epc_coll_bytes_t *bytes, long wrong)
 {
-    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
-    bench_result_t *r;
     double f = (b->o.hidden + b->o.hidden / 32.0) / (double)b->row_bytes;
-    epc_coll_stats(b->ctx, &cs);
-    r = bench_add(b, name, "disp_fp8", T, t / b->o.iters, &cs.last_dispatch, wrong, -1);
+    bench_result_t *r = bench_add(b, name, "disp_fp8", T, t / b->o.iters, bytes, wrong, -1);
     if (r != NULL)
         r->bytes *= f, r->algbw *= f, r->busbw *= f;
     bench_print_row(b, r);
 }
 
-/* Times dispatch and combine of one algorithm at T tokens (and, with
- * -d fp8, the FP8 dispatch of the same rows in the same iterations); adds
- * the rows. */
+/* One iteration: dispatch, then (-d fp8) an FP8 dispatch of the same rows,
+ * combine of the first, then (-W bf16) the same combine over the BF16
+ * wire; each timed between barriers, in that order every time. */
+typedef struct algo_run {
+    double t[4]; /* dispatch, combine, fp8 dispatch, bf16-wire combine */
+    long wrong[4];
+    epc_coll_bytes_t by[4];
+} algo_run_t;
+
+static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo_run_t *x)
+{
+    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
+    epc_handle_t *h = NULL;
+    double t0;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    if (epc_dispatch(b->ctx, a, &o, &h) != EPC_OK)
+        return bench_fail(b, "dispatch");
+    x->t[0] += it >= 0 ? MPI_Wtime() - t0 : 0;
+    x->wrong[0] += b->o.check ? bench_check_dispatch(b, &o) : 0;
+    x->by[0] = stats_now(b).last_dispatch;
+    /* the FP8 dispatch is the first after h's: h stays valid for combine */
+    if (b->o.fp8 && time_fp8(b, *a, it, &x->t[2], &x->wrong[2], &x->by[2]) != 0)
+        return 1;
+    c.expert_out = o.rows, c.y = b->y; /* identity experts, in place */
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    if (epc_combine(b->ctx, h, &c) != EPC_OK)
+        return bench_fail(b, "combine");
+    x->t[1] += it >= 0 ? MPI_Wtime() - t0 : 0;
+    x->wrong[1] += b->o.check ? bench_check_combine(b, T) : 0;
+    x->by[1] = stats_now(b).last_combine;
+    if (b->o.wire16 && time_wire16(b, h, c, T, it, &x->t[3], &x->wrong[3], &x->by[3]) != 0)
+        return 1;
+    epc_handle_destroy(h);
+    return 0;
+}
+
+/* Times dispatch and combine of one algorithm at T tokens (and the extra
+ * calls -d fp8 and -W bf16 ask for, in the same iterations); adds the rows. */
 static int run_algo(bench_t *b, epc_algo_t algo, int T)
 {
     const char *name = algo == EPC_ALGO_HIER ? "hier" : "flat";
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
-    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
-    epc_coll_stats_t cs = EPC_COLL_STATS_INIT;
-    epc_coll_bytes_t wire_bytes = {0};
-    double td = 0, tc = 0, tf = 0, tw = 0, model = bench_model(b, T, algo);
-    long wd = 0, wc = 0, wf = 0, ww = 0;
+    algo_run_t x = {{0}, {0}, {{0}}};
+    double model = bench_model(b, T, algo), n = b->o.iters;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
-    for (int it = -b->o.warmup; it < b->o.iters; it++) {
-        epc_handle_t *h = NULL;
-        double t0, t1, t2;
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        if (epc_dispatch(b->ctx, &a, &o, &h) != EPC_OK)
-            return bench_fail(b, "dispatch");
-        t1 = MPI_Wtime();
-        if (b->o.check)
-            wd += bench_check_dispatch(b, &o);
-        c.expert_out = o.rows, c.y = b->y; /* identity experts, in place */
-        MPI_Barrier(MPI_COMM_WORLD);
-        t2 = MPI_Wtime();
-        if (epc_combine(b->ctx, h, &c) != EPC_OK)
-            return bench_fail(b, "combine");
-        if (it >= 0)
-            td += t1 - t0, tc += MPI_Wtime() - t2;
-        if (b->o.check)
-            wc += bench_check_combine(b, T);
-        epc_coll_stats(b->ctx, &cs); /* before the extra calls replace the last_* */
-        if (b->o.wire16 && time_wire16(b, h, c, T, it, &tw, &ww, &wire_bytes) != 0)
+    for (int it = -b->o.warmup; it < b->o.iters; it++)
+        if (run_iteration(b, &a, T, it, &x) != 0)
             return 1;
-        epc_handle_destroy(h);
-        if (b->o.fp8 && time_fp8(b, a, it, &tf, &wf) != 0)
-            return 1;
-    }
     if (b->o.ops & OP_DISPATCH)
-        bench_print_row(
-            b, bench_add(b, name, "dispatch", T, td / b->o.iters, &cs.last_dispatch, wd, model));
+        bench_print_row(b,
+                        bench_add(b, name, "dispatch", T, x.t[0] / n, &x.by[0], x.wrong[0], model));
     if (b->o.ops & OP_COMBINE)
-        bench_print_row(
-            b, bench_add(b, name, "combine", T, tc / b->o.iters, &cs.last_combine, wc, model));
+        bench_print_row(b,
+                        bench_add(b, name, "combine", T, x.t[1] / n, &x.by[1], x.wrong[1], model));
     if (b->o.wire16)
-        bench_print_row(b, bench_add(b, name, "comb16", T, tw / b->o.iters, &wire_bytes, ww, -1));
+        bench_print_row(b, bench_add(b, name, "comb16", T, x.t[3] / n, &x.by[3], x.wrong[3], -1));
     if (b->o.fp8)
-        add_fp8_row(b, name, T, tf, wf);
+        add_fp8_row(b, name, T, x.t[2], &x.by[2], x.wrong[2]);
     return 0;
 }
 
