@@ -67,6 +67,40 @@ void bench_memcpy_row(bench_t *b)
     free(src), free(dst);
 }
 
+/* The raw exchange dispatch is compared with (as OSU's osu_alltoall): an
+ * MPI_Alltoall of the mean per-peer share of the dispatch payload at the
+ * largest size, timed like the operations (warm-up, then the mean of the
+ * iterations, reduced over the ranks). */
+void bench_alltoall_row(bench_t *b)
+{
+    double lb, pi, rpt, npt, sum, t = 0;
+    bench_result_t *r;
+    size_t per;
+    char *src, *dst;
+    bench_route_stats(b, b->o.tokens, &lb, &pi, &rpt, &npt);
+    MPI_Allreduce(&lb, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    per = (size_t)(sum / b->size / b->size);
+    per = per > 0 && per < ((size_t)1 << 31) ? per : 1;
+    src = malloc(per * b->size), dst = malloc(per * b->size);
+    if (src == NULL || dst == NULL) {
+        free(src), free(dst);
+        return;
+    }
+    memset(src, 1, per * b->size);
+    for (int it = -b->o.warmup; it < b->o.iters; it++) {
+        double t0;
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        MPI_Alltoall(src, (int)per, MPI_BYTE, dst, (int)per, MPI_BYTE, MPI_COMM_WORLD);
+        t += it >= 0 ? MPI_Wtime() - t0 : 0;
+    }
+    r = bench_add_p2p(b, "-", "alltoall", (double)per * b->size, t / b->o.iters);
+    if (r != NULL)
+        r->tokens = b->o.tokens;
+    bench_print_row(b, r);
+    free(src), free(dst);
+}
+
 /* A new zeroed row at the end of the results, with t reduced over the
  * ranks (avg/min/max); NULL when out of memory (after the collectives). */
 static bench_result_t *new_row(bench_t *b, double t)
@@ -182,7 +216,7 @@ int bench_summary(const bench_t *b)
     const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
                          *hc = find(b, "hier", "combine", b->o.tokens),
                          *fd = find(b, "flat", "dispatch", b->o.tokens),
-                         *fc = find(b, "flat", "combine", b->o.tokens);
+                         *fc = find(b, "flat", "combine", b->o.tokens), *ra;
     double lb, pred, rpt, npt;
     long wrong = 0;
     int off = 0, offs = 0;
@@ -201,10 +235,18 @@ int bench_summary(const bench_t *b)
                (hd->t_avg + hc->t_avg) * 1e6, (fd->t_avg + fc->t_avg) * 1e6);
     print_ratio("dispatch", hd, fd);
     print_ratio("combine", hc, fc);
+    if (hd && (ra = find(b, "-", "alltoall", b->o.tokens)) != NULL && ra->t_avg > 0)
+        printf("# hier dispatch / raw MPI_Alltoall of the same bytes per peer (%.0f B): time "
+               "%.2fx (%.1f us vs %.1f us)\n",
+               ra->bytes / b->size, hd->t_avg / ra->t_avg, hd->t_avg * 1e6, ra->t_avg * 1e6);
     print_fp8(b, hd, find(b, "hier", "disp_fp8", b->o.tokens));
     print_fp8(b, fd, find(b, "flat", "disp_fp8", b->o.tokens));
     print_wire(hc, find(b, "hier", "comb16", b->o.tokens));
     print_wire(fc, find(b, "flat", "comb16", b->o.tokens));
+    if (hd && hc && hd->t_avg > 0)
+        printf("# hier combine / dispatch time: %.2fx; combine moved %.2f GB/s of payload over "
+               "all ranks = %.0f%% of the memcpy rate\n",
+               hc->t_avg / hd->t_avg, hc->moved_gbs, 100 * hc->moved_gbs / b->memcpy_gbs);
     if (hd) {
         printf("# hier dispatch moved %.2f GB/s of payload over all ranks = %.0f%% of the "
                "same-run aggregate memcpy rate (%.2f GB/s)\n",

@@ -147,6 +147,7 @@ int bench_new_ctx(bench_t *b)
     b->ctx = NULL;
     p.num_experts = b->o.experts, p.hidden = b->o.hidden, p.dtype = b->o.dtype;
     p.max_tokens_per_rank = b->o.tokens, p.max_topk = b->o.topk;
+    b->fresh = 1;
     return epc_ctx_create(MPI_COMM_WORLD, &p, &b->ctx) == EPC_OK ? 0 : bench_fail(b, "context");
 }
 

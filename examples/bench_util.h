@@ -46,6 +46,7 @@ typedef struct bench {
     double prof_intra, prof_inter; /* --profile bandwidths */
     double memcpy_gbs;             /* aggregate over ranks, same run */
     double t_start;
+    int fresh; /* the context has not run an operation yet */
     bench_result_t *res;
     int nres;
 } bench_t;
@@ -82,6 +83,8 @@ int bench_run_overlap(bench_t *b);
 /* bench_out.c */
 void bench_header(const bench_t *b);
 void bench_memcpy_row(bench_t *b);
+/* The raw MPI_Alltoall row (same per-peer bytes as dispatch, at -t). */
+void bench_alltoall_row(bench_t *b);
 /* Reduces one operation's times and bytes over the ranks into a row. */
 bench_result_t *bench_add(bench_t *b, const char *algo, const char *op, int T, double t,
                           const epc_coll_bytes_t *bytes, long wrong, double model_us);

@@ -81,7 +81,8 @@ static void add_fp8_row(bench_t *b, const char *name, int T, double t,
  * combine of the first, then (-W bf16) the same combine over the BF16
  * wire; each timed between barriers, in that order every time. */
 typedef struct algo_run {
-    double t[4]; /* dispatch, combine, fp8 dispatch, bf16-wire combine */
+    double t[4];     /* dispatch, combine, fp8 dispatch, bf16-wire combine */
+    double first[2]; /* the first iteration's dispatch and combine */
     long wrong[4];
     epc_coll_bytes_t by[4];
 } algo_run_t;
@@ -97,6 +98,7 @@ static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo
     if (epc_dispatch(b->ctx, a, &o, &h) != EPC_OK)
         return bench_fail(b, "dispatch");
     x->t[0] += it >= 0 ? MPI_Wtime() - t0 : 0;
+    x->first[0] = it == -b->o.warmup ? MPI_Wtime() - t0 : x->first[0];
     x->wrong[0] += b->o.check ? bench_check_dispatch(b, &o) : 0;
     x->by[0] = stats_now(b).last_dispatch;
     /* the FP8 dispatch is the first after h's: h stays valid for combine */
@@ -108,6 +110,7 @@ static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo
     if (epc_combine(b->ctx, h, &c) != EPC_OK)
         return bench_fail(b, "combine");
     x->t[1] += it >= 0 ? MPI_Wtime() - t0 : 0;
+    x->first[1] = it == -b->o.warmup ? MPI_Wtime() - t0 : x->first[1];
     x->wrong[1] += b->o.check ? bench_check_combine(b, T) : 0;
     x->by[1] = stats_now(b).last_combine;
     if (b->o.wire16 && time_wire16(b, h, c, T, it, &x->t[3], &x->wrong[3], &x->by[3]) != 0)
@@ -116,13 +119,27 @@ static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo
     return 0;
 }
 
+/* The first call on a fresh context (its regions reserved and mapped then)
+ * against the steady average of the same size, slowest rank each. */
+static void print_first_call(const bench_t *b, const char *name, int T, const double *first,
+                             const double *t)
+{
+    double f[2];
+    MPI_Allreduce(first, f, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (b->rank == 0 && t[0] > 0 && t[1] > 0)
+        printf("# %s first call at %d tokens (fresh context): dispatch %.1f us = %.2fx the "
+               "steady average, combine %.1f us = %.2fx\n",
+               name, T, f[0] * 1e6, f[0] / (t[0] / b->o.iters), f[1] * 1e6,
+               f[1] / (t[1] / b->o.iters));
+}
+
 /* Times dispatch and combine of one algorithm at T tokens (and the extra
  * calls -d fp8 and -W bf16 ask for, in the same iterations); adds the rows. */
 static int run_algo(bench_t *b, epc_algo_t algo, int T)
 {
     const char *name = algo == EPC_ALGO_HIER ? "hier" : "flat";
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    algo_run_t x = {{0}, {0}, {{0}}};
+    algo_run_t x = {{0}, {0}, {0}, {{0}}};
     double model = bench_model(b, T, algo), n = b->o.iters;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
@@ -139,6 +156,9 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
         bench_print_row(b, bench_add(b, name, "comb16", T, x.t[3] / n, &x.by[3], x.wrong[3], -1));
     if (b->o.fp8)
         add_fp8_row(b, name, T, x.t[2], &x.by[2], x.wrong[2]);
+    if (b->fresh && b->o.warmup > 0)
+        print_first_call(b, name, T, x.first, x.t);
+    b->fresh = 0;
     return 0;
 }
 
@@ -206,6 +226,9 @@ int main(int argc, char **argv)
         bench_header(&b);
         bench_memcpy_row(&b);
         rc = run_all(&b);
+        /* last: its large buffers measurably slowed the rows after it */
+        if (rc == 0 && (b.o.ops & OP_DISPATCH))
+            bench_alltoall_row(&b);
         if (rc == 0)
             rc = bench_summary(&b) | bench_write_files(&b);
     }

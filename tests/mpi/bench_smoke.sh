@@ -21,8 +21,11 @@ import csv, json, os, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(os.path.join(d, "b.csv"))))
 js = json.load(open(os.path.join(d, "b.json")))
-# 2 algos x 2 ops x 4 sizes (128..1024), 4 route rows, 2 paths x 8 sizes x (p2p, p2p-raw)
-assert len(rows) == len(js["rows"]) == 2 * 2 * 4 + 4 + 2 * 8 * 2, len(rows)
+# the raw alltoall, 2 algos x 2 ops x 4 sizes (128..1024), 4 route rows,
+# 2 paths x 8 sizes x (p2p, p2p-raw)
+assert len(rows) == len(js["rows"]) == 1 + 2 * 2 * 4 + 4 + 2 * 8 * 2, len(rows)
+a2a = [r for r in rows if r["op"] == "alltoall"]
+assert len(a2a) == 1 and float(a2a[0]["avg_us"]) > 0 and int(a2a[0]["tokens"]) == 1024, a2a
 for r, j in zip(rows, js["rows"]):
     assert r["algo"] == j["algo"] and int(r["tokens"]) == j["tokens"], (r, j)
     assert int(r["wrong"]) == 0 and float(r["avg_us"]) > 0, r
