@@ -271,6 +271,23 @@ def test_views_and_handles(ep):
     say("invalidated views and stale handles raise: ok")
 
 
+def expect_named_or_peer(call, bad, text):
+    """call() is collective with a bad argument on rank `bad`: there it must
+    raise EpcInvalidArgument holding `text`, elsewhere EpcPeerFailed naming
+    `bad` (True when it raised at all, for inputs only some ranks hold)."""
+    try:
+        call()
+    except epcomm.EpcInvalidArgument as e:
+        if RANK != bad or text not in str(e):
+            raise
+    except epcomm.EpcPeerFailed as e:
+        if RANK == bad or e.rank != bad:
+            raise
+    else:
+        return False
+    return True
+
+
 def test_bad_input(ep):
     """A bad argument on one rank: that rank's error names it, the others get
     EpcPeerFailed naming the rank; the context stays usable."""
@@ -278,29 +295,14 @@ def test_bad_input(ep):
     x, idx, w = inputs(51, torch.float32)[RANK]
     bad = 0
     xb = x.double() if RANK == bad else x
-    try:
-        ctx.dispatch(xb, idx, w)
-    except epcomm.EpcInvalidArgument as e:
-        if RANK != bad or "x.dtype" not in str(e):
-            raise
-    except epcomm.EpcPeerFailed as e:
-        if RANK == bad or e.rank != bad:
-            raise
-    else:
+    if not expect_named_or_peer(lambda: ctx.dispatch(xb, idx, w), bad, "x.dtype"):
         raise AssertionError("a bad x was accepted")
     big = idx.clone()
     if RANK == bad and big.numel():
         big[0, 0] = 1 << 33  # would wrap to a valid id as int32
-    try:
-        ctx.dispatch(x, big, w)
-        if RANK == bad and big.numel():
-            raise AssertionError("topk_idx 2^33 was accepted")
-    except epcomm.EpcInvalidArgument as e:
-        if RANK != bad or "topk_idx" not in str(e):
-            raise
-    except epcomm.EpcPeerFailed as e:
-        if RANK == bad or e.rank != bad:
-            raise
+    if not expect_named_or_peer(lambda: ctx.dispatch(x, big, w), bad, "topk_idx") and \
+            RANK == bad and big.numel():
+        raise AssertionError("topk_idx 2^33 was accepted")
     rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
     ctx.combine(rx, h)
     # every rank: expert_out of the wrong shape, an unknown dtype or algo
@@ -450,15 +452,9 @@ def test_fp8(args):
             h.destroy()
         q, s = epcomm.fp8_quantize(x)
         bad = SIZE - 1
-        try:
-            ctx.dispatch((q.float() if RANK == bad else q, s), idx, w)
+        if not expect_named_or_peer(lambda: ctx.dispatch((q.float() if RANK == bad else q, s),
+                                                         idx, w), bad, "x[0]"):
             raise AssertionError("a float q was accepted")
-        except epcomm.EpcInvalidArgument as e:
-            if RANK != bad or "x[0]" not in str(e):
-                raise
-        except epcomm.EpcPeerFailed as e:
-            if RANK == bad or e.rank != bad:
-                raise
         expect_error(lambda: ctx.dispatch(x, idx, w, payload="int4"), "payload", "payload int4")
     expect_error(lambda: epcomm.fp8_quantize(torch.zeros(2, 100)), "hidden", "hidden 100")
     say("fp8 dispatch: cast, ue8m0, given, bound, copies, combine, errors: ok")
