@@ -90,7 +90,7 @@ static const epc_abi_field_t table[] = {
 #undef T
 #define T epc_cost_params_t
     STRUCT, F(size), F(num_ranks), F(ranks_per_node), F(row_bytes), F(intra_bw_gbs),
-    F(inter_bw_gbs), F(topo), F(tokens_per_rank), F(tokens_per_node),
+    F(inter_bw_gbs), F(topo), F(tokens_per_rank), F(tokens_per_node), F(combine_row_bytes),
 #undef T
 #define T epc_cost_t
     STRUCT, F(size), F(flat_dispatch_us), F(flat_combine_us), F(hier_dispatch_us),

@@ -163,8 +163,10 @@ static int plan(const plan_opts_t *o, row_t *rows, int nm, int *sampled_out)
 static void print_table(const plan_opts_t *o, const row_t *rows, int nm, int sampled, int rec)
 {
     int nodes = o->ranks / o->rpn;
-    printf("# epc_plan: E=%d k=%d ranks=%d ranks/node=%d nodes=%d tokens/rank=%d row=%.0f B\n",
-           o->experts, o->topk, o->ranks, o->rpn, nodes, o->tokens, o->row_bytes);
+    printf("# epc_plan: E=%d k=%d ranks=%d ranks/node=%d nodes=%d tokens/rank=%d row=%.0f B "
+           "(combine %.0f B)\n",
+           o->experts, o->topk, o->ranks, o->rpn, nodes, o->tokens, o->row_bytes,
+           o->combine_row_bytes);
     printf("# gate: %s%s%s, skew=%g, seed=%u; profile %s: intra %.1f GB/s, inter %.1f GB/s\n",
            o->score_name, o->bias ? " + bias" : "", o->normalize ? ", normalized" : "", o->skew,
            o->seed, o->profile, o->intra, o->inter);
@@ -203,11 +205,12 @@ static void print_table(const plan_opts_t *o, const row_t *rows, int nm, int sam
 static void print_json(const plan_opts_t *o, const row_t *rows, int nm, int sampled, int rec)
 {
     printf("{\"experts\": %d, \"topk\": %d, \"ranks\": %d, \"ranks_per_node\": %d, "
-           "\"tokens_per_rank\": %d, \"row_bytes\": %.0f, \"skew\": %g, \"seed\": %u, "
+           "\"tokens_per_rank\": %d, \"row_bytes\": %.0f, \"combine_row_bytes\": %.0f, "
+           "\"skew\": %g, \"seed\": %u, "
            "\"profile\": \"%s\", \"intra_gbs\": %g, \"inter_gbs\": %g, \"sampled_ranks\": %d, "
            "\"recommended_m\": %d, \"m\": %d,\n \"rows\": [",
-           o->experts, o->topk, o->ranks, o->rpn, o->tokens, o->row_bytes, o->skew, o->seed,
-           o->profile, o->intra, o->inter, sampled, rec, o->m);
+           o->experts, o->topk, o->ranks, o->rpn, o->tokens, o->row_bytes, o->combine_row_bytes,
+           o->skew, o->seed, o->profile, o->intra, o->inter, sampled, rec, o->m);
     for (int i = 0; i < nm; i++) {
         const epc_route_stats_t *s = &rows[i].st;
         printf("%s\n  {\"m\": %d, \"nodes_per_token\": %.4f, \"ranks_per_token\": %.4f, "

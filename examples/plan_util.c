@@ -18,6 +18,8 @@ static void usage(FILE *f)
                "  -m, --max-nodes M      node limit to mark and benchmark (min(4, nodes))\n"
                "  -t, --tokens N         tokens per rank (4096)\n"
                "  -H, --hidden N         row elements (7168); -d, --dtype bf16|fp16|fp32 (bf16)\n"
+               "      --payload fp8      dispatch rows as FP8 (hidden + hidden/32 bytes)\n"
+               "      --wire fp32|bf16   combine's partial sums (fp32: hidden x 4 bytes)\n"
                "      --score softmax|sigmoid (sigmoid); --bias (random expert bias)\n"
                "      --no-normalize     keep raw weights\n"
                "      --skew S           Zipf exponent of expert popularity (0 = uniform)\n"
@@ -68,7 +70,7 @@ static void defaults(plan_opts_t *o)
 {
     memset(o, 0, sizeof *o);
     o->experts = 256, o->topk = 8, o->ranks = 64, o->rpn = 8, o->m = -1;
-    o->tokens = 4096, o->hidden = 7168, o->row_bytes = 2;
+    o->tokens = 4096, o->hidden = 7168, o->row_bytes = 2, o->combine_row_bytes = 4;
     o->seed = 1, o->score = EPC_SCORE_SIGMOID, o->score_name = "sigmoid";
     o->normalize = 1, o->profile = env_profile();
 }
@@ -110,6 +112,16 @@ static int parse_one(plan_opts_t *o, const char *a, const char *v, double *intra
         o->row_bytes = !strcmp(v, "fp32") ? 4 : (!strcmp(v, "bf16") || !strcmp(v, "fp16")) ? 2 : 0;
         return o->row_bytes > 0 ? 2 : (fprintf(stderr, "epc_plan: --dtype '%s'\n", v), 1);
     }
+    if (!strcmp(a, "--payload") && v) {
+        o->fp8 = !strcmp(v, "fp8");
+        return o->fp8 || !strcmp(v, "native")
+                   ? 2
+                   : (fprintf(stderr, "epc_plan: --payload '%s'\n", v), 1);
+    }
+    if (!strcmp(a, "--wire") && v) {
+        o->combine_row_bytes = !strcmp(v, "fp32") ? 4 : !strcmp(v, "bf16") ? 2 : 0;
+        return o->combine_row_bytes > 0 ? 2 : (fprintf(stderr, "epc_plan: --wire '%s'\n", v), 1);
+    }
     if (!strcmp(a, "--score") && v) {
         o->score_name = v;
         o->score = !strcmp(v, "softmax") ? EPC_SCORE_SOFTMAX : EPC_SCORE_SIGMOID;
@@ -138,7 +150,8 @@ int plan_parse(int argc, char **argv, plan_opts_t *o)
         return plan_fail("--profile");
     o->intra = intra > 0 ? intra : o->intra;
     o->inter = inter > 0 ? inter : o->inter;
-    o->row_bytes *= o->hidden;
+    o->row_bytes = o->fp8 ? o->hidden + o->hidden / 32.0 : o->row_bytes * o->hidden;
+    o->combine_row_bytes *= o->hidden;
     o->group_ranks = o->ranks <= o->experts ? o->ranks : o->experts;
     if (o->ranks % o->group_ranks != 0 || o->group_ranks % o->rpn != 0 ||
         o->experts % o->group_ranks != 0) {
@@ -210,6 +223,7 @@ int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, epc_cost_t *
 {
     epc_cost_params_t p = EPC_COST_PARAMS_INIT;
     p.num_ranks = o->ranks, p.ranks_per_node = o->rpn, p.row_bytes = o->row_bytes;
+    p.combine_row_bytes = o->combine_row_bytes;
     p.intra_bw_gbs = o->intra, p.inter_bw_gbs = o->inter;
     p.tokens_per_rank = tpr, p.tokens_per_node = tpn;
     cost->size = sizeof *cost; /* every field */

@@ -9,6 +9,8 @@ typedef struct plan_opts {
     int experts, topk, ranks, rpn, m, tokens, hidden;
     int group_ranks; /* ranks of one expert-parallel group: min(ranks, experts) */
     double row_bytes, skew, intra, inter;
+    double combine_row_bytes; /* a partial sum's row: hidden x 4 (fp32 wire) or x 2 */
+    int fp8;                  /* --payload fp8: dispatch rows hidden + hidden/32 bytes */
     unsigned seed;
     epc_score_fn_t score;
     const char *score_name, *profile;

@@ -811,6 +811,11 @@ typedef struct epc_cost_params {
     const epc_topo_t *topo;     /* optional source of the values above */
     const int *tokens_per_rank; /* [R x R]: [s * R + d] tokens s sends to rank d */
     const int *tokens_per_node; /* [R x nodes]: [s * nodes + n] tokens s sends to node n */
+    /* Added in 0.4 (0.3's layout ends at tokens_per_node): the bytes of a
+     * row combine moves back (hidden x 4 over the FP32 wire, x 2 over
+     * BF16), when row_bytes is dispatch's (FP8: hidden + hidden/32); 0:
+     * row_bytes for both. */
+    double combine_row_bytes;
 } epc_cost_params_t;
 
 #define EPC_COST_PARAMS_INIT EPC_PARAMS_INIT_(epc_cost_params_t)

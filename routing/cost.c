@@ -4,6 +4,7 @@
  * hierarchical, from all-rank token counts (docs/ROUTING.md, "Cost model").
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@
 
 typedef struct cost_in {
     int R, rpn, nodes;
-    double row, intra, inter;
+    double row, crow, intra, inter; /* crow: combine's row */
     const int *tpr, *tpn;
 } cost_in_t;
 
@@ -33,6 +34,7 @@ static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
     in->intra = p->intra_bw_gbs > 0 ? p->intra_bw_gbs : bw.intra_gbs;
     in->inter = p->inter_bw_gbs > 0 ? p->inter_bw_gbs : bw.inter_gbs;
     in->row = p->row_bytes;
+    in->crow = p->combine_row_bytes > 0 ? p->combine_row_bytes : p->row_bytes;
     in->tpr = p->tokens_per_rank;
     in->tpn = p->tokens_per_node;
     if (in->R < 1 || in->rpn < 1 || in->R % in->rpn != 0)
@@ -42,6 +44,8 @@ static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
         return BAD("intra_bw_gbs = %g, inter_bw_gbs = %g: must be > 0", in->intra, in->inter);
     if (!(in->row >= 0) || !isfinite(in->row))
         return BAD("row_bytes = %g, must be >= 0", in->row);
+    if (!(p->combine_row_bytes >= 0) || !isfinite(p->combine_row_bytes))
+        return BAD("combine_row_bytes = %g, must be >= 0", p->combine_row_bytes);
     if (in->tpr == NULL || in->tpn == NULL)
         return BAD("%s is NULL", in->tpr == NULL ? "tokens_per_rank" : "tokens_per_node");
     in->nodes = in->R / in->rpn;
@@ -95,14 +99,16 @@ static void hier_rows(const cost_in_t *in, rows_t *w)
     }
 }
 
-/* The busiest rank's time in microseconds; its bytes into *inter, *intra. */
-static double busiest(const cost_in_t *in, const rows_t *w, double *inter, double *intra)
+/* The busiest rank's time in microseconds, rows of `row` bytes; its bytes
+ * into *inter, *intra. */
+static double busiest(const cost_in_t *in, const rows_t *w, double row, double *inter,
+                      double *intra)
 {
     double worst = 0;
     *inter = *intra = 0;
     for (int x = 0; x < in->R; x++) {
-        double net = (w->send[x] > w->recv[x] ? w->send[x] : w->recv[x]) * in->row;
-        double loc = w->intra[x] * in->row;
+        double net = (w->send[x] > w->recv[x] ? w->send[x] : w->recv[x]) * row;
+        double loc = w->intra[x] * row;
         double us = fmax(net / (in->inter * 1e3), loc / (in->intra * 1e3));
         worst = fmax(worst, us);
         *inter = fmax(*inter, net);
@@ -114,12 +120,14 @@ static double busiest(const cost_in_t *in, const rows_t *w, double *inter, doubl
 epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
 {
     static const epc_params_layouts_t layouts = {
-        "EPC_COST_PARAMS_INIT", sizeof(epc_cost_params_t), {0}};
+        "EPC_COST_PARAMS_INIT",
+        sizeof(epc_cost_params_t),
+        {offsetof(epc_cost_params_t, combine_row_bytes), 0}};
     epc_cost_params_t loaded;
     const epc_cost_params_t *p = &loaded;
     cost_in_t in;
     rows_t w;
-    double *buf;
+    double *buf, ci, cl; /* combine's bytes (not reported) */
     static const epc_params_layouts_t out_layouts = {"EPC_COST_INIT", sizeof(epc_cost_t), {0}};
     epc_cost_t out = EPC_COST_INIT;
     epc_status_t st;
@@ -135,15 +143,18 @@ epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
     w.send = buf;
     w.recv = buf + in.R;
     w.intra = buf + 2 * (size_t)in.R;
+    /* Combine moves the same rows back along the reversed path: send and
+     * receive swap, which the max over both leaves unchanged; only the
+     * row's size may differ. */
     flat_rows(&in, &w);
-    out.flat_dispatch_us = busiest(&in, &w, &out.flat_max_inter_bytes, &out.flat_max_intra_bytes);
+    out.flat_dispatch_us =
+        busiest(&in, &w, in.row, &out.flat_max_inter_bytes, &out.flat_max_intra_bytes);
+    out.flat_combine_us = busiest(&in, &w, in.crow, &ci, &cl);
     memset(buf, 0, 3 * (size_t)in.R * sizeof *buf);
     hier_rows(&in, &w);
-    out.hier_dispatch_us = busiest(&in, &w, &out.hier_max_inter_bytes, &out.hier_max_intra_bytes);
-    /* Combine moves the same rows back along the reversed path: send and
-     * receive swap, which the max over both leaves unchanged. */
-    out.flat_combine_us = out.flat_dispatch_us;
-    out.hier_combine_us = out.hier_dispatch_us;
+    out.hier_dispatch_us =
+        busiest(&in, &w, in.row, &out.hier_max_inter_bytes, &out.hier_max_intra_bytes);
+    out.hier_combine_us = busiest(&in, &w, in.crow, &ci, &cl);
     free(buf);
     epc_out_store(c, &out);
     return EPC_OK;

@@ -101,7 +101,8 @@ RouteStats = _struct("epc_route_stats_t", [
 CostParams = _struct("epc_cost_params_t", [
     ("size", c_size_t), ("num_ranks", c_int), ("ranks_per_node", c_int),
     ("row_bytes", c_double), ("intra_bw_gbs", c_double), ("inter_bw_gbs", c_double),
-    ("topo", c_void_p), ("tokens_per_rank", P(c_int)), ("tokens_per_node", P(c_int))])
+    ("topo", c_void_p), ("tokens_per_rank", P(c_int)), ("tokens_per_node", P(c_int)),
+    ("combine_row_bytes", c_double)])
 Cost = _struct("epc_cost_t", [
     ("size", c_size_t), ("flat_dispatch_us", c_double), ("flat_combine_us", c_double),
     ("hier_dispatch_us", c_double), ("hier_combine_us", c_double),

@@ -167,6 +167,15 @@ static void test_cost_known_answer(void **state)
     assert_true(c.hier_dispatch_us == 10.0 && c.hier_max_inter_bytes == 10000);
     assert_true(c.hier_max_intra_bytes == 20000);
     assert_true(c.flat_combine_us == c.flat_dispatch_us && c.hier_combine_us == c.hier_dispatch_us);
+    /* Smaller rows out (as FP8's), larger back (as fp32 partial sums):
+     * combine's times scale with its own row; the bytes reported stay
+     * dispatch's. */
+    p.row_bytes = 500, p.combine_row_bytes = 2000;
+    assert_int_equal(epc_cost_model(&p, &c), EPC_OK);
+    assert_true(c.flat_dispatch_us == 10.0 && c.flat_combine_us == 40.0);
+    assert_true(c.hier_dispatch_us == 5.0 && c.hier_combine_us == 20.0);
+    assert_true(c.hier_max_inter_bytes == 5000);
+    p.row_bytes = 1000, p.combine_row_bytes = 0;
     /* A slow intra-node fabric makes the fan-out the bottleneck. */
     p.intra_bw_gbs = 0.5;
     assert_int_equal(epc_cost_model(&p, &c), EPC_OK);
@@ -190,6 +199,12 @@ static void test_cost_bad_params(void **state)
     q = p, q.tokens_per_node = NULL;
     assert_int_equal(epc_cost_model(&q, &c), EPC_ERR_INVALID_ARG);
     assert_non_null(strstr(epc_last_error(NULL), "tokens_per_node"));
+    q = p, q.combine_row_bytes = -1;
+    assert_int_equal(epc_cost_model(&q, &c), EPC_ERR_INVALID_ARG);
+    assert_non_null(strstr(epc_last_error(NULL), "combine_row_bytes"));
+    /* 0.3's layout (without combine_row_bytes) is still accepted */
+    q = p, q.size = offsetof(epc_cost_params_t, combine_row_bytes);
+    assert_int_equal(epc_cost_model(&q, &c), EPC_OK);
     q = p, q.row_bytes = -1;
     assert_int_equal(epc_cost_model(&q, &c), EPC_ERR_INVALID_ARG);
     q = p, q.size = 3;
