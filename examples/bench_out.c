@@ -211,6 +211,22 @@ static void print_wire(const bench_result_t *c, const bench_result_t *c16)
            (c16->inter + c16->intra) / (c->inter + c->intra));
 }
 
+/* Bandwidth as DeepEP's tests define it: a rank's tokens x the distinct
+ * nodes they go to (its own included) x the row, over the call's time
+ * ("RDMA"), and the rows a rank receives (on average its tokens x the
+ * distinct ranks they go to) x the row ("NVL"); r's row is `row` bytes. */
+static void print_deepep(const bench_t *b, const bench_result_t *r, double rpt, double npt,
+                         double row)
+{
+    double t = r != NULL ? r->t_avg : 0;
+    if (t <= 0)
+        return;
+    printf("# %s %-8s as DeepEP counts it: RDMA %.2f GB/s (tokens x %.2f nodes/token x %.0f B, "
+           "own node included), NVL %.2f GB/s (x %.2f ranks/token, received)\n",
+           r->algo, r->op, b->o.tokens * npt * row / t * 1e-9, npt, row,
+           b->o.tokens * rpt * row / t * 1e-9, rpt);
+}
+
 int bench_summary(const bench_t *b)
 {
     const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
@@ -239,6 +255,10 @@ int bench_summary(const bench_t *b)
         printf("# hier dispatch / raw MPI_Alltoall of the same bytes per peer (%.0f B): time "
                "%.2fx (%.1f us vs %.1f us)\n",
                ra->bytes / b->size, hd->t_avg / ra->t_avg, hd->t_avg * 1e6, ra->t_avg * 1e6);
+    print_deepep(b, hd, rpt, npt, (double)b->row_bytes);
+    print_deepep(b, hc, rpt, npt, (double)b->row_bytes);
+    print_deepep(b, find(b, "hier", "disp_fp8", b->o.tokens), rpt, npt,
+                 b->o.hidden + b->o.hidden / 32.0);
     print_fp8(b, hd, find(b, "hier", "disp_fp8", b->o.tokens));
     print_fp8(b, fd, find(b, "flat", "disp_fp8", b->o.tokens));
     print_wire(hc, find(b, "hier", "comb16", b->o.tokens));
