@@ -41,9 +41,9 @@ extern "C" {
 /* --- Version ------------------------------------------------------------- */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 3
+#define EPC_VERSION_MINOR 4
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.3.0"
+#define EPC_VERSION_STRING "0.4.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj)*10000 + (min)*100 + (pat))
 #define EPC_VERSION EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
@@ -346,10 +346,13 @@ typedef struct epc_dispatch_out {
  *                       topk outside [1, max_topk], x/topk_idx NULL with tokens,
  *                       an expert id outside [-1, E) or repeated in a token,
  *                       expert_alignment outside [0, 65536], a cached
- *                       *handle whose topk_idx differ
+ *                       *handle whose topk_idx (or payload kind) differ;
+ *                       payload unknown, FP8 with hidden not a multiple of
+ *                       128, FP8_GIVEN with x_scales NULL and tokens
  *  EPC_ERR_CAPACITY     num_tokens > max_tokens_per_rank, or a rank would
  *                       receive more than 2^30 rows
- *  EPC_ERR_MISMATCH     ranks passed different topk, alignment or algo
+ *  EPC_ERR_MISMATCH     ranks passed different topk, alignment, algo, or
+ *                       payload kind (native against FP8)
  *  EPC_ERR_UNSUPPORTED  hier on nodes of unequal size
  *  EPC_ERR_PEER_FAILED  another rank's input failed (the lowest such rank,
  *                       named with its reason), or a peer aborted the context
@@ -388,7 +391,7 @@ typedef struct epc_combine_args {
     const float *row_scalars; /* [num_rows], the dispatch's row order (padding ignored) */
     float *topk_scalars;      /* [T x k] out */
     /* Added in 0.4 (0.3's layout ends at topk_scalars): the partial sums'
-     * wire, the same on every rank (docs/COLLECTIVES.md, "Combine wire"). */
+     * wire, the same on every rank (epc_wire_t; docs/FP8.md). */
     epc_wire_t wire;
 } epc_combine_args_t;
 
@@ -402,8 +405,8 @@ typedef struct epc_combine_args {
  * NULL or of unknown size; a handle NULL, foreign or overwritten by the
  * second dispatch after it; expert_out/y NULL with rows/tokens; under
  * scalar_channel row_scalars/topk_scalars so; wire unknown), agreed
- * across ranks; EPC_ERR_MISMATCH: ranks disagree on scalar_channel or wire; EPC_ERR_INTERNAL: a
- * partial sum slot or shared region out of range; EPC_ERR_PEER_FAILED,
+ * across ranks; EPC_ERR_MISMATCH: ranks disagree on scalar_channel or
+ * wire; EPC_ERR_INTERNAL: a partial sum slot or shared region out of range; EPC_ERR_PEER_FAILED,
  * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
  * y and topk_scalars are written only on EPC_OK.
  */
@@ -414,8 +417,9 @@ EPC_EXPORT epc_status_t epc_combine(epc_ctx_t *ctx, epc_handle_t *handle,
  * FP8 dispatch's cast, for callers that quantise or dequantise themselves
  * (docs/FP8.md).  Per row and 128-element block: amax = max |x| over the
  * finite elements, at least 1e-4; scale = amax / 448 (ue8m0: the power of
- * two at or above it); q = x / scale in e4m3, rounded to nearest even,
- * saturated at +-448 (+-Inf too); NaN stays NaN (0x7f, signed).  Row r's
+ * two at or above it); q = x x (448 / amax) (ue8m0: x / scale) in e4m3,
+ * rounded to nearest even, saturated at +-448 (+-Inf too); NaN stays NaN
+ * (0x7f, signed).  Row r's
  * q at q + r x q_stride bytes, its scales at scales + r x s_stride bytes.
  * EPC_ERR_INVALID_ARG: rows < 0, hidden not a positive multiple of 128,
  * an unknown dtype, a NULL pointer with rows, a stride below its row.
@@ -571,7 +575,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 2 /* libtool's current: a struct layout or signature changed */
+#define EPC_ABI_VERSION 3 /* libtool's current: a struct layout or signature changed */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
