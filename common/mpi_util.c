@@ -216,17 +216,18 @@ static void sweep_abandoned(void)
 
 void epc_mpi_abandon(MPI_Request *req, void *const *bufs, int n)
 {
+    MPI_Request pending = *req;
     abandoned_t *a;
+    *req = MPI_REQUEST_NULL; /* first: req may lie in one of the blocks */
     pthread_mutex_lock(&g_abandoned_lock);
     sweep_abandoned();
-    if (*req == MPI_REQUEST_NULL) {
+    if (pending == MPI_REQUEST_NULL) {
         free_blocks(bufs, n);
     } else if ((a = calloc(1, sizeof *a)) != NULL) {
-        a->req = *req;
+        a->req = pending;
         memcpy(a->bufs, bufs, (size_t)n * sizeof *bufs);
         a->next = g_abandoned;
         g_abandoned = a;
     } /* else: no memory to remember them by; leaking them is the safe choice */
-    *req = MPI_REQUEST_NULL;
     pthread_mutex_unlock(&g_abandoned_lock);
 }

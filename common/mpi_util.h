@@ -91,8 +91,9 @@ void epc_mpi_cancel_all(MPI_Request *reqs, int n);
  * during MPI_Finalize).  So the n heap blocks in bufs (the buffers and
  * count arrays the collective reads or writes; NULLs allowed) are freed
  * once *req completes, never before: each call tests the requests given
- * up earlier and frees what finished.  *req is MPI_REQUEST_NULL after;
- * when it already was, bufs are freed at once.  Blocks of a collective
+ * up earlier and frees what finished.  *req is MPI_REQUEST_NULL after (it
+ * may lie inside one of the blocks: it is read and cleared before any is
+ * freed); when it already was, bufs are freed at once.  Blocks of a collective
  * that never completes stay reachable until the process exits.  At most
  * EPC_MPI_ABANDON_BUFS blocks per call.
  */
