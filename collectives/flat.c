@@ -29,7 +29,7 @@ static void flat_free(epc_request_t *r)
     int n = 1;
     if (epc_lane_coll_pending(&x->xchg)) { /* failed: MPI may still use the exchange's buffers */
         static const int kept[] = {EPC_SCRATCH_SEND, EPC_SCRATCH_RECV, EPC_SCRATCH_PARTIAL};
-        for (int i = 0; i < 3; i++)
+        for (size_t i = 0; i < sizeof kept / sizeof *kept; i++)
             bufs[n++] = epc_ctx_scratch_detach(r->ctx, coll_req_lane(r)->index, kept[i]);
     }
     epc_lane_coll_free(&x->xchg, bufs, n);

@@ -61,32 +61,31 @@ void coll_add_row(float *acc, const float *src, int n)
         acc[i] += src[i];
 }
 
+/* f's bf16 bits: round to nearest even; a NaN stays a (quiet) NaN. */
+static inline uint16_t bf16_bits(float f)
+{
+    uint32_t u, nan;
+    memcpy(&u, &f, sizeof u);
+    nan = (u & 0x7fffffffu) > 0x7f800000u;
+    return (uint16_t)(nan ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 /* acc += src rounded to bf16 (as coll_to_bf16 rounds): a partial sum as
  * the BF16 combine wire carries it. */
 CLONES
 void coll_add_row_bf16(float *acc, const float *src, int n)
 {
     for (int i = 0; i < n; i++) {
-        uint32_t u, nan, r;
+        uint32_t r = (uint32_t)bf16_bits(src[i]) << 16;
         float f;
-        memcpy(&u, &src[i], sizeof u);
-        nan = (u & 0x7fffffffu) > 0x7f800000u;
-        r = ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16) << 16;
-        r = nan ? ((u >> 16) | 0x40u) << 16 : r;
         memcpy(&f, &r, sizeof f);
         acc[i] += f;
     }
 }
 
-/* Round to nearest even; a NaN stays a (quiet) NaN. */
 CLONES
 void coll_to_bf16(uint16_t *dst, const float *src, int n)
 {
-    for (int i = 0; i < n; i++) {
-        uint32_t u, r, nan;
-        memcpy(&u, &src[i], sizeof u);
-        nan = (u & 0x7fffffffu) > 0x7f800000u;
-        r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-        dst[i] = (uint16_t)(nan ? (u >> 16) | 0x40u : r);
-    }
+    for (int i = 0; i < n; i++)
+        dst[i] = bf16_bits(src[i]);
 }

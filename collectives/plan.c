@@ -18,8 +18,7 @@ enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_FP8, HDR_INTS };
 
 #define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: " __VA_ARGS__)
 
-/* Local checks of the arguments (loaded by the start: of a known size);
- * raises the first problem. */
+/* The payload's checks (validate's part for args->payload, x_scales). */
 static epc_status_t validate_payload(epc_ctx_t *ctx, const epc_dispatch_args_t *a)
 {
     if (a->payload < EPC_PAYLOAD_NATIVE || a->payload > EPC_PAYLOAD_FP8_GIVEN)
@@ -33,6 +32,8 @@ static epc_status_t validate_payload(epc_ctx_t *ctx, const epc_dispatch_args_t *
     return EPC_OK;
 }
 
+/* Local checks of the arguments (loaded by the start: of a known size);
+ * raises the first problem. */
 static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo)
 {
     epc_status_t st;
@@ -203,7 +204,6 @@ static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
     return EPC_OK;
 }
 
-/* The step after the counts: the algorithm's schedule. */
 /* The rows this rank sends: x itself, or its FP8 payload in the lane's
  * scratch, cast once per token here (or x and x_scales packed). */
 static epc_status_t source_rows(epc_request_t *r)
@@ -231,6 +231,7 @@ static epc_status_t source_rows(epc_request_t *r)
     return EPC_OK;
 }
 
+/* The step after the counts: the algorithm's schedule. */
 static epc_status_t to_algorithm(epc_request_t *r)
 {
     epc_status_t st = source_rows(r);

@@ -91,7 +91,7 @@ epc_status_t coll_req_net(epc_request_t *r, void **req);
  * dispatch 1.5-2x slower).  What must outlive the request (received rows,
  * expert outputs, the shared regions, the transport) stays with the lane.
  *  coll_req_scratch: a private buffer of at least need bytes
- *    (EPC_SCRATCH_SEND, _RECV, _PARTIAL);
+ *    (EPC_SCRATCH_SEND, _RECV, _PARTIAL, _PAYLOAD);
  *  coll_req_lane: the lane whose door (epc_lane_allgather_post, ...)
  *    and communicator carry its collectives (the count exchange, the
  *    verdicts, the agreement of a cached dispatch, flat's exchange); the

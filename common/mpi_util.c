@@ -102,7 +102,6 @@ epc_status_t epc_mpi_agree(MPI_Comm comm, epc_status_t local, epc_obj_t *obj, ep
     epc_status_t st;
     if (ag == NULL)
         return epc_error_obj(obj, EPC_ERR_NO_MEMORY, "error agreement");
-    ag->req = MPI_REQUEST_NULL;
     if ((st = epc_mpi_agree_start(ag, comm, local, obj)) == EPC_OK)
         while ((st = epc_mpi_agree_test(ag, dl)) == EPC_IN_PROGRESS)
             sched_yield();

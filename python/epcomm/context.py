@@ -14,6 +14,7 @@ from ._lib import lib, new, CtxParams, CtxStats, CollStats, DispatchArgs, Dispat
 from ._tensors import dtype_code, from_address, copy_array, pointer, Guard, \
     ReceivedTensor
 from .errors import check, error_for, EpcError, EpcInvalidArgument
+from .fp8 import BLOCK as FP8_BLOCK
 
 _TRANSPORTS = {None: 0, "mpi": 1, "ofi": 2, "auto": 3}
 _PROGRESS = {None: 0, "caller": 1, "thread": 2}
@@ -21,7 +22,6 @@ _ALGOS = {None: 0, "hier": 1, "flat": 2}
 _PAYLOADS = {None: 0, "native": 0, "fp8": 1, "fp8_ue8m0": 2}
 _FP8_GIVEN = 3
 _WIRES = {None: 0, "fp32": 0, "bf16": 1}
-FP8_BLOCK = 128
 _LOG = {None: 0, "off": 1, "error": 2, "warn": 3, "info": 4, "debug": 5}
 
 RecvInfo = collections.namedtuple(
