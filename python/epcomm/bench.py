@@ -7,8 +7,15 @@ entry points called directly (epc_dispatch / epc_combine on prepared
 arguments, as epc_bench times them: a barrier, then the call) and through
 Context.dispatch / Context.combine (checks, tensors in and out, the
 received metadata), the two in alternating order.  It prints each one's
-median over iterations of the slowest rank's time, and the overhead in
-percent and microseconds.
+median over iterations of the slowest rank's time, and the overhead: the
+median over iterations of the pairwise difference (Python minus C in the
+same iteration, so that a slow moment of a shared machine counts in both),
+in microseconds and in percent of the C median.  On a shared or
+oversubscribed machine that difference carries the collective's own noise
+(10% of a call is common), so the last column gives the binding's own time
+per call, measured inside the Python call: its duration minus the time
+spent in the library's entry points it called (median over iterations of
+the slowest rank), which is what the binding adds whatever the noise.
 
     mpirun -np 8 python3 -m epcomm.bench -t 4096 -H 7168 -e 256 -k 8
 """
@@ -20,6 +27,7 @@ import torch
 from mpi4py import MPI
 
 from . import Context, Router
+from . import context as _context
 from ._lib import lib, new, DispatchArgs, DispatchOut, CombineArgs
 from .errors import check
 
@@ -53,6 +61,26 @@ def routed(ep, o):
     r = Router(o.experts, o.topk, ep.num_ranks, ep.ranks_per_node or ep.num_ranks,
                max_nodes_per_token=m, score_fn="sigmoid", normalize=True)
     return r((-torch.log(-torch.log(u))).float())
+
+
+class LibClock:
+    """The library as Context sees it, with the time spent inside its
+    entry points summed (`inside`, seconds): one perf_counter pair per
+    call, counted against the binding, so the figure errs high."""
+
+    def __init__(self, real):
+        self._real, self.inside = real, 0.0
+
+    def __getattr__(self, name):
+        fn = getattr(self._real, name)
+
+        def call(*a):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                self.inside += time.perf_counter() - t0
+        return call
 
 
 def timed(comm, fn):
@@ -91,10 +119,18 @@ class Raw:
         check(lib.epc_combine(self.ep._ptr, self.h, ctypes.byref(c)), self.ep._ptr)
 
 
-def run_algo(comm, ep, o, x, idx, w, algo):
-    """{op: ([C times], [Python times])}, each the slowest rank's per iteration."""
+def in_binding(comm, clock, fn):
+    """(call time, result, time outside the library's calls) of fn()."""
+    before = clock.inside
+    t, out = timed(comm, fn)
+    return t, out, t - (clock.inside - before)
+
+
+def run_algo(comm, ep, o, x, idx, w, algo, clock):
+    """{op: ([C times], [Python times], [binding's own times])}, each the
+    slowest rank's per iteration."""
     raw = Raw(ep, x, idx, w, algo)
-    res = {"dispatch": ([], []), "combine": ([], [])}
+    res = {"dispatch": ([], [], []), "combine": ([], [], [])}
     # y reused as the C path reuses it, unless --fresh-y (a new tensor per
     # call, as combine allocates without out=: first-touch page faults)
     y_out = None if o.fresh_y else torch.empty_like(x)
@@ -106,14 +142,16 @@ def run_algo(comm, ep, o, x, idx, w, algo):
                 t["dc"], _ = timed(comm, raw.dispatch)
                 t["cc"], _ = timed(comm, raw.combine)
             else:
-                t["dp"], d = timed(comm, lambda: ep.dispatch(x, idx, w, algo=algo, copy=o.copy))
+                t["dp"], d, t["db"] = in_binding(
+                    comm, clock, lambda: ep.dispatch(x, idx, w, algo=algo, copy=o.copy))
                 eo = raw.eo if raw.eo is not None and raw.eo.shape[0] == d[0].shape[0] else \
                     torch.zeros((d[0].shape[0], ep.hidden), dtype=ep.dtype)
-                t["cp"], _ = timed(comm, lambda: ep.combine(eo, d[4], out=y_out))
-        t = comm.allreduce([t["dc"], t["dp"], t["cc"], t["cp"]], op=_max_list)
+                t["cp"], _, t["cb"] = in_binding(comm, clock,
+                                                 lambda: ep.combine(eo, d[4], out=y_out))
+        t = comm.allreduce([t[n] for n in ("dc", "dp", "db", "cc", "cp", "cb")], op=_max_list)
         if it >= o.warmup:
-            res["dispatch"][0].append(t[0]), res["dispatch"][1].append(t[1])
-            res["combine"][0].append(t[2]), res["combine"][1].append(t[3])
+            for i in range(3):
+                res["dispatch"][i].append(t[i]), res["combine"][i].append(t[3 + i])
     if raw.h.value:
         lib.epc_handle_destroy(raw.h)
     return res
@@ -130,6 +168,7 @@ _max_list = MPI.Op.Create(lambda a, b, dt: [max(p, q) for p, q in zip(a, b)], co
 def main(argv=None):
     o = parse(argv)
     comm = MPI.COMM_WORLD
+    clock = _context.lib = LibClock(lib)  # Context's calls only; Raw calls lib itself
     with Context(comm, hidden=o.hidden, num_experts=o.experts, dtype=_DTYPES[o.dtype],
                  max_tokens_per_rank=max(o.tokens, 1), max_topk=o.topk) as ep:
         idx, w = routed(ep, o)
@@ -138,15 +177,18 @@ def main(argv=None):
             print("# epcomm.bench: %d ranks, %d nodes, T=%d H=%d E=%d k=%d %s, %d iters%s"
                   % (ep.num_ranks, ep.num_nodes, o.tokens, o.hidden, o.experts, o.topk,
                      o.dtype, o.iters, (", copy=True" if o.copy else "") + (", fresh y" if o.fresh_y else "")))
-            print("%-5s %-9s %12s %12s %10s %10s" % ("algo", "op", "C_ms", "python_ms",
-                                                    "overhead%", "overhead_us"))
+            print("%-5s %-9s %12s %12s %10s %12s %11s %10s" % (
+                "algo", "op", "C_ms", "python_ms", "overhead%", "overhead_us", "binding_us",
+                "binding%"))
         for algo in o.algo.split(","):
-            res = run_algo(comm, ep, o, x, idx, w, algo)
-            for op, (tc, tp) in res.items():
-                c, p = _median(tc), _median(tp)
+            res = run_algo(comm, ep, o, x, idx, w, algo, clock)
+            for op, (tc, tp, tb) in res.items():
+                c, p, b = _median(tc), _median(tp), _median(tb)
+                d = _median([q - r for r, q in zip(tc, tp)])
                 if ep.rank == 0:
-                    print("%-5s %-9s %12.3f %12.3f %10.2f %10.1f" % (
-                        algo, op, c * 1e3, p * 1e3, 100 * (p - c) / c, (p - c) * 1e6))
+                    print("%-5s %-9s %12.3f %12.3f %10.2f %12.1f %11.1f %10.2f" % (
+                        algo, op, c * 1e3, p * 1e3, 100 * d / c, d * 1e6, b * 1e6,
+                        100 * b / c))
 
 
 if __name__ == "__main__":

@@ -374,13 +374,19 @@ class Context:
         n, L = out.num_rows, out.num_local_experts
         recv_x = self._received_rows(out, seq, copy, fp8)
         begin = copy_array(out.expert_begin, L + 1, torch.int32).to(torch.int64)
+        count = copy_array(out.expert_count, L, torch.int32).to(torch.int64)
         local = copy_array(out.local_expert, n, torch.int32)
         src_rank = copy_array(out.src_rank, n, torch.int32)
-        expert = torch.where(src_rank >= 0, local + self.rank * L,
-                             torch.full_like(local, -1))
-        info = RecvInfo(src_rank, copy_array(out.src_token, n, torch.int32),
-                        torch.where(src_rank >= 0, local, torch.full_like(local, -1)), expert,
-                        begin, copy_array(out.expert_count, L, torch.int32).to(torch.int64))
+        expert = local + self.rank * L
+        # the library marks padding rows by src_rank only: give them -1 in
+        # local_expert and expert too (skipped when no group was padded,
+        # the common case, to keep the per-call cost off large T)
+        if int(count.sum()) != n:
+            pad = src_rank < 0
+            local.masked_fill_(pad, -1)
+            expert.masked_fill_(pad, -1)
+        info = RecvInfo(src_rank, copy_array(out.src_token, n, torch.int32), local, expert,
+                        begin, count)
         weights = copy_array(out.weight, n, torch.float32)
         return recv_x, weights, info, (begin[1:] - begin[:-1]).tolist(), handle
 

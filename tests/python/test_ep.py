@@ -225,10 +225,15 @@ def test_alignment(ep):
     if any(c % 4 for c in counts4):
         raise AssertionError("group sizes %s are not multiples of 4" % counts4)
     pad = info4.src_rank < 0
-    if (rx4[pad] != 0).any() or (rw4[pad] != 0).any() or (info4.expert[pad] != -1).any():
+    if (rx4[pad] != 0).any() or (rw4[pad] != 0).any() or (info4.expert[pad] != -1).any() \
+            or (info4.local_expert[pad] != -1).any() or (info4.src_token[pad] != -1).any():
         raise AssertionError("padding rows are not zero rows of source -1")
-    if not torch.equal(rx4[~pad], rx) or not torch.equal(info4.src_token[~pad], info.src_token):
+    if not torch.equal(rx4[~pad], rx) or not torch.equal(info4.src_token[~pad], info.src_token) \
+            or not torch.equal(info4.local_expert[~pad], info.local_expert) \
+            or not torch.equal(info4.expert[~pad], info.expert):
         raise AssertionError("the real rows moved under alignment")
+    if (info.src_rank < 0).any() or sum(counts) != info.src_rank.numel():
+        raise AssertionError("alignment 1 gave padding rows")
     exp = info.local_expert + RANK * ctx.num_local_experts
     if not torch.equal(info.expert, exp) or ((info.expert // ctx.num_local_experts) != RANK).any():
         raise AssertionError("global expert ids wrong")
