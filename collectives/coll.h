@@ -122,7 +122,7 @@ typedef struct coll_poll {
  * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
  * s is coll_pbase(h, local rank, s) + didx).  Only the rows of sources on node
  * src_node when it is >= 0 (every row otherwise); every slot of those
- * sources is written.  poll may be NULL. */
+ * sources is written, once (built aside, then streamed).  poll may be NULL. */
 epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
                            float *const *slot, int src_node, const coll_poll_t *poll);
 
@@ -139,6 +139,10 @@ void coll_axpy_f32(float *acc, const float *row, float w, int n);
 void coll_add_row(float *acc, const float *src, int n);
 void coll_to_bf16(uint16_t *dst, const float *src, int n);
 void coll_add_row_bf16(float *acc, const float *src, int n);
+/* dst = src bypassing the cache where possible (x86: non-temporal stores);
+ * coll_stream_fence orders them before what follows (a fence's flag). */
+void coll_stream_row(float *dst, const float *src, int n);
+void coll_stream_fence(void);
 
 /* The FP8 payload (fp8.c; the public epc_fp8_quantize/_dequantize without
  * their checks): e4m3 with an fp32 scale per EPC_FP8_BLOCK elements.  On

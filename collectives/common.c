@@ -89,33 +89,74 @@ int coll_num_slots(const epc_handle_t *h, int rank)
     return P;
 }
 
-epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float *const *slot, int src_node, const coll_poll_t *poll)
+/* This rank's rows grouped by combine slot (a CSR: rows of slot p are
+ * rows[start[p] .. start[p + 1] - 1], ascending, so ascending in expert),
+ * keeping only rows from sources on src_node (-1: all).  One array of
+ * P + 1 + n ints, freed by the caller; NULL when out of memory, or with
+ * *bad set to a row whose slot is out of range. */
+static int *slot_rows(const epc_ctx_t *ctx, const epc_handle_t *h, int P, int n, int src_node,
+                      int *bad)
 {
-    size_t rb = coll_row_bytes(ctx);
-    int P = coll_num_slots(h, ctx->comm.rank), n = h->num_rows[ctx->comm.rank], done = 0;
-    unsigned char *seen = calloc((size_t)P + 1, 1);
-    epc_status_t st = EPC_OK;
-    if (seen == NULL)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine: %d slots", P);
-    /* Rows are expert-major, so each slot sums its experts in ascending
-     * order: the fixed order that makes combine reproducible. */
-    for (int r = 0; r < n && st == EPC_OK; r++) {
+    int *start = calloc((size_t)P + 2 + (size_t)n, sizeof *start), *rows = start + P + 1;
+    *bad = -1;
+    if (start == NULL)
+        return NULL;
+    for (int r = 0; r < n; r++) {
         int p = h->meta.pslot[r], src = h->meta.src_rank[r];
         if (src < 0 || (src_node >= 0 && ctx->comm.topo->node_of[src] != src_node))
             continue;
         if (p < 0 || p >= P) {
-            st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d", r,
-                               p, P);
-            break;
+            *bad = r;
+            return start;
         }
-        accumulate(ctx, slot[p], (const char *)out + (size_t)r * rb,
-                   unweighted ? 1.0f : h->meta.weight[r], !seen[p]);
-        seen[p] = 1;
+        start[p + 1]++;
+    }
+    for (int p = 0; p < P; p++)
+        start[p + 1] += start[p];
+    for (int r = 0; r < n; r++) { /* start[p] walks up to the old start[p + 1] */
+        int p = h->meta.pslot[r], src = h->meta.src_rank[r];
+        if (src >= 0 && (src_node < 0 || ctx->comm.topo->node_of[src] == src_node))
+            rows[start[p]++] = r;
+    }
+    for (int p = P; p > 0; p--) /* and back: start[p] is slot p's first again */
+        start[p] = start[p - 1];
+    start[0] = 0;
+    return start;
+}
+
+epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
+                           float *const *slot, int src_node, const coll_poll_t *poll)
+{
+    size_t rb = coll_row_bytes(ctx);
+    int P = coll_num_slots(h, ctx->comm.rank), n = h->num_rows[ctx->comm.rank], bad;
+    int *start = slot_rows(ctx, h, P, n, src_node, &bad), *rows = NULL;
+    float *acc = malloc((size_t)ctx->hidden * sizeof *acc);
+    epc_status_t st = EPC_OK;
+    if (start == NULL || acc == NULL)
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine: %d slots", P);
+    else if (bad >= 0)
+        st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d", bad,
+                           h->meta.pslot[bad], P);
+    else
+        rows = start + P + 1;
+    /* Slot by slot: a slot's sum is built in acc (cache-resident) from its
+     * rows in ascending order, the fixed order that makes combine
+     * reproducible, and written out once, streamed past the cache: the
+     * slots are read by another rank, and summing in place would read,
+     * modify and write each slot once per expert. */
+    for (int p = 0, done = 0; st == EPC_OK && p < P; p++) {
+        if (start[p] == start[p + 1])
+            continue;
+        for (int i = start[p]; i < start[p + 1]; i++)
+            accumulate(ctx, acc, (const char *)out + (size_t)rows[i] * rb,
+                       unweighted ? 1.0f : h->meta.weight[rows[i]], i == start[p]);
+        coll_stream_row(slot[p], acc, ctx->hidden);
         if (poll != NULL && ++done % 32 == 0)
             st = poll->fn(poll->arg);
     }
-    free(seen);
+    coll_stream_fence(); /* before the fence that publishes the slots */
+    free(acc);
+    free(start);
     return st;
 }
 

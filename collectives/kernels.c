@@ -7,7 +7,11 @@
  */
 #include "build_config.h"
 
+#include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "coll.h"
 
@@ -88,4 +92,32 @@ void coll_to_bf16(uint16_t *dst, const float *src, int n)
 {
     for (int i = 0; i < n; i++)
         dst[i] = bf16_bits(src[i]);
+}
+
+/* dst = src, with non-temporal stores where the target has them: a
+ * combine slot is written once and read by another rank, so it should not
+ * displace this rank's working set, nor be read into the cache first
+ * (write-allocate) only to be overwritten.  Not cloned: SSE2 is the
+ * x86-64 baseline and 16-byte streams already reach the memory's rate. */
+void coll_stream_row(float *dst, const float *src, int n)
+{
+#if defined(__SSE2__)
+    int i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15) != 0; i++) /* to a 16-byte boundary */
+        dst[i] = src[i];
+    for (; i + 4 <= n; i += 4)
+        _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++)
+        dst[i] = src[i];
+#else
+    memcpy(dst, src, (size_t)n * sizeof *dst);
+#endif
+}
+
+/* Orders the streamed stores before any later store (the fence's flag). */
+void coll_stream_fence(void)
+{
+#if defined(__SSE2__)
+    _mm_sfence();
+#endif
 }
