@@ -11,6 +11,7 @@
 size_t epc_tr_grow_size(size_t cap, size_t need)
 {
     size_t grown = cap + cap / 2;
+    need += need / 8; /* routing moves a little call to call: grow past it */
     need = need > grown ? need : grown;
     return (need + 4095) & ~(size_t)4095; /* whole pages */
 }

@@ -99,7 +99,8 @@ epc_status_t epc_tr_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
 epc_status_t epc_tr_test(epc_tr_t *tr, void *req, int *done);
 epc_status_t epc_tr_wait(epc_tr_t *tr, void *req, epc_deadline_t dl);
 
-/* New capacity for a region that must hold `need` bytes. */
+/* New capacity for a region that must hold `need` bytes: need and 1/8
+ * more, at least 1.5x cap (few grows as traffic rises). */
 size_t epc_tr_grow_size(size_t cap, size_t need);
 
 #endif
