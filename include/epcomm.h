@@ -191,7 +191,8 @@ extern "C" {
 /**
  * Creates a context over comm (collective): topology (virtual nodes when
  * asked), each node's shared regions, the inter-node transport; buffers
- * start empty and grow with the traffic (high-water mark).
+ * start empty and grow with the traffic (high-water mark; epc_ctx_warmup
+ * sizes them ahead).
  *  EPC_ERR_INVALID_ARG  a NULL pointer, an unknown params->size, a missing
  *                       or out-of-range field, an invalid EPC_* value
  *  EPC_ERR_MISMATCH     ranks passed different job-wide params (the text
@@ -369,6 +370,21 @@ EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *
  * handle's or the next request for its buffer set.  Local.
  * EPC_ERR_INVALID_ARG: a NULL pointer, a foreign or overwritten handle. */
 EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle, void **buf);
+
+/** Pays a fresh context's first-call costs ahead (collective): a dispatch
+ * and a combine through each of the two buffer sets, with algo (0: the
+ * context's) on `tokens` synthetic tokens per rank (zero rows; every
+ * expert an equal share, max_topk per token).  The shared regions, the
+ * transport's buffers and the scratch are then sized, with 1/8 headroom,
+ * and populated, and the connections open: a later call of up to that
+ * many tokens whose routing is no more skewed runs at the steady speed
+ * from its first call (epc_bench --prewarm measures it).  Counts as two
+ * dispatches (handles of earlier ones go stale) and in the statistics.
+ *  EPC_ERR_INVALID_ARG  ctx not a live context, algo unknown, tokens < 0
+ *  EPC_ERR_CAPACITY     tokens > max_tokens_per_rank
+ *  EPC_ERR_PEER_FAILED  another rank's arguments failed (named)
+ *  and any status of epc_dispatch and epc_combine. */
+EPC_EXPORT epc_status_t epc_ctx_warmup(epc_ctx_t *ctx, epc_algo_t algo, int tokens);
 
 /** How combine's partial sums travel.  FP32, the default: exact (y is the
  * fp32 sum, rounded once).  BF16: half the bytes; each rank's partial sum

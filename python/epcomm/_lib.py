@@ -140,6 +140,7 @@ PROTOTYPES = {
     "epc_dispatch": (_S, [c_void_p, P(DispatchArgs), P(DispatchOut), P(c_void_p)]),
     "epc_combine_buffer": (_S, [c_void_p, c_void_p, P(c_void_p)]),
     "epc_combine": (_S, [c_void_p, c_void_p, P(CombineArgs)]),
+    "epc_ctx_warmup": (_S, [c_void_p, c_int, c_int]),
     "epc_dispatch_start": (_S, [c_void_p, P(DispatchArgs), P(DispatchOut), P(c_void_p),
                                 P(c_void_p)]),
     "epc_combine_start": (_S, [c_void_p, c_void_p, P(CombineArgs), P(c_void_p)]),

@@ -159,6 +159,7 @@ class Context:
                                    ctypes.byref(p), ctypes.byref(ptr)))
         self._ptr = ptr.value
         self.hidden, self.num_experts, self.dtype = hidden, num_experts, dtype
+        self.max_tokens_per_rank = max_tokens_per_rank or 8192  # the library's default
         self._dispatches = 0  # dispatches started, as the library counts them
         self._read_topology()
         _live_contexts.add(self)
@@ -208,6 +209,26 @@ class Context:
         if self._ptr is not None:
             check(lib.epc_ctx_abort(self._ptr, (reason or "").encode()[:511] or None),
                   self._ptr)
+
+    def warmup(self, tokens=None, algo=None):
+        """Pays the first calls' costs now (collective; epc_ctx_warmup): a
+        dispatch and a combine of `tokens` synthetic tokens per rank
+        (None: max_tokens_per_rank) through both buffer sets with `algo`
+        ("hier", "flat", None: the context's), so that the shared regions,
+        transport buffers and scratch are sized and populated before the
+        first real call.  Counts as two dispatches: received views and
+        handles of earlier dispatches become invalid.  Raises
+        EpcInvalidArgument / EpcCapacity (tokens < 0 / above
+        max_tokens_per_rank), EpcPeerFailed, ..."""
+        ptr = self._live("warmup")
+        code = _choice(_ALGOS, algo, "algo") or self._algo
+        tokens = self.max_tokens_per_rank if tokens is None else tokens
+        if not isinstance(tokens, int):
+            raise EpcInvalidArgument("tokens = %r (an int)" % (tokens,))
+        try:
+            check(lib.epc_ctx_warmup(ptr, code, tokens), ptr)
+        finally:
+            self._dispatches += 2  # both buffer sets were written
 
     def __enter__(self):
         return self
@@ -468,7 +489,8 @@ class Context:
                 "shm_bytes": s.shm_bytes, "net_bytes": s.net_bytes,
                 "transport": s.transport.decode(), "provider": s.provider.decode(),
                 "transport_reason": s.transport_reason.decode(),
-                "dispatches": c.dispatches, "combines": c.combines}
+                "dispatches": c.dispatches, "combines": c.combines,
+                "shm_grows": s.shm_grows, "net_grows": s.net_grows}
 
     def get_dispatch_layout(self, topk_idx):
         """DeepEP's get_dispatch_layout for this context's ranks and nodes

@@ -276,6 +276,39 @@ def test_views_and_handles(ep):
     say("invalidated views and stale handles raise: ok")
 
 
+def test_warmup(ep):
+    """Context.warmup: the buffers grow in it, not in the calls after it;
+    earlier views go stale; bad tokens raise on that rank, peers get
+    EpcPeerFailed naming it."""
+    ctx = ep[torch.float32]
+    x, idx, w = inputs(43, torch.float32)[RANK]
+    rx, _, _, _, h0 = ctx.dispatch(x, idx, w)
+    y_before, _ = ctx.combine(rx * 2, h0)
+    ctx.warmup(64)
+    if rx.shape[0] > 0:
+        expect_error(lambda: rx.sum(), "invalidated", "a view from before the warm-up")
+    grows = ctx.stats()["shm_grows"]
+    for _ in range(2):  # both buffer sets; these tokens are fewer and no more spread
+        rx, _, _, _, h = ctx.dispatch(x, idx, w)
+        y, _ = ctx.combine(rx * 2, h)
+        if not torch.equal(y, y_before):
+            raise AssertionError("combine after the warm-up differs from before it")
+    if ctx.stats()["shm_grows"] != grows:
+        raise AssertionError("a call after the warm-up grew the regions")
+    bad = 1 % SIZE
+    expect_named_or_peer(lambda: ctx.warmup(-1 if RANK == bad else 8), bad, "tokens")
+    try:
+        ctx.warmup(ctx.max_tokens_per_rank + 1)
+    except epcomm.EpcCapacity as e:
+        if "tokens" not in str(e):
+            raise
+    else:
+        raise AssertionError("warmup above max_tokens_per_rank was accepted")
+    expect_error(lambda: ctx.warmup(8, algo="ring"), "algo", "algo 'ring'")
+    ctx.warmup(0, algo="flat")
+    say("warmup: ok")
+
+
 def expect_named_or_peer(call, bad, text):
     """call() is collective with a bad argument on rank `bad`: there it must
     raise EpcInvalidArgument holding `text`, elsewhere EpcPeerFailed naming
@@ -524,7 +557,7 @@ def main():
                              ranks_per_node=args.ranks_per_node, transport=args.transport)
           for dt in (torch.float32, torch.bfloat16)}
     for name in ("grads", "moe_module", "finite_difference", "alignment",
-                 "views_and_handles", "bad_input", "async"):
+                 "views_and_handles", "bad_input", "async", "warmup"):
         globals()["test_" + name](ep)
     test_router_layout()
     test_fp8(args)
