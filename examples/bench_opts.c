@@ -22,6 +22,10 @@ static void usage(FILE *f)
            "  -n, --iters N (10)  -w, --warmup N (2)         -c, --check (verify every iteration)\n"
            "      --skew S        Zipf exponent of expert popularity (0 = uniform)\n"
            "      --sweep         tokens from 128 up to -t, doubling\n"
+           "      --prewarm       epc_ctx_warmup(-t tokens) on each fresh context first\n"
+           "                      (timed; the first-call line then shows what is left)\n"
+           "      --reroute       each iteration shifts every expert id by one (mod E):\n"
+           "                      the same load, rows in new places, as in training\n"
            "      --csv FILE / --json FILE / --plot FILE.png\n"
            "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
            "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
@@ -109,9 +113,29 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
 
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
-    *o = (bench_opts_t){
-        4096,           7168, 256, 8,   -1,  10, 2,    0,    0,    3,   OP_DISPATCH | OP_COMBINE,
-        EPC_DTYPE_BF16, 0,    0,   0.0, 0.0, 1,  NULL, NULL, NULL, NULL};
+    *o = (bench_opts_t){4096,
+                        7168,
+                        256,
+                        8,
+                        -1,
+                        10,
+                        2,
+                        0,
+                        0,
+                        3,
+                        OP_DISPATCH | OP_COMBINE,
+                        EPC_DTYPE_BF16,
+                        0,
+                        0,
+                        0.0,
+                        0.0,
+                        1,
+                        NULL,
+                        NULL,
+                        NULL,
+                        NULL,
+                        0,
+                        0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;
@@ -119,6 +143,10 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             return rank == 0 ? (usage(stdout), -1) : -1;
         if (!strcmp(a, "-c") || !strcmp(a, "--check") || !strcmp(a, "--sweep")) {
             *(a[1] == 'c' || a[2] == 'c' ? &o->check : &o->sweep) = 1;
+            continue;
+        }
+        if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute")) {
+            *(a[2] == 'p' ? &o->prewarm : &o->reroute) = 1;
             continue;
         }
         rc = i + 1 < argc ? value_opt(o, a, argv[i + 1]) : 2;

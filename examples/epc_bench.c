@@ -23,6 +23,14 @@ static epc_coll_stats_t stats_now(bench_t *b)
     return cs;
 }
 
+/* Times this rank's shared regions and transport buffers have grown. */
+static int grows_now(const bench_t *b)
+{
+    epc_ctx_stats_t s = EPC_CTX_STATS_INIT;
+    epc_ctx_stats(b->ctx, &s);
+    return (int)(s.shm_grows + s.net_grows);
+}
+
 /* -d fp8: one FP8 dispatch of the same rows (a's), timed into *t, its rows
  * checked into *wrong when asked, its bytes into *bytes; -1 when it failed
  * (the job is ended). */
@@ -83,6 +91,7 @@ static void add_fp8_row(bench_t *b, const char *name, int T, double t,
 typedef struct algo_run {
     double t[4];     /* dispatch, combine, fp8 dispatch, bf16-wire combine */
     double first[2]; /* the first iteration's dispatch and combine */
+    int first_grows; /* regions and transport buffers grown in it */
     long wrong[4];
     epc_coll_bytes_t by[4];
 } algo_run_t;
@@ -121,16 +130,35 @@ static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo
 
 /* The first call on a fresh context (its regions reserved and mapped then)
  * against the steady average of the same size, slowest rank each. */
-static void print_first_call(const bench_t *b, const char *name, int T, const double *first,
-                             const double *t)
+static void print_first_call(const bench_t *b, const char *name, int T, const algo_run_t *x)
 {
     double f[2];
-    MPI_Allreduce(first, f, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    const double *t = x->t;
+    int grew;
+    MPI_Allreduce(x->first, f, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Allreduce(&x->first_grows, &grew, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (b->rank == 0 && t[0] > 0 && t[1] > 0)
-        printf("# %s first call at %d tokens (fresh context): dispatch %.1f us = %.2fx the "
-               "steady average, combine %.1f us = %.2fx\n",
-               name, T, f[0] * 1e6, f[0] / (t[0] / b->o.iters), f[1] * 1e6,
-               f[1] / (t[1] / b->o.iters));
+        printf("# %s first call at %d tokens (fresh context%s): dispatch %.1f us = %.2fx the "
+               "steady average, combine %.1f us = %.2fx; buffers grown in it: %d\n",
+               name, T, b->o.prewarm ? ", warmed up" : "", f[0] * 1e6, f[0] / (t[0] / b->o.iters),
+               f[1] * 1e6, f[1] / (t[1] / b->o.iters), grew);
+}
+
+/* --prewarm: epc_ctx_warmup of the fresh context for algo at -t tokens,
+ * timed (slowest rank). */
+static int prewarm(bench_t *b, epc_algo_t algo, const char *name)
+{
+    double t0, t, tmax;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    if (epc_ctx_warmup(b->ctx, algo, b->o.tokens) != EPC_OK)
+        return bench_fail(b, "epc_ctx_warmup");
+    t = MPI_Wtime() - t0;
+    MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (b->rank == 0)
+        printf("# %s context warm-up (epc_ctx_warmup, %d tokens): %.1f ms\n", name, b->o.tokens,
+               tmax * 1e3);
+    return 0;
 }
 
 /* Times dispatch and combine of one algorithm at T tokens (and the extra
@@ -139,13 +167,19 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
 {
     const char *name = algo == EPC_ALGO_HIER ? "hier" : "flat";
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
-    algo_run_t x = {{0}, {0}, {0}, {{0}}};
+    algo_run_t x = {{0}, {0}, 0, {0}, {{0}}};
     double model = bench_model(b, T, algo), n = b->o.iters;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
-    for (int it = -b->o.warmup; it < b->o.iters; it++)
+    for (int it = -b->o.warmup; it < b->o.iters; it++) {
+        int grows = grows_now(b);
         if (run_iteration(b, &a, T, it, &x) != 0)
             return 1;
+        x.first_grows = it == -b->o.warmup ? grows_now(b) - grows : x.first_grows;
+        if (b->o.reroute) /* after the iteration's checks, which read b->idx */
+            for (size_t i = 0; i < (size_t)T * b->o.topk; i++)
+                b->idx[i] = b->idx[i] < 0 ? -1 : (b->idx[i] + 1) % b->o.experts;
+    }
     if (b->o.ops & OP_DISPATCH)
         bench_print_row(b,
                         bench_add(b, name, "dispatch", T, x.t[0] / n, &x.by[0], x.wrong[0], model));
@@ -157,7 +191,7 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     if (b->o.fp8)
         add_fp8_row(b, name, T, x.t[2], &x.by[2], x.wrong[2]);
     if (b->fresh && b->o.warmup > 0)
-        print_first_call(b, name, T, x.first, x.t);
+        print_first_call(b, name, T, &x);
     b->fresh = 0;
     return 0;
 }
@@ -196,6 +230,9 @@ static int run_all(bench_t *b)
         /* each algorithm in a fresh context, so one's buffers do not crowd
          * the other's memory */
         if (fresh++ > 0 && (rc = bench_new_ctx(b)) != 0)
+            break;
+        if (b->o.prewarm && (rc = prewarm(b, i == 0 ? EPC_ALGO_HIER : EPC_ALGO_FLAT,
+                                          i == 0 ? "hier" : "flat")) != 0)
             break;
         for (int s = 0; s < ns && rc == 0; s++) {
             bench_progress(b, i == 0 ? "hier" : "flat", sizes[s]);
