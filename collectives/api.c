@@ -141,7 +141,7 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
 /* Every rank's verdict on its combine arguments with its reason, in one
  * collective on the combine lane's communicator (posted at the start, so
  * in the same order on every rank, whatever handle each was given). */
-#define VERDICT_INTS (3 + EPC_REASON_LEN / 4) /* status, scalar_channel, wire, reason */
+#define VERDICT_INTS (4 + EPC_REASON_LEN / 4) /* status, scalar_channel, wire, in place, reason */
 
 /* Every rank's args->scalar_channel and wire must be this rank's:
  * EPC_ERR_MISMATCH (on every rank, which all see the same verdicts)
@@ -187,12 +187,15 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
         char reason[EPC_REASON_LEN];
         if (rec[0] == EPC_OK)
             continue;
-        memcpy(reason, rec + 3, sizeof reason);
+        memcpy(reason, rec + 4, sizeof reason);
         reason[sizeof reason - 1] = '\0';
         return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_combine: rank %d: %s", s, reason);
     }
     if ((st = options_agreed(r)) != EPC_OK)
         return st;
+    r->all_in_place = 1;
+    for (int s = 0; s < ctx->comm.nranks; s++)
+        r->all_in_place &= r->rec_all[(size_t)s * VERDICT_INTS + 3];
     epc_fault_here("combine"); /* test hook */
     r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_combine_begin : coll_flat_combine_begin;
     return r->cargs.scalar_channel ? coll_scalars_post(r) : EPC_OK;
@@ -209,10 +212,15 @@ static epc_status_t post_verdict(epc_request_t *r)
     r->rec_mine[0] = r->local;
     r->rec_mine[1] = r->local == EPC_OK ? r->cargs.scalar_channel : 0;
     r->rec_mine[2] = r->local == EPC_OK ? (int)r->cargs.wire : 0;
+    /* expert outputs written over the received rows (native dtype): hier
+     * then lets each source read them where they are (hier_combine.c) */
+    r->rec_mine[3] =
+        r->local == EPC_OK && !r->h->fp8 &&
+        (r->h->num_rows[ctx->comm.rank] == 0 || r->cargs.expert_out == (const void *)r->h->rows);
     if (r->local != EPC_OK) {
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
         /* cut to the record (calloc'd: stays terminated) */
-        memcpy(r->rec_mine + 3, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
+        memcpy(r->rec_mine + 4, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
     }
     return epc_lane_allgather_post(coll_req_lane(r), r->rec_mine, VERDICT_INTS, r->rec_all,
                                    &r->xcoll, "MPI_Iallgather(verdicts)");

@@ -118,6 +118,11 @@ typedef struct coll_poll {
     void *arg;
 } coll_poll_t;
 
+/* acc = (first ? 0 : acc) + w * row, for a row in the context's dtype: the
+ * one step every combine sum is made of (0 + w*x first, as adding to a
+ * zeroed sum gives). */
+void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first);
+
 /* Combine step shared by both: *slot[p] = sum over this rank's rows of slot
  * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
  * s is coll_pbase(h, local rank, s) + didx).  Only the rows of sources on node

@@ -53,7 +53,7 @@ void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes)
 /* acc = (first ? 0 : acc) + w * row, for a row in the context's dtype.
  * The first contribution is stored as 0 + w*x, exactly what adding to a
  * zeroed slot gives, without zeroing the slots first. */
-static void accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first)
+void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first)
 {
     int n = ctx->hidden;
     if (ctx->dtype == EPC_DTYPE_FP32) {
@@ -148,8 +148,8 @@ epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int
         if (start[p] == start[p + 1])
             continue;
         for (int i = start[p]; i < start[p + 1]; i++)
-            accumulate(ctx, acc, (const char *)out + (size_t)rows[i] * rb,
-                       unweighted ? 1.0f : h->meta.weight[rows[i]], i == start[p]);
+            coll_accumulate(ctx, acc, (const char *)out + (size_t)rows[i] * rb,
+                            unweighted ? 1.0f : h->meta.weight[rows[i]], i == start[p]);
         coll_stream_row(slot[p], acc, ctx->hidden);
         if (poll != NULL && ++done % 32 == 0)
             st = poll->fn(poll->arg);

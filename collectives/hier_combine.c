@@ -12,6 +12,15 @@
  * next node's partials are summed.  Then: wait for every exchange -> sum
  * each token over nodes into y.  Every rank fences N times whatever fails
  * locally, so a local failure strands no node peer at a fence.
+ *
+ * Pull mode, when every rank wrote its expert outputs over its received
+ * rows (args.expert_out == the rows, which live in the node's shared
+ * regions): no partials are written for this node's own sources; each
+ * source builds its tokens' per-rank partials itself, reading the expert
+ * outputs where they are, with the same kernels in the same order (so the
+ * same bits), and a last node fence keeps every rank's outputs in place
+ * until no peer reads them any more.  What this saves: each partial's
+ * write and read back, 2 x 4 x hidden bytes per (token, rank) pair.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +41,10 @@ typedef struct hier_combine {
     void **req;                         /* [(N - 1) x chunks] posted exchanges */
     int chunks, posted, waited, stage;
     uint64_t fence;
-    epc_status_t local;    /* this rank's own failure (it still fences) */
-    float *acc, *node_sum; /* [H] each */
-    size_t *offsets;       /* [ranks per node]: hier_combine_offsets' */
+    epc_status_t local;           /* this rank's own failure (it still fences) */
+    int pull;                     /* pull mode (r->all_in_place) */
+    float *acc, *node_sum, *part; /* [H] each */
+    size_t *offsets;              /* [ranks per node]: hier_combine_offsets' */
 } hier_combine_t;
 
 /* This rank's combine area: where the partials for the tokens it
@@ -80,7 +90,52 @@ static void slot_targets(epc_request_t *r)
                x->offsets[g->my_local] * x->row;
         for (int i = 0; i < cnt; i++)
             x->slot[p++] = (float *)(void *)(base + (size_t)i * x->row);
-        coll_account(r->ctx, &r->bytes, fw, cnt * x->row, 0, 1);
+        if (!x->pull || g->node_of[s] != g->my_node) /* pulled rows count where read */
+            coll_account(r->ctx, &r->bytes, fw, cnt * x->row, 0, 1);
+    }
+}
+
+/* Pull mode: token t's slots on rank d in ascending expert order (the
+ * order of d's rows, in which coll_partials sums them): their indices
+ * into the handle's [T x k] arrays in js; returns the count. */
+static int slots_on(const epc_handle_t *h, int t, int d, int *js)
+{
+    int n = 0;
+    for (int j = 0; j < h->k; j++) {
+        int e = h->idx[(size_t)t * h->k + j], q = n++;
+        if (e < 0 || e / h->epr != d) {
+            n--;
+            continue;
+        }
+        for (; q > 0 && h->idx[js[q - 1]] > e; q--)
+            js[q] = js[q - 1];
+        js[q] = t * h->k + j;
+    }
+    return n;
+}
+
+/* Pull mode: token t's (this rank's) sum over this node's ranks dest[0..n)
+ * (local order): each rank's partial built here from its expert outputs,
+ * read where they are, as coll_partials would have built it there, then
+ * added as node_sum adds the slots. */
+static void pulled_node_sum(epc_request_t *r, int t, const int *dest, int n, float *sum)
+{
+    hier_combine_t *x = r->algo;
+    const hier_geom_t *g = &x->g;
+    const epc_handle_t *h = r->h;
+    int js[256];
+    memset(sum, 0, x->row);
+    for (int q = 0; q < n; q++) {
+        const char *rows = hier_region(r->lane, g, g->local_rank[dest[q]], NULL);
+        int m = slots_on(h, t, dest[q], js);
+        for (int i = 0; i < m; i++) {
+            long pos = coll_wire_row(&h->dims, h->begin, h->prefix, g->rank, h->idx[js[i]],
+                                     h->eidx[js[i]]);
+            coll_accumulate(r->ctx, x->part, rows + (size_t)pos * g->row_bytes,
+                            r->cargs.unweighted ? 1.0f : h->w[js[i]], i == 0);
+        }
+        coll_account(r->ctx, &r->bytes, dest[q], (uint64_t)m * g->row_bytes, 0, 1);
+        (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, x->part, g->hidden);
     }
 }
 
@@ -173,7 +228,10 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
             for (j = i; j < n && g->node_of[dest[j]] == node;)
                 j++;
             if (node == g->my_node) {
-                node_sum(r, area, x->offsets, dest + i, didx + i, j - i, x->node_sum);
+                if (x->pull)
+                    pulled_node_sum(r, t, dest + i, j - i, x->node_sum);
+                else
+                    node_sum(r, area, x->offsets, dest + i, didx + i, j - i, x->node_sum);
                 (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->node_sum, g->hidden);
             } else { /* added straight from the receive region (whole rows) */
                 const epc_tr_msg_t *m = &x->recvs[node < g->my_node ? node : node - 1];
@@ -191,6 +249,25 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
     return EPC_OK;
 }
 
+/* Pull mode's end: once every rank of the node arrived, none reads this
+ * rank's expert outputs any more (the caller may reuse them). */
+static epc_status_t step_done_reading(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    epc_status_t st = coll_req_fence(r, x->fence, PHASE);
+    if (st != EPC_OK)
+        return st;
+    r->step = NULL;
+    return x->local;
+}
+
+static epc_status_t arrive_done_reading(epc_request_t *r)
+{
+    hier_combine_t *x = r->algo;
+    r->step = step_done_reading;
+    return epc_lane_fence_arrive(r->lane, PHASE, &x->fence);
+}
+
 /* Waits for each posted exchange in turn, then sums into y. */
 static epc_status_t step_wait(epc_request_t *r)
 {
@@ -203,7 +280,10 @@ static epc_status_t step_wait(epc_request_t *r)
     }
     epc_lane_net_account(r->lane, x->sends, x->messages, x->recvs, x->messages);
     r->step = NULL;
-    return sum_over_nodes(r);
+    if (!x->pull)
+        return sum_over_nodes(r);
+    x->local = sum_over_nodes(r);
+    return arrive_done_reading(r);
 }
 
 static epc_status_t step_partials(epc_request_t *r);
@@ -218,6 +298,8 @@ static epc_status_t step_stage_fence(epc_request_t *r)
     if (x->local == EPC_OK && x->stage < x->g.nnodes)
         x->local = post_stage(r, x->stage);
     x->stage++;
+    if (x->stage > x->g.nnodes && x->local != EPC_OK && x->pull)
+        return arrive_done_reading(r); /* the peers read this rank's outputs */
     r->step = x->stage <= x->g.nnodes ? step_partials : step_wait;
     return x->stage <= x->g.nnodes ? EPC_OK : x->local;
 }
@@ -227,9 +309,10 @@ static epc_status_t step_partials(epc_request_t *r)
 {
     hier_combine_t *x = r->algo;
     coll_poll_t poll = {poll_transport, r};
-    if (x->local == EPC_OK)
+    int node = (x->g.my_node + x->stage) % x->g.nnodes;
+    if (x->local == EPC_OK && !(x->pull && node == x->g.my_node)) /* pulled by the sources */
         x->local = coll_partials(r->ctx, r->h, r->cargs.expert_out, r->cargs.unweighted, x->slot,
-                                 (x->g.my_node + x->stage) % x->g.nnodes, &poll);
+                                 node, &poll);
     r->step = step_stage_fence;
     return epc_lane_fence_arrive(r->lane, PHASE, &x->fence);
 }
@@ -286,7 +369,8 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     x->sends = malloc((size_t)2 * N * sizeof *x->sends);
     x->kept_base = calloc((size_t)N, sizeof *x->kept_base);
     x->slot = malloc(((size_t)slots + 1) * sizeof *x->slot);
-    x->acc = malloc(2 * x->row);
+    x->acc = malloc(3 * x->row);
+    x->pull = r->all_in_place;
     x->offsets = malloc((size_t)x->g.ranks_per_node * sizeof *x->offsets);
     if (x->sends == NULL || x->kept_base == NULL || x->slot == NULL || x->acc == NULL ||
         x->offsets == NULL)
@@ -294,6 +378,7 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     else {
         x->recvs = x->sends + N;
         x->node_sum = x->acc + x->g.hidden;
+        x->part = x->node_sum + x->g.hidden;
         x->local = prepare(r, x);
     }
     x->stage = 1;

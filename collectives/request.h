@@ -48,6 +48,7 @@ struct epc_request {
     epc_combine_args_t cargs;
     coll_step_t after;            /* run once the algorithm's steps end (the scalar channel) */
     struct coll_scalars *scalars; /* the scalar channel's exchange (scalars.c) */
+    int all_in_place;             /* every rank's expert_out is its handle's rows */
     /* the count exchange, or the agreement of a cached dispatch / combine */
     int *rec_mine, *rec_all;
     epc_lane_coll_t xcoll; /* ... posted through its kind's lane */

@@ -397,7 +397,12 @@ typedef enum epc_wire { EPC_WIRE_FP32 = 0, EPC_WIRE_BF16 = 1 } epc_wire_t;
 
 typedef struct epc_combine_args {
     size_t size;            /* EPC_COMBINE_ARGS_INIT */
-    const void *expert_out; /* [num_rows x hidden], the dispatch's row order */
+    const void *expert_out; /* [num_rows x hidden], the dispatch's row order;
+                               out.rows itself (outputs written over the
+                               received rows, native payload) on every rank:
+                               hier reads them in place, faster
+                               (docs/COLLECTIVES.md); they stay the library's
+                               to read until this combine returns */
     void *y;                /* [T x hidden] out, in the context's dtype */
     int unweighted;         /* 1: plain sum (DeepEP's combine) */
     /* Added in 0.3 (0.2's layout ends here): with scalar_channel 1 on every

@@ -30,6 +30,7 @@ static int nranks, nnodes, *node_of, *lrank_of;
 typedef struct scen {
     int E, k, hidden, tmode, align;
     epc_dtype_t dtype;
+    int in_place; /* expert outputs over the received rows: 1 every rank, 2 rank 0 only */
 } scen_t;
 
 enum { T_UNEVEN, T_ZERO_SOME, T_MAX, T_NONE_SOME, T_ONE_EXPERT };
@@ -308,9 +309,9 @@ static inline void round_trip(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
     void *eo = NULL;
     scalars_check_t sk;
     char what[96];
-    snprintf(what, sizeof what, "E=%d k=%d H=%d dtype=%d T=%d %s it=%d%s", sc->E, sc->k, sc->hidden,
-             (int)sc->dtype, sc->tmode, algo == EPC_ALGO_HIER ? "hier" : "flat", it,
-             *h ? " cached" : "");
+    snprintf(what, sizeof what, "E=%d k=%d H=%d dtype=%d T=%d %s it=%d%s%s", sc->E, sc->k,
+             sc->hidden, (int)sc->dtype, sc->tmode, algo == EPC_ALGO_HIER ? "hier" : "flat", it,
+             *h ? " cached" : "", sc->in_place ? " in place" : "");
     for (int t = 0; t < in->T[mt_rank]; t++)
         for (int i = 0; i < sc->hidden; i++)
             put(sc->dtype, x + t * rb, i, xval(mt_rank, t, i, it));
@@ -319,7 +320,10 @@ static inline void round_trip(epc_ctx_t *ctx, const scen_t *sc, const inputs_t *
     MT_CHECK(epc_dispatch(ctx, &a, &o, h) == EPC_OK, "%s: dispatch: %s", what, epc_last_error(ctx));
     if (*h != NULL) {
         check_dispatch(sc, in, it, &o, what);
-        MT_CHECK(epc_combine_buffer(ctx, *h, &eo) == EPC_OK, "%s: buffer", what);
+        if (sc->in_place == 1 || (sc->in_place == 2 && mt_rank == 0))
+            eo = (void *)o.rows; /* hier then reads them where they are */
+        else
+            MT_CHECK(epc_combine_buffer(ctx, *h, &eo) == EPC_OK, "%s: buffer", what);
         run_experts(sc, &o, eo);
         memset(y, 0x7f, (size_t)in->T[mt_rank] * rb); /* poison */
         c.expert_out = eo, c.y = y, c.unweighted = unweighted;
@@ -355,6 +359,21 @@ static inline void scenario(const scen_t *sc)
         round_trip(ctx, sc, &in, it, EPC_ALGO_HIER, it == 1, &hh, y2);
         if (it == 0)
             MT_CHECK(memcmp(yh, y2, (size_t)in.T[mt_rank] * rb) == 0, "cached run differs");
+        epc_handle_destroy(hh);
+        epc_handle_destroy(hf);
+    }
+    /* Expert outputs written over the received rows, on every rank (hier
+     * reads them in place) and on rank 0 only (it must not): the same
+     * bits as the reference, and as flat. */
+    for (int mode = 1; ctx != NULL && mode <= 2; mode++) {
+        scen_t ip = *sc;
+        epc_handle_t *hh = NULL, *hf = NULL;
+        ip.in_place = mode;
+        gen_all(&ip, 2 + mode, &in);
+        round_trip(ctx, &ip, &in, 2 + mode, EPC_ALGO_HIER, 0, &hh, yh);
+        round_trip(ctx, &ip, &in, 2 + mode, EPC_ALGO_FLAT, 0, &hf, yf);
+        MT_CHECK(memcmp(yh, yf, (size_t)in.T[mt_rank] * rb) == 0,
+                 "in place (mode %d): hier and flat differ", mode);
         epc_handle_destroy(hh);
         epc_handle_destroy(hf);
     }

@@ -33,12 +33,14 @@
 static int mode_data(void)
 {
     const scen_t list[] = {
-        {256, 8, 33, T_UNEVEN, 1, EPC_DTYPE_BF16},
-        {2 * nranks, 2, 1, T_ZERO_SOME, 4, EPC_DTYPE_FP32},
-        {8, 1, 64, T_MAX, 1, EPC_DTYPE_FP16},
-        {64, 8, 7168, T_UNEVEN, 1, EPC_DTYPE_BF16},
-        {16, 2, 5, T_NONE_SOME, 8, EPC_DTYPE_FP32},
-        {32, 4, 17, T_ONE_EXPERT, 1, EPC_DTYPE_BF16},
+        {256, 8, 33, T_UNEVEN, 1, EPC_DTYPE_BF16, 0},
+        {2 * nranks, 2, 1, T_ZERO_SOME, 4, EPC_DTYPE_FP32, 0},
+        {8, 1, 64, T_MAX, 1, EPC_DTYPE_FP16, 0},
+        {64, 8, 7168, T_UNEVEN, 1, EPC_DTYPE_BF16, 0},
+        {16, 2, 5, T_NONE_SOME, 8, EPC_DTYPE_FP32, 0},
+        {32, 4, 17, T_ONE_EXPERT, 1, EPC_DTYPE_BF16, 0},
+        /* fp32 sums show any change of order: several experts per rank */
+        {8 * nranks, 8, 19, T_MAX, 2, EPC_DTYPE_FP32, 0},
     };
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)
         if (list[i].E % nranks == 0 && list[i].k <= list[i].E)
@@ -66,7 +68,7 @@ static const struct bad_way {
  * crashed every bad rank but the lowest.) */
 static void expect_bad_ranks(epc_ctx_t *ctx, unsigned bad, const int *way)
 {
-    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
+    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16, 0};
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT, poison = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
@@ -127,7 +129,7 @@ static void expect_bad_combine(epc_ctx_t *ctx, epc_handle_t *h, void *eo, uint16
  * dispatch and in combine; then a checked round trip on the same context. */
 static void several_bad_ranks(epc_ctx_t *ctx)
 {
-    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
+    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16, 0};
     int same[64], mixed[64], all = nranks >= 32 ? -1 : (1 << nranks) - 1;
     /* (way 4, a NULL output struct, is tried on one rank in mode_errors) */
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
@@ -194,7 +196,7 @@ static void one_bad_rank(epc_ctx_t *ctx, epc_dispatch_args_t *a)
 
 static int mode_errors(void)
 {
-    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16};
+    static const scen_t sc = {16, 2, 8, T_UNEVEN, 1, EPC_DTYPE_BF16, 0};
     epc_ctx_t *ctx = make_ctx(&sc), *other = make_ctx(&sc);
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
@@ -260,6 +262,7 @@ static scen_t soak_shape(uint64_t seed, int it, int *algo, int *unweighted)
     sc.dtype = dt[(h >> 32) % 3];
     *algo = (h >> 36) & 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT;
     *unweighted = (int)((h >> 37) & 1);
+    sc.in_place = (int)((h >> 38) % 3); /* expert outputs in place: none, all, rank 0 */
     return sc;
 }
 
@@ -371,7 +374,7 @@ static void traffic(epc_ctx_t *ctx, const char *iface, double sum[3])
  * bytes, several times that margin here, must not appear on them. */
 static int mode_links(const char *iface, int want_nodes)
 {
-    const scen_t sc = {64, 8, 7168, T_MAX, 1, EPC_DTYPE_BF16};
+    const scen_t sc = {64, 8, 7168, T_MAX, 1, EPC_DTYPE_BF16, 0};
     size_t ysz = (MAXT + 1) * (size_t)sc.hidden * esize(sc.dtype);
     epc_ctx_t *ctx = make_ctx(&sc);
     double a[3], b[3], tx, net, local;

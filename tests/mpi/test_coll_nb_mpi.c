@@ -55,7 +55,8 @@ static void nb_args(const scen_t *sc, const inputs_t *in, int it, epc_algo_t alg
 }
 
 /* Starts the combine of microbatch it (experts run into the context's
- * buffer for h), its y poisoned; with sk, over the scalar channel too (T:
+ * buffer for h, or over the received rows when sc->in_place), its y
+ * poisoned; with sk, over the scalar channel too (T:
  * this rank's tokens). */
 static epc_request_t *nb_combine_start(epc_ctx_t *ctx, const scen_t *sc,
                                        const epc_dispatch_out_t *o, epc_handle_t *h, void *y,
@@ -64,8 +65,11 @@ static epc_request_t *nb_combine_start(epc_ctx_t *ctx, const scen_t *sc,
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_request_t *req = NULL;
     void *eo = NULL;
-    MT_CHECK(epc_combine_buffer(ctx, h, &eo) == EPC_OK, "%s: buffer: %s", what,
-             epc_last_error(ctx));
+    if (sc->in_place) /* over the received rows: hier reads them there */
+        eo = (void *)o->rows;
+    else
+        MT_CHECK(epc_combine_buffer(ctx, h, &eo) == EPC_OK, "%s: buffer: %s", what,
+                 epc_last_error(ctx));
     run_experts(sc, o, eo);
     memset(y, 0x7f, ylen);
     c.expert_out = eo, c.y = y;
@@ -205,9 +209,9 @@ static void nb_bad_args(void)
 static int mode_nonblocking(void)
 {
     const scen_t list[] = {
-        {256, 8, 33, T_UNEVEN, 1, EPC_DTYPE_BF16},
-        {2 * nranks, 2, 5, T_ZERO_SOME, 4, EPC_DTYPE_FP32},
-        {64, 4, 1024, T_MAX, 1, EPC_DTYPE_BF16},
+        {256, 8, 33, T_UNEVEN, 1, EPC_DTYPE_BF16, 0},
+        {2 * nranks, 2, 5, T_ZERO_SOME, 4, EPC_DTYPE_FP32, 0},
+        {64, 4, 1024, T_MAX, 1, EPC_DTYPE_BF16, 1},
     };
     nb_bad_args();
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++)

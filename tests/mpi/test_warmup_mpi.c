@@ -118,7 +118,7 @@ static void no_grow_after_warmup(const scen_t *sc, epc_algo_t algo)
 
 int main(int argc, char **argv)
 {
-    scen_t sc = {16, 4, 64, T_MAX, 1, EPC_DTYPE_BF16};
+    scen_t sc = {16, 4, 64, T_MAX, 1, EPC_DTYPE_BF16, 0};
     epc_ctx_t *ctx;
     coll_ref_init(&argc, &argv);
     ctx = make_ctx(&sc);

@@ -276,6 +276,26 @@ def test_views_and_handles(ep):
     say("invalidated views and stale handles raise: ok")
 
 
+def test_in_place(ep):
+    """Expert outputs written over recv_x and passed back as expert_out on
+    every rank (hier then reads them in place): the same bits as from a
+    tensor of their own, for hier, and as flat."""
+    for dtype in (torch.float32, torch.bfloat16):
+        ctx = ep[dtype]
+        x, idx, w = inputs(47, dtype)[RANK]
+        ys = {}
+        for algo in ("hier", "flat"):
+            rx, _, _, _, h = ctx.dispatch(x, idx, w, algo=algo)
+            y_own, _ = ctx.combine(rx * 3 - 1, h)
+            rx.mul_(3).sub_(1)  # the experts' outputs, over the received rows
+            ys[algo], _ = ctx.combine(rx, h)
+            if not torch.equal(ys[algo], y_own):
+                raise AssertionError("%s %s: in-place outputs changed combine" % (algo, dtype))
+        if not torch.equal(ys["hier"], ys["flat"]):
+            raise AssertionError("in place: hier and flat differ (%s)" % dtype)
+    say("expert outputs in place: ok")
+
+
 def test_warmup(ep):
     """Context.warmup: the buffers grow in it, not in the calls after it;
     earlier views go stale; bad tokens raise on that rank, peers get
@@ -557,7 +577,7 @@ def main():
                              ranks_per_node=args.ranks_per_node, transport=args.transport)
           for dt in (torch.float32, torch.bfloat16)}
     for name in ("grads", "moe_module", "finite_difference", "alignment",
-                 "views_and_handles", "bad_input", "async", "warmup"):
+                 "views_and_handles", "bad_input", "async", "in_place", "warmup"):
         globals()["test_" + name](ep)
     test_router_layout()
     test_fp8(args)
