@@ -26,6 +26,9 @@ static void usage(FILE *f)
            "                      (timed; the first-call line then shows what is left)\n"
            "      --reroute       each iteration shifts every expert id by one (mod E):\n"
            "                      the same load, rows in new places, as in training\n"
+           "      --buffered-outputs  expert outputs copied (untimed) into\n"
+           "                      epc_combine_buffer's buffer instead of left over the\n"
+           "                      received rows (which hier combine reads in place)\n"
            "      --csv FILE / --json FILE / --plot FILE.png\n"
            "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
            "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
@@ -113,29 +116,18 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
 
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
-    *o = (bench_opts_t){4096,
-                        7168,
-                        256,
-                        8,
-                        -1,
-                        10,
-                        2,
-                        0,
-                        0,
-                        3,
-                        OP_DISPATCH | OP_COMBINE,
-                        EPC_DTYPE_BF16,
-                        0,
-                        0,
-                        0.0,
-                        0.0,
-                        1,
-                        NULL,
-                        NULL,
-                        NULL,
-                        NULL,
-                        0,
-                        0};
+    /* designated: every field not named is 0 (off, or NULL) */
+    *o = (bench_opts_t){.tokens = 4096,
+                        .hidden = 7168,
+                        .experts = 256,
+                        .topk = 8,
+                        .max_nodes = -1,
+                        .iters = 10,
+                        .warmup = 2,
+                        .algos = 3,
+                        .ops = OP_DISPATCH | OP_COMBINE,
+                        .dtype = EPC_DTYPE_BF16,
+                        .seed = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int rc;
@@ -145,8 +137,9 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             *(a[1] == 'c' || a[2] == 'c' ? &o->check : &o->sweep) = 1;
             continue;
         }
-        if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute")) {
-            *(a[2] == 'p' ? &o->prewarm : &o->reroute) = 1;
+        if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute") ||
+            !strcmp(a, "--buffered-outputs")) {
+            *(a[2] == 'p' ? &o->prewarm : a[2] == 'r' ? &o->reroute : &o->buffered) = 1;
             continue;
         }
         rc = i + 1 < argc ? value_opt(o, a, argv[i + 1]) : 2;

@@ -227,18 +227,42 @@ static void print_deepep(const bench_t *b, const bench_result_t *r, double rpt, 
            b->o.tokens * rpt * row / t * 1e-9, rpt);
 }
 
+/* The memory roofline of dispatch and combine: each rank must read and
+ * write at least its T rows and the rows it receives (dispatch: read at
+ * the source, written in place; combine: the expert outputs read, y
+ * written), (T + rows) x row bytes, rows the mean number of (token,
+ * expert) pairs per rank; a memcpy of N bytes reads and writes 2N, so the
+ * least time is that traffic over twice the per-rank memcpy rate measured
+ * in the same run. */
+static void print_roofline(const bench_t *b, const char *algo, double rows)
+{
+    const bench_result_t *d = find(b, algo, "dispatch", b->o.tokens),
+                         *c = find(b, algo, "combine", b->o.tokens);
+    double traffic = (b->o.tokens + rows) * (double)b->row_bytes;
+    double t_min = traffic / (2 * b->memcpy_gbs / b->size * 1e9);
+    if (d && c && d->t_avg > 0 && c->t_avg > 0 && b->memcpy_gbs > 0)
+        printf("# %s at its memory roofline ((T + %.0f rows) x %zu B = %.1f MB read and written "
+               "per rank, at the same-run memcpy rate): dispatch %.0f%%, combine %.0f%%; "
+               "combine / dispatch time %.2fx\n",
+               algo, rows, b->row_bytes, traffic * 1e-6, 100 * t_min / d->t_avg,
+               100 * t_min / c->t_avg, c->t_avg / d->t_avg);
+}
+
 int bench_summary(const bench_t *b)
 {
     const bench_result_t *hd = find(b, "hier", "dispatch", b->o.tokens),
                          *hc = find(b, "hier", "combine", b->o.tokens),
                          *fd = find(b, "flat", "dispatch", b->o.tokens),
                          *fc = find(b, "flat", "combine", b->o.tokens), *ra;
-    double lb, pred, rpt, npt;
+    double lb, pred, rpt, npt, mine = 0, rows;
     long wrong = 0;
     int off = 0, offs = 0;
     for (int i = 0; i < b->nres; i++)
         wrong += b->res[i].wrong;
     bench_route_stats(b, b->o.tokens, &lb, &pred, &rpt, &npt);
+    for (size_t i = 0; i < (size_t)b->o.tokens * b->o.topk; i++)
+        mine += b->idx[i] >= 0;
+    MPI_Allreduce(&mine, &rows, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     off = hd != NULL && hd->payload_inter != pred;
     MPI_Allreduce(&off, &offs, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (b->rank != 0)
@@ -263,14 +287,9 @@ int bench_summary(const bench_t *b)
     print_fp8(b, fd, find(b, "flat", "disp_fp8", b->o.tokens));
     print_wire(hc, find(b, "hier", "comb16", b->o.tokens));
     print_wire(fc, find(b, "flat", "comb16", b->o.tokens));
-    if (hd && hc && hd->t_avg > 0)
-        printf("# hier combine / dispatch time: %.2fx; combine moved %.2f GB/s of payload over "
-               "all ranks = %.0f%% of the memcpy rate\n",
-               hc->t_avg / hd->t_avg, hc->moved_gbs, 100 * hc->moved_gbs / b->memcpy_gbs);
+    print_roofline(b, "hier", rows / b->size);
+    print_roofline(b, "flat", rows / b->size);
     if (hd) {
-        printf("# hier dispatch moved %.2f GB/s of payload over all ranks = %.0f%% of the "
-               "same-run aggregate memcpy rate (%.2f GB/s)\n",
-               hd->moved_gbs, 100 * hd->moved_gbs / b->memcpy_gbs, b->memcpy_gbs);
         printf("# hier inter-node payload per rank: %s the routing statistics' prediction "
                "(one row per token per other node) on %s\n",
                offs ? "DIFFERS from" : "equals", offs ? "some ranks" : "every rank");

@@ -18,8 +18,9 @@ typedef struct bench_opts {
     double overlap_us; /* --overlap: compute loop length, 0: off, -1: auto */
     unsigned seed;
     const char *csv, *json, *plot, *profile;
-    int prewarm; /* --prewarm: epc_ctx_warmup on each fresh context first */
-    int reroute; /* --reroute: every expert id shifted by one each iteration */
+    int prewarm;  /* --prewarm: epc_ctx_warmup on each fresh context first */
+    int reroute;  /* --reroute: every expert id shifted by one each iteration */
+    int buffered; /* --buffered-outputs: expert outputs copied to epc_combine_buffer */
 } bench_opts_t;
 
 typedef struct bench_result {

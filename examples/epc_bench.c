@@ -85,6 +85,20 @@ static void add_fp8_row(bench_t *b, const char *name, int T, double t,
     bench_print_row(b, r);
 }
 
+/* --buffered-outputs: the identity experts' outputs copied into the
+ * context's combine buffer (untimed), as experts writing a buffer of
+ * their own would leave them. */
+static int buffered_outputs(bench_t *b, epc_handle_t *h, const epc_dispatch_out_t *o,
+                            epc_combine_args_t *c)
+{
+    void *eo = NULL;
+    if (epc_combine_buffer(b->ctx, h, &eo) != EPC_OK)
+        return bench_fail(b, "epc_combine_buffer");
+    memcpy(eo, o->rows, (size_t)o->num_rows * b->row_bytes);
+    c->expert_out = eo;
+    return 0;
+}
+
 /* One iteration: dispatch, then (-d fp8) an FP8 dispatch of the same rows,
  * combine of the first, then (-W bf16) the same combine over the BF16
  * wire; each timed between barriers, in that order every time. */
@@ -114,6 +128,8 @@ static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo
     if (b->o.fp8 && time_fp8(b, *a, it, &x->t[2], &x->wrong[2], &x->by[2]) != 0)
         return 1;
     c.expert_out = o.rows, c.y = b->y; /* identity experts, in place */
+    if (b->o.buffered && buffered_outputs(b, h, &o, &c) != 0)
+        return 1;
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
     if (epc_combine(b->ctx, h, &c) != EPC_OK)
