@@ -110,6 +110,10 @@ epc_status_t epc_ctx_warmup(epc_ctx_t *ctx, epc_algo_t algo, int tokens)
      * argument enters the first dispatch only, as its peers leave it */
     for (int lane = 0; lane < 2 && (lane == 0 || st == EPC_OK); lane++)
         st = warm_lane(ctx, &a, y);
+    /* and this rank's first store to every page of the node's regions
+     * (shm.c's touch_writable says why) */
+    for (int lane = 0; lane < 2 && st == EPC_OK; lane++)
+        epc_lane_shm_touch(&ctx->comm.lane[lane]);
     free((void *)a.x), free((void *)a.topk_idx), free(y), free(order);
     if (mine != EPC_OK) /* this rank's own error, as it was raised */
         return epc_error_restore(&ctx->hdr, mine, text);

@@ -57,6 +57,11 @@ char *epc_lane_shm_region(const epc_lane_t *ln, int lrank, size_t *cap)
     return ln->shm->base[lrank];
 }
 
+void epc_lane_shm_touch(epc_lane_t *ln)
+{
+    epc_shm_touch(ln->shm);
+}
+
 epc_status_t epc_lane_shm_fence(epc_lane_t *ln, const char *phase)
 {
     return epc_shm_fence(ln->shm, epc_comm_deadline(ln->cm), phase);

@@ -56,6 +56,7 @@ void epc_lane_destroy(epc_lane_t *ln);
 epc_status_t epc_lane_shm_reserve(epc_lane_t *ln, size_t need, const char *phase);
 char *epc_lane_shm_region(const epc_lane_t *ln, int lrank, size_t *cap);
 epc_status_t epc_lane_shm_fence(epc_lane_t *ln, const char *phase);
+void epc_lane_shm_touch(epc_lane_t *ln); /* epc_shm_touch of its regions */
 epc_status_t epc_lane_shm_put(epc_lane_t *ln, int lrank, size_t offset, const void *src,
                               size_t len);
 

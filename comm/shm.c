@@ -58,11 +58,15 @@ typedef struct seg_info {
  * shared page stays slow after MAP_POPULATE, and even after
  * MADV_POPULATE_WRITE, with no page fault counted in the guest (likely
  * the virtualised MMU making the page writable for that process); inside
- * a dispatch it fell on every page a new routing wrote to first.  Measured
- * there (2 ranks, hier dispatch of 2048 x 7168 bf16 whose expert ids
- * shift every call, epc_bench --reroute): 82.8 ms a call with
- * MAP_POPULATE alone, 54.5 ms with MADV_POPULATE_WRITE instead, 17.0 ms
- * with this.  It costs a store per page when the region is reserved. */
+ * a dispatch it falls on every page a new routing writes to first.
+ * Measured there (2 ranks, hier dispatch of 2048 x 7168 bf16 whose expert
+ * ids shift every call, epc_bench --reroute): 82.8 ms a call with
+ * MAP_POPULATE alone, 54.5 ms with MADV_POPULATE_WRITE instead, 67.6 ms
+ * with each rank's own region written when created, 17.0-19.1 ms with
+ * every region written by every rank.  Only epc_shm_touch does it, which
+ * epc_ctx_warmup calls: done at every grow, it made the first call of 8
+ * ranks on this VM's 2 cores outlast the timeout, and even the own region
+ * alone made an 8-rank dispatch that grew its regions take seconds. */
 static void touch_writable(char *b, size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -80,10 +84,10 @@ static epc_status_t seg_create(epc_shm_t *s, size_t size, seg_info_t *me, char *
     if (fd < 0)
         return epc_error_obj(s->owner, EPC_ERR_TRANSPORT, "shared memory: memfd_create: %s",
                              strerror(errno));
-    /* Populated here and in seg_attach (MAP_POPULATE, then touch_writable):
-     * the pages and every rank's page tables are made when the region is
-     * reserved instead of by one fault per page on first touch inside
-     * dispatch and combine. */
+    /* MAP_POPULATE here and in seg_attach: the pages and every rank's page
+     * tables are made when the region is reserved, in one call each,
+     * instead of by one fault per page on first touch inside dispatch and
+     * combine (the first stores are another matter: touch_writable). */
     if (fchmod(fd, S_IRUSR | S_IWUSR) != 0 || ftruncate(fd, (off_t)size) != 0 ||
         fcntl(fd, F_ADD_SEALS, SHM_SEALS) != 0 ||
         (*base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0)) ==
@@ -94,11 +98,17 @@ static epc_status_t seg_create(epc_shm_t *s, size_t size, seg_info_t *me, char *
         return epc_error_obj(s->owner, EPC_ERR_NO_MEMORY, "shared memory: %zu-byte segment: %s",
                              size, strerror(err));
     }
-    touch_writable(*base, size);
     me->fd = fd;
     me->pid = (int32_t)getpid();
     me->size = (int64_t)size;
     return EPC_OK;
+}
+
+void epc_shm_touch(epc_shm_t *s)
+{
+    for (int l = 0; s->mapped && l < s->lsize; l++)
+        if (s->base[l] != NULL)
+            touch_writable(s->base[l], s->cap[l]);
 }
 
 /* Maps local rank l's segment after checking it is this user's, of the
@@ -122,8 +132,6 @@ static char *seg_attach(epc_shm_t *s, const seg_info_t *in, int l)
                       fd < 0 ? strerror(errno) : "not this user's, wrong size or unsealed");
     if (fd >= 0)
         close(fd);
-    if (b != MAP_FAILED)
-        touch_writable(b, (size_t)in->size);
     return b == MAP_FAILED ? NULL : b;
 }
 

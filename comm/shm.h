@@ -44,6 +44,11 @@ typedef struct epc_shm {
     unsigned grows;
 } epc_shm_t;
 
+/* Writes every page of every region mapped here once from this process (an
+ * atomic no-op, safe while peers write): their first stores from here are
+ * then not paid inside a call (shm.c says where that matters). */
+void epc_shm_touch(epc_shm_t *s);
+
 /* Creates the node's control segment (collective over the node's ranks:
  * names[0..lsize) in comm, this rank being names[lrank]), bounded by dl. */
 epc_status_t epc_shm_create(MPI_Comm comm, const int *names, int lsize, int lrank, epc_obj_t *owner,

@@ -376,7 +376,8 @@ EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle,
  * context's) on `tokens` synthetic tokens per rank (zero rows; every
  * expert an equal share, max_topk per token).  The shared regions, the
  * transport's buffers and the scratch are then sized, with 1/8 headroom,
- * and populated, and the connections open: a later call of up to that
+ * and populated (every rank also writes each page of the node's regions
+ * once), and the connections open: a later call of up to that
  * many tokens whose routing is no more skewed runs at the steady speed
  * from its first call (epc_bench --prewarm measures it).  Counts as two
  * dispatches (handles of earlier ones go stale) and in the statistics.
