@@ -6,8 +6,10 @@
  * transport's buffers and the scratch, and open the transport's
  * connections: many times a steady call.  The warm-up runs those calls on
  * synthetic tokens (zero rows, routing spread over as many ranks and nodes
- * as it can and evenly over the experts), so that a real call of up to
- * that many tokens finds all of it in place.
+ * as it can and evenly over the experts), then makes this rank's first
+ * store to every page of the node's regions (epc_shm_touch: where that
+ * store is slow, a call with new routing would pay it), so that a real
+ * call of up to that many tokens finds all of it in place.
  */
 #include <stdlib.h>
 
