@@ -597,7 +597,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 4 /* libtool's current: a struct layout or signature changed */
+#define EPC_ABI_VERSION 4 /* libtool's current: a function added, a layout or signature changed */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
