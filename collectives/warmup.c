@@ -11,6 +11,7 @@
  * store is slow, a call with new routing would pay it), so that a real
  * call of up to that many tokens finds all of it in place.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "request.h"
@@ -84,7 +85,7 @@ epc_status_t epc_ctx_warmup(epc_ctx_t *ctx, epc_algo_t algo, int tokens)
 {
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_status_t st = epc_ctx_check(ctx, FN), mine;
-    char text[512] = "";
+    char text[EPC_ERR_TEXT_MAX] = "";
     size_t n;
     void *y;
     int *order;

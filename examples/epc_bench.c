@@ -177,6 +177,15 @@ static int prewarm(bench_t *b, epc_algo_t algo, const char *name)
     return 0;
 }
 
+/* --reroute: every expert id of the first T tokens moved by `by` (mod E):
+ * the same load per expert, rows in other places. */
+static void shift_experts(bench_t *b, int T, int by)
+{
+    int E = b->o.experts, d = ((by % E) + E) % E;
+    for (size_t i = 0; i < (size_t)T * b->o.topk; i++)
+        b->idx[i] = b->idx[i] < 0 ? -1 : (b->idx[i] + d) % E;
+}
+
 /* Times dispatch and combine of one algorithm at T tokens (and the extra
  * calls -d fp8 and -W bf16 ask for, in the same iterations); adds the rows. */
 static int run_algo(bench_t *b, epc_algo_t algo, int T)
@@ -187,14 +196,15 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     double model = bench_model(b, T, algo), n = b->o.iters;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
+    if (b->o.reroute) /* the last iteration then routes as given, as the summary assumes */
+        shift_experts(b, T, -(b->o.warmup + b->o.iters - 1));
     for (int it = -b->o.warmup; it < b->o.iters; it++) {
         int grows = grows_now(b);
         if (run_iteration(b, &a, T, it, &x) != 0)
             return 1;
         x.first_grows = it == -b->o.warmup ? grows_now(b) - grows : x.first_grows;
-        if (b->o.reroute) /* after the iteration's checks, which read b->idx */
-            for (size_t i = 0; i < (size_t)T * b->o.topk; i++)
-                b->idx[i] = b->idx[i] < 0 ? -1 : (b->idx[i] + 1) % b->o.experts;
+        if (b->o.reroute && it + 1 < b->o.iters) /* after the iteration's checks */
+            shift_experts(b, T, 1);
     }
     if (b->o.ops & OP_DISPATCH)
         bench_print_row(b,

@@ -377,10 +377,11 @@ EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle,
  * expert an equal share, max_topk per token).  The shared regions, the
  * transport's buffers and the scratch are then sized, with 1/8 headroom,
  * and populated (every rank also writes each page of the node's regions
- * once), and the connections open: a later call of up to that
- * many tokens whose routing is no more skewed runs at the steady speed
- * from its first call (epc_bench --prewarm measures it).  Counts as two
- * dispatches (handles of earlier ones go stale) and in the statistics.
+ * once), and the connections open: a later call of up to that many tokens
+ * whose tokens reach no more ranks and nodes, and whose per-rank load is
+ * within the headroom, grows nothing and pays none of those costs
+ * (epc_bench --prewarm shows what is left of its first call).  Counts as
+ * two dispatches (handles of earlier ones go stale) and in the statistics.
  *  EPC_ERR_INVALID_ARG  ctx not a live context, algo unknown, tokens < 0
  *  EPC_ERR_CAPACITY     tokens > max_tokens_per_rank
  *  EPC_ERR_PEER_FAILED  another rank's arguments failed (named)
