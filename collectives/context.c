@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "fault.h"
+#include "ll.h"
 #include "log.h"
 #include "mpi_util.h"
 #include "params.h"
@@ -116,6 +117,7 @@ static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc
 static void teardown(epc_ctx_t *ctx)
 {
     epc_comm_close(&ctx->comm); /* first: stops the progress thread */
+    coll_ll_free(ctx->ll);
     for (int l = 0; l < EPC_LANES; l++)
         for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
             free(ctx->scratch[l][i].p);

@@ -48,6 +48,7 @@ struct epc_ctx {
     epc_scratch_t scratch[EPC_LANES][EPC_SCRATCH_COUNT];
     struct epc_request *requests[EPC_MAX_REQUESTS]; /* held by the caller, NULL: free */
     epc_coll_stats_t cstats;
+    struct coll_ll *ll; /* the low-latency mode, once enabled (ll.h) */
 };
 
 /* A live context, else EPC_ERR_INVALID_ARG raised naming fn. */

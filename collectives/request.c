@@ -128,6 +128,18 @@ static void deliver(epc_request_t *r)
  * no longer be combined. */
 static void complete(epc_request_t *r, epc_status_t st)
 {
+    if (r->finish != NULL) {
+        if (st != EPC_OK) {
+            st = epc_ctx_leave(r->ctx, st);
+            snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
+        }
+        r->finish(r, st);
+        if (r->algo_free != NULL)
+            r->algo_free(r);
+        r->step = NULL;
+        r->status = st;
+        return;
+    }
     if (r->algo_free != NULL)
         r->algo_free(r);
     coll_scalars_free(r);
@@ -200,7 +212,9 @@ static const char *refusal(const epc_ctx_t *ctx, const epc_lane_t *ln, int is_di
         if (q == NULL)
             continue;
         held++;
-        if (q->reported)
+        /* the low-latency mode's requests use their own lane and sets,
+         * checked by its starts (ll.c) */
+        if (q->reported || q->lane->index >= EPC_LANES || ln->index >= EPC_LANES)
             continue;
         dispatching |= q->is_dispatch;
         combining |= !q->is_dispatch;

@@ -58,6 +58,9 @@ struct epc_request {
      * failure: it then abandons whatever is still posted) */
     void *algo;
     void (*algo_free)(epc_request_t *r);
+    /* the low-latency mode's end of a request (ll.c), told its status
+     * before algo_free; NULL: the dispatch's or combine's results */
+    void (*finish)(epc_request_t *r, epc_status_t st);
     char error[EPC_ERR_TEXT_MAX]; /* the failure's text, told on every test */
 };
 

@@ -7,7 +7,9 @@
  * exchange moves a set of messages: each rank lists what it sends (peer,
  * offset in its send region, length) and what it expects (peer, offset in
  * its receive region, length); messages of length 0 are skipped on both
- * sides.  Messages between one pair within one exchange must be listed in
+ * sides.  A receive may be longer than its message when both are at most
+ * piece_max bytes (the low-latency mode's, whose length the sender
+ * alone knows).  Messages between one pair within one exchange must be listed in
  * the same order by both.  Every wait has a deadline; after a timeout or
  * failure the transport is broken and refuses further exchanges.
  */
@@ -63,6 +65,9 @@ struct epc_tr {
     epc_status_t (*interrupted)(void *arg); /* ends waits inside start early */
     void *interrupt_arg;
     char provider[64]; /* libfabric provider in use, "" for mpi */
+    size_t piece_max;  /* a message up to this long travels whole, so its
+                        * receive may be posted longer than it (the bytes
+                        * received are then a prefix) */
     void *impl;        /* transport-private state */
 };
 

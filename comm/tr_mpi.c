@@ -4,6 +4,7 @@
  * context's duplicated communicator (MPI_ERRORS_RETURN), straight from the
  * send region into the receive region.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ static epc_status_t mpi_init(epc_tr_t *tr, const char *provider)
     MPI_Datatype *unit = malloc(sizeof *unit);
     (void)provider;
     tr->provider[0] = '\0';
+    tr->piece_max = INT_MAX; /* one MPI_BYTE message (post) */
     if (unit == NULL)
         return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "mpi transport state");
     MPI_Type_contiguous(BIG_UNIT, MPI_BYTE, unit);
@@ -63,14 +65,17 @@ static epc_status_t mpi_reserve(epc_tr_t *tr, size_t send, size_t recv)
     return st != EPC_OK ? st : grow(tr, &tr->recv_buf, &tr->recv_cap, recv);
 }
 
-/* Posts one message: whole MiB units plus a byte tail, as two requests
- * (the unit type is committed once). */
+/* Posts one message: up to INT_MAX bytes as one (so a receive may be
+ * posted longer than its message), else whole MiB units plus a byte tail,
+ * as two requests (the unit type is committed once). */
 static int post(void *buf, size_t len, int peer, int tag, MPI_Comm comm, int is_send,
                 MPI_Request *req, MPI_Datatype unit)
 {
     size_t units = len / BIG_UNIT, tail = len % BIG_UNIT;
     int rc = MPI_SUCCESS;
     req[0] = req[1] = MPI_REQUEST_NULL;
+    if (len <= INT_MAX) /* as one piece */
+        units = 0, tail = len;
     if (units > 0)
         rc = is_send ? MPI_Isend(buf, (int)units, unit, peer, tag, comm, &req[0])
                      : MPI_Irecv(buf, (int)units, unit, peer, tag, comm, &req[0]);

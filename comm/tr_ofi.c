@@ -74,6 +74,7 @@ static epc_status_t ofi_init(epc_tr_t *tr, const char *provider)
     o->mr_local = (o->info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
     o->mr_endpoint = (o->info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
     o->max_msg = o->info->ep_attr->max_msg_size ? o->info->ep_attr->max_msg_size : SIZE_MAX;
+    tr->piece_max = o->max_msg;
     o->next_key = 1;
     return open_endpoint(tr, o);
 }

@@ -506,6 +506,128 @@ EPC_EXPORT epc_status_t epc_request_free(epc_request_t *req);
 /** Frees a handle (local).  NULL is accepted. */
 EPC_EXPORT void epc_handle_destroy(epc_handle_t *handle);
 
+/* --- Low-latency mode (decoding; docs/LOW_LATENCY.md) ---------------------- */
+
+/**
+ * Buffers sized for max_tokens tokens per rank per call, fixed once
+ * (epc_ll_enable); no count round before data moves: a call sends at most
+ * one message (inter-node) or one block of rows and a flag (same node) to
+ * each peer, carrying its own counts, and returns once everything is
+ * handed over; waiting on the request (the hook) receives.  Calls
+ * alternate two buffer sets, so the dispatch of microbatch i+1 can be in
+ * flight while microbatch i is in its experts.  Every rank makes the same
+ * low-latency calls in the same order; each dispatch is combined (its
+ * combine completed) before the dispatch two after it starts.
+ */
+
+/** Bytes per rank epc_ll_enable(ctx, max_tokens) reserves (its node
+ * region, shared, and the transport's regions; pages are committed only
+ * as rows land).  Local.  EPC_ERR_INVALID_ARG: ctx not live, bytes NULL,
+ * max_tokens outside [1, 65536]. */
+EPC_EXPORT epc_status_t epc_ll_buffer_size(const epc_ctx_t *ctx, int max_tokens, size_t *bytes);
+
+/** Fixes the low-latency mode of ctx at max_tokens tokens per rank per
+ * call (DeepEP suggests at most 256 for decoding) and reserves its
+ * buffers (collective, once per context).  EPC_ERR_INVALID_ARG: ctx not
+ * live, max_tokens outside [1, 65536], already enabled (on any rank:
+ * every rank gets it); EPC_ERR_MISMATCH: ranks passed different
+ * max_tokens; EPC_ERR_CAPACITY: a message would not fit the transport's
+ * largest single message; EPC_ERR_NO_MEMORY; as epc_ctx_create for the
+ * shared regions and the transport (EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT). */
+EPC_EXPORT epc_status_t epc_ll_enable(epc_ctx_t *ctx, int max_tokens);
+
+typedef struct epc_ll_dispatch_args {
+    size_t size;             /* EPC_LL_DISPATCH_ARGS_INIT */
+    const void *x;           /* [T x hidden] in the context's dtype (FP8_GIVEN: e4m3) */
+    int num_tokens;          /* T: 0 .. max_tokens (may differ per rank) */
+    int topk;                /* k, 1 <= k <= max_topk (may differ per rank) */
+    const int32_t *topk_idx; /* [T x k] expert ids, -1 = none */
+    epc_payload_t payload;   /* NATIVE; FP8 (cast once per token here); FP8_GIVEN */
+    const float *x_scales;   /* FP8_GIVEN: [T x hidden/128] */
+} epc_ll_dispatch_args_t;
+#define EPC_LL_DISPATCH_ARGS_INIT EPC_PARAMS_INIT_(epc_ll_dispatch_args_t)
+
+/**
+ * What a low-latency dispatch delivered to this rank (filled when its
+ * request completes; owned by the context, valid until this rank starts
+ * the combine of the dispatch two after it).  DeepEP's low-latency
+ * layout: local expert e's block holds slots = ranks x max_tokens rows;
+ * the rows source rank s sent it are slots s x max_tokens ..
+ * + src_count[e x ranks + s] - 1, by source token ascending (so every
+ * position is fixed by the source alone and the same every run); other
+ * slots are not written.  Row (e, i) starts at rows + (e x slots + i) x
+ * row_stride bytes (FP8: hidden e4m3 bytes, then its hidden/128 scales,
+ * at scales + the same offset).
+ */
+typedef struct epc_ll_out {
+    size_t size;              /* EPC_LL_OUT_INIT */
+    void *rows;               /* [num_local_experts x slots] rows */
+    const float *scales;      /* FP8: the first row's scales, else NULL */
+    size_t row_stride;        /* bytes from one slot to the next */
+    int num_local_experts;    /* E / ranks */
+    int slots;                /* ranks x max_tokens */
+    int max_tokens;           /* the per-source block of each expert */
+    const int *count;         /* [num_local_experts]: rows received */
+    const int *src_count;     /* [num_local_experts x ranks] */
+    const int32_t *src_token; /* [num_local_experts x slots]: where a row is */
+    uint64_t call;            /* this dispatch (for epc_ll_combine) */
+} epc_ll_out_t;
+#define EPC_LL_OUT_INIT EPC_PARAMS_INIT_(epc_ll_out_t)
+
+/** Starts a low-latency dispatch (collective, nonblocking): returns once
+ * every row is stored in a same-node peer's region or handed to the
+ * transport; epc_wait/epc_test on *req receives and fills out.  A bad
+ * argument is found here, before anything moves, and still sent as this
+ * rank's verdict: the request then completes with the error on this rank
+ * (EPC_ERR_INVALID_ARG: args/out NULL or of unknown size, num_tokens < 0,
+ * topk outside [1, max_topk], x/topk_idx NULL with tokens, an expert id
+ * outside [-1, E) or repeated in a token, payload unknown, FP8 with hidden
+ * not a multiple of 128, FP8 in a context of dtype fp16, FP8_GIVEN
+ * without x_scales; EPC_ERR_CAPACITY: num_tokens > max_tokens) and with
+ * EPC_ERR_PEER_FAILED naming this rank and why on every other.  Returned
+ * here, nothing posted: ctx not live, aborted or failed, req NULL, the
+ * mode not enabled (EPC_ERR_INVALID_ARG); the dispatch two before not
+ * combined, or the context's requests all held (EPC_ERR_CAPACITY).  The
+ * wait: EPC_ERR_TIMEOUT naming the rank it waited for, EPC_ERR_INTERNAL
+ * for a peer's message that fails the checks, the rules under the status
+ * list. */
+EPC_EXPORT epc_status_t epc_ll_dispatch(epc_ctx_t *ctx, const epc_ll_dispatch_args_t *args,
+                                        epc_ll_out_t *out, epc_request_t **req);
+
+/** The context-owned [num_local_experts x slots x hidden] buffer (the
+ * context's dtype, in shared memory) for the expert outputs of the
+ * dispatch that filled `dispatched`: outputs written there go to
+ * same-node sources with no copy.  Local.  EPC_ERR_INVALID_ARG: a NULL
+ * pointer, mode not enabled, `dispatched` not this context's latest
+ * complete dispatch of its buffer set. */
+EPC_EXPORT epc_status_t epc_ll_combine_buffer(epc_ctx_t *ctx, const epc_ll_out_t *dispatched,
+                                              void **buf);
+
+typedef struct epc_ll_combine_args {
+    size_t size;                    /* EPC_LL_COMBINE_ARGS_INIT */
+    const epc_ll_out_t *dispatched; /* the out of the dispatch to combine */
+    const void *expert_out;         /* rows in dispatched's positions, the context's
+                                     * dtype (epc_ll_combine_buffer's: no copy) */
+    const float *topk_weights;      /* [T x k] of the dispatch's tokens; NULL: 1 */
+    void *y;                        /* [T x hidden]: written when the request completes */
+} epc_ll_combine_args_t;
+#define EPC_LL_COMBINE_ARGS_INIT EPC_PARAMS_INIT_(epc_ll_combine_args_t)
+
+/** Starts the combine of a low-latency dispatch (collective,
+ * nonblocking): y[t] = sum over t's experts, by expert id ascending, of
+ * weight x output, in fp32 from zero (one fixed order: bitwise the same
+ * every run), rounded once to the dtype; zeros for a token with no
+ * expert.  Each output row goes back to its source once (same node: read
+ * in place by the source; else in one message per source).  Errors as
+ * epc_ll_dispatch: a bad argument here (EPC_ERR_INVALID_ARG: args NULL
+ * or of unknown size, dispatched not this rank's latest complete dispatch
+ * of its set or already combined, expert_out NULL with rows, y NULL with
+ * tokens) completes the request with it here and EPC_ERR_PEER_FAILED
+ * naming this rank elsewhere; returned here, nothing posted: as
+ * epc_ll_dispatch. */
+EPC_EXPORT epc_status_t epc_ll_combine(epc_ctx_t *ctx, const epc_ll_combine_args_t *args,
+                                       epc_request_t **req);
+
 /** Bytes one rank moved in the last dispatch and combine, and in total. */
 typedef struct epc_coll_bytes {
     uint64_t payload_inter, payload_intra; /* token rows / partial sums */

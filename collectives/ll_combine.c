@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * ll_combine.c - the low-latency combine: the start puts this rank's
+ * expert outputs where same-node sources read them (its region's `out`,
+ * unless the experts wrote there already) and publishes its flag, and
+ * sends each source on another node one message of its rows; the step
+ * (the hook) waits for every same-node flag and every message, then sums
+ * each token's rows by expert id ascending.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault.h"
+#include "ll.h"
+
+static int same_node(const epc_ctx_t *ctx, int d)
+{
+    return ctx->comm.topo->node_of[d] == ctx->comm.node;
+}
+
+/* Rows this rank holds for source s (by the dispatch's counts). */
+static int rows_for(const coll_ll_t *ll, const ll_set_t *set, int s)
+{
+    int n = 0;
+    for (int e = 0; e < ll->epr; e++)
+        n += set->src_count[(size_t)e * ll->R + s];
+    return n;
+}
+
+/* Rows this rank sent to rank d's experts. */
+static int rows_sent(const coll_ll_t *ll, const ll_set_t *set, int d)
+{
+    int n = 0;
+    for (int e = 0; e < ll->epr; e++)
+        n += set->sent[(size_t)d * ll->epr + e];
+    return n;
+}
+
+/* Copies source s's rows of every local expert from `from` to `to`
+ * (both in the dispatch's positions), packed when `pack`: expert
+ * ascending, then slot, as the source reads them. */
+static void copy_rows(const coll_ll_t *ll, const ll_set_t *set, int s, const char *from, char *to,
+                      int pack)
+{
+    size_t n = 0;
+    for (int e = 0; e < ll->epr; e++) {
+        size_t c = (size_t)set->src_count[(size_t)e * ll->R + s];
+        size_t at = ((size_t)e * ll->slots + (size_t)s * ll->max) * ll->nrow;
+        memcpy(to + (pack ? n * ll->nrow : at), from + at, c * ll->nrow);
+        n += c;
+    }
+}
+
+/* The messages to the sources on other nodes, with the receives of this
+ * rank's rows from every rank there (a failing rank sends its verdict
+ * and no rows). */
+static epc_status_t post_messages(epc_request_t *r, const char *eo)
+{
+    epc_ctx_t *ctx = r->ctx;
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    int b = (int)(q->call % LL_SETS), ns = 0, nr = 0;
+    epc_tr_msg_t *msgs = malloc((size_t)2 * ll->R * sizeof *msgs);
+    epc_status_t st;
+    if (msgs == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ll_combine: message lists");
+    for (int s = 0; s < ll->R; s++) {
+        size_t off = ll->net_comb + ((size_t)b * ll->R + s) * ll->ccap;
+        int n = r->local == EPC_OK ? rows_for(ll, q->set, s) : 0;
+        ll_hdr_t *h;
+        if (same_node(ctx, s))
+            continue;
+        h = (ll_hdr_t *)(void *)epc_lane_net_send_at(&ll->lane, off, ll->ccap);
+        h->call = q->call;
+        h->status = r->local;
+        h->ntok = n;
+        h->k = h->fp8 = 0;
+        coll_ll_reason(h->reason, r);
+        if (n > 0)
+            copy_rows(ll, q->set, s, eo, (char *)h + ll->hdr, 1);
+        msgs[ns++] = (epc_tr_msg_t){.peer = s, .offset = off, .len = ll->hdr + n * ll->nrow};
+        epc_comm_account(&ctx->comm, s, msgs[ns - 1].len, 1);
+    }
+    for (int d = 0; d < ll->R; d++)
+        if (!same_node(ctx, d))
+            msgs[ns + nr++] =
+                (epc_tr_msg_t){.peer = d,
+                               .offset = ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap,
+                               .len = ll->ccap};
+    st = ns + nr == 0
+             ? EPC_OK
+             : epc_lane_net_post(&ll->lane, msgs, ns, msgs + ns, nr, "epc_ll_combine", &q->net);
+    free(msgs);
+    return st;
+}
+
+static epc_status_t step_reduce(epc_request_t *r);
+
+epc_status_t coll_ll_combine_send(epc_request_t *r, epc_status_t local)
+{
+    epc_ctx_t *ctx = r->ctx;
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    int b = (int)(q->call % LL_SETS);
+    char *out = ll_base(ll, ctx->comm.lrank, b) + ll->off_out;
+    const char *eo = q->cargs.expert_out;
+    ll_ctl_t *ready = ll_ready(ll, ctx->comm.lrank, b);
+    epc_status_t st;
+    coll_ll_keep_local(r, local);
+    r->step = step_reduce;
+    if ((st = post_messages(r, eo)) != EPC_OK)
+        return st;
+    epc_fault_here("llcombine");      /* test hook */
+    if (local == EPC_OK && eo != out) /* same-node sources read them in place */
+        for (int l = 0; l < ctx->comm.lsize; l++)
+            copy_rows(ll, q->set,
+                      ctx->comm.topo->node_ranks[ctx->comm.topo->node_start[ctx->comm.node] + l],
+                      eo, out, 0);
+    ready->status = local;
+    coll_ll_reason(ready->reason, r);
+    coll_stream_fence();
+    atomic_store_explicit(&ready->flag, ll_flag(q->call, local), memory_order_release);
+    return EPC_OK;
+}
+
+/* Rank d's verdict (its ready line, or its message's header, whose row
+ * count must be what this rank sent it). */
+static epc_status_t take_dest(epc_request_t *r, int d)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    epc_ctx_t *ctx = r->ctx;
+    int b = (int)(q->call % LL_SETS);
+    const ll_hdr_t *h;
+    epc_status_t st;
+    if (same_node(ctx, d)) {
+        const ll_ctl_t *c = ll_ready(ll, ctx->comm.topo->local_rank[d], b);
+        return coll_ll_verdict(r, d, c->status, c->reason);
+    }
+    h = (const ll_hdr_t *)(const void *)epc_lane_net_recv_at(
+        &ll->lane, ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap, ll->ccap);
+    if (h->call != q->call)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+                             "epc_ll_combine: rank %d's message is of call %llu, not %llu", d,
+                             (unsigned long long)h->call, (unsigned long long)q->call);
+    if ((st = coll_ll_verdict(r, d, h->status, h->reason)) != EPC_OK)
+        return st;
+    epc_comm_account(&ctx->comm, d, ll->hdr + (size_t)h->ntok * ll->nrow, 0);
+    if (h->ntok != rows_sent(ll, q->set, d))
+        return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
+                             "epc_ll_combine: rank %d returned %d rows, this rank sent it %d", d,
+                             h->ntok, rows_sent(ll, q->set, d));
+    return EPC_OK;
+}
+
+/* Where the output of token t's j-th expert is: the expert rank's `out`
+ * (same node) or its message; pre[g] = the rows this rank sent to g's
+ * rank's experts below g. */
+static const char *row_of(epc_request_t *r, int t, int j)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    const ll_set_t *s = q->set;
+    epc_ctx_t *ctx = r->ctx;
+    size_t i = (size_t)t * s->k + j;
+    int g = s->idx[i], d = g / ll->epr, b = (int)(q->call % LL_SETS);
+    if (same_node(ctx, d))
+        return ll_base(ll, ctx->comm.topo->local_rank[d], b) + ll->off_out +
+               ((size_t)(g % ll->epr) * ll->slots + (size_t)ctx->comm.rank * ll->max + s->slot[i]) *
+                   ll->nrow;
+    return epc_lane_net_recv_at(&ll->lane,
+                                ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap + ll->hdr +
+                                    (size_t)(ll->pre[g] + s->slot[i]) * ll->nrow,
+                                ll->nrow);
+}
+
+/* y[t] = sum of w x row over t's experts by id ascending, fp32 from 0. */
+static void reduce(epc_request_t *r)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    const ll_set_t *s = q->set;
+    const float *w = q->cargs.topk_weights;
+    char *y = q->cargs.y;
+    int order[256];
+    for (int d = 0, n = 0; d < ll->R; d++, n = 0)
+        for (int e = 0; e < ll->epr; e++) {
+            ll->pre[(size_t)d * ll->epr + e] = n;
+            n += s->sent[(size_t)d * ll->epr + e];
+        }
+    for (int t = 0; t < s->T; t++) {
+        int n = 0;
+        for (int j = 0; j < s->k; j++) { /* insertion by expert id */
+            int g = s->idx[(size_t)t * s->k + j], at = n++;
+            if (g < 0) {
+                n--;
+                continue;
+            }
+            for (; at > 0 && s->idx[(size_t)t * s->k + order[at - 1]] > g; at--)
+                order[at] = order[at - 1];
+            order[at] = j;
+        }
+        for (int m = 0; m < n; m++)
+            coll_accumulate(r->ctx, ll->acc, row_of(r, t, order[m]),
+                            w != NULL ? w[(size_t)t * s->k + order[m]] : 1.0f, m == 0);
+        if (n == 0)
+            memset(y + (size_t)t * ll->nrow, 0, ll->nrow);
+        else
+            coll_store_row(r->ctx, ll->acc, y + (size_t)t * ll->nrow);
+    }
+}
+
+/* The hook: every same-node rank's flag, every message, each rank's
+ * verdict in rank order, then the sums. */
+static epc_status_t step_reduce(epc_request_t *r)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    int b = (int)(q->call % LL_SETS);
+    epc_status_t st;
+    for (; q->flags_seen < r->ctx->comm.lsize; q->flags_seen++) {
+        ll_ctl_t *c = ll_ready(ll, q->flags_seen, b);
+        if (atomic_load_explicit(&c->flag, memory_order_acquire) / 2 != q->call)
+            return coll_ll_flag_wait(r, q->flags_seen, "expert outputs");
+    }
+    if (q->net != NULL && (st = coll_req_net(r, &q->net)) != EPC_OK)
+        return st;
+    if (r->local != EPC_OK)
+        return coll_ll_verdict(r, r->ctx->comm.rank, r->local, r->error);
+    for (int d = 0; d < ll->R; d++)
+        if ((st = take_dest(r, d)) != EPC_OK)
+            return st;
+    reduce(r);
+    r->step = NULL;
+    return EPC_OK;
+}

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * ll_dispatch.c - the low-latency dispatch: the start numbers this
+ * rank's rows, posts one message to each rank on another node, stores
+ * rows straight into the same-node receivers' regions and publishes a
+ * flag to each; the step (the hook) waits for every source's flag and
+ * message, checks them, and places the messages' rows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault.h"
+#include "ll.h"
+#include "router.h"
+
+#define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_ll_dispatch: " __VA_ARGS__)
+
+/* This rank's checks of its arguments (none needs a peer). */
+static epc_status_t validate(epc_ctx_t *ctx, const coll_ll_t *ll, const epc_ll_dispatch_args_t *a)
+{
+    epc_status_t st;
+    if (a->num_tokens < 0)
+        return BADARG("args->num_tokens = %d < 0", a->num_tokens);
+    if (a->num_tokens > ll->max)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
+                             "epc_ll_dispatch: args->num_tokens = %d exceeds the low-latency "
+                             "max_tokens = %d",
+                             a->num_tokens, ll->max);
+    if (a->topk < 1 || a->topk > ll->k_max || a->topk > 256)
+        return BADARG("args->topk = %d, must be in [1, min(max_topk = %d, 256)]", a->topk,
+                      ll->k_max);
+    if (a->num_tokens > 0 && (a->x == NULL || a->topk_idx == NULL))
+        return BADARG("args->%s is NULL with %d tokens", a->x == NULL ? "x" : "topk_idx",
+                      a->num_tokens);
+    if (a->payload < EPC_PAYLOAD_NATIVE || a->payload > EPC_PAYLOAD_FP8_GIVEN)
+        return BADARG("args->payload = %d is not an epc_payload_t", (int)a->payload);
+    if (a->payload != EPC_PAYLOAD_NATIVE && ctx->hidden % EPC_FP8_BLOCK != 0)
+        return BADARG("args->payload FP8 needs the context's hidden (%d) to be a multiple of %d",
+                      ctx->hidden, EPC_FP8_BLOCK);
+    if (a->payload == EPC_PAYLOAD_FP8_GIVEN && a->num_tokens > 0 && a->x_scales == NULL)
+        return BADARG("args->x_scales is NULL with %d tokens and EPC_PAYLOAD_FP8_GIVEN",
+                      a->num_tokens);
+    st = epc_route_check_idx(ll->E, a->topk, a->topk_idx, a->num_tokens, "epc_ll_dispatch");
+    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
+}
+
+/* The rows this rank sends (x, or its FP8 payload cast once per token
+ * into the mode's buffer); *rb their bytes. */
+static const char *source_rows(const epc_ctx_t *ctx, coll_ll_t *ll, const epc_ll_dispatch_args_t *a,
+                               size_t *rb)
+{
+    size_t H = (size_t)ll->hidden, sb;
+    if (a->payload == EPC_PAYLOAD_NATIVE) {
+        *rb = ll->nrow;
+        return a->x;
+    }
+    *rb = coll_fp8_row_bytes(ll->hidden);
+    sb = *rb - H;
+    if (a->payload == EPC_PAYLOAD_FP8_GIVEN) {
+        for (size_t t = 0; t < (size_t)a->num_tokens; t++) {
+            memcpy(ll->payload + t * *rb, (const char *)a->x + t * H, H);
+            memcpy(ll->payload + t * *rb + H, a->x_scales + t * (sb / sizeof(float)), sb);
+        }
+    } else if (a->num_tokens > 0) {
+        coll_fp8_quantize(a->x, ctx->dtype, a->num_tokens, ll->hidden,
+                          a->payload == EPC_PAYLOAD_FP8_UE8M0, (uint8_t *)ll->payload, *rb,
+                          (float *)(void *)(ll->payload + H), *rb);
+    }
+    return ll->payload;
+}
+
+/* Keeps this rank's choices and numbers its rows: slot = the row's index
+ * among this rank's rows to its expert (tokens ascending). */
+static void number_rows(coll_ll_t *ll, ll_set_t *s, const epc_ll_dispatch_args_t *a)
+{
+    size_t n = (size_t)a->num_tokens * a->topk;
+    s->T = a->num_tokens;
+    s->k = a->topk;
+    memset(s->sent, 0, (size_t)ll->E * sizeof *s->sent);
+    if (n > 0)
+        memcpy(s->idx, a->topk_idx, n * sizeof *s->idx);
+    for (size_t i = 0; i < n; i++)
+        s->slot[i] = s->idx[i] < 0 ? -1 : s->sent[s->idx[i]]++;
+}
+
+/* Whether rank d is on this rank's node. */
+static int same_node(const epc_ctx_t *ctx, int d)
+{
+    return ctx->comm.topo->node_of[d] == ctx->comm.node;
+}
+
+/* Fills the message to each rank of another node (one record per token
+ * with experts there) and posts them with the receives, at most one
+ * message each way per pair. */
+static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
+{
+    epc_ctx_t *ctx = r->ctx;
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    ll_set_t *s = q->set;
+    int b = (int)(q->call % LL_SETS), nr = 0, ns = 0, k = s->k > 0 ? s->k : 1;
+    size_t unit = ll_unit(k, rb), row_pad = (rb + 15) & ~(size_t)15;
+    int *last = ll->cursor, *ntok = ll->cursor + ll->R;
+    epc_tr_msg_t *msgs = malloc((size_t)2 * ll->R * sizeof *msgs);
+    epc_status_t st;
+    if (msgs == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ll_dispatch: message lists");
+    for (int d = 0; d < ll->R; d++)
+        last[d] = -1, ntok[d] = 0;
+    for (int t = 0; t < s->T; t++) {
+        for (int j = 0; j < s->k; j++) {
+            int g = s->idx[(size_t)t * s->k + j], d = g / ll->epr, first = 0;
+            int32_t *rec;
+            if (g < 0 || same_node(ctx, d))
+                continue;
+            if (last[d] != t) { /* the token's first expert there: a new record */
+                last[d] = t;
+                ntok[d]++;
+                first = 1;
+            }
+            rec = (int32_t *)(void *)epc_lane_net_send_at(
+                &ll->lane,
+                ((size_t)b * ll->R + d) * ll->dcap + ll->hdr + (size_t)(ntok[d] - 1) * unit, unit);
+            if (first) {
+                rec[0] = t;
+                rec[1] = 0;
+                memcpy((char *)rec + unit - row_pad, src + (size_t)t * rb, rb);
+            }
+            rec[2 + rec[1]++] = g % ll->epr;
+        }
+    }
+    for (int d = 0; d < ll->R; d++) {
+        size_t off = ((size_t)b * ll->R + d) * ll->dcap;
+        ll_hdr_t *h;
+        if (same_node(ctx, d))
+            continue;
+        h = (ll_hdr_t *)(void *)epc_lane_net_send_at(&ll->lane, off, ll->hdr);
+        h->call = q->call;
+        h->status = r->local;
+        h->ntok = ntok[d];
+        h->k = k;
+        h->fp8 = s->fp8;
+        coll_ll_reason(h->reason, r);
+        msgs[ns++] = (epc_tr_msg_t){.peer = d, .offset = off, .len = ll->hdr + ntok[d] * unit};
+        epc_comm_account(&ctx->comm, d, msgs[ns - 1].len, 1);
+    }
+    for (int d = 0; d < ll->R; d++)
+        if (!same_node(ctx, d))
+            msgs[ns + nr++] = (epc_tr_msg_t){
+                .peer = d, .offset = ((size_t)b * ll->R + d) * ll->dcap, .len = ll->dcap};
+    st = ns + nr == 0
+             ? EPC_OK
+             : epc_lane_net_post(&ll->lane, msgs, ns, msgs + ns, nr, "epc_ll_dispatch", &q->net);
+    free(msgs);
+    return st;
+}
+
+/* Stores this rank's rows to same-node receivers at their final places,
+ * then publishes each receiver's counts and flag (release: after the
+ * rows, so a receiver that sees the flag sees them). */
+static void store_local(epc_request_t *r, const char *src, size_t rb)
+{
+    epc_ctx_t *ctx = r->ctx;
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    ll_set_t *s = q->set;
+    int b = (int)(q->call % LL_SETS), me = ctx->comm.rank, my_l = ctx->comm.lrank;
+    const int *lrank_of = ctx->comm.topo->local_rank;
+    for (int t = 0; t < s->T; t++) {
+        for (int j = 0; j < s->k; j++) {
+            size_t i = (size_t)t * s->k + j, pos;
+            int g = s->idx[i], d = g / ll->epr;
+            char *base;
+            if (g < 0 || !same_node(ctx, d))
+                continue;
+            base = ll_base(ll, lrank_of[d], b);
+            pos = (size_t)(g % ll->epr) * ll->slots + (size_t)me * ll->max + s->slot[i];
+            memcpy(base + ll->off_rows + pos * ll->stride, src + (size_t)t * rb, rb);
+            ((int32_t *)(void *)(base + ll->off_tok))[pos] = t;
+            epc_comm_account(&ctx->comm, d, rb, 1);
+        }
+    }
+    coll_stream_fence(); /* orders any non-temporal stores of the copies too */
+    for (int l = 0; l < ctx->comm.lsize; l++) {
+        ll_ctl_t *c = ll_ctl(ll, l, b, my_l);
+        int d = ctx->comm.topo->node_ranks[ctx->comm.topo->node_start[ctx->comm.node] + l];
+        c->status = r->local;
+        c->fp8 = s->fp8;
+        coll_ll_reason(c->reason, r);
+        for (int e = 0; e < ll->epr; e++)
+            c->count[e] = r->local == EPC_OK ? s->sent[(size_t)d * ll->epr + e] : 0;
+        atomic_store_explicit(&c->flag, ll_flag(q->call, r->local), memory_order_release);
+    }
+}
+
+static epc_status_t step_recv(epc_request_t *r);
+
+epc_status_t coll_ll_dispatch_send(epc_request_t *r, const epc_ll_dispatch_args_t *a,
+                                   epc_status_t local)
+{
+    epc_ctx_t *ctx = r->ctx;
+    ll_req_t *q = r->algo;
+    const char *src = NULL;
+    size_t rb = q->ll->nrow;
+    epc_status_t st;
+    if (local == EPC_OK)
+        local = validate(ctx, q->ll, a);
+    coll_ll_keep_local(r, local);
+    q->set->T = q->set->k = 0;
+    q->set->fp8 = local == EPC_OK && a->payload != EPC_PAYLOAD_NATIVE;
+    if (local == EPC_OK) {
+        number_rows(q->ll, q->set, a);
+        src = source_rows(ctx, q->ll, a, &rb);
+    }
+    r->step = step_recv;
+    /* the network's latency first, then the copies under it */
+    if ((st = post_messages(r, src, rb)) != EPC_OK)
+        return st;
+    epc_fault_here("lldispatch"); /* test hook */
+    store_local(r, src, rb);
+    return EPC_OK;
+}
+
+/* A peer's record or count that fails the checks. */
+static epc_status_t bad_peer(epc_request_t *r, int s, const char *what, long v)
+{
+    return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
+                         "epc_ll_dispatch: rank %d sent a bad %s (%ld): rows not placed", s, what,
+                         v);
+}
+
+/* Places the rows of source s's message (checked record by record: no
+ * count may pass the receiver's block of max_tokens slots). */
+static epc_status_t unpack(epc_request_t *r, int s, const ll_hdr_t *h)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    ll_set_t *set = q->set;
+    char *base = ll_base(ll, r->ctx->comm.lrank, (int)(q->call % LL_SETS));
+    int32_t *tok = (int32_t *)(void *)(base + ll->off_tok);
+    size_t rb = set->fp8 ? coll_fp8_row_bytes(ll->hidden) : ll->nrow, unit;
+    if (h->ntok < 0 || h->ntok > ll->max)
+        return bad_peer(r, s, "token count", h->ntok);
+    if (h->k < 1 || h->k > ll->k_max)
+        return bad_peer(r, s, "topk", h->k);
+    unit = ll_unit(h->k, rb);
+    epc_comm_account(&r->ctx->comm, s, ll->hdr + h->ntok * unit, 0);
+    for (int i = 0; i < h->ntok; i++) {
+        const int32_t *rec = (const int32_t *)(const void *)((const char *)h + ll->hdr + i * unit);
+        const char *row = (const char *)rec + unit - ((rb + 15) & ~(size_t)15);
+        if (rec[0] < 0 || rec[0] >= ll->max || rec[1] < 1 || rec[1] > h->k)
+            return bad_peer(r, s, rec[0] < 0 || rec[0] >= ll->max ? "token index" : "expert count",
+                            rec[0] < 0 || rec[0] >= ll->max ? rec[0] : rec[1]);
+        for (int m = 0; m < rec[1]; m++) {
+            int e = rec[2 + m], *c;
+            size_t pos;
+            if (e < 0 || e >= ll->epr)
+                return bad_peer(r, s, "local expert", e);
+            c = &set->src_count[(size_t)e * ll->R + s];
+            if (*c >= ll->max)
+                return bad_peer(r, s, "row count", *c + 1);
+            pos = (size_t)e * ll->slots + (size_t)s * ll->max + (*c)++;
+            memcpy(base + ll->off_rows + pos * ll->stride, row, rb);
+            tok[pos] = rec[0];
+        }
+    }
+    return EPC_OK;
+}
+
+/* Source s's verdict (its flag's line, or its message's header), then
+ * its counts or rows. */
+static epc_status_t take_source(epc_request_t *r, int s)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    epc_ctx_t *ctx = r->ctx;
+    int b = (int)(q->call % LL_SETS);
+    epc_status_t st;
+    int32_t status, fp8;
+    const char *reason;
+    const ll_ctl_t *c = NULL;
+    const ll_hdr_t *h = NULL;
+    if (same_node(ctx, s)) {
+        c = ll_ctl(ll, ctx->comm.lrank, b, ctx->comm.topo->local_rank[s]);
+        status = c->status, fp8 = c->fp8, reason = c->reason;
+    } else {
+        h = (const ll_hdr_t *)(const void *)epc_lane_net_recv_at(
+            &ll->lane, ((size_t)b * ll->R + s) * ll->dcap, ll->dcap);
+        if (h->call != q->call)
+            return bad_peer(r, s, "call number", (long)h->call);
+        status = h->status, fp8 = h->fp8, reason = h->reason;
+    }
+    if ((st = coll_ll_verdict(r, s, status, reason)) != EPC_OK)
+        return st;
+    if (fp8 != q->set->fp8)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
+                             "epc_ll_dispatch: ranks disagree on args->payload (rank %d: %s, "
+                             "this rank: %s)",
+                             s, fp8 ? "FP8" : "native", q->set->fp8 ? "FP8" : "native");
+    if (h != NULL)
+        return unpack(r, s, h);
+    for (int e = 0; e < ll->epr; e++) {
+        if (c->count[e] < 0 || c->count[e] > ll->max)
+            return bad_peer(r, s, "row count", c->count[e]);
+        q->set->src_count[(size_t)e * ll->R + s] = c->count[e];
+    }
+    return EPC_OK;
+}
+
+/* What the dispatch delivered, kept in its set for the out and the
+ * combine. */
+static void fill_out(epc_request_t *r)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    ll_set_t *s = q->set;
+    char *base = ll_base(ll, r->ctx->comm.lrank, (int)(q->call % LL_SETS));
+    epc_ll_out_t o = EPC_LL_OUT_INIT;
+    for (int e = 0; e < ll->epr; e++) {
+        s->count[e] = 0;
+        for (int src = 0; src < ll->R; src++)
+            s->count[e] += s->src_count[(size_t)e * ll->R + src];
+    }
+    o.rows = base + ll->off_rows;
+    o.scales = s->fp8 ? (const float *)(const void *)(base + ll->off_rows + ll->hidden) : NULL;
+    o.row_stride = ll->stride;
+    o.num_local_experts = ll->epr;
+    o.slots = ll->slots;
+    o.max_tokens = ll->max;
+    o.count = s->count;
+    o.src_count = s->src_count;
+    o.src_token = (const int32_t *)(const void *)(base + ll->off_tok);
+    o.call = q->call;
+    s->out = o;
+}
+
+/* The hook: every same-node source's flag, every message, then each
+ * source's verdict and rows in rank order (the lowest failing rank is
+ * the one named). */
+static epc_status_t step_recv(epc_request_t *r)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    epc_status_t st;
+    int b = (int)(q->call % LL_SETS);
+    for (; q->flags_seen < r->ctx->comm.lsize; q->flags_seen++) {
+        ll_ctl_t *c = ll_ctl(ll, r->ctx->comm.lrank, b, q->flags_seen);
+        if (atomic_load_explicit(&c->flag, memory_order_acquire) / 2 != q->call)
+            return coll_ll_flag_wait(r, q->flags_seen, "rows");
+    }
+    if (q->net != NULL && (st = coll_req_net(r, &q->net)) != EPC_OK)
+        return st;
+    memset(q->set->src_count, 0, (size_t)ll->epr * ll->R * sizeof *q->set->src_count);
+    if (r->local != EPC_OK)
+        return coll_ll_verdict(r, r->ctx->comm.rank, r->local, r->error);
+    for (int s = 0; s < ll->R; s++)
+        if ((st = take_source(r, s)) != EPC_OK)
+            return st;
+    fill_out(r);
+    r->step = NULL;
+    return EPC_OK;
+}

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * test_ll_mpi - the low-latency mode (epc_ll_*) as the header promises:
+ *  - every received row, its source token, every count and per-source
+ *    count against an independent reference (each rank regenerates every
+ *    rank's tokens and routing), rows encoding (rank, token, element);
+ *  - combine bitwise against a reference sum in the promised order
+ *    (expert id ascending, fp32 from 0, one rounding), with weights that
+ *    are not exact, outputs poisoned first; outputs from the context's
+ *    buffer (no copy) and from the caller's;
+ *  - T = 0 and T = max_tokens, two dispatches in flight on the two
+ *    buffer sets, FP8 rows and scales against epc_fp8_quantize;
+ *  - every bad argument: its status naming the argument, on every rank
+ *    when all pass it, on one (and a peer error naming it elsewhere), and
+ *    the mode still working afterwards.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi_test.h"
+
+#define EPR 3
+#define HIDDEN 256
+#define TOPK 4
+#define MAXT 12
+
+static int nranks, E;
+
+static uint16_t bf16_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fff + ((u >> 16) & 1); /* nearest even (no NaN here) */
+    return (uint16_t)(u >> 16);
+}
+static float f32_of(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Element h of rank s's token t in call c: small integers, exact in bf16. */
+static uint16_t x_elem(int s, int t, int h, int c)
+{
+    return bf16_of((float)((s * 37 + t * 11 + h * 3 + c * 5) % 61 - 30));
+}
+
+static unsigned mix(unsigned a)
+{
+    a ^= a >> 16;
+    a *= 0x7feb352dU;
+    a ^= a >> 15;
+    a *= 0x846ca68bU;
+    return a ^ (a >> 16);
+}
+
+/* Rank s's T in call c: 0 and MAXT appear among the ranks. */
+static int tokens_of(int s, int c)
+{
+    if (s == (c % nranks))
+        return MAXT;
+    if (s == ((c + 1) % nranks) && nranks > 1)
+        return 0;
+    return (int)(mix((unsigned)(s * 131 + c)) % (MAXT + 1));
+}
+
+/* Rank s's topk_idx of token t in call c: distinct experts, some -1. */
+static void idx_of(int s, int t, int c, int32_t *idx)
+{
+    for (int j = 0; j < TOPK; j++) {
+        unsigned h = mix((unsigned)((s * 1000 + t) * 16 + j) ^ (unsigned)c * 7919U);
+        int g = (h % 5 == 0) ? -1 : (int)(h / 5 % (unsigned)E), dup = 0;
+        for (int i = 0; i < j; i++)
+            dup |= g >= 0 && idx[i] == g;
+        idx[j] = dup ? -1 : g;
+    }
+}
+
+static float weight_of(int s, int t, int j)
+{
+    return 0.1f + (float)(mix((unsigned)(s * 7 + t * 13 + j)) % 1000) / 997.0f;
+}
+
+/* An expert's output of a received row: the row times (g % 5 + 1). */
+static uint16_t out_elem(uint16_t in, int g)
+{
+    return bf16_of(f32_of(in) * (float)(g % 5 + 1));
+}
+
+typedef struct call {
+    int c, T, fp8;
+    uint16_t *x;
+    int32_t *idx;
+    float *w;
+    epc_ll_out_t out;
+    epc_request_t *req;
+} call_t;
+
+static void make_call(call_t *k, int c, int fp8)
+{
+    k->c = c;
+    k->fp8 = fp8;
+    k->T = tokens_of(mt_rank, c);
+    k->x = malloc((size_t)(k->T + 1) * HIDDEN * 2);
+    k->idx = malloc((size_t)(k->T + 1) * TOPK * 4);
+    k->w = malloc((size_t)(k->T + 1) * TOPK * 4);
+    for (int t = 0; t < k->T; t++) {
+        for (int h = 0; h < HIDDEN; h++)
+            k->x[(size_t)t * HIDDEN + h] = x_elem(mt_rank, t, h, c);
+        idx_of(mt_rank, t, c, k->idx + (size_t)t * TOPK);
+        for (int j = 0; j < TOPK; j++)
+            k->w[(size_t)t * TOPK + j] = weight_of(mt_rank, t, j);
+    }
+    memset(&k->out, 0x5a, sizeof k->out);
+    k->out.size = sizeof k->out;
+}
+
+static void free_call(call_t *k)
+{
+    free(k->x);
+    free(k->idx);
+    free(k->w);
+}
+
+static epc_status_t start_dispatch(epc_ctx_t *ctx, call_t *k)
+{
+    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT;
+    a.x = k->x;
+    a.num_tokens = k->T;
+    a.topk = TOPK;
+    a.topk_idx = k->idx;
+    a.payload = k->fp8 ? EPC_PAYLOAD_FP8 : EPC_PAYLOAD_NATIVE;
+    return epc_ll_dispatch(ctx, &a, &k->out, &k->req);
+}
+
+static epc_status_t finish(epc_request_t **req)
+{
+    epc_status_t st = epc_wait(*req);
+    epc_request_free(*req);
+    *req = NULL;
+    return st;
+}
+
+/* Checks one received row (e, slot) against source s's token t. */
+static int row_ok(const call_t *k, const char *row, int s, int t)
+{
+    uint16_t src[HIDDEN];
+    for (int h = 0; h < HIDDEN; h++)
+        src[h] = x_elem(s, t, h, k->c);
+    if (!k->fp8)
+        return memcmp(row, src, sizeof src) == 0;
+    {
+        uint8_t q[HIDDEN];
+        float sc[HIDDEN / 128];
+        epc_fp8_quantize(src, EPC_DTYPE_BF16, 1, HIDDEN, 0, q, HIDDEN, sc, sizeof sc);
+        return memcmp(row, q, HIDDEN) == 0 && memcmp(row + HIDDEN, sc, sizeof sc) == 0;
+    }
+}
+
+/* The dispatch's out against the reference: every source's tokens to
+ * this rank's experts, in token order, at their fixed places. */
+static void check_dispatch(const call_t *k)
+{
+    const epc_ll_out_t *o = &k->out;
+    int32_t idx[TOPK];
+    int bad_rows = 0, bad_counts = 0;
+    MT_CHECK(o->num_local_experts == EPR && o->max_tokens == MAXT && o->slots == nranks * MAXT,
+             "shape %d %d %d", o->num_local_experts, o->max_tokens, o->slots);
+    MT_CHECK((o->scales != NULL) == k->fp8, "scales %p with fp8 %d", (const void *)o->scales,
+             k->fp8);
+    for (int e = 0; e < EPR; e++) {
+        int g = mt_rank * EPR + e, total = 0;
+        for (int s = 0; s < nranks; s++) {
+            int n = 0;
+            for (int t = 0; t < tokens_of(s, k->c); t++) {
+                idx_of(s, t, k->c, idx);
+                for (int j = 0; j < TOPK; j++) {
+                    size_t pos = (size_t)e * o->slots + (size_t)s * MAXT + n;
+                    if (idx[j] != g)
+                        continue;
+                    bad_rows += o->src_token[pos] != t ||
+                                !row_ok(k, (const char *)o->rows + pos * o->row_stride, s, t);
+                    n++;
+                }
+            }
+            bad_counts += o->src_count[e * nranks + s] != n;
+            total += n;
+        }
+        bad_counts += o->count[e] != total;
+    }
+    MT_CHECK(bad_rows == 0 && bad_counts == 0, "call %d: %d rows, %d counts wrong", k->c, bad_rows,
+             bad_counts);
+}
+
+/* The experts: out = row x (g % 5 + 1), at the row's place in `dst`. */
+static void run_experts(const call_t *k, uint16_t *dst)
+{
+    const epc_ll_out_t *o = &k->out;
+    for (int e = 0; e < EPR; e++)
+        for (int s = 0; s < nranks; s++)
+            for (int i = 0; i < o->src_count[e * nranks + s]; i++) {
+                size_t pos = (size_t)e * o->slots + (size_t)s * MAXT + i;
+                int t = o->src_token[pos];
+                for (int h = 0; h < HIDDEN; h++)
+                    dst[pos * HIDDEN + h] = out_elem(x_elem(s, t, h, k->c), mt_rank * EPR + e);
+            }
+}
+
+/* y against the promised sum: experts ascending, fp32 from 0. */
+static void check_combine(const call_t *k, const uint16_t *y)
+{
+    int bad = 0;
+    for (int t = 0; t < k->T; t++) {
+        const int32_t *idx = k->idx + (size_t)t * TOPK;
+        for (int h = 0; h < HIDDEN; h++) {
+            float acc = 0;
+            uint16_t got = y[(size_t)t * HIDDEN + h], want;
+            for (int g = 0; g < E; g++)
+                for (int j = 0; j < TOPK; j++)
+                    if (idx[j] == g)
+                        acc += k->w[(size_t)t * TOPK + j] *
+                               f32_of(out_elem(x_elem(mt_rank, t, h, k->c), g));
+            want = bf16_of(acc);
+            /* the sign of a zero sum is not promised */
+            bad += got != want && !((got | want) == 0x8000 || (got == 0 && want == 0x8000));
+        }
+    }
+    MT_CHECK(bad == 0, "call %d: %d of %d combined elements differ", k->c, bad, k->T * HIDDEN);
+}
+
+/* Experts and combine of call k (own buffer when zero_copy is 0). */
+static void combine_call(epc_ctx_t *ctx, call_t *k, int zero_copy)
+{
+    epc_ll_combine_args_t a = EPC_LL_COMBINE_ARGS_INIT;
+    uint16_t *eo = NULL, *own = NULL, *y = malloc((size_t)(k->T + 1) * HIDDEN * 2);
+    epc_status_t st;
+    memset(y, 0xff, (size_t)(k->T + 1) * HIDDEN * 2);
+    if (zero_copy) {
+        st = epc_ll_combine_buffer(ctx, &k->out, (void **)&eo);
+        MT_CHECK(st == EPC_OK, "combine_buffer: %s", epc_last_error(ctx));
+    } else {
+        eo = own = malloc((size_t)EPR * nranks * MAXT * HIDDEN * 2);
+    }
+    run_experts(k, eo);
+    a.dispatched = &k->out;
+    a.expert_out = eo;
+    a.topk_weights = k->w;
+    a.y = y;
+    st = epc_ll_combine(ctx, &a, &k->req);
+    MT_CHECK(st == EPC_OK, "combine start: %s", epc_last_error(ctx));
+    if (st == EPC_OK) {
+        st = finish(&k->req);
+        MT_CHECK(st == EPC_OK, "combine call %d: %s", k->c, epc_last_error(ctx));
+        if (st == EPC_OK)
+            check_combine(k, y);
+    }
+    free(own);
+    free(y);
+}
+
+/* One call, dispatch to combine. */
+static void one_call(epc_ctx_t *ctx, int c, int fp8, int zero_copy)
+{
+    call_t k;
+    epc_status_t st;
+    make_call(&k, c, fp8);
+    st = start_dispatch(ctx, &k);
+    MT_CHECK(st == EPC_OK, "dispatch start: %s", epc_last_error(ctx));
+    if (st == EPC_OK && (st = finish(&k.req)) == EPC_OK) {
+        check_dispatch(&k);
+        combine_call(ctx, &k, zero_copy);
+    }
+    MT_CHECK(st == EPC_OK, "dispatch call %d: %s", c, epc_last_error(ctx));
+    free_call(&k);
+}
+
+/* Two microbatches: both dispatches in flight on the two buffer sets. */
+static void two_in_flight(epc_ctx_t *ctx, int c)
+{
+    call_t a, b;
+    make_call(&a, c, 0);
+    make_call(&b, c + 1, 0);
+    MT_CHECK(start_dispatch(ctx, &a) == EPC_OK, "a: %s", epc_last_error(ctx));
+    MT_CHECK(start_dispatch(ctx, &b) == EPC_OK, "b: %s", epc_last_error(ctx));
+    MT_CHECK(finish(&a.req) == EPC_OK, "a wait: %s", epc_last_error(ctx));
+    check_dispatch(&a);
+    combine_call(ctx, &a, 1);
+    MT_CHECK(finish(&b.req) == EPC_OK, "b wait: %s", epc_last_error(ctx));
+    check_dispatch(&b);
+    combine_call(ctx, &b, 0);
+    free_call(&a);
+    free_call(&b);
+}
+
+/* `got` is `want` and the text names `word`. */
+static void expect(epc_status_t got, epc_status_t want, const epc_ctx_t *ctx, const char *word,
+                   const char *what)
+{
+    const char *text = epc_last_error(ctx);
+    MT_CHECK(got == want && strstr(text, word) != NULL, "%s: got %s, want %s naming '%s': %s", what,
+             epc_status_name(got), epc_status_name(want), word, text);
+}
+
+/* A dispatch whose arguments fail on `who` (-1: every rank): that rank
+ * gets want naming word, the others a peer error naming it; out stays
+ * poisoned everywhere. */
+static void bad_dispatch(epc_ctx_t *ctx, int who, epc_ll_dispatch_args_t *bad, epc_status_t want,
+                         const char *word, const char *what)
+{
+    call_t k;
+    char peer[32];
+    epc_ll_out_t poison;
+    epc_ll_dispatch_args_t good = EPC_LL_DISPATCH_ARGS_INIT;
+    epc_status_t st;
+    make_call(&k, 900, 0);
+    poison = k.out;
+    good.x = k.x;
+    good.num_tokens = k.T;
+    good.topk = TOPK;
+    good.topk_idx = k.idx;
+    st = epc_ll_dispatch(ctx, who < 0 || who == mt_rank ? bad : &good, &k.out, &k.req);
+    MT_CHECK(st == EPC_OK, "%s: start: %s", what, epc_last_error(ctx));
+    st = finish(&k.req);
+    snprintf(peer, sizeof peer, "rank %d", who);
+    if (who < 0 || who == mt_rank)
+        expect(st, want, ctx, word, what);
+    else
+        expect(st, EPC_ERR_PEER_FAILED, ctx, peer, what);
+    MT_CHECK(memcmp(&k.out, &poison, sizeof poison) == 0, "%s: out written", what);
+    free_call(&k);
+}
+
+static void bad_dispatches(epc_ctx_t *ctx)
+{
+    int32_t idx[MAXT * TOPK] = {0};
+    uint16_t x[(MAXT + 1) * HIDDEN];
+    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT, b;
+    int one = 1 % nranks;
+    memset(x, 0, sizeof x);
+    for (int t = 0; t < MAXT; t++)
+        for (int j = 0; j < TOPK; j++)
+            idx[t * TOPK + j] = (t + j) % E;
+    a.x = x, a.num_tokens = 2, a.topk = TOPK, a.topk_idx = idx;
+    b = a, b.num_tokens = MAXT + 1;
+    bad_dispatch(ctx, one, &b, EPC_ERR_CAPACITY, "num_tokens", "T above max_tokens on one");
+    b = a, b.num_tokens = -1;
+    bad_dispatch(ctx, -1, &b, EPC_ERR_INVALID_ARG, "num_tokens", "T < 0");
+    b = a, b.topk = 0;
+    bad_dispatch(ctx, one, &b, EPC_ERR_INVALID_ARG, "topk", "topk 0");
+    b = a, b.topk = TOPK + 1;
+    bad_dispatch(ctx, -1, &b, EPC_ERR_INVALID_ARG, "topk", "topk above max_topk");
+    b = a, b.x = NULL;
+    bad_dispatch(ctx, one, &b, EPC_ERR_INVALID_ARG, "x", "x NULL");
+    b = a, b.topk_idx = NULL;
+    bad_dispatch(ctx, -1, &b, EPC_ERR_INVALID_ARG, "topk_idx", "topk_idx NULL");
+    b = a, b.payload = (epc_payload_t)9;
+    bad_dispatch(ctx, one, &b, EPC_ERR_INVALID_ARG, "payload", "payload 9");
+    b = a, b.payload = EPC_PAYLOAD_FP8_GIVEN;
+    bad_dispatch(ctx, -1, &b, EPC_ERR_INVALID_ARG, "x_scales", "FP8_GIVEN without scales");
+    b = a, b.size = 3;
+    bad_dispatch(ctx, one, &b, EPC_ERR_INVALID_ARG, "size", "unknown size");
+    idx[1] = E;
+    bad_dispatch(ctx, -1, &a, EPC_ERR_INVALID_ARG, "topk_idx", "expert id E");
+    idx[1] = idx[0];
+    bad_dispatch(ctx, one, &a, EPC_ERR_INVALID_ARG, "twice", "expert repeated");
+    idx[1] = (1 + 0) % E;
+    bad_dispatch(ctx, -1, NULL, EPC_ERR_INVALID_ARG, "args", "args NULL");
+}
+
+/* The calls refused at the start (nothing posted, local). */
+static void refused_starts(epc_ctx_t *ctx)
+{
+    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT;
+    epc_ll_combine_args_t c = EPC_LL_COMBINE_ARGS_INIT;
+    epc_ll_out_t o = EPC_LL_OUT_INIT;
+    size_t bytes = 0;
+    void *buf = NULL;
+    expect(epc_ll_dispatch(ctx, &a, &o, NULL), EPC_ERR_INVALID_ARG, ctx, "req", "req NULL");
+    expect(epc_ll_combine(ctx, &c, NULL), EPC_ERR_INVALID_ARG, ctx, "req", "combine req NULL");
+    expect(epc_ll_dispatch(NULL, &a, &o, NULL), EPC_ERR_INVALID_ARG, NULL, "ctx", "ctx NULL");
+    expect(epc_ll_buffer_size(ctx, 0, &bytes), EPC_ERR_INVALID_ARG, ctx, "max_tokens", "size 0");
+    expect(epc_ll_buffer_size(ctx, 8, NULL), EPC_ERR_INVALID_ARG, ctx, "bytes", "bytes NULL");
+    expect(epc_ll_buffer_size(NULL, 8, &bytes), EPC_ERR_INVALID_ARG, NULL, "ctx", "size ctx");
+    expect(epc_ll_combine_buffer(ctx, NULL, &buf), EPC_ERR_INVALID_ARG, ctx, "dispatched",
+           "combine_buffer NULL");
+    expect(epc_ll_combine_buffer(ctx, &o, NULL), EPC_ERR_INVALID_ARG, ctx, "buf", "buf NULL");
+    expect(epc_ll_combine_buffer(ctx, &o, &buf), EPC_ERR_INVALID_ARG, ctx, "dispatched",
+           "combine_buffer of nothing");
+}
+
+/* A stale `dispatched` on one rank: its combine fails naming it, the
+ * others name the rank. */
+static void bad_combine(epc_ctx_t *ctx, int c)
+{
+    call_t k;
+    epc_ll_combine_args_t a = EPC_LL_COMBINE_ARGS_INIT;
+    epc_ll_out_t stale;
+    uint16_t *y = malloc((MAXT + 1) * HIDDEN * 2), *eo = NULL;
+    char peer[32];
+    epc_status_t st;
+    int one = 1 % nranks;
+    make_call(&k, c, 0);
+    MT_CHECK(start_dispatch(ctx, &k) == EPC_OK && finish(&k.req) == EPC_OK, "dispatch: %s",
+             epc_last_error(ctx));
+    stale = k.out;
+    stale.call += 2; /* a dispatch that never was */
+    MT_CHECK(epc_ll_combine_buffer(ctx, &k.out, (void **)&eo) == EPC_OK, "buffer: %s",
+             epc_last_error(ctx));
+    a.dispatched = mt_rank == one ? &stale : &k.out;
+    a.expert_out = eo;
+    a.topk_weights = k.w;
+    a.y = y;
+    MT_CHECK(epc_ll_combine(ctx, &a, &k.req) == EPC_OK, "start: %s", epc_last_error(ctx));
+    st = finish(&k.req);
+    snprintf(peer, sizeof peer, "rank %d", one);
+    if (mt_rank == one)
+        expect(st, EPC_ERR_INVALID_ARG, ctx, "dispatched", "stale dispatched");
+    else
+        expect(st, EPC_ERR_PEER_FAILED, ctx, peer, "a peer's stale dispatched");
+    free_call(&k);
+    free(y);
+}
+
+static epc_ctx_t *make_ctx(void)
+{
+    epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
+    epc_ctx_t *ctx = NULL;
+    p.num_experts = E;
+    p.hidden = HIDDEN;
+    p.dtype = EPC_DTYPE_BF16;
+    p.max_topk = TOPK;
+    p.max_tokens_per_rank = 64;
+    MT_CHECK(epc_ctx_create(MPI_COMM_WORLD, &p, &ctx) == EPC_OK, "create: %s",
+             epc_last_error(NULL));
+    return ctx;
+}
+
+/* Enabling: not yet (refused), a mismatch, twice, then the buffer size. */
+static void enable(epc_ctx_t *ctx)
+{
+    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT;
+    epc_ll_out_t o = EPC_LL_OUT_INIT;
+    epc_request_t *r = NULL;
+    size_t bytes = 0;
+    expect(epc_ll_dispatch(ctx, &a, &o, &r), EPC_ERR_INVALID_ARG, ctx, "not enabled",
+           "before enable");
+    expect(epc_ll_enable(ctx, 0), EPC_ERR_INVALID_ARG, ctx, "max_tokens", "enable 0");
+    if (nranks > 1)
+        expect(epc_ll_enable(ctx, MAXT + (mt_rank == 0)), EPC_ERR_MISMATCH, ctx, "max_tokens",
+               "enable mismatch");
+    MT_CHECK(epc_ll_enable(ctx, MAXT) == EPC_OK, "enable: %s", epc_last_error(ctx));
+    expect(epc_ll_enable(ctx, MAXT), EPC_ERR_INVALID_ARG, ctx, "already", "enable twice");
+    MT_CHECK(epc_ll_buffer_size(ctx, MAXT, &bytes) == EPC_OK && bytes > 0, "size: %s",
+             epc_last_error(ctx));
+}
+
+int main(int argc, char **argv)
+{
+    epc_ctx_t *ctx;
+    mt_init(&argc, &argv);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    E = EPR * nranks;
+    ctx = make_ctx();
+    if (ctx != NULL) {
+        enable(ctx);
+        refused_starts(ctx);
+        for (int c = 0; c < 6; c++)
+            one_call(ctx, c, c % 3 == 2, c % 2);
+        two_in_flight(ctx, 10);
+        two_in_flight(ctx, 20);
+        bad_dispatches(ctx);
+        bad_combine(ctx, 30);
+        for (int c = 40; c < 43; c++) /* still works */
+            one_call(ctx, c, 0, c % 2);
+        MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
+    }
+    return mt_finish("test_ll_mpi");
+}
