@@ -50,6 +50,16 @@ static const epc_abi_field_t table[] = {
 #define T epc_coll_stats_t
     STRUCT, F(size), F(last_dispatch), F(last_combine), F(total), F(dispatches), F(combines),
 #undef T
+#define T epc_ll_dispatch_args_t
+    STRUCT, F(size), F(x), F(num_tokens), F(topk), F(topk_idx), F(payload), F(x_scales),
+#undef T
+#define T epc_ll_out_t
+    STRUCT, F(size), F(rows), F(scales), F(row_stride), F(num_local_experts), F(slots),
+    F(max_tokens), F(count), F(src_count), F(src_token), F(call),
+#undef T
+#define T epc_ll_combine_args_t
+    STRUCT, F(size), F(dispatched), F(expert_out), F(topk_weights), F(y),
+#undef T
 #define T epc_config_var_t
     STRUCT, F(size), F(name), F(type), F(allowed), F(default_value), F(value), F(help),
     F(from_env), F(valid),

@@ -41,9 +41,9 @@ extern "C" {
 /* --- Version ------------------------------------------------------------- */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 5
+#define EPC_VERSION_MINOR 6
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.5.0"
+#define EPC_VERSION_STRING "0.6.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj)*10000 + (min)*100 + (pat))
 #define EPC_VERSION EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
@@ -720,7 +720,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 4 /* libtool's current: a function added, a layout or signature changed */
+#define EPC_ABI_VERSION 5 /* libtool's current: a function added, a layout or signature changed */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
