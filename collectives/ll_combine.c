@@ -109,9 +109,9 @@ epc_status_t coll_ll_combine_send(epc_request_t *r, epc_status_t local)
     epc_status_t st;
     coll_ll_keep_local(r, local);
     r->step = step_reduce;
+    epc_fault_here("llcombine"); /* test hook: before anything is sent */
     if ((st = post_messages(r, eo)) != EPC_OK)
         return st;
-    epc_fault_here("llcombine");      /* test hook */
     if (local == EPC_OK && eo != out) /* same-node sources read them in place */
         for (int l = 0; l < ctx->comm.lsize; l++)
             copy_rows(ll, q->set,

@@ -214,10 +214,10 @@ epc_status_t coll_ll_dispatch_send(epc_request_t *r, const epc_ll_dispatch_args_
         src = source_rows(ctx, q->ll, a, &rb);
     }
     r->step = step_recv;
+    epc_fault_here("lldispatch"); /* test hook: before anything is sent */
     /* the network's latency first, then the copies under it */
     if ((st = post_messages(r, src, rb)) != EPC_OK)
         return st;
-    epc_fault_here("lldispatch"); /* test hook */
     store_local(r, src, rb);
     return EPC_OK;
 }

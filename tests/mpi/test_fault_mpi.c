@@ -8,7 +8,8 @@
  * it (rank 0 at least, when it shares rank 1's node).  Results travel to
  * rank 0 by point-to-point messages (the stalled rank takes no part),
  * which ends the job with MPI_Abort(failures).
- *   test_fault_mpi dispatch|combine
+ *   test_fault_mpi dispatch|combine|lldispatch|llcombine
+ * (the ll phases: the low-latency mode's calls, their hooks waited for).
  * Mode corrupt (EPC_FAULT=1:counts:corrupt): a corrupt count from rank 1
  * is refused by every rank, naming it, outputs untouched.
  */
@@ -60,6 +61,32 @@ static epc_status_t combine(epc_ctx_t *ctx, epc_handle_t *h, const epc_combine_a
     return finish(st, req);
 }
 
+/* The low-latency dispatch of a's tokens, then (phase llcombine) its
+ * combine from the context's buffer; *t0 restarted before the combine. */
+static epc_status_t run_ll(epc_ctx_t *ctx, const char *phase, const epc_dispatch_args_t *a,
+                           uint16_t *y, double *t0)
+{
+    epc_ll_dispatch_args_t d = EPC_LL_DISPATCH_ARGS_INIT;
+    epc_ll_combine_args_t c = EPC_LL_COMBINE_ARGS_INIT;
+    epc_ll_out_t o = EPC_LL_OUT_INIT;
+    epc_request_t *req = NULL;
+    epc_status_t st = epc_ll_enable(ctx, a->num_tokens);
+    void *eo = NULL;
+    d.x = a->x, d.num_tokens = a->num_tokens, d.topk = a->topk, d.topk_idx = a->topk_idx;
+    *t0 = MPI_Wtime();
+    if (st == EPC_OK) {
+        st = epc_ll_dispatch(ctx, &d, &o, &req);
+        st = finish(st, req);
+    }
+    if (st != EPC_OK || strcmp(phase, "llcombine") != 0)
+        return st;
+    epc_ll_combine_buffer(ctx, &o, &eo);
+    c.dispatched = &o, c.expert_out = eo, c.y = y;
+    *t0 = MPI_Wtime();
+    st = epc_ll_combine(ctx, &c, &req);
+    return finish(st, req);
+}
+
 static int run(const char *phase, double limit, int *named)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
@@ -84,7 +111,10 @@ static int run(const char *phase, double limit, int *named)
             idx[2 * t + 1] = (idx[2 * t + 1] + 1) % (4 * R);
     a.x = x, a.num_tokens = T, a.topk = 2, a.topk_idx = idx;
     t0 = MPI_Wtime();
-    st = dispatch(ctx, &a, &o, &h);
+    if (!strncmp(phase, "ll", 2))
+        st = run_ll(ctx, phase, &a, y, &t0);
+    else
+        st = dispatch(ctx, &a, &o, &h);
     if (!strcmp(phase, "combine") && st == EPC_OK) {
         void *eo;
         epc_combine_buffer(ctx, h, &eo);
@@ -98,8 +128,11 @@ static int run(const char *phase, double limit, int *named)
              "%s: status %d", phase, st);
     MT_CHECK(MPI_Wtime() - t0 < limit, "%s: error after %.1f s, limit %.1f s", phase,
              MPI_Wtime() - t0, limit);
-    MT_CHECK(strstr(epc_last_error(ctx), phase) != NULL, "message lacks the phase: %s",
-             epc_last_error(ctx));
+    /* the ll phases are named by their calls' names */
+    MT_CHECK(strstr(epc_last_error(ctx), !strcmp(phase, "lldispatch")  ? "epc_ll_dispatch"
+                                         : !strcmp(phase, "llcombine") ? "epc_ll_combine"
+                                                                       : phase) != NULL,
+             "message lacks the phase: %s", epc_last_error(ctx));
     *named = strstr(epc_last_error(ctx), "rank 1") != NULL;
     printf("rank %d: %s: %s (%.1f s)\n", mt_rank, epc_status_name(st), epc_last_error(ctx),
            MPI_Wtime() - t0);
@@ -156,7 +189,10 @@ int main(int argc, char **argv)
     if (argc == 2 && !strcmp(argv[1], "corrupt") && R >= 2)
         return run_corrupt();
     if (argc != 2 || R < 3)
-        return fprintf(stderr, "usage: test_fault_mpi dispatch|combine (3+ ranks) | corrupt\n"), 2;
+        return fprintf(stderr,
+                       "usage: test_fault_mpi dispatch|combine|lldispatch|llcombine (3+ ranks) | "
+                       "corrupt\n"),
+               2;
     run(argv[1], limit, &named);
     if (mt_rank == FAULT_RANK) { /* wait for rank 0's abort */
         while (MPI_Wtime() - t0 < linger)
