@@ -34,6 +34,9 @@ static void usage(FILE *f)
            "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
            "                      microseconds (auto: as long as the op), epc_test between\n"
            "                      slices; efficiency 2.0 = perfect\n"
+           "      --ll            only the latency table: T = 1, 16, 128, 256 (up to -t),\n"
+           "                      low-latency mode, hier, flat and a raw MPI_Alltoall of\n"
+           "                      the same bytes per peer; min, median, p99 (use -n 200)\n"
            "      --seed N\n");
 }
 
@@ -135,6 +138,10 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             return rank == 0 ? (usage(stdout), -1) : -1;
         if (!strcmp(a, "-c") || !strcmp(a, "--check") || !strcmp(a, "--sweep")) {
             *(a[1] == 'c' || a[2] == 'c' ? &o->check : &o->sweep) = 1;
+            continue;
+        }
+        if (!strcmp(a, "--ll")) {
+            o->ll = 1;
             continue;
         }
         if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute") ||

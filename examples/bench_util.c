@@ -270,3 +270,17 @@ long bench_check_combine(const bench_t *b, int T)
     }
     return wrong;
 }
+
+long bench_check_ll(const bench_t *b, const epc_ll_out_t *o)
+{
+    long wrong = 0;
+    for (int e = 0; e < o->num_local_experts; e++)
+        for (int s = 0; s < b->size; s++)
+            for (int i = 0; i < o->src_count[e * b->size + s]; i++) {
+                size_t pos = (size_t)e * o->slots + (size_t)s * o->max_tokens + i;
+                const char *row = (const char *)o->rows + pos * o->row_stride;
+                for (int h = 0; h < b->o.hidden; h++)
+                    wrong += get(b->o.dtype, row, h) != xval(s, o->src_token[pos], h);
+            }
+    return wrong;
+}

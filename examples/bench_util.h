@@ -21,6 +21,7 @@ typedef struct bench_opts {
     int prewarm;  /* --prewarm: epc_ctx_warmup on each fresh context first */
     int reroute;  /* --reroute: every expert id shifted by one each iteration */
     int buffered; /* --buffered-outputs: expert outputs copied to epc_combine_buffer */
+    int ll;       /* --ll: the latency table (low-latency mode, hier, flat, raw) */
 } bench_opts_t;
 
 typedef struct bench_result {
@@ -71,6 +72,8 @@ void bench_route_stats(const bench_t *b, int T, double *logical, double *inter_p
 double bench_model(const bench_t *b, int T, epc_algo_t algo);
 long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o);
 long bench_check_combine(const bench_t *b, int T);
+/* A low-latency dispatch's rows (native payload) against their sources. */
+long bench_check_ll(const bench_t *b, const epc_ll_out_t *o);
 /* FP8 rows against the cast of their source rows. */
 long bench_check_dispatch_fp8(const bench_t *b, const epc_dispatch_out_t *o);
 void bench_progress(const bench_t *b, const char *what, int T);
@@ -78,6 +81,9 @@ void bench_progress(const bench_t *b, const char *what, int T);
 /* bench_p2p.c: the p2p rows (shm when pairs share a node, then the
  * transport), each with its raw baseline. */
 int bench_run_p2p(bench_t *b);
+
+/* bench_ll.c: the --ll latency table at T = 1, 16, 128, 256 (up to -t). */
+int bench_run_ll(bench_t *b);
 
 /* bench_overlap.c: the --overlap lines (dispatch/combine hidden behind a
  * compute loop driven with epc_test). */

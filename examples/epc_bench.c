@@ -287,6 +287,12 @@ int main(int argc, char **argv)
     rc = bench_setup(&b, argc, argv);
     if (rc == 0) {
         bench_header(&b);
+        if (b.o.ll) { /* the latency table alone */
+            rc = bench_run_ll(&b);
+            bench_teardown(&b);
+            MPI_Finalize();
+            return rc < 0 ? 0 : rc;
+        }
         bench_memcpy_row(&b);
         rc = run_all(&b);
         /* last: its large buffers measurably slowed the rows after it */
