@@ -289,11 +289,15 @@ static epc_status_t dispatch_start(epc_ctx_t *ctx, const epc_ll_dispatch_args_t 
     if (st != EPC_OK)
         return st;
     set = &ll->set[(ll->calls + 1) % LL_SETS];
-    if (set->call != 0 && !set->combined)
+    /* Its combine reads peers' outputs in this set, which they overwrite
+     * once they have this dispatch's rows.  (One that never starts reads
+     * nothing; one that completed was read by every peer before they
+     * could send this dispatch: they send it after their own combine.) */
+    if (set->combining)
         return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
-                             "epc_ll_dispatch: the dispatch two before this one (call %llu) "
-                             "is not combined yet, and this one needs its buffers: combine it "
-                             "first",
+                             "epc_ll_dispatch: the combine of the dispatch two before this one "
+                             "(call %llu) is in flight, and this one needs its buffers: wait "
+                             "for it first",
                              (unsigned long long)set->call);
     if ((st = new_req(ctx, ll, 1, "epc_ll_dispatch", set, ll->calls + 1, &r)) != EPC_OK)
         return st;

@@ -40,7 +40,7 @@
 typedef struct ll_set {
     uint64_t call;    /* the dispatch using it (from 1); 0: none yet */
     int complete;     /* its dispatch completed here: its out is valid */
-    int combined;     /* its combine completed, or there is none to do */
+    int combined;     /* its combine ran (or there is none to do): not again */
     int combining;    /* a combine of it is in flight */
     int T, k, fp8;    /* this rank's tokens, topk, payload kind */
     int32_t *idx;     /* [max x k_max] this rank's topk_idx */

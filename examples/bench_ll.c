@@ -65,8 +65,8 @@ static void identity(const bench_t *b, const epc_ll_out_t *o, char *eo)
             size_t pos = (size_t)e * o->slots + (size_t)s * o->max_tokens;
             int n = o->src_count[e * b->size + s];
             for (int i = 0; i < n; i++)
-                memcpy(eo + (pos + i) * b->row_bytes, (const char *)o->rows + (pos + i) * o->row_stride,
-                       b->row_bytes);
+                memcpy(eo + (pos + i) * b->row_bytes,
+                       (const char *)o->rows + (pos + i) * o->row_stride, b->row_bytes);
         }
 }
 
@@ -165,8 +165,8 @@ static int path_times(bench_t *b, int path, int T, lat_t *l)
     for (int it = -b->o.warmup; it < b->o.iters; it++) {
         double td = 0, tc = 0;
         int rc = path == 0 ? ll_once(b, T, &td, &tc, &l->wrong)
-                           : normal_once(b, path == 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, T, &td,
-                                         &tc, &l->wrong);
+                           : normal_once(b, path == 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, T, &td, &tc,
+                                         &l->wrong);
         if (rc != 0)
             return rc;
         td = slowest(td), tc = slowest(tc);

@@ -516,8 +516,8 @@ EPC_EXPORT void epc_handle_destroy(epc_handle_t *handle);
  * handed over; waiting on the request (the hook) receives.  Calls
  * alternate two buffer sets, so the dispatch of microbatch i+1 can be in
  * flight while microbatch i is in its experts.  Every rank makes the same
- * low-latency calls in the same order; each dispatch is combined (its
- * combine completed) before the dispatch two after it starts.
+ * low-latency calls in the same order; a dispatch's combine, if any, is
+ * completed before the dispatch two after it starts.
  */
 
 /** Bytes per rank epc_ll_enable(ctx, max_tokens) reserves (its node
@@ -586,8 +586,8 @@ typedef struct epc_ll_out {
  * without x_scales; EPC_ERR_CAPACITY: num_tokens > max_tokens) and with
  * EPC_ERR_PEER_FAILED naming this rank and why on every other.  Returned
  * here, nothing posted: ctx not live, aborted or failed, req NULL, the
- * mode not enabled (EPC_ERR_INVALID_ARG); the dispatch two before not
- * combined, or the context's requests all held (EPC_ERR_CAPACITY).  The
+ * mode not enabled (EPC_ERR_INVALID_ARG); the combine of the dispatch two
+ * before in flight, or the context's requests all held (EPC_ERR_CAPACITY).  The
  * wait: EPC_ERR_TIMEOUT naming the rank it waited for, EPC_ERR_INTERNAL
  * for a peer's message that fails the checks, the rules under the status
  * list. */

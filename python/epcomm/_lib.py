@@ -50,6 +50,16 @@ CombineArgs = _struct("epc_combine_args_t", [
     ("size", c_size_t), ("expert_out", c_void_p), ("y", c_void_p), ("unweighted", c_int),
     ("scalar_channel", c_int), ("row_scalars", c_void_p), ("topk_scalars", c_void_p),
     ("wire", c_int)])
+LLDispatchArgs = _struct("epc_ll_dispatch_args_t", [
+    ("size", c_size_t), ("x", c_void_p), ("num_tokens", c_int), ("topk", c_int),
+    ("topk_idx", c_void_p), ("payload", c_int), ("x_scales", c_void_p)])
+LLOut = _struct("epc_ll_out_t", [
+    ("size", c_size_t), ("rows", c_void_p), ("scales", c_void_p), ("row_stride", c_size_t),
+    ("num_local_experts", c_int), ("slots", c_int), ("max_tokens", c_int), ("count", P(c_int)),
+    ("src_count", P(c_int)), ("src_token", P(ctypes.c_int32)), ("call", c_uint64)])
+LLCombineArgs = _struct("epc_ll_combine_args_t", [
+    ("size", c_size_t), ("dispatched", P(LLOut)), ("expert_out", c_void_p),
+    ("topk_weights", c_void_p), ("y", c_void_p)])
 CollBytes = _struct("epc_coll_bytes_t", [
     ("payload_inter", c_uint64), ("payload_intra", c_uint64), ("meta_inter", c_uint64),
     ("meta_intra", c_uint64)])
@@ -111,7 +121,8 @@ Cost = _struct("epc_cost_t", [
 
 # Every public struct the library describes, by its C name.
 STRUCTS = {s.__name__: s for s in (
-    CtxParams, CtxStats, DispatchArgs, DispatchOut, CombineArgs, CollBytes, CollStats,
+    CtxParams, CtxStats, DispatchArgs, DispatchOut, CombineArgs, LLDispatchArgs, LLOut,
+    LLCombineArgs, CollBytes, CollStats,
     ConfigVar, BuildInfo, AbiField, TopoParams, RankInfo, NodeInfo, TopoBw, RouterParams,
     Layout, RouteStats, CostParams, Cost)}
 
@@ -148,6 +159,11 @@ PROTOTYPES = {
                               c_void_p, c_size_t]),
     "epc_fp8_dequantize": (_S, [c_void_p, c_size_t, c_void_p, c_size_t, c_int, c_int, c_int,
                                 c_void_p]),
+    "epc_ll_buffer_size": (_S, [c_void_p, c_int, P(c_size_t)]),
+    "epc_ll_enable": (_S, [c_void_p, c_int]),
+    "epc_ll_dispatch": (_S, [c_void_p, P(LLDispatchArgs), P(LLOut), P(c_void_p)]),
+    "epc_ll_combine_buffer": (_S, [c_void_p, P(LLOut), P(c_void_p)]),
+    "epc_ll_combine": (_S, [c_void_p, P(LLCombineArgs), P(c_void_p)]),
     "epc_test": (_S, [c_void_p, P(c_int)]),
     "epc_wait": (_S, [c_void_p]),
     "epc_request_free": (_S, [c_void_p]),

@@ -133,3 +133,17 @@ class ReceivedTensor(torch.Tensor):
         with torch._C.DisableTorchFunction():
             ret = func(*args, **kwargs)
         return _rewrap(ret, guards)
+
+
+def check_rows(t, name, rows, hidden, dtype):
+    """t as a contiguous [rows, hidden] tensor of dtype, or EpcInvalidArgument."""
+    if not isinstance(t, torch.Tensor):
+        raise EpcInvalidArgument("%s must be a tensor, not %s" % (name, type(t).__name__))
+    if t.device.type != "cpu":
+        raise EpcInvalidArgument("%s is on %s (epcomm moves host memory)" % (name, t.device))
+    if t.dtype != dtype:
+        raise EpcInvalidArgument("%s.dtype = %s, the context's is %s" % (name, t.dtype, dtype))
+    if tuple(t.shape) != (rows, hidden):
+        raise EpcInvalidArgument("%s.shape = %s, expected [%d, %d]" % (
+            name, list(t.shape), rows, hidden))
+    return t.detach().contiguous()

@@ -11,9 +11,11 @@ import torch
 from . import _mpi
 from ._lib import lib, new, CtxParams, CtxStats, CollStats, DispatchArgs, DispatchOut, \
     CombineArgs
+from ._request import Request
 from ._tensors import dtype_code, from_address, copy_array, pointer, Guard, \
-    ReceivedTensor
-from .errors import check, error_for, EpcError, EpcInvalidArgument
+    ReceivedTensor, check_rows as _check_rows
+from .errors import check, EpcError, EpcInvalidArgument
+from .low_latency import LowLatencyMixin
 from .fp8 import BLOCK as FP8_BLOCK
 
 _TRANSPORTS = {None: 0, "mpi": 1, "ofi": 2, "auto": 3}
@@ -62,51 +64,7 @@ class Handle:
         self.destroy()
 
 
-class Request:
-    """A dispatch or combine in flight (async_op=True).  wait() returns what
-    the blocking call returns, or raises its exception; test() says whether
-    it finished without waiting.  Its inputs must not change until then."""
-
-    def __init__(self, ctx, ptr, finish, keep, local_error=None):
-        self.ctx, self._ptr, self._finish, self._keep = ctx, ptr, finish, keep
-        self._local_error = local_error
-        self._result, self._error, self.done = None, None, False
-        ctx._requests.add(self)
-
-    def _complete(self, status):
-        self.done = True
-        text = lib.epc_last_error(self.ctx._ptr).decode(errors="replace") if status < 0 else ""
-        lib.epc_request_free(self._ptr)
-        self._ptr = None
-        self.ctx._requests.discard(self)
-        if self._local_error is not None:
-            self._error = self._local_error
-        elif status < 0:
-            self._error = error_for(status, text)
-        else:
-            self._result = self._finish()
-        self._keep = self._finish = None
-
-    def test(self):
-        """Advances the context's requests; True once this one finished."""
-        if not self.done:
-            done = ctypes.c_int(0)
-            check(lib.epc_test(self._ptr, ctypes.byref(done)), self.ctx._ptr)
-            if done.value:
-                st = lib.epc_wait(self._ptr)  # finished: returns its status at once
-                self._complete(st)
-        return self.done
-
-    def wait(self):
-        """Waits (within the context's timeout) and returns the call's result."""
-        if not self.done:
-            self._complete(lib.epc_wait(self._ptr))
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-
-class Context:
+class Context(LowLatencyMixin):
     """An epcomm context over an MPI communicator (collective to create and
     to close): the topology, each node's shared regions, the inter-node
     transport, and dispatch/combine for tokens of `hidden` elements of
@@ -498,20 +456,6 @@ class Context:
         from .router import get_dispatch_layout
         return get_dispatch_layout(topk_idx, self.num_experts, self.num_ranks,
                                    self.ranks_per_node or self.num_ranks)
-
-
-def _check_rows(t, name, rows, hidden, dtype):
-    """t as a contiguous [rows, hidden] tensor of dtype, or EpcInvalidArgument."""
-    if not isinstance(t, torch.Tensor):
-        raise EpcInvalidArgument("%s must be a tensor, not %s" % (name, type(t).__name__))
-    if t.device.type != "cpu":
-        raise EpcInvalidArgument("%s is on %s (epcomm moves host memory)" % (name, t.device))
-    if t.dtype != dtype:
-        raise EpcInvalidArgument("%s.dtype = %s, the context's is %s" % (name, t.dtype, dtype))
-    if tuple(t.shape) != (rows, hidden):
-        raise EpcInvalidArgument("%s.shape = %s, expected [%d, %d]" % (
-            name, list(t.shape), rows, hidden))
-    return t.detach().contiguous()
 
 
 # Contexts an uncaught exception aborts before Python exits, so that peers

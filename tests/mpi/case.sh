@@ -19,10 +19,7 @@ shift 3
 args=
 for word in "$@"; do
     case $word in
-    # a script row also gets the word: it is how it is told the transport
-    ofi)
-        [ "$EPC_HAVE_OFI" = yes ] || { echo "SKIP: built --without-ofi"; exit 77; }
-        [ "$ranks" = - ] && args="$args ofi" ;;
+    ofi) [ "$EPC_HAVE_OFI" = yes ] || { echo "SKIP: built --without-ofi"; exit 77; } ;;
     # only NAME=VALUE words with an upper-case NAME are settings: a
     # program's own --option=value stays an argument
     [A-Z]*=) unset "${word%=}" ;;

@@ -12,7 +12,7 @@
 # A stall is ended by the survivors (a library timeout, then epc_bench's
 # MPI_Abort); a kill by mpirun itself, as Open MPI ends a job whose process
 # died (the survivors' side of a kill: fault_exit_*.sh).
-transport=$1
+transport=${1:-${EPC_TRANSPORT:-mpi}} # case.sh keeps the word ofi: EPC_TRANSPORT then
 unset EPC_TRANSPORT EPC_OFI_PROVIDER EPC_ALGO EPC_FAULT
 if [ "$transport" = ofi ]; then
     [ "$EPC_HAVE_OFI" = yes ] || { echo "SKIP: built --without-ofi"; exit 77; }

@@ -5,8 +5,17 @@
 # or ofi over tcp on loopback); every other rank must fail within
 # EPC_TIMEOUT_MS (1.5 s; 4 s sanitized) plus slack, naming the phase, and
 # one must name rank 1.  Rank 0 ends the job with MPI_Abort(failures), so
-# the verdict is read from its summary line.
-phase=$1 transport=$2 action=${3:-stall=8000} recovery=
+# the verdict is read from its summary line.  The transport may come as
+# EPC_TRANSPORT (as cases.tab gives it: case.sh keeps the word ofi, which
+# marks a row that needs libfabric, for itself).
+phase=$1 transport=${EPC_TRANSPORT:-mpi} action=stall=8000 recovery=
+shift
+for word in "$@"; do
+    case $word in
+    mpi | ofi) transport=$word ;;
+    exit) action=exit ;;
+    esac
+done
 # A killed rank ends an Open MPI job unless mpirun keeps it going.
 [ "$action" = exit ] && recovery=--enable-recovery
 unset EPC_TRANSPORT EPC_OFI_PROVIDER EPC_ALGO EPC_FAULT
