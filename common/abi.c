@@ -101,11 +101,13 @@ static const epc_abi_field_t table[] = {
 #define T epc_cost_params_t
     STRUCT, F(size), F(num_ranks), F(ranks_per_node), F(row_bytes), F(intra_bw_gbs),
     F(inter_bw_gbs), F(topo), F(tokens_per_rank), F(tokens_per_node), F(combine_row_bytes),
+    F(rows_per_rank), F(ll_latency_us),
 #undef T
 #define T epc_cost_t
     STRUCT, F(size), F(flat_dispatch_us), F(flat_combine_us), F(hier_dispatch_us),
     F(hier_combine_us), F(flat_max_inter_bytes), F(flat_max_intra_bytes), F(hier_max_inter_bytes),
-    F(hier_max_intra_bytes),
+    F(hier_max_intra_bytes), F(ll_dispatch_us), F(ll_combine_us), F(ll_max_inter_bytes),
+    F(ll_max_intra_bytes),
 #undef T
 #define T epc_abi_field_t
     STRUCT, F(type), F(field), F(offset), F(size),

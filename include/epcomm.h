@@ -965,7 +965,20 @@ typedef struct epc_cost_params {
      * BF16), when row_bytes is dispatch's (FP8: hidden + hidden/32); 0:
      * row_bytes for both. */
     double combine_row_bytes;
+    /* Added in 0.6 (0.4's layout ends at combine_row_bytes): the
+     * low-latency mode, which sends one row per (token, expert) straight
+     * to the expert's rank.  rows_per_rank [R x R]: [s * R + d] rows s
+     * sends to rank d (NULL: no low-latency figures); ll_latency_us: its
+     * fixed time per call, microseconds (0: EPC_LL_LATENCY_US; docs/ROUTING.md
+     * says where it comes from). */
+    const int *rows_per_rank;
+    double ll_latency_us;
 } epc_cost_params_t;
+
+/** The low-latency mode's fixed time per call (microseconds) the cost
+ * model assumes when given none: fitted to DeepEP's EP8 dispatch row
+ * (docs/ROUTING.md). */
+#define EPC_LL_LATENCY_US 30.0
 
 #define EPC_COST_PARAMS_INIT EPC_PARAMS_INIT_(epc_cost_params_t)
 
@@ -976,13 +989,17 @@ typedef struct epc_cost {
     double hier_dispatch_us, hier_combine_us;
     double flat_max_inter_bytes, flat_max_intra_bytes; /* busiest rank */
     double hier_max_inter_bytes, hier_max_intra_bytes;
+    /* Added in 0.6: the low-latency mode (-1 without rows_per_rank). */
+    double ll_dispatch_us, ll_combine_us;
+    double ll_max_inter_bytes, ll_max_intra_bytes;
 } epc_cost_t;
 #define EPC_COST_INIT EPC_PARAMS_INIT_(epc_cost_t)
 
 /**
  * The cost model of docs/ROUTING.md: every rank's network send, network
  * receive and intra-node copies run concurrently at the nominal bandwidths;
- * a collective lasts as long as its busiest rank.  EPC_ERR_INVALID_ARG
+ * a collective lasts as long as its busiest rank (the low-latency mode's
+ * plus its fixed time per call).  EPC_ERR_INVALID_ARG
  * names a missing or inconsistent field, or cost NULL or of unknown size.
  */
 EPC_EXPORT epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *cost);

@@ -14,7 +14,8 @@
 typedef struct cost_in {
     int R, rpn, nodes;
     double row, crow, intra, inter; /* crow: combine's row */
-    const int *tpr, *tpn;
+    const int *tpr, *tpn, *rpr;     /* rpr: the low-latency mode's rows, or NULL */
+    double ll_us;
 } cost_in_t;
 
 #define BAD(...) epc_error(EPC_ERR_INVALID_ARG, "epc_cost_model: " __VA_ARGS__)
@@ -37,6 +38,10 @@ static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
     in->crow = p->combine_row_bytes > 0 ? p->combine_row_bytes : p->row_bytes;
     in->tpr = p->tokens_per_rank;
     in->tpn = p->tokens_per_node;
+    in->rpr = p->rows_per_rank;
+    in->ll_us = p->ll_latency_us > 0 ? p->ll_latency_us : EPC_LL_LATENCY_US;
+    if (!(p->ll_latency_us >= 0) || !isfinite(p->ll_latency_us))
+        return BAD("ll_latency_us = %g, must be >= 0", p->ll_latency_us);
     if (in->R < 1 || in->rpn < 1 || in->R % in->rpn != 0)
         return BAD("num_ranks = %d and ranks_per_node = %d (uneven topology or not given)", in->R,
                    in->rpn);
@@ -55,6 +60,9 @@ static epc_status_t resolve(const epc_cost_params_t *p, cost_in_t *in)
     for (long i = 0; i < (long)in->R * in->nodes; i++)
         if (in->tpn[i] < 0)
             return BAD("tokens_per_node[%ld] = %d < 0", i, in->tpn[i]);
+    for (long i = 0; in->rpr != NULL && i < (long)in->R * in->R; i++)
+        if (in->rpr[i] < 0)
+            return BAD("rows_per_rank[%ld] = %d < 0", i, in->rpr[i]);
     return EPC_OK;
 }
 
@@ -63,11 +71,13 @@ typedef struct rows {
     double *send, *recv, *intra;
 } rows_t;
 
-static void flat_rows(const cost_in_t *in, rows_t *w)
+/* Rows of the [R x R] counts `per` sent straight to their ranks (flat's
+ * tokens, the low-latency mode's rows): a rank's own node's in its copies. */
+static void direct_rows(const cost_in_t *in, const int *per, rows_t *w)
 {
     for (int s = 0; s < in->R; s++)
         for (int d = 0; d < in->R; d++) {
-            double n = in->tpr[(size_t)s * in->R + d];
+            double n = per[(size_t)s * in->R + d];
             if (s / in->rpn == d / in->rpn) {
                 w->intra[s] += n;
             } else {
@@ -119,16 +129,17 @@ static double busiest(const cost_in_t *in, const rows_t *w, double row, double *
 
 epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
 {
-    static const epc_params_layouts_t layouts = {
-        "EPC_COST_PARAMS_INIT",
-        sizeof(epc_cost_params_t),
-        {offsetof(epc_cost_params_t, combine_row_bytes), 0}};
+    static const epc_params_layouts_t layouts = {"EPC_COST_PARAMS_INIT",
+                                                 sizeof(epc_cost_params_t),
+                                                 {offsetof(epc_cost_params_t, combine_row_bytes),
+                                                  offsetof(epc_cost_params_t, rows_per_rank), 0}};
     epc_cost_params_t loaded;
     const epc_cost_params_t *p = &loaded;
     cost_in_t in;
     rows_t w;
     double *buf, ci, cl; /* combine's bytes (not reported) */
-    static const epc_params_layouts_t out_layouts = {"EPC_COST_INIT", sizeof(epc_cost_t), {0}};
+    static const epc_params_layouts_t out_layouts = {
+        "EPC_COST_INIT", sizeof(epc_cost_t), {offsetof(epc_cost_t, ll_dispatch_us), 0}};
     epc_cost_t out = EPC_COST_INIT;
     epc_status_t st;
     if ((st = epc_out_check(c, &out_layouts, NULL, "epc_cost_model", "cost")) != EPC_OK)
@@ -146,7 +157,7 @@ epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
     /* Combine moves the same rows back along the reversed path: send and
      * receive swap, which the max over both leaves unchanged; only the
      * row's size may differ. */
-    flat_rows(&in, &w);
+    direct_rows(&in, in.tpr, &w);
     out.flat_dispatch_us =
         busiest(&in, &w, in.row, &out.flat_max_inter_bytes, &out.flat_max_intra_bytes);
     out.flat_combine_us = busiest(&in, &w, in.crow, &ci, &cl);
@@ -155,6 +166,14 @@ epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost_t *c)
     out.hier_dispatch_us =
         busiest(&in, &w, in.row, &out.hier_max_inter_bytes, &out.hier_max_intra_bytes);
     out.hier_combine_us = busiest(&in, &w, in.crow, &ci, &cl);
+    out.ll_dispatch_us = out.ll_combine_us = -1;
+    if (in.rpr != NULL) {
+        memset(buf, 0, 3 * (size_t)in.R * sizeof *buf);
+        direct_rows(&in, in.rpr, &w);
+        out.ll_dispatch_us =
+            in.ll_us + busiest(&in, &w, in.row, &out.ll_max_inter_bytes, &out.ll_max_intra_bytes);
+        out.ll_combine_us = in.ll_us + busiest(&in, &w, in.crow, &ci, &cl);
+    }
     free(buf);
     epc_out_store(c, &out);
     return EPC_OK;

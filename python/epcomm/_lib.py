@@ -112,12 +112,14 @@ CostParams = _struct("epc_cost_params_t", [
     ("size", c_size_t), ("num_ranks", c_int), ("ranks_per_node", c_int),
     ("row_bytes", c_double), ("intra_bw_gbs", c_double), ("inter_bw_gbs", c_double),
     ("topo", c_void_p), ("tokens_per_rank", P(c_int)), ("tokens_per_node", P(c_int)),
-    ("combine_row_bytes", c_double)])
+    ("combine_row_bytes", c_double), ("rows_per_rank", P(c_int)), ("ll_latency_us", c_double)])
 Cost = _struct("epc_cost_t", [
     ("size", c_size_t), ("flat_dispatch_us", c_double), ("flat_combine_us", c_double),
     ("hier_dispatch_us", c_double), ("hier_combine_us", c_double),
     ("flat_max_inter_bytes", c_double), ("flat_max_intra_bytes", c_double),
-    ("hier_max_inter_bytes", c_double), ("hier_max_intra_bytes", c_double)])
+    ("hier_max_inter_bytes", c_double), ("hier_max_intra_bytes", c_double),
+    ("ll_dispatch_us", c_double), ("ll_combine_us", c_double), ("ll_max_inter_bytes", c_double),
+    ("ll_max_intra_bytes", c_double)])
 
 # Every public struct the library describes, by its C name.
 STRUCTS = {s.__name__: s for s in (

@@ -182,6 +182,62 @@ static void test_cost_known_answer(void **state)
     assert_true(c.hier_dispatch_us == 40.0);
 }
 
+/* The low-latency mode on a hand-worked answer, its bad inputs, and
+ * DeepEP's published low-latency table (H800 + CX7 400 Gb/s, 128 tokens
+ * per rank, hidden 7168, top-8 of 256 experts, FP8 dispatch, BF16
+ * combine) reproduced within 20% on every row with the h800 profile's
+ * bandwidths and the default fixed term. */
+static void test_cost_low_latency(void **state)
+{
+    static const struct {
+        int ep;
+        double dispatch_us, combine_us;
+    } deepep[] = {{8, 77, 114},   {16, 118, 195},  {32, 155, 273},
+                  {64, 173, 314}, {128, 192, 369}, {256, 194, 360}};
+    int tpr[16] = {0}, tpn[8] = {0}, rpr[16] = {0};
+    epc_cost_params_t p = EPC_COST_PARAMS_INIT;
+    epc_cost_t c = EPC_COST_INIT;
+    (void)state;
+    p.num_ranks = 4, p.ranks_per_node = 2, p.row_bytes = 1000;
+    p.intra_bw_gbs = 10, p.inter_bw_gbs = 1, p.tokens_per_rank = tpr, p.tokens_per_node = tpn;
+    assert_int_equal(epc_cost_model(&p, &c), EPC_OK);
+    assert_true(c.ll_dispatch_us == -1 && c.ll_combine_us == -1); /* none asked */
+    /* rank 0: 30 rows to rank 2 (other node), 50 to rank 1 (same node) */
+    rpr[0 * 4 + 2] = 30, rpr[0 * 4 + 1] = 50, p.rows_per_rank = rpr, p.ll_latency_us = 4;
+    assert_int_equal(epc_cost_model(&p, &c), EPC_OK);
+    /* 30 kB at 1 GB/s beside 50 kB at 10 GB/s, plus the 4 us */
+    assert_true(c.ll_dispatch_us == 34.0 && c.ll_max_inter_bytes == 30000);
+    assert_true(c.ll_max_intra_bytes == 50000 && c.ll_combine_us == 34.0);
+    p.ll_latency_us = -1;
+    assert_int_equal(epc_cost_model(&p, &c), EPC_ERR_INVALID_ARG);
+    assert_non_null(strstr(epc_last_error(NULL), "ll_latency_us"));
+    p.ll_latency_us = 0, rpr[3] = -2;
+    assert_int_equal(epc_cost_model(&p, &c), EPC_ERR_INVALID_ARG);
+    assert_non_null(strstr(epc_last_error(NULL), "rows_per_rank[3]"));
+    for (size_t i = 0; i < sizeof deepep / sizeof deepep[0]; i++) {
+        int R = deepep[i].ep, nodes = R / 8;
+        int *t = malloc((size_t)R * R * sizeof *t), *n = malloc((size_t)R * nodes * sizeof *n);
+        epc_cost_params_t q = EPC_COST_PARAMS_INIT;
+        double d, cb;
+        assert_non_null(t), assert_non_null(n);
+        for (int x = 0; x < R * R; x++)
+            t[x] = 128 * 8 / R; /* each token's 8 rows spread evenly */
+        for (int x = 0; x < R * nodes; x++)
+            n[x] = 128;
+        q.num_ranks = R, q.ranks_per_node = 8, q.row_bytes = 7168 + 7168 / 128 * 4;
+        q.combine_row_bytes = 7168 * 2, q.intra_bw_gbs = 160, q.inter_bw_gbs = 50;
+        q.tokens_per_rank = t, q.tokens_per_node = n, q.rows_per_rank = t;
+        assert_int_equal(epc_cost_model(&q, &c), EPC_OK);
+        d = c.ll_dispatch_us / deepep[i].dispatch_us, cb = c.ll_combine_us / deepep[i].combine_us;
+        print_message("EP%d: dispatch %.1f us (DeepEP %.0f, %.2fx), combine %.1f us (DeepEP %.0f, "
+                      "%.2fx)\n",
+                      R, c.ll_dispatch_us, deepep[i].dispatch_us, d, c.ll_combine_us,
+                      deepep[i].combine_us, cb);
+        assert_true(d > 0.8 && d < 1.2 && cb > 0.8 && cb < 1.2);
+        free(t), free(n);
+    }
+}
+
 static void test_cost_bad_params(void **state)
 {
     int tpr[16] = {0}, tpn[8] = {0};
@@ -333,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_stats_known_answer),
         cmocka_unit_test(test_cost_known_answer),
         cmocka_unit_test(test_cost_bad_params),
+        cmocka_unit_test(test_cost_low_latency),
         cmocka_unit_test(test_output_sizes),
         cmocka_unit_test(test_recommend_node_limit),
         cmocka_unit_test(test_profiles),
