@@ -11,11 +11,13 @@
  *
  * Logits: Gumbel noise (seeded) plus -skew * ln(1 + popularity rank) of a
  * fixed random permutation of experts, so top-1 choices follow a Zipf law of
- * exponent skew (0 = uniform).  Up to 2^18 tokens are routed: every rank's
- * own tokens when ranks x tokens fits, else a sample of ranks whose counts
- * stand for the others (said in the output).  With more ranks than experts,
- * the job is planned as expert-parallel groups of E ranks (one expert per
- * rank), each serving its own ranks' tokens.
+ * exponent skew (0 = uniform).  Up to 2^18 tokens are routed in all (split
+ * evenly over the node limits tried, at least 2^15 per limit): every rank's
+ * own tokens when they fit, else a sample of ranks whose counts stand for
+ * the others (said in the output).  With more ranks than experts, the job
+ * is planned as expert-parallel groups of E ranks (one expert per rank),
+ * each serving its own ranks' tokens: the groups are alike, so one group's
+ * counts are modelled (the busiest rank of one is the busiest of all).
  */
 #include <epcomm.h>
 
@@ -27,7 +29,8 @@
 
 #include "plan_util.h"
 
-#define POOL_TOKENS (1 << 18)
+#define POOL_TOKENS (1 << 18)     /* routed, over all node limits */
+#define MIN_POOL_TOKENS (1 << 15) /* routed per node limit at least */
 
 typedef struct row {
     int m;
@@ -36,83 +39,84 @@ typedef struct row {
     epc_cost_t cost;
 } row_t;
 
+/* Scratch of plan(): routers and the routed sources' counts per M (tokens
+ * per rank, per node, rows per rank), one group's counts, the routing. */
+typedef struct plan_buf {
+    epc_router_t **routers;
+    int **ltpr, **ltpn, **lrpr, *tpr, *tpn, *rpr, *tpe;
+    float *logits, *w;
+    int32_t *idx;
+} plan_buf_t;
+
 /* Routes local source s's tokens with every router; accumulates its counts
- * (group-local coordinates) and the per-token statistics. */
-static int route_source(const plan_opts_t *o, epc_router_t **routers, int nm, int s, float *logits,
-                        int32_t *idx, float *w, int **tpr, int **tpn, row_t *rows)
+ * (group-local coordinates: tokens and the low-latency mode's rows per
+ * rank, tokens per node) and the per-token statistics. */
+static int route_source(const plan_opts_t *o, plan_buf_t *b, int nm, int s, row_t *rows)
 {
-    int gnodes = o->group_ranks / o->rpn;
-    plan_logits(o, s, logits);
+    int Rg = o->group_ranks, gnodes = Rg / o->rpn, epr = o->experts / Rg;
+    plan_logits(o, s, b->logits);
     for (int i = 0; i < nm; i++) {
         epc_layout_t lay = EPC_LAYOUT_INIT;
         epc_route_stats_t st = EPC_ROUTE_STATS_INIT;
-        lay.tokens_per_rank = tpr[i] + (size_t)s * o->group_ranks;
-        lay.tokens_per_node = tpn[i] + (size_t)s * gnodes;
-        if (epc_route(routers[i], logits, o->tokens, idx, w) != EPC_OK ||
-            epc_layout(routers[i], idx, o->tokens, &lay) != EPC_OK ||
-            epc_route_stats(routers[i], idx, o->tokens, s, o->row_bytes, &st) != EPC_OK)
+        lay.tokens_per_rank = b->ltpr[i] + (size_t)s * Rg;
+        lay.tokens_per_node = b->ltpn[i] + (size_t)s * gnodes;
+        lay.tokens_per_expert = b->tpe;
+        if (epc_route(b->routers[i], b->logits, o->tokens, b->idx, b->w) != EPC_OK ||
+            epc_layout(b->routers[i], b->idx, o->tokens, &lay) != EPC_OK ||
+            epc_route_stats(b->routers[i], b->idx, o->tokens, s, o->row_bytes, &st) != EPC_OK)
             return plan_fail("routing");
+        for (int d = 0; d < Rg; d++)
+            for (int e = d * epr; e < (d + 1) * epr; e++)
+                b->lrpr[i][(size_t)s * Rg + d] += b->tpe[e];
         plan_stats_add(&rows[i].st, &st);
     }
     return 0;
 }
 
-/* All-rank counts from the routed sources: source s sends within its own
- * expert-parallel group, as the routed source at its position (modulo the
- * sample) did. */
-static void expand(const plan_opts_t *o, int sampled, const int *ltpr, const int *ltpn, int *tpr,
-                   int *tpn)
+/* One group's counts from the routed sources: source s sends as the
+ * routed source at its position (modulo the sample) did. */
+static void expand(const plan_opts_t *o, int sampled, const int *from, int n, int *to)
 {
-    int Rg = o->group_ranks, Ng = Rg / o->rpn, N = o->ranks / o->rpn;
-    memset(tpr, 0, (size_t)o->ranks * o->ranks * sizeof *tpr);
-    memset(tpn, 0, (size_t)o->ranks * N * sizeof *tpn);
-    for (int s = 0; s < o->ranks; s++) {
-        int g = s / Rg, src = (s % Rg) % sampled;
-        memcpy(tpr + (size_t)s * o->ranks + (size_t)g * Rg, ltpr + (size_t)src * Rg,
-               (size_t)Rg * sizeof *tpr);
-        memcpy(tpn + (size_t)s * N + (size_t)g * Ng, ltpn + (size_t)src * Ng,
-               (size_t)Ng * sizeof *tpn);
-    }
+    for (int s = 0; s < o->group_ranks; s++)
+        memcpy(to + (size_t)s * n, from + (size_t)(s % sampled) * n, (size_t)n * sizeof *to);
 }
 
 static double recv_imbalance(const plan_opts_t *o, const int *tpr)
 {
     double mx = 0, sum = 0;
-    for (int d = 0; d < o->ranks; d++) {
+    int R = o->group_ranks;
+    for (int d = 0; d < R; d++) {
         double r = 0;
-        for (int s = 0; s < o->ranks; s++)
-            r += tpr[(size_t)s * o->ranks + d];
+        for (int s = 0; s < R; s++)
+            r += tpr[(size_t)s * R + d];
         mx = r > mx ? r : mx;
         sum += r;
     }
-    return sum > 0 ? mx * o->ranks / sum : 0;
+    return sum > 0 ? mx * R / sum : 0;
 }
-
-/* Scratch of plan(): routers and group-local counts per M, global counts. */
-typedef struct plan_buf {
-    epc_router_t **routers;
-    int **ltpr, **ltpn, *tpr, *tpn;
-    float *logits, *w;
-    int32_t *idx;
-} plan_buf_t;
 
 static int plan_alloc(const plan_opts_t *o, int nm, int sampled, plan_buf_t *b)
 {
-    int Ng = o->group_ranks / o->rpn;
+    size_t Rg = (size_t)o->group_ranks, Ng = Rg / o->rpn;
     b->routers = calloc((size_t)nm, sizeof *b->routers);
     b->ltpr = calloc((size_t)nm, sizeof *b->ltpr);
     b->ltpn = calloc((size_t)nm, sizeof *b->ltpn);
-    b->tpr = malloc((size_t)o->ranks * o->ranks * sizeof *b->tpr);
-    b->tpn = malloc((size_t)o->ranks * (o->ranks / o->rpn) * sizeof *b->tpn);
+    b->lrpr = calloc((size_t)nm, sizeof *b->lrpr);
+    b->tpr = malloc(Rg * Rg * sizeof *b->tpr);
+    b->rpr = malloc(Rg * Rg * sizeof *b->rpr);
+    b->tpn = malloc(Rg * Ng * sizeof *b->tpn);
+    b->tpe = malloc((size_t)o->experts * sizeof *b->tpe);
     b->logits = malloc((size_t)o->tokens * o->experts * sizeof *b->logits);
     b->w = malloc((size_t)o->tokens * o->topk * sizeof *b->w);
     b->idx = malloc((size_t)o->tokens * o->topk * sizeof *b->idx);
-    if (!b->routers || !b->ltpr || !b->ltpn || !b->tpr || !b->tpn || !b->logits || !b->w || !b->idx)
+    if (!b->routers || !b->ltpr || !b->ltpn || !b->lrpr || !b->tpr || !b->rpr || !b->tpn ||
+        !b->tpe || !b->logits || !b->w || !b->idx)
         return plan_fail("out of memory");
     for (int i = 0; i < nm; i++) {
-        b->ltpr[i] = calloc((size_t)sampled * o->group_ranks, sizeof **b->ltpr);
+        b->ltpr[i] = calloc((size_t)sampled * Rg, sizeof **b->ltpr);
         b->ltpn[i] = calloc((size_t)sampled * Ng, sizeof **b->ltpn);
-        if (!b->ltpr[i] || !b->ltpn[i])
+        b->lrpr[i] = calloc((size_t)sampled * Rg, sizeof **b->lrpr);
+        if (!b->ltpr[i] || !b->ltpn[i] || !b->lrpr[i])
             return plan_fail("out of memory");
         if (plan_router(o, i, &b->routers[i]) != 0)
             return 1;
@@ -129,32 +133,36 @@ static void plan_free(int nm, plan_buf_t *b)
             free(b->ltpr[i]);
         if (b->ltpn)
             free(b->ltpn[i]);
+        if (b->lrpr)
+            free(b->lrpr[i]);
     }
-    free(b->routers), free(b->ltpr), free(b->ltpn), free(b->tpr), free(b->tpn);
-    free(b->logits), free(b->w), free(b->idx);
+    free(b->routers), free(b->ltpr), free(b->ltpn), free(b->lrpr), free(b->tpr), free(b->tpn);
+    free(b->rpr), free(b->tpe), free(b->logits), free(b->w), free(b->idx);
 }
 
 /* Builds the table: one row per M (0 = no limit, then 1..min(k, nodes)). */
 static int plan(const plan_opts_t *o, row_t *rows, int nm, int *sampled_out)
 {
     plan_buf_t b;
-    int rc, sampled;
+    long pool = POOL_TOKENS / nm > MIN_POOL_TOKENS ? POOL_TOKENS / nm : MIN_POOL_TOKENS;
+    int rc, sampled, Rg = o->group_ranks;
     memset(&b, 0, sizeof b);
-    sampled =
-        (long)o->group_ranks * o->tokens <= POOL_TOKENS ? o->group_ranks : POOL_TOKENS / o->tokens;
+    sampled = (long)Rg * o->tokens <= pool ? Rg : (int)(pool / o->tokens);
     sampled = sampled < 1 ? 1 : sampled;
     *sampled_out = sampled;
     rc = plan_alloc(o, nm, sampled, &b);
     for (int s = 0; rc == 0 && s < sampled; s++) {
-        rc = route_source(o, b.routers, nm, s, b.logits, b.idx, b.w, b.ltpr, b.ltpn, rows);
+        rc = route_source(o, &b, nm, s, rows);
         plan_progress(s + 1, sampled);
     }
     for (int i = 0; rc == 0 && i < nm; i++) {
         rows[i].m = i;
         plan_stats_scale(&rows[i].st, sampled);
-        expand(o, sampled, b.ltpr[i], b.ltpn[i], b.tpr, b.tpn);
+        expand(o, sampled, b.ltpr[i], Rg, b.tpr);
+        expand(o, sampled, b.ltpn[i], Rg / o->rpn, b.tpn);
+        expand(o, sampled, b.lrpr[i], Rg, b.rpr);
         rows[i].imb_rank = recv_imbalance(o, b.tpr);
-        rc = plan_cost(o, b.tpr, b.tpn, &rows[i].cost);
+        rc = plan_cost(o, b.tpr, b.tpn, b.rpr, &rows[i].cost);
     }
     plan_free(nm, &b);
     return rc;
@@ -180,9 +188,13 @@ static void print_table(const plan_opts_t *o, const row_t *rows, int nm, int sam
            sampled, o->group_ranks, o->tokens);
     printf("# recommended M (smallest with k/M <= intra/inter = %.2f): %d;  '<' marks -m %d\n",
            o->intra / o->inter, rec, o->m);
-    printf("#\n# %4s %10s %10s %12s %12s %7s %8s %8s %12s %12s %8s %12s %12s\n", "M", "nodes/tok",
-           "ranks/tok", "flat_B/tok", "hier_B/tok", "B_ratio", "imb_rank", "imb_exp",
-           "flat_disp_us", "hier_disp_us", "speedup", "flat_comb_us", "hier_comb_us");
+    printf("# ll_*: the low-latency mode (one row per (token, expert) to its rank, outputs back "
+           "as %.0f-byte rows, plus %.0f us per call)\n",
+           o->ll_combine_row_bytes, EPC_LL_LATENCY_US);
+    printf("#\n# %4s %10s %10s %12s %12s %7s %8s %8s %12s %12s %8s %12s %12s %11s %11s\n", "M",
+           "nodes/tok", "ranks/tok", "flat_B/tok", "hier_B/tok", "B_ratio", "imb_rank", "imb_exp",
+           "flat_disp_us", "hier_disp_us", "speedup", "flat_comb_us", "hier_comb_us", "ll_disp_us",
+           "ll_comb_us");
     for (int i = 0; i < nm; i++) {
         const row_t *r = &rows[i];
         const epc_route_stats_t *s = &r->st;
@@ -194,11 +206,12 @@ static void print_table(const plan_opts_t *o, const row_t *rows, int nm, int sam
         else
             snprintf(m, sizeof m, "%d%s%s", r->m, r->m == rec ? "*" : "", r->m == o->m ? "<" : "");
         printf("  %4s %10.2f %10.2f %12.0f %12.0f %7.2f %8.2f %8.2f %12.1f %12.1f %8.2f %12.1f "
-               "%12.1f\n",
+               "%12.1f %11.1f %11.1f\n",
                m, s->mean_nodes_per_token, s->mean_ranks_per_token, ft, ht, ht > 0 ? ft / ht : 0,
                r->imb_rank, s->expert_load_imbalance, r->cost.flat_dispatch_us,
                r->cost.hier_dispatch_us, r->cost.flat_dispatch_us / r->cost.hier_dispatch_us,
-               r->cost.flat_combine_us, r->cost.hier_combine_us);
+               r->cost.flat_combine_us, r->cost.hier_combine_us, r->cost.ll_dispatch_us,
+               r->cost.ll_combine_us);
     }
 }
 
@@ -217,13 +230,15 @@ static void print_json(const plan_opts_t *o, const row_t *rows, int nm, int samp
                "\"flat_inter_bytes_per_token\": %.1f, \"hier_inter_bytes_per_token\": %.1f, "
                "\"rank_imbalance\": %.4f, \"expert_imbalance\": %.4f, "
                "\"flat_dispatch_us\": %.3f, \"hier_dispatch_us\": %.3f, "
-               "\"flat_combine_us\": %.3f, \"hier_combine_us\": %.3f}",
+               "\"flat_combine_us\": %.3f, \"hier_combine_us\": %.3f, "
+               "\"ll_dispatch_us\": %.3f, \"ll_combine_us\": %.3f}",
                i ? "," : "", rows[i].m, s->mean_nodes_per_token, s->mean_ranks_per_token,
                s->num_tokens ? s->flat_inter_bytes / s->num_tokens : 0,
                s->num_tokens ? s->hier_inter_bytes / s->num_tokens : 0, rows[i].imb_rank,
                s->expert_load_imbalance, rows[i].cost.flat_dispatch_us,
                rows[i].cost.hier_dispatch_us, rows[i].cost.flat_combine_us,
-               rows[i].cost.hier_combine_us);
+               rows[i].cost.hier_combine_us, rows[i].cost.ll_dispatch_us,
+               rows[i].cost.ll_combine_us);
     }
     printf("\n ]}\n");
 }

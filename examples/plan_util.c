@@ -150,6 +150,7 @@ int plan_parse(int argc, char **argv, plan_opts_t *o)
         return plan_fail("--profile");
     o->intra = intra > 0 ? intra : o->intra;
     o->inter = inter > 0 ? inter : o->inter;
+    o->ll_combine_row_bytes = o->row_bytes * o->hidden; /* outputs return in the dtype */
     o->row_bytes = o->fp8 ? o->hidden + o->hidden / 32.0 : o->row_bytes * o->hidden;
     o->combine_row_bytes *= o->hidden;
     o->group_ranks = o->ranks <= o->experts ? o->ranks : o->experts;
@@ -219,15 +220,26 @@ int plan_router(const plan_opts_t *o, int m, epc_router_t **r)
     return rc;
 }
 
-int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, epc_cost_t *cost)
+int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, const int *rpr,
+              epc_cost_t *cost)
 {
     epc_cost_params_t p = EPC_COST_PARAMS_INIT;
-    p.num_ranks = o->ranks, p.ranks_per_node = o->rpn, p.row_bytes = o->row_bytes;
+    epc_cost_t ll = EPC_COST_INIT;
+    p.num_ranks = o->group_ranks, p.ranks_per_node = o->rpn, p.row_bytes = o->row_bytes;
     p.combine_row_bytes = o->combine_row_bytes;
     p.intra_bw_gbs = o->intra, p.inter_bw_gbs = o->inter;
     p.tokens_per_rank = tpr, p.tokens_per_node = tpn;
     cost->size = sizeof *cost; /* every field */
-    return epc_cost_model(&p, cost) == EPC_OK ? 0 : plan_fail("cost model");
+    if (epc_cost_model(&p, cost) != EPC_OK)
+        return plan_fail("cost model");
+    /* the low-latency mode's outputs come back as rows of the dtype */
+    p.rows_per_rank = rpr, p.combine_row_bytes = o->ll_combine_row_bytes;
+    if (epc_cost_model(&p, &ll) != EPC_OK)
+        return plan_fail("cost model");
+    cost->ll_dispatch_us = ll.ll_dispatch_us, cost->ll_combine_us = ll.ll_combine_us;
+    cost->ll_max_inter_bytes = ll.ll_max_inter_bytes;
+    cost->ll_max_intra_bytes = ll.ll_max_intra_bytes;
+    return 0;
 }
 
 void plan_stats_add(epc_route_stats_t *a, const epc_route_stats_t *s)

@@ -9,8 +9,9 @@ typedef struct plan_opts {
     int experts, topk, ranks, rpn, m, tokens, hidden;
     int group_ranks; /* ranks of one expert-parallel group: min(ranks, experts) */
     double row_bytes, skew, intra, inter;
-    double combine_row_bytes; /* a partial sum's row: hidden x 4 (fp32 wire) or x 2 */
-    int fp8;                  /* --payload fp8: dispatch rows hidden + hidden/32 bytes */
+    double combine_row_bytes;    /* a partial sum's row: hidden x 4 (fp32 wire) or x 2 */
+    double ll_combine_row_bytes; /* the low-latency mode's: an output row, hidden x dtype */
+    int fp8;                     /* --payload fp8: dispatch rows hidden + hidden/32 bytes */
     unsigned seed;
     epc_score_fn_t score;
     const char *score_name, *profile;
@@ -26,8 +27,10 @@ void plan_logits(const plan_opts_t *o, int s, float *logits);
 /* A router for node limit m (0 = none) with the options' gate. */
 int plan_router(const plan_opts_t *o, int m, epc_router_t **r);
 
-/* Cost model over all-rank counts with the options' bandwidths. */
-int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, epc_cost_t *cost);
+/* Cost model over one group's counts (tokens per rank and node, the
+ * low-latency mode's rows per rank) with the options' bandwidths. */
+int plan_cost(const plan_opts_t *o, const int *tpr, const int *tpn, const int *rpr,
+              epc_cost_t *cost);
 
 /* Sums a source's statistics into acc; then averages over n sources. */
 void plan_stats_add(epc_route_stats_t *acc, const epc_route_stats_t *s);
