@@ -340,8 +340,10 @@ static ll_set_t *set_of(coll_ll_t *ll, const epc_ll_out_t *d)
 }
 
 /* The set a combine whose `dispatched` is bad still answers on (its
- * verdict must reach the peers combining): the oldest one waiting for a
- * combine, else the latest call's. */
+ * verdict must reach the peers combining, which wait on their set's flag
+ * line for this combine's number): the oldest one waiting for a combine,
+ * else the latest call's.  It stays waiting afterwards: a later combine of
+ * it looks for a later number. */
 static ll_set_t *presumed_set(coll_ll_t *ll)
 {
     ll_set_t *a = &ll->set[0], *b = &ll->set[1];
@@ -357,9 +359,9 @@ static ll_set_t *presumed_set(coll_ll_t *ll)
 static void combine_finish(epc_request_t *r, epc_status_t st)
 {
     ll_req_t *q = r->algo;
-    (void)st; /* either way the call is over for this set */
+    (void)st; /* either way its dispatch's combine is over */
     q->set->combining = 0;
-    q->set->combined = 1;
+    q->set->combined |= q->own_set;
 }
 
 /* Local checks of a combine once its set is known (a loaded). */
@@ -389,6 +391,7 @@ static epc_status_t combine_start(epc_ctx_t *ctx, const epc_ll_combine_args_t *a
     coll_ll_t *ll;
     ll_set_t *set = NULL;
     epc_request_t *r;
+    int own;
     epc_status_t st = ll_enter(ctx, "epc_ll_combine", req, &ll), local;
     if (st != EPC_OK)
         return st;
@@ -397,6 +400,7 @@ static epc_status_t combine_start(epc_ctx_t *ctx, const epc_ll_combine_args_t *a
         set = set_of(ll, a.dispatched);
         local = check_combine(ctx, set, &a);
     }
+    own = set != NULL;
     if (set == NULL)
         set = presumed_set(ll);
     if (set->combining)
@@ -408,6 +412,8 @@ static epc_status_t combine_start(epc_ctx_t *ctx, const epc_ll_combine_args_t *a
     set->combining = 1;
     r->finish = combine_finish;
     ((ll_req_t *)r->algo)->cargs = a;
+    ((ll_req_t *)r->algo)->own_set = own;
+    ((ll_req_t *)r->algo)->seq = ++ll->combines;
     after_send(r, coll_ll_combine_send(r, local));
     *req = r;
     return EPC_OK;

@@ -8,7 +8,9 @@
  * one per call parity, each laid out as:
  *   ctl    one line per local source rank: flag, status, payload kind,
  *          rows per local expert, the reason of a failure;
- *   ready  this rank's combine flag (its expert outputs are in `out`);
+ *   ready  this rank's combine flag (its expert outputs are in `out`),
+ *          numbered by combine (ll->combines), not by dispatch, on the line
+ *          of that number's parity (ll_ready);
  *   tok    [epr x slots] source token of each received row;
  *   rows   [epr x slots] received rows, `stride` bytes apart;
  *   out    [epr x slots x hidden] expert outputs (epc_ll_combine_buffer).
@@ -59,8 +61,11 @@ typedef struct coll_ll {
     size_t ctl_line, ready_line, hdr;
     size_t dcap, ccap; /* a dispatch / combine message's slot */
     size_t off_ctl, off_ready, off_tok, off_rows, off_out, set_bytes;
-    size_t net_comb; /* where the combine slots start in the transport regions */
-    uint64_t calls;  /* dispatches started */
+    size_t net_comb;   /* where the combine slots start in the transport regions */
+    uint64_t calls;    /* dispatches started */
+    uint64_t combines; /* combines started: every rank's n-th is the same
+                        * collective, whatever its arguments, so its flags
+                        * and messages carry this number, not the dispatch's */
     ll_set_t set[LL_SETS];
     char *payload; /* [max x FP8 row]: this rank's rows cast */
     float *acc;    /* [hidden] */
@@ -87,7 +92,9 @@ typedef struct ll_hdr {
 typedef struct ll_req {
     coll_ll_t *ll;
     ll_set_t *set;
-    uint64_t call;
+    uint64_t call;     /* the dispatch's call (its set: call % LL_SETS) */
+    uint64_t seq;      /* a combine's number (ll->combines), in its flags */
+    int own_set;       /* a combine's `dispatched` was valid: its set is done after it */
     void *net;         /* the posted exchange, NULL once complete */
     int flags_seen;    /* same-node sources (or dests) whose flag arrived */
     epc_ll_out_t *out; /* dispatch: the caller's */
@@ -104,9 +111,14 @@ static inline ll_ctl_t *ll_ctl(const coll_ll_t *ll, int l, int b, int src_l)
 {
     return (ll_ctl_t *)(void *)(ll_base(ll, l, b) + ll->off_ctl + (size_t)src_l * ll->ctl_line);
 }
-static inline ll_ctl_t *ll_ready(const coll_ll_t *ll, int l, int b)
+/* Local rank l's flag of combine number seq: two lines, by the number's
+ * parity (not the set's: a combine with a bad `dispatched` answers on
+ * another's set, and two in a row on one set must not share a line).  A
+ * line is written again two combines later, which every peer starts only
+ * after it read this one (each combine waits for every peer's flag). */
+static inline ll_ctl_t *ll_ready(const coll_ll_t *ll, int l, uint64_t seq)
 {
-    return (ll_ctl_t *)(void *)(ll_base(ll, l, b) + ll->off_ready);
+    return (ll_ctl_t *)(void *)(ll_base(ll, l, (int)(seq % LL_SETS)) + ll->off_ready);
 }
 /* A dispatch record's bytes for topk k and rows of row_bytes. */
 static inline size_t ll_unit(int k, size_t row_bytes)

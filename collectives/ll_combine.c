@@ -72,7 +72,7 @@ static epc_status_t post_messages(epc_request_t *r, const char *eo)
         if (same_node(ctx, s))
             continue;
         h = (ll_hdr_t *)(void *)epc_lane_net_send_at(&ll->lane, off, ll->ccap);
-        h->call = q->call;
+        h->call = q->seq;
         h->status = r->local;
         h->ntok = n;
         h->k = h->fp8 = 0;
@@ -105,7 +105,7 @@ epc_status_t coll_ll_combine_send(epc_request_t *r, epc_status_t local)
     int b = (int)(q->call % LL_SETS);
     char *out = ll_base(ll, ctx->comm.lrank, b) + ll->off_out;
     const char *eo = q->cargs.expert_out;
-    ll_ctl_t *ready = ll_ready(ll, ctx->comm.lrank, b);
+    ll_ctl_t *ready = ll_ready(ll, ctx->comm.lrank, q->seq);
     epc_status_t st;
     coll_ll_keep_local(r, local);
     r->step = step_reduce;
@@ -120,7 +120,7 @@ epc_status_t coll_ll_combine_send(epc_request_t *r, epc_status_t local)
     ready->status = local;
     coll_ll_reason(ready->reason, r);
     coll_stream_fence();
-    atomic_store_explicit(&ready->flag, ll_flag(q->call, local), memory_order_release);
+    atomic_store_explicit(&ready->flag, ll_flag(q->seq, local), memory_order_release);
     return EPC_OK;
 }
 
@@ -135,15 +135,15 @@ static epc_status_t take_dest(epc_request_t *r, int d)
     const ll_hdr_t *h;
     epc_status_t st;
     if (same_node(ctx, d)) {
-        const ll_ctl_t *c = ll_ready(ll, ctx->comm.topo->local_rank[d], b);
+        const ll_ctl_t *c = ll_ready(ll, ctx->comm.topo->local_rank[d], q->seq);
         return coll_ll_verdict(r, d, c->status, c->reason);
     }
     h = (const ll_hdr_t *)(const void *)epc_lane_net_recv_at(
         &ll->lane, ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap, ll->ccap);
-    if (h->call != q->call)
+    if (h->call != q->seq)
         return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
-                             "epc_ll_combine: rank %d's message is of call %llu, not %llu", d,
-                             (unsigned long long)h->call, (unsigned long long)q->call);
+                             "epc_ll_combine: rank %d's message is of combine %llu, not %llu", d,
+                             (unsigned long long)h->call, (unsigned long long)q->seq);
     if ((st = coll_ll_verdict(r, d, h->status, h->reason)) != EPC_OK)
         return st;
     epc_comm_account(&ctx->comm, d, ll->hdr + (size_t)h->ntok * ll->nrow, 0);
@@ -217,11 +217,10 @@ static epc_status_t step_reduce(epc_request_t *r)
 {
     ll_req_t *q = r->algo;
     coll_ll_t *ll = q->ll;
-    int b = (int)(q->call % LL_SETS);
     epc_status_t st;
     for (; q->flags_seen < r->ctx->comm.lsize; q->flags_seen++) {
-        ll_ctl_t *c = ll_ready(ll, q->flags_seen, b);
-        if (atomic_load_explicit(&c->flag, memory_order_acquire) / 2 != q->call)
+        ll_ctl_t *c = ll_ready(ll, q->flags_seen, q->seq);
+        if (atomic_load_explicit(&c->flag, memory_order_acquire) / 2 != q->seq)
             return coll_ll_flag_wait(r, q->flags_seen, "expert outputs");
     }
     if (q->net != NULL && (st = coll_req_net(r, &q->net)) != EPC_OK)

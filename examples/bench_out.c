@@ -26,6 +26,8 @@ void bench_header(const bench_t *b)
     if (b->o.profile)
         printf("# model_us: cost model on profile %s (%.1f GB/s intra, %.1f GB/s inter)\n",
                b->o.profile, b->prof_intra, b->prof_inter);
+    if (b->o.ll) /* its own table follows */
+        return;
     printf("#\n# %-5s %-8s %7s %12s %10s %10s %10s %8s %8s %12s %12s %10s %6s\n", "algo", "op",
            "tokens", "bytes/rank", "avg_us", "min_us", "max_us", "algbw", "busbw", "inter_B",
            "intra_B", "model_us", "#wrong");

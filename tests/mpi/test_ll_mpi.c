@@ -425,6 +425,36 @@ static void bad_combine(epc_ctx_t *ctx, int c)
     free(y);
 }
 
+/* A combine in flight holds its buffer set: the dispatch two after its
+ * dispatch is refused at the start (nothing posted) until it completes;
+ * a dispatch combined once cannot be combined again. */
+static void set_rules(epc_ctx_t *ctx, int c)
+{
+    call_t a, b, n;
+    epc_ll_combine_args_t args = EPC_LL_COMBINE_ARGS_INIT;
+    uint16_t *y = malloc((MAXT + 1) * HIDDEN * 2), *eo = NULL;
+    epc_request_t *comb = NULL;
+    make_call(&a, c, 0), make_call(&b, c + 1, 0), make_call(&n, c + 2, 0);
+    MT_CHECK(start_dispatch(ctx, &a) == EPC_OK && finish(&a.req) == EPC_OK, "a: %s",
+             epc_last_error(ctx));
+    MT_CHECK(start_dispatch(ctx, &b) == EPC_OK && finish(&b.req) == EPC_OK, "b: %s",
+             epc_last_error(ctx));
+    MT_CHECK(epc_ll_combine_buffer(ctx, &a.out, (void **)&eo) == EPC_OK, "buffer: %s",
+             epc_last_error(ctx));
+    run_experts(&a, eo);
+    args.dispatched = &a.out, args.expert_out = eo, args.topk_weights = a.w, args.y = y;
+    MT_CHECK(epc_ll_combine(ctx, &args, &comb) == EPC_OK, "combine a: %s", epc_last_error(ctx));
+    expect(start_dispatch(ctx, &n), EPC_ERR_CAPACITY, ctx, "in flight", "dispatch over a combine");
+    MT_CHECK(finish(&comb) == EPC_OK, "combine a: %s", epc_last_error(ctx));
+    check_combine(&a, y);
+    MT_CHECK(epc_ll_combine(ctx, &args, &comb) == EPC_OK, "combine a again: %s",
+             epc_last_error(ctx));
+    expect(finish(&comb), EPC_ERR_INVALID_ARG, ctx, "dispatched", "combined twice");
+    combine_call(ctx, &b, 0);
+    free_call(&a), free_call(&b), free_call(&n);
+    free(y);
+}
+
 static epc_ctx_t *make_ctx(void)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
@@ -474,6 +504,7 @@ int main(int argc, char **argv)
         two_in_flight(ctx, 20);
         bad_dispatches(ctx);
         bad_combine(ctx, 30);
+        set_rules(ctx, 50);
         for (int c = 40; c < 43; c++) /* still works */
             one_call(ctx, c, 0, c % 2);
         MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
