@@ -176,6 +176,22 @@ static inline int coll_pbase(const epc_handle_t *h, int l, int s)
     return h->pbase[(size_t)l * h->R + s];
 }
 
+/* The token arguments dispatch and the low-latency dispatch both take,
+ * and their shared checks (raised naming fn and the argument): T in
+ * [0, max] (above: EPC_ERR_CAPACITY naming max_name), topk in [1,
+ * min(max_topk, 256)], x and topk_idx with tokens, the payload and its
+ * needs, every expert id in [-1, E) and none repeated in a token. */
+typedef struct coll_tokens {
+    int T, k;
+    const void *x;
+    const int32_t *idx;
+    epc_payload_t payload;
+    const float *x_scales;
+    const char *fn;
+} coll_tokens_t;
+epc_status_t coll_check_tokens(epc_ctx_t *ctx, const coll_tokens_t *t, int max,
+                               const char *max_name);
+
 /* Converts an fp32 row to the context's dtype. */
 void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst);
 

@@ -5,6 +5,7 @@
 
 #include "coll.h"
 #include "dtype.h"
+#include "router.h"
 
 size_t coll_meta_bytes(int n)
 {
@@ -197,4 +198,34 @@ void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payloa
     (inter ? &b->meta_inter : &b->meta_intra)[0] += meta;
     if (link) /* transport exchanges count their own bytes */
         epc_comm_account(&ctx->comm, peer, payload + meta, 1);
+}
+
+epc_status_t coll_check_tokens(epc_ctx_t *ctx, const coll_tokens_t *t, int max,
+                               const char *max_name)
+{
+    epc_status_t st;
+#define BAD(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, __VA_ARGS__)
+    if (t->T < 0)
+        return BAD("%s: args->num_tokens = %d < 0", t->fn, t->T);
+    if (t->T > max)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
+                             "%s: args->num_tokens = %d exceeds %s = %d", t->fn, t->T, max_name,
+                             max);
+    if (t->k < 1 || t->k > ctx->max_topk || t->k > 256)
+        return BAD("%s: args->topk = %d, must be in [1, min(max_topk = %d, 256)]", t->fn, t->k,
+                   ctx->max_topk);
+    if (t->T > 0 && (t->x == NULL || t->idx == NULL))
+        return BAD("%s: args->%s is NULL with %d tokens", t->fn, t->x == NULL ? "x" : "topk_idx",
+                   t->T);
+    if (t->payload < EPC_PAYLOAD_NATIVE || t->payload > EPC_PAYLOAD_FP8_GIVEN)
+        return BAD("%s: args->payload = %d is not an epc_payload_t", t->fn, (int)t->payload);
+    if (t->payload != EPC_PAYLOAD_NATIVE && ctx->hidden % EPC_FP8_BLOCK != 0)
+        return BAD("%s: args->payload FP8 needs the context's hidden (%d) to be a multiple of %d",
+                   t->fn, ctx->hidden, EPC_FP8_BLOCK);
+    if (t->payload == EPC_PAYLOAD_FP8_GIVEN && t->T > 0 && t->x_scales == NULL)
+        return BAD("%s: args->x_scales is NULL with %d tokens and EPC_PAYLOAD_FP8_GIVEN", t->fn,
+                   t->T);
+#undef BAD
+    st = epc_route_check_idx(ctx->num_experts, t->k, t->idx, t->T, t->fn);
+    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
 }

@@ -12,37 +12,13 @@
 
 #include "fault.h"
 #include "ll.h"
-#include "router.h"
-
-#define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_ll_dispatch: " __VA_ARGS__)
 
 /* This rank's checks of its arguments (none needs a peer). */
 static epc_status_t validate(epc_ctx_t *ctx, const coll_ll_t *ll, const epc_ll_dispatch_args_t *a)
 {
-    epc_status_t st;
-    if (a->num_tokens < 0)
-        return BADARG("args->num_tokens = %d < 0", a->num_tokens);
-    if (a->num_tokens > ll->max)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
-                             "epc_ll_dispatch: args->num_tokens = %d exceeds the low-latency "
-                             "max_tokens = %d",
-                             a->num_tokens, ll->max);
-    if (a->topk < 1 || a->topk > ll->k_max || a->topk > 256)
-        return BADARG("args->topk = %d, must be in [1, min(max_topk = %d, 256)]", a->topk,
-                      ll->k_max);
-    if (a->num_tokens > 0 && (a->x == NULL || a->topk_idx == NULL))
-        return BADARG("args->%s is NULL with %d tokens", a->x == NULL ? "x" : "topk_idx",
-                      a->num_tokens);
-    if (a->payload < EPC_PAYLOAD_NATIVE || a->payload > EPC_PAYLOAD_FP8_GIVEN)
-        return BADARG("args->payload = %d is not an epc_payload_t", (int)a->payload);
-    if (a->payload != EPC_PAYLOAD_NATIVE && ctx->hidden % EPC_FP8_BLOCK != 0)
-        return BADARG("args->payload FP8 needs the context's hidden (%d) to be a multiple of %d",
-                      ctx->hidden, EPC_FP8_BLOCK);
-    if (a->payload == EPC_PAYLOAD_FP8_GIVEN && a->num_tokens > 0 && a->x_scales == NULL)
-        return BADARG("args->x_scales is NULL with %d tokens and EPC_PAYLOAD_FP8_GIVEN",
-                      a->num_tokens);
-    st = epc_route_check_idx(ll->E, a->topk, a->topk_idx, a->num_tokens, "epc_ll_dispatch");
-    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
+    coll_tokens_t t = {a->num_tokens, a->topk,          a->x, a->topk_idx, a->payload,
+                       a->x_scales,   "epc_ll_dispatch"};
+    return coll_check_tokens(ctx, &t, ll->max, "the low-latency max_tokens");
 }
 
 /* The rows this rank sends (x, or its FP8 payload cast once per token

@@ -18,48 +18,23 @@ enum { HDR_STATUS, HDR_T, HDR_K, HDR_ALIGN, HDR_ALGO, HDR_FP8, HDR_INTS };
 
 #define BADARG(...) epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG, "epc_dispatch: " __VA_ARGS__)
 
-/* The payload's checks (validate's part for args->payload, x_scales). */
-static epc_status_t validate_payload(epc_ctx_t *ctx, const epc_dispatch_args_t *a)
-{
-    if (a->payload < EPC_PAYLOAD_NATIVE || a->payload > EPC_PAYLOAD_FP8_GIVEN)
-        return BADARG("args->payload = %d is not an epc_payload_t", (int)a->payload);
-    if (a->payload != EPC_PAYLOAD_NATIVE && ctx->hidden % EPC_FP8_BLOCK != 0)
-        return BADARG("args->payload FP8 needs the context's hidden (%d) to be a multiple of %d",
-                      ctx->hidden, EPC_FP8_BLOCK);
-    if (a->payload == EPC_PAYLOAD_FP8_GIVEN && a->num_tokens > 0 && a->x_scales == NULL)
-        return BADARG("args->x_scales is NULL with %d tokens and EPC_PAYLOAD_FP8_GIVEN",
-                      a->num_tokens);
-    return EPC_OK;
-}
-
 /* Local checks of the arguments (loaded by the start: of a known size);
  * raises the first problem. */
 static epc_status_t validate(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_algo_t algo)
 {
-    epc_status_t st;
-    if (a->num_tokens < 0)
-        return BADARG("args->num_tokens = %d < 0", a->num_tokens);
-    if (a->num_tokens > ctx->max_tokens)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
-                             "epc_dispatch: args->num_tokens = %d exceeds the context's "
-                             "max_tokens_per_rank = %d",
-                             a->num_tokens, ctx->max_tokens);
-    if (a->topk < 1 || a->topk > ctx->max_topk || a->topk > 256)
-        return BADARG("args->topk = %d, must be in [1, min(max_topk = %d, 256)]", a->topk,
-                      ctx->max_topk);
-    if (a->num_tokens > 0 && (a->x == NULL || a->topk_idx == NULL))
-        return BADARG("args->%s is NULL with %d tokens", a->x == NULL ? "x" : "topk_idx",
-                      a->num_tokens);
+    coll_tokens_t t = {a->num_tokens, a->topk,     a->x,          a->topk_idx,
+                       a->payload,    a->x_scales, "epc_dispatch"};
+    epc_status_t st =
+        coll_check_tokens(ctx, &t, ctx->max_tokens, "the context's max_tokens_per_rank");
+    if (st != EPC_OK)
+        return st;
     if (a->expert_alignment < 0 || a->expert_alignment > 65536)
         return BADARG("args->expert_alignment = %d, must be in [0, 65536]", a->expert_alignment);
-    if ((st = validate_payload(ctx, a)) != EPC_OK)
-        return st;
     if (algo == EPC_ALGO_HIER && ctx->comm.topo->uniform_rpn == 0)
         return epc_error_obj(&ctx->hdr, EPC_ERR_UNSUPPORTED,
                              "epc_dispatch: algo hier needs nodes of equal size (these differ); "
                              "use EPC_ALGO=flat");
-    st = epc_route_check_idx(ctx->num_experts, a->topk, a->topk_idx, a->num_tokens, "epc_dispatch");
-    return st == EPC_OK ? EPC_OK : (epc_error_sync(&ctx->hdr), st);
+    return EPC_OK;
 }
 
 static uint64_t hash_idx(const int32_t *idx, size_t n)

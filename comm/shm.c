@@ -91,8 +91,8 @@ static epc_status_t seg_create(epc_shm_t *s, size_t size, seg_info_t *me, char *
      * not for sparse regions, most of whose pages are never used. */
     if (fchmod(fd, S_IRUSR | S_IWUSR) != 0 || ftruncate(fd, (off_t)size) != 0 ||
         fcntl(fd, F_ADD_SEALS, SHM_SEALS) != 0 ||
-        (*base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | (s->sparse ? 0 : MAP_POPULATE), fd, 0)) ==
-            MAP_FAILED) {
+        (*base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | (s->sparse ? 0 : MAP_POPULATE), fd, 0)) == MAP_FAILED) {
         int err = errno;
         *base = NULL;
         close(fd);
@@ -126,8 +126,8 @@ static char *seg_attach(epc_shm_t *s, const seg_info_t *in, int l)
     fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_uid != geteuid() || st.st_size != (off_t)in->size ||
         (fcntl(fd, F_GET_SEALS) & SHM_SEALS) != SHM_SEALS ||
-        (b = mmap(NULL, (size_t)in->size, PROT_READ | PROT_WRITE, MAP_SHARED | (s->sparse ? 0 : MAP_POPULATE), fd,
-                  0)) == MAP_FAILED)
+        (b = mmap(NULL, (size_t)in->size, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | (s->sparse ? 0 : MAP_POPULATE), fd, 0)) == MAP_FAILED)
         epc_error_obj(s->owner, EPC_ERR_TRANSPORT,
                       "shared memory: cannot attach rank %d's segment (%s): %s", s->names[l], path,
                       fd < 0 ? strerror(errno) : "not this user's, wrong size or unsealed");
