@@ -66,29 +66,23 @@ static int same_node(const epc_ctx_t *ctx, int d)
     return ctx->comm.topo->node_of[d] == ctx->comm.node;
 }
 
-/* Fills the message to each rank of another node (one record per token
- * with experts there) and posts them with the receives, at most one
- * message each way per pair. */
-static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
+/* Writes the records of this rank's tokens into the message to each rank
+ * of another node (one per token with experts there: its index, those
+ * experts, its row once); ntok[d] = records to d. */
+static void fill_records(epc_request_t *r, const char *src, size_t rb, size_t unit, int *ntok)
 {
-    epc_ctx_t *ctx = r->ctx;
     ll_req_t *q = r->algo;
     coll_ll_t *ll = q->ll;
-    ll_set_t *s = q->set;
-    int b = (int)(q->call % LL_SETS), nr = 0, ns = 0, k = s->k > 0 ? s->k : 1;
-    size_t unit = ll_unit(k, rb), row_pad = (rb + 15) & ~(size_t)15;
-    int *last = ll->cursor, *ntok = ll->cursor + ll->R;
-    epc_tr_msg_t *msgs = malloc((size_t)2 * ll->R * sizeof *msgs);
-    epc_status_t st;
-    if (msgs == NULL)
-        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ll_dispatch: message lists");
+    const ll_set_t *s = q->set;
+    int b = (int)(q->call % LL_SETS), *last = ll->cursor;
+    size_t row_pad = (rb + 15) & ~(size_t)15;
     for (int d = 0; d < ll->R; d++)
         last[d] = -1, ntok[d] = 0;
     for (int t = 0; t < s->T; t++) {
         for (int j = 0; j < s->k; j++) {
             int g = s->idx[(size_t)t * s->k + j], d = g / ll->epr, first = 0;
             int32_t *rec;
-            if (g < 0 || same_node(ctx, d))
+            if (g < 0 || same_node(r->ctx, d))
                 continue;
             if (last[d] != t) { /* the token's first expert there: a new record */
                 last[d] = t;
@@ -106,6 +100,24 @@ static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
             rec[2 + rec[1]++] = g % ll->epr;
         }
     }
+}
+
+/* Fills the message to each rank of another node and posts them with the
+ * receives, at most one message each way per pair. */
+static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
+{
+    epc_ctx_t *ctx = r->ctx;
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    ll_set_t *s = q->set;
+    int b = (int)(q->call % LL_SETS), nr = 0, ns = 0, k = s->k > 0 ? s->k : 1;
+    size_t unit = ll_unit(k, rb);
+    int *ntok = ll->cursor + ll->R;
+    epc_tr_msg_t *msgs = malloc((size_t)2 * ll->R * sizeof *msgs);
+    epc_status_t st;
+    if (msgs == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ll_dispatch: message lists");
+    fill_records(r, src, rb, unit, ntok);
     for (int d = 0; d < ll->R; d++) {
         size_t off = ((size_t)b * ll->R + d) * ll->dcap;
         ll_hdr_t *h;
