@@ -101,6 +101,12 @@ typedef struct ll_req {
     epc_ll_combine_args_t cargs;
 } ll_req_t;
 
+/* Whether rank d is on this rank's node. */
+static inline int ll_same_node(const epc_ctx_t *ctx, int d)
+{
+    return ctx->comm.topo->node_of[d] == ctx->comm.node;
+}
+
 /* Set b's base in local rank l's region. */
 static inline char *ll_base(const coll_ll_t *ll, int l, int b)
 {

@@ -14,11 +14,6 @@
 #include "fault.h"
 #include "ll.h"
 
-static int same_node(const epc_ctx_t *ctx, int d)
-{
-    return ctx->comm.topo->node_of[d] == ctx->comm.node;
-}
-
 /* Rows this rank holds for source s (by the dispatch's counts). */
 static int rows_for(const coll_ll_t *ll, const ll_set_t *set, int s)
 {
@@ -69,7 +64,7 @@ static epc_status_t post_messages(epc_request_t *r, const char *eo)
         size_t off = ll->net_comb + ((size_t)b * ll->R + s) * ll->ccap;
         int n = r->local == EPC_OK ? rows_for(ll, q->set, s) : 0;
         ll_hdr_t *h;
-        if (same_node(ctx, s))
+        if (ll_same_node(ctx, s))
             continue;
         h = (ll_hdr_t *)(void *)epc_lane_net_send_at(&ll->lane, off, ll->ccap);
         h->call = q->seq;
@@ -83,7 +78,7 @@ static epc_status_t post_messages(epc_request_t *r, const char *eo)
         epc_comm_account(&ctx->comm, s, msgs[ns - 1].len, 1);
     }
     for (int d = 0; d < ll->R; d++)
-        if (!same_node(ctx, d))
+        if (!ll_same_node(ctx, d))
             msgs[ns + nr++] =
                 (epc_tr_msg_t){.peer = d,
                                .offset = ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap,
@@ -134,7 +129,7 @@ static epc_status_t take_dest(epc_request_t *r, int d)
     int b = (int)(q->call % LL_SETS);
     const ll_hdr_t *h;
     epc_status_t st;
-    if (same_node(ctx, d)) {
+    if (ll_same_node(ctx, d)) {
         const ll_ctl_t *c = ll_ready(ll, ctx->comm.topo->local_rank[d], q->seq);
         return coll_ll_verdict(r, d, c->status, c->reason);
     }
@@ -165,7 +160,7 @@ static const char *row_of(epc_request_t *r, int t, int j)
     epc_ctx_t *ctx = r->ctx;
     size_t i = (size_t)t * s->k + j;
     int g = s->idx[i], d = g / ll->epr, b = (int)(q->call % LL_SETS);
-    if (same_node(ctx, d))
+    if (ll_same_node(ctx, d))
         return ll_base(ll, ctx->comm.topo->local_rank[d], b) + ll->off_out +
                ((size_t)(g % ll->epr) * ll->slots + (size_t)ctx->comm.rank * ll->max + s->slot[i]) *
                    ll->nrow;

@@ -60,12 +60,6 @@ static void number_rows(coll_ll_t *ll, ll_set_t *s, const epc_ll_dispatch_args_t
         s->slot[i] = s->idx[i] < 0 ? -1 : s->sent[s->idx[i]]++;
 }
 
-/* Whether rank d is on this rank's node. */
-static int same_node(const epc_ctx_t *ctx, int d)
-{
-    return ctx->comm.topo->node_of[d] == ctx->comm.node;
-}
-
 /* Writes the records of this rank's tokens into the message to each rank
  * of another node (one per token with experts there: its index, those
  * experts, its row once); ntok[d] = records to d. */
@@ -82,7 +76,7 @@ static void fill_records(epc_request_t *r, const char *src, size_t rb, size_t un
         for (int j = 0; j < s->k; j++) {
             int g = s->idx[(size_t)t * s->k + j], d = g / ll->epr, first = 0;
             int32_t *rec;
-            if (g < 0 || same_node(r->ctx, d))
+            if (g < 0 || ll_same_node(r->ctx, d))
                 continue;
             if (last[d] != t) { /* the token's first expert there: a new record */
                 last[d] = t;
@@ -121,7 +115,7 @@ static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
     for (int d = 0; d < ll->R; d++) {
         size_t off = ((size_t)b * ll->R + d) * ll->dcap;
         ll_hdr_t *h;
-        if (same_node(ctx, d))
+        if (ll_same_node(ctx, d))
             continue;
         h = (ll_hdr_t *)(void *)epc_lane_net_send_at(&ll->lane, off, ll->hdr);
         h->call = q->call;
@@ -134,7 +128,7 @@ static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
         epc_comm_account(&ctx->comm, d, msgs[ns - 1].len, 1);
     }
     for (int d = 0; d < ll->R; d++)
-        if (!same_node(ctx, d))
+        if (!ll_same_node(ctx, d))
             msgs[ns + nr++] = (epc_tr_msg_t){
                 .peer = d, .offset = ((size_t)b * ll->R + d) * ll->dcap, .len = ll->dcap};
     st = ns + nr == 0
@@ -160,7 +154,7 @@ static void store_local(epc_request_t *r, const char *src, size_t rb)
             size_t i = (size_t)t * s->k + j, pos;
             int g = s->idx[i], d = g / ll->epr;
             char *base;
-            if (g < 0 || !same_node(ctx, d))
+            if (g < 0 || !ll_same_node(ctx, d))
                 continue;
             base = ll_base(ll, lrank_of[d], b);
             pos = (size_t)(g % ll->epr) * ll->slots + (size_t)me * ll->max + s->slot[i];
@@ -269,7 +263,7 @@ static epc_status_t take_source(epc_request_t *r, int s)
     const char *reason;
     const ll_ctl_t *c = NULL;
     const ll_hdr_t *h = NULL;
-    if (same_node(ctx, s)) {
+    if (ll_same_node(ctx, s)) {
         c = ll_ctl(ll, ctx->comm.lrank, b, ctx->comm.topo->local_rank[s]);
         status = c->status, fp8 = c->fp8, reason = c->reason;
     } else {
