@@ -43,9 +43,10 @@ static void layout(coll_ll_t *ll, const epc_ctx_t *ctx, int max)
     ll->off_rows = round_up(ll->off_tok + rows * sizeof(int32_t), 64);
     ll->off_out = ll->off_rows + rows * ll->stride;
     ll->set_bytes = round_up(ll->off_out + rows * ll->nrow, 4096);
-    ll->dcap = ll->hdr + (size_t)max * ll_unit(ll->k_max, ll->nrow);
-    ll->ccap =
-        ll->hdr + (size_t)max * (size_t)(ll->k_max < ll->epr ? ll->k_max : ll->epr) * ll->nrow;
+    /* slots 64-byte aligned, so every header is, whatever the row size */
+    ll->dcap = round_up(ll->hdr + (size_t)max * ll_unit(ll->k_max, ll->nrow), 64);
+    ll->ccap = round_up(
+        ll->hdr + (size_t)max * (size_t)(ll->k_max < ll->epr ? ll->k_max : ll->epr) * ll->nrow, 64);
     ll->net_comb = (size_t)LL_SETS * ll->R * ll->dcap;
 }
 
@@ -192,11 +193,13 @@ static epc_status_t enable(epc_ctx_t *ctx, int max_tokens)
 
 epc_status_t epc_ll_enable(epc_ctx_t *ctx, int max_tokens)
 {
-    epc_status_t st = epc_ctx_enter(ctx, "epc_ll_enable");
+    epc_status_t st = epc_ctx_check(ctx, "epc_ll_enable");
     if (st != EPC_OK)
         return st;
     epc_ctx_lock(ctx);
-    st = epc_ctx_leave(ctx, enable(ctx, max_tokens));
+    st = epc_ctx_enter(ctx, "epc_ll_enable");
+    if (st == EPC_OK)
+        st = epc_ctx_leave(ctx, enable(ctx, max_tokens));
     epc_ctx_unlock(ctx);
     return st;
 }
@@ -253,11 +256,12 @@ void coll_ll_keep_local(epc_request_t *r, epc_status_t local)
 /* After the send: a failure to send fails the request at once. */
 static void after_send(epc_request_t *r, epc_status_t st)
 {
-    if (st != EPC_OK) {
+    if (st != EPC_OK) { /* as the engine ends a request (request.c) */
         r->status = epc_ctx_leave(r->ctx, st);
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
-        if (r->finish != NULL)
-            r->finish(r, r->status);
+        r->finish(r, r->status);
+        r->algo_free(r);
+        r->step = NULL;
     }
     epc_ctx_kick(r->ctx);
 }
