@@ -529,11 +529,12 @@ EPC_EXPORT epc_status_t epc_ll_buffer_size(const epc_ctx_t *ctx, int max_tokens,
 /** Fixes the low-latency mode of ctx at max_tokens tokens per rank per
  * call (DeepEP suggests at most 256 for decoding) and reserves its
  * buffers (collective, once per context).  EPC_ERR_INVALID_ARG: ctx not
- * live, max_tokens outside [1, 65536], already enabled (on any rank:
- * every rank gets it); EPC_ERR_MISMATCH: ranks passed different
- * max_tokens; EPC_ERR_CAPACITY: a message would not fit the transport's
- * largest single message; EPC_ERR_NO_MEMORY; as epc_ctx_create for the
- * shared regions and the transport (EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT). */
+ * live, max_tokens outside [1, 65536], already enabled (a rank passing
+ * one gets it, every other rank EPC_ERR_PEER_FAILED naming it);
+ * EPC_ERR_MISMATCH: ranks passed different max_tokens; EPC_ERR_CAPACITY:
+ * a message would not fit the transport's largest single message;
+ * EPC_ERR_NO_MEMORY; as epc_ctx_create for the shared regions and the
+ * transport (EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT). */
 EPC_EXPORT epc_status_t epc_ll_enable(epc_ctx_t *ctx, int max_tokens);
 
 typedef struct epc_ll_dispatch_args {
@@ -580,11 +581,12 @@ typedef struct epc_ll_out {
  * argument is found here, before anything moves, and still sent as this
  * rank's verdict: the request then completes with the error on this rank
  * (EPC_ERR_INVALID_ARG: args/out NULL or of unknown size, num_tokens < 0,
- * topk outside [1, max_topk], x/topk_idx NULL with tokens, an expert id
- * outside [-1, E) or repeated in a token, payload unknown, FP8 with hidden
- * not a multiple of 128, FP8 in a context of dtype fp16, FP8_GIVEN
- * without x_scales; EPC_ERR_CAPACITY: num_tokens > max_tokens) and with
- * EPC_ERR_PEER_FAILED naming this rank and why on every other.  Returned
+ * topk outside [1, min(max_topk, 256)], x/topk_idx NULL with tokens, an
+ * expert id outside [-1, E) or repeated in a token, payload unknown, FP8
+ * with hidden not a multiple of 128, FP8_GIVEN without x_scales;
+ * EPC_ERR_CAPACITY: num_tokens > max_tokens) and with EPC_ERR_PEER_FAILED
+ * naming this rank and why on every other; ranks passing different
+ * payload kinds (native, FP8) all get EPC_ERR_MISMATCH.  Returned
  * here, nothing posted: ctx not live, aborted or failed, req NULL, the
  * mode not enabled (EPC_ERR_INVALID_ARG); the combine of the dispatch two
  * before in flight, or the context's requests all held (EPC_ERR_CAPACITY).  The
@@ -623,8 +625,10 @@ typedef struct epc_ll_combine_args {
  * or of unknown size, dispatched not this rank's latest complete dispatch
  * of its set or already combined, expert_out NULL with rows, y NULL with
  * tokens) completes the request with it here and EPC_ERR_PEER_FAILED
- * naming this rank elsewhere; returned here, nothing posted: as
- * epc_ll_dispatch. */
+ * naming this rank elsewhere (told on the buffer set of the oldest
+ * dispatch waiting for its combine; peers combining another time out
+ * naming this rank); returned here, nothing posted: as epc_ll_dispatch,
+ * and a combine of the same dispatch in flight (EPC_ERR_CAPACITY). */
 EPC_EXPORT epc_status_t epc_ll_combine(epc_ctx_t *ctx, const epc_ll_combine_args_t *args,
                                        epc_request_t **req);
 
