@@ -9,7 +9,8 @@
  *    are not exact, outputs poisoned first; outputs from the context's
  *    buffer (no copy) and from the caller's;
  *  - T = 0 and T = max_tokens, two dispatches in flight on the two
- *    buffer sets, FP8 rows and scales against epc_fp8_quantize;
+ *    buffer sets, FP8 rows and scales (cast here, given, UE8M0) against
+ *    epc_fp8_quantize;
  *  - every bad argument: its status naming the argument, on every rank
  *    when all pass it, on one (and a peer error naming it elsewhere), and
  *    the mode still working afterwards.
@@ -92,7 +93,7 @@ static uint16_t out_elem(uint16_t in, int g)
 }
 
 typedef struct call {
-    int c, T, fp8;
+    int c, T, fp8; /* fp8: the epc_payload_t (0: native) */
     uint16_t *x;
     int32_t *idx;
     float *w;
@@ -133,7 +134,14 @@ static epc_status_t start_dispatch(epc_ctx_t *ctx, call_t *k)
     a.num_tokens = k->T;
     a.topk = TOPK;
     a.topk_idx = k->idx;
-    a.payload = k->fp8 ? EPC_PAYLOAD_FP8 : EPC_PAYLOAD_NATIVE;
+    a.payload = (epc_payload_t)k->fp8;
+    if (k->fp8 == EPC_PAYLOAD_FP8_GIVEN) { /* cast here: rows and scales as given */
+        static uint8_t q[MAXT * HIDDEN];
+        static float sc[MAXT * HIDDEN / 128];
+        epc_fp8_quantize(k->x, EPC_DTYPE_BF16, k->T, HIDDEN, 0, q, HIDDEN, sc,
+                         HIDDEN / 128 * sizeof(float));
+        a.x = q, a.x_scales = sc;
+    }
     return epc_ll_dispatch(ctx, &a, &k->out, &k->req);
 }
 
@@ -156,7 +164,8 @@ static int row_ok(const call_t *k, const char *row, int s, int t)
     {
         uint8_t q[HIDDEN];
         float sc[HIDDEN / 128];
-        epc_fp8_quantize(src, EPC_DTYPE_BF16, 1, HIDDEN, 0, q, HIDDEN, sc, sizeof sc);
+        epc_fp8_quantize(src, EPC_DTYPE_BF16, 1, HIDDEN, k->fp8 == EPC_PAYLOAD_FP8_UE8M0, q, HIDDEN,
+                         sc, sizeof sc);
         return memcmp(row, q, HIDDEN) == 0 && memcmp(row + HIDDEN, sc, sizeof sc) == 0;
     }
 }
@@ -170,8 +179,8 @@ static void check_dispatch(const call_t *k)
     int bad_rows = 0, bad_counts = 0;
     MT_CHECK(o->num_local_experts == EPR && o->max_tokens == MAXT && o->slots == nranks * MAXT,
              "shape %d %d %d", o->num_local_experts, o->max_tokens, o->slots);
-    MT_CHECK((o->scales != NULL) == k->fp8, "scales %p with fp8 %d", (const void *)o->scales,
-             k->fp8);
+    MT_CHECK((o->scales != NULL) == (k->fp8 != 0), "scales %p with payload %d",
+             (const void *)o->scales, k->fp8);
     for (int e = 0; e < EPR; e++) {
         int g = mt_rank * EPR + e, total = 0;
         for (int s = 0; s < nranks; s++) {
@@ -371,6 +380,23 @@ static void bad_dispatches(epc_ctx_t *ctx)
     bad_dispatch(ctx, -1, NULL, EPC_ERR_INVALID_ARG, "args", "args NULL");
 }
 
+/* One rank's rows in FP8, the others' native: every rank gets
+ * EPC_ERR_MISMATCH naming the payload, out untouched. */
+static void payload_mismatch(epc_ctx_t *ctx)
+{
+    call_t k;
+    epc_ll_out_t poison;
+    make_call(&k, 901, mt_rank == 1 % nranks ? EPC_PAYLOAD_FP8 : EPC_PAYLOAD_NATIVE);
+    poison = k.out;
+    MT_CHECK(start_dispatch(ctx, &k) == EPC_OK, "start: %s", epc_last_error(ctx));
+    if (nranks > 1)
+        expect(finish(&k.req), EPC_ERR_MISMATCH, ctx, "payload", "payload kinds differ");
+    else
+        MT_CHECK(finish(&k.req) == EPC_OK, "one rank: %s", epc_last_error(ctx));
+    MT_CHECK(nranks == 1 || memcmp(&k.out, &poison, sizeof poison) == 0, "out written");
+    free_call(&k);
+}
+
 /* The calls refused at the start (nothing posted, local). */
 static void refused_starts(epc_ctx_t *ctx)
 {
@@ -498,11 +524,17 @@ int main(int argc, char **argv)
     if (ctx != NULL) {
         enable(ctx);
         refused_starts(ctx);
-        for (int c = 0; c < 6; c++)
-            one_call(ctx, c, c % 3 == 2, c % 2);
+        for (int c = 0; c < 8; c++) /* FP8 cast, FP8 as given, UE8M0 scales */
+            one_call(ctx, c,
+                     c == 2   ? EPC_PAYLOAD_FP8
+                     : c == 5 ? EPC_PAYLOAD_FP8_GIVEN
+                     : c == 7 ? EPC_PAYLOAD_FP8_UE8M0
+                              : EPC_PAYLOAD_NATIVE,
+                     c % 2);
         two_in_flight(ctx, 10);
         two_in_flight(ctx, 20);
         bad_dispatches(ctx);
+        payload_mismatch(ctx);
         bad_combine(ctx, 30);
         set_rules(ctx, 50);
         for (int c = 40; c < 43; c++) /* still works */
