@@ -154,7 +154,8 @@ static epc_status_t build(epc_ctx_t *ctx, coll_ll_t *ll)
         return st;
     if (ll->R > ctx->comm.lsize)
         st = epc_lane_net_reserve(&ll->lane, net, net);
-    if (st == EPC_OK && (ll->dcap > ll->lane.tr->piece_max || ll->ccap > ll->lane.tr->piece_max))
+    if (st == EPC_OK && ll->R > ctx->comm.lsize && /* only messages between nodes */
+        (ll->dcap > ll->lane.tr->piece_max || ll->ccap > ll->lane.tr->piece_max))
         st = epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY,
                            "epc_ll_enable: a message of up to %zu bytes would exceed the %s "
                            "transport's largest message (%zu bytes): lower max_tokens",
