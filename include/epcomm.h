@@ -551,7 +551,8 @@ typedef struct epc_ll_dispatch_args {
 /**
  * What a low-latency dispatch delivered to this rank (filled when its
  * request completes; owned by the context, valid until this rank starts
- * the combine of the dispatch two after it).  DeepEP's low-latency
+ * its combine, after which peers may already send the dispatch two after
+ * it into the same set; uncombined, until that dispatch).  DeepEP's low-latency
  * layout: local expert e's block holds slots = ranks x max_tokens rows;
  * the rows source rank s sent it are slots s x max_tokens ..
  * + src_count[e x ranks + s] - 1, by source token ascending (so every

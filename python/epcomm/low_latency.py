@@ -18,8 +18,10 @@ class LowLatencyHandle:
     """What a low-latency dispatch leaves for its combine.  recv_count
     (int32 [L]), src_count (int32 [L, num_ranks]: rows expert e got from
     rank s, at slots s*max_tokens ..), src_token (int32 [L, slots]: each
-    row's index on its source, where a row is); the received rows and
-    this handle are valid until the dispatch two after this one starts."""
+    row's index on its source, where a row is); the received rows are
+    valid until this rank's combine of them starts (peers may then send the
+    dispatch two after into the same buffers), or without a combine until
+    that dispatch."""
 
     def __init__(self, ctx, out, num_tokens, topk, fp8):
         self.ctx, self._out, self.num_tokens, self.topk, self.fp8 = ctx, out, num_tokens, topk, fp8
