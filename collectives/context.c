@@ -69,36 +69,26 @@ static epc_status_t resolve_all(epc_ctx_t *ctx, const epc_ctx_params_t *p)
     return st == EPC_OK ? epc_comm_resolve(&ctx->comm, &cp) : st;
 }
 
-/* Every rank must hold the same job-wide values: compare max and -min. */
+/* Every rank must hold the same job-wide values. */
 static epc_status_t check_same(epc_ctx_t *ctx)
 {
     const char *names[SHARED_MAX] = {"num_experts", "hidden", "dtype", "max_tokens_per_rank",
                                      "max_topk"};
     double v[SHARED_MAX] = {ctx->num_experts, ctx->hidden, ctx->dtype, ctx->max_tokens,
                             ctx->max_topk};
-    double in[2 * SHARED_MAX], out[2 * SHARED_MAX];
-    int n = 5 + epc_comm_shared(&ctx->comm, names + 5, v + 5), rc;
-    MPI_Request req;
-    epc_status_t st;
-    for (int i = 0; i < n; i++) {
-        in[2 * i] = v[i];
-        in[2 * i + 1] = -v[i];
-    }
-    rc = MPI_Iallreduce(in, out, 2 * n, MPI_DOUBLE, MPI_MAX, ctx->comm.mpi, &req);
-    st = epc_mpi_finish(rc, &req, epc_deadline_in_ms(ctx->comm.timeout_ms), &ctx->hdr,
-                        "epc_ctx_create: MPI_Iallreduce(job-wide params)");
-    if (st != EPC_OK)
+    double lo, hi;
+    int n = 5 + epc_comm_shared(&ctx->comm, names + 5, v + 5), i;
+    epc_status_t st =
+        epc_mpi_compare(ctx->comm.mpi, v, n, epc_deadline_in_ms(ctx->comm.timeout_ms), &ctx->hdr,
+                        "epc_ctx_create: MPI_Iallreduce(job-wide params)", &i, &lo, &hi);
+    if (st != EPC_OK || i < 0)
         return st;
-    for (int i = 0; i < n; i++)
-        if (out[2 * i] != -out[2 * i + 1])
-            return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
-                                 "epc_ctx_create: ranks disagree on %s (this rank: %.0f; values "
-                                 "from %.0f to %.0f)%s",
-                                 names[i], v[i], -out[2 * i + 1], out[2 * i],
-                                 !strcmp(names[i], "transport")
-                                     ? " (auto may choose differently on different nodes)"
-                                     : "");
-    return EPC_OK;
+    return epc_error_obj(
+        &ctx->hdr, EPC_ERR_MISMATCH,
+        "epc_ctx_create: ranks disagree on %s (this rank: %.0f; values "
+        "from %.0f to %.0f)%s",
+        names[i], v[i], lo, hi,
+        !strcmp(names[i], "transport") ? " (auto may choose differently on different nodes)" : "");
 }
 
 static epc_status_t create_phases(epc_ctx_t *ctx, const epc_ctx_params_t *p, epc_status_t st)

@@ -109,6 +109,21 @@ static const epc_abi_field_t table[] = {
     F(hier_max_intra_bytes), F(ll_dispatch_us), F(ll_combine_us), F(ll_max_inter_bytes),
     F(ll_max_intra_bytes),
 #undef T
+#define T epc_placement_params_t
+    STRUCT, F(size), F(num_experts), F(num_ranks), F(ranks_per_node), F(num_slots),
+    F(slot_expert),
+#undef T
+#define T epc_placement_info_t
+    STRUCT, F(size), F(num_experts), F(num_slots), F(num_ranks), F(ranks_per_node),
+    F(slots_per_rank), F(max_replicas), F(node_local),
+#undef T
+#define T epc_placement_plan_params_t
+    STRUCT, F(size), F(num_experts), F(num_ranks), F(ranks_per_node), F(num_slots),
+    F(expert_load), F(num_groups), F(algo),
+#undef T
+#define T epc_slot_move_t
+    STRUCT, F(slot), F(peer), F(peer_slot),
+#undef T
 #define T epc_abi_field_t
     STRUCT, F(type), F(field), F(offset), F(size),
 #undef T

@@ -21,12 +21,13 @@ typedef struct epc_obj {
 } epc_obj_t;
 
 enum {
-    EPC_MAGIC_CTX = 0x45504358u,     /* "EPCX" */
-    EPC_MAGIC_TOPO = 0x45505450u,    /* "EPTP" */
-    EPC_MAGIC_ROUTER = 0x45505254u,  /* "EPRT" */
-    EPC_MAGIC_HANDLE = 0x45504844u,  /* "EPHD" */
-    EPC_MAGIC_REQUEST = 0x45505251u, /* "EPRQ" */
-    EPC_MAGIC_DEAD = 0xdeadbeefu     /* set by destroy, catches reuse */
+    EPC_MAGIC_CTX = 0x45504358u,       /* "EPCX" */
+    EPC_MAGIC_TOPO = 0x45505450u,      /* "EPTP" */
+    EPC_MAGIC_ROUTER = 0x45505254u,    /* "EPRT" */
+    EPC_MAGIC_HANDLE = 0x45504844u,    /* "EPHD" */
+    EPC_MAGIC_REQUEST = 0x45505251u,   /* "EPRQ" */
+    EPC_MAGIC_PLACEMENT = 0x4550504cu, /* "EPPL" */
+    EPC_MAGIC_DEAD = 0xdeadbeefu       /* set by destroy, catches reuse */
 };
 
 /*

@@ -49,6 +49,35 @@ epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj
     return st;
 }
 
+epc_status_t epc_mpi_compare(MPI_Comm comm, const double *v, int n, epc_deadline_t dl,
+                             epc_obj_t *obj, const char *what, int *differs, double *lo, double *hi)
+{
+    double in[2 * EPC_MPI_COMPARE_MAX], out[2 * EPC_MPI_COMPARE_MAX];
+    MPI_Request req;
+    epc_status_t st;
+    int rc;
+    *differs = -1;
+    if (n < 0 || n > EPC_MPI_COMPARE_MAX)
+        return epc_error_obj(obj, EPC_ERR_INTERNAL, "%s: %d values to compare", what, n);
+    /* max of v and of -v: one allreduce gives both ends of each range */
+    for (int i = 0; i < n; i++) {
+        in[2 * i] = v[i];
+        in[2 * i + 1] = -v[i];
+    }
+    rc = MPI_Iallreduce(in, out, 2 * n, MPI_DOUBLE, MPI_MAX, comm, &req);
+    if ((st = epc_mpi_finish(rc, &req, dl, obj, what)) != EPC_OK)
+        return st;
+    for (int i = 0; i < n && *differs < 0; i++)
+        if (out[2 * i] != -out[2 * i + 1]) {
+            *differs = i;
+            if (lo != NULL)
+                *lo = -out[2 * i + 1];
+            if (hi != NULL)
+                *hi = out[2 * i];
+        }
+    return EPC_OK;
+}
+
 epc_status_t epc_mpi_agree_start(epc_agree_t *ag, MPI_Comm comm, epc_status_t local, epc_obj_t *obj)
 {
     int rc;

@@ -63,6 +63,19 @@ epc_status_t epc_mpi_test_one(MPI_Request *req, epc_deadline_t dl, epc_obj_t *ob
 epc_status_t epc_mpi_finish(int rc, MPI_Request *req, epc_deadline_t dl, epc_obj_t *obj,
                             const char *what);
 
+/*
+ * Collective over comm, bounded by dl: do all ranks hold the same n values
+ * v[] (doubles: integers up to 2^53 compare exactly)?  *differs gets the
+ * index of the first value that differs between ranks (-1: none) and, for
+ * it, the smallest and largest value held (lo, hi; may be NULL); every
+ * rank gets the same answer.  Only MPI failures are raised (naming what);
+ * the caller words the disagreement.  n <= EPC_MPI_COMPARE_MAX.
+ */
+#define EPC_MPI_COMPARE_MAX 16
+epc_status_t epc_mpi_compare(MPI_Comm comm, const double *v, int n, epc_deadline_t dl,
+                             epc_obj_t *obj, const char *what, int *differs, double *lo,
+                             double *hi);
+
 /* Duplicates comm with MPI_ERRORS_RETURN, so MPI failures become statuses. */
 epc_status_t epc_mpi_dup(MPI_Comm comm, MPI_Comm *dup);
 

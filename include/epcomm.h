@@ -41,9 +41,9 @@ extern "C" {
 /* --- Version ------------------------------------------------------------- */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 6
+#define EPC_VERSION_MINOR 7
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.6.0"
+#define EPC_VERSION_STRING "0.7.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj)*10000 + (min)*100 + (pat))
 #define EPC_VERSION EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
@@ -725,7 +725,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 5 /* libtool's current: a function added, a layout or signature changed */
+#define EPC_ABI_VERSION 6 /* libtool's current: a function added, a layout or signature changed */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
@@ -1018,6 +1018,172 @@ EPC_EXPORT epc_status_t epc_cost_model(const epc_cost_params_t *params, epc_cost
  */
 EPC_EXPORT epc_status_t epc_recommend_node_limit(int topk, int num_nodes, double intra_bw_gbs,
                                                  double inter_bw_gbs, int *node_limit);
+
+/* ------------------------------------------------------------------------ */
+/* Expert placement: physical slots -> logical experts, with replicas; the  */
+/* planner that balances them; moving expert weights.  docs/PLACEMENT.md.   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct epc_placement epc_placement_t;
+
+typedef struct epc_placement_params {
+    size_t size;                /* EPC_PLACEMENT_PARAMS_INIT */
+    int num_experts;            /* E logical experts (required) */
+    int num_ranks;              /* R; 0: 1 */
+    int ranks_per_node;         /* 0: R (one node) */
+    int num_slots;              /* S physical slots, >= E and a multiple of R: slot s
+                                   lives on rank s / (S / R); 0: E */
+    const int32_t *slot_expert; /* [S] logical expert of each slot (copied);
+                                   NULL: slot s holds expert s (S must be E) */
+} epc_placement_params_t;
+#define EPC_PLACEMENT_PARAMS_INIT EPC_PARAMS_INIT_(epc_placement_params_t)
+
+/**
+ * Validates params and builds a placement (pure computation, no MPI).
+ * EPC_ERR_INVALID_ARG names the field: E < 1, R % ranks_per_node, S < E or
+ * not a multiple of R, slot_expert NULL with S != E, an entry outside
+ * [0, E), a logical expert with no slot, params or placement_p NULL.
+ */
+EPC_EXPORT epc_status_t epc_placement_create(const epc_placement_params_t *params,
+                                             epc_placement_t **placement_p);
+EPC_EXPORT void epc_placement_destroy(epc_placement_t *placement);
+
+typedef struct epc_placement_info {
+    size_t size; /* EPC_PLACEMENT_INFO_INIT */
+    int num_experts, num_slots, num_ranks, ranks_per_node, slots_per_rank;
+    int max_replicas; /* most slots one logical expert has */
+    int node_local;   /* 1 when every expert's slots lie on one node */
+} epc_placement_info_t;
+#define EPC_PLACEMENT_INFO_INIT EPC_PARAMS_INIT_(epc_placement_info_t)
+
+/** Shape of a placement.  EPC_ERR_INVALID_ARG: not a live placement,
+ * info NULL or of unknown size. */
+EPC_EXPORT epc_status_t epc_placement_info(const epc_placement_t *placement,
+                                           epc_placement_info_t *info);
+
+/** The table: slot_expert[s] for the S slots.  EPC_ERR_INVALID_ARG: not a
+ * live placement, slot_expert NULL, capacity < S. */
+EPC_EXPORT epc_status_t epc_placement_table(const epc_placement_t *placement, int32_t *slot_expert,
+                                            int capacity);
+
+/** The slots of logical expert `expert`, ascending, into slots[] (at most
+ * capacity written) and their number into *count.  EPC_ERR_INVALID_ARG:
+ * expert outside [0, E), NULL pointers, capacity below the count. */
+EPC_EXPORT epc_status_t epc_placement_replicas(const epc_placement_t *placement, int expert,
+                                               int32_t *slots, int capacity, int *count);
+
+/**
+ * Replica choice: slot_idx [T x k] gets, for each logical expert id of
+ * topk_idx [T x k], one of its slots (-1 stays -1), so the result can be
+ * dispatched by a context whose num_experts is S.  Deterministic: the same
+ * input gives the same slots on every run and rank.  A replica on a node
+ * the token already reaches (through its experts with slots on one node
+ * only, then earlier choices) is preferred, so node-limited routing's
+ * nodes per token do not grow; among the candidates, token t (counted from
+ * first_token, e.g. rank x T) takes candidate (t + expert) mod their
+ * number, spreading each expert's tokens evenly over its replicas.
+ * EPC_ERR_INVALID_ARG (nothing written): not a live placement, T < 0,
+ * topk < 1, first_token < 0, NULL arrays with T > 0, an id outside [-1, E)
+ * or repeated in a token.  slot_idx may alias topk_idx.
+ */
+EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, const int32_t *topk_idx,
+                                          int num_tokens, int topk, int64_t first_token,
+                                          int32_t *slot_idx);
+
+/**
+ * The load a placement puts on each rank and node when logical expert e
+ * receives expert_load[e] tokens split evenly over its replicas:
+ * rank_load [R] and node_load [nodes] (either may be NULL) and the busiest
+ * rank's load over the mean into *imbalance (may be NULL; 0 when there is
+ * no load).  EPC_ERR_INVALID_ARG: not a live placement, expert_load NULL
+ * or an entry negative or not finite.
+ */
+EPC_EXPORT epc_status_t epc_placement_load(const epc_placement_t *placement,
+                                           const double *expert_load, double *rank_load,
+                                           double *node_load, double *imbalance);
+
+typedef enum epc_placement_algo {
+    EPC_PLACEMENT_BALANCED = 0, /* epcomm's: EPLB's steps, then local search on the busiest rank */
+    EPC_PLACEMENT_EPLB = 1      /* DeepSeek's EPLB (rebalance_experts), the reference */
+} epc_placement_algo_t;
+
+typedef struct epc_placement_plan_params {
+    size_t size;               /* EPC_PLACEMENT_PLAN_PARAMS_INIT */
+    int num_experts;           /* E (required) */
+    int num_ranks;             /* R; 0: 1 */
+    int ranks_per_node;        /* 0: R */
+    int num_slots;             /* S = E + redundant slots, a multiple of R; 0: E */
+    const double *expert_load; /* [E] tokens per logical expert (e.g. epc_layout's
+                                   tokens_per_expert summed over ranks and batches) */
+    int num_groups;            /* experts in contiguous groups of E / G kept whole on one node
+                                   when G is a multiple of the node count (hierarchical; the
+                                   router's node blocks when G = nodes); otherwise balanced
+                                   over all ranks as one node (global).  0: G = nodes */
+    epc_placement_algo_t algo;
+} epc_placement_plan_params_t;
+#define EPC_PLACEMENT_PLAN_PARAMS_INIT EPC_PARAMS_INIT_(epc_placement_plan_params_t)
+
+/**
+ * Plans a placement for expert_load (pure computation): every logical
+ * expert gets at least one slot, each rank S / R, hot experts the
+ * redundant ones, packed to minimise the busiest rank's load.  Hierarchical
+ * plans keep each group and all its replicas on one node (node-limited
+ * routing stays feasible and replicas add no network bytes).
+ * EPC_ERR_INVALID_ARG names the field: the shape (as epc_placement_create),
+ * G not dividing E, expert_load NULL or an entry negative or not finite,
+ * an unknown algo, placement_p NULL.
+ */
+EPC_EXPORT epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
+                                           epc_placement_t **placement_p);
+
+/**
+ * Collective over the context: every rank passes the same placement, and
+ * its S is the context's num_experts and its R the context's size.
+ * EPC_ERR_MISMATCH on every rank when the tables differ between ranks;
+ * EPC_ERR_INVALID_ARG (on every rank, the same text) when the shape does
+ * not fit the context or the placement is not a live one on some rank
+ * (that rank's own error there, EPC_ERR_PEER_FAILED naming it elsewhere);
+ * the context's transport and timeout statuses.
+ */
+EPC_EXPORT epc_status_t epc_placement_agree(epc_ctx_t *ctx, const epc_placement_t *placement);
+
+/** One slot's weights moving between ranks: this rank's local slot `slot`
+ * goes to (or comes from) `peer`'s local slot `peer_slot`. */
+typedef struct epc_slot_move {
+    int32_t slot, peer, peer_slot;
+} epc_slot_move_t;
+
+/**
+ * What rank `rank` sends and receives when the placement changes from
+ * `from` to `to` (same E and R; S may differ): each slot of `to` is filled
+ * from a slot of `from` holding its expert, this rank's own when it has
+ * one (listed among the receives with peer = rank, a local copy, and not
+ * among the sends), else one on the same node, else any (candidates
+ * spread by the slot's index).  Both sides list a pair's moves by the
+ * receiver's slot, ascending.  sends/recvs get up to their capacities, the
+ * totals go to *num_sends and *num_recvs (a NULL array with capacity 0 asks
+ * for the totals).  EPC_ERR_INVALID_ARG: shapes that differ, rank outside
+ * [0, R), a capacity below its total, NULL pointers.
+ */
+EPC_EXPORT epc_status_t epc_placement_moves(const epc_placement_t *from, const epc_placement_t *to,
+                                            int rank, epc_slot_move_t *sends, int send_capacity,
+                                            int *num_sends, epc_slot_move_t *recvs,
+                                            int recv_capacity, int *num_recvs);
+
+/**
+ * Collective: moves expert weights from placement `from` to `to` through
+ * the context's transport.  old_weights holds this rank's S_from / R slots
+ * of slot_bytes each, new_weights gets its S_to / R slots (they must not
+ * overlap).  Both placements are agreed first (epc_placement_agree's
+ * statuses, their R the context's); slot_bytes 0 or NULL buffers are
+ * EPC_ERR_INVALID_ARG on that rank and a named peer error elsewhere;
+ * new_weights is only written once every rank agreed.  Deadlines and
+ * faults as every collective.
+ */
+EPC_EXPORT epc_status_t epc_placement_move_weights(epc_ctx_t *ctx, const epc_placement_t *from,
+                                                   const epc_placement_t *to,
+                                                   const void *old_weights, void *new_weights,
+                                                   size_t slot_bytes);
 
 #ifdef __cplusplus
 } /* extern "C" */

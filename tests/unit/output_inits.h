@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * output_inits.h - how many of the 10 output structs' INIT macros set their
+ * output_inits.h - how many of the 11 output structs' INIT macros set their
  * size: one expression, compiled as C11 by test_header_c and as C++11 by
  * test_header_cxx (where the macros take another path).
  */
 #ifndef EPC_TEST_OUTPUT_INITS_H
 #define EPC_TEST_OUTPUT_INITS_H
 
-#define EPC_TEST_OUTPUT_INITS 10
+#define EPC_TEST_OUTPUT_INITS 11
 #define EPC_TEST_SIZED_OUTPUT_INITS                               \
     ((EPC_CTX_STATS_INIT.size == sizeof(epc_ctx_stats_t)) +       \
      (EPC_COLL_STATS_INIT.size == sizeof(epc_coll_stats_t)) +     \
@@ -18,6 +18,7 @@
      (EPC_TOPO_BW_INIT.size == sizeof(epc_topo_bw_t)) +           \
      (EPC_LAYOUT_INIT.size == sizeof(epc_layout_t)) +             \
      (EPC_ROUTE_STATS_INIT.size == sizeof(epc_route_stats_t)) +   \
-     (EPC_COST_INIT.size == sizeof(epc_cost_t)))
+     (EPC_COST_INIT.size == sizeof(epc_cost_t)) +                 \
+     (EPC_PLACEMENT_INFO_INIT.size == sizeof(epc_placement_info_t)))
 
 #endif

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * placement.h - internal layout of an expert placement and the planner's
+ * building blocks (placement.c: the table and replica choice;
+ * placement_plan.c: DeepSeek's EPLB and epcomm's balanced planner).
+ *
+ * Slot s lives on rank s / spr (spr = S / R), node rank / rpn.  The
+ * replicas of logical expert e are rep_slot[rep_begin[e] .. rep_begin[e+1]),
+ * ascending.
+ */
+#ifndef EPC_ROUTING_PLACEMENT_H
+#define EPC_ROUTING_PLACEMENT_H
+
+#include <stdint.h>
+
+#include "epcomm.h"
+#include "error.h"
+
+struct epc_placement {
+    epc_obj_t hdr; /* magic EPC_MAGIC_PLACEMENT */
+    int E, R, rpn, nodes, S, spr;
+    int max_rep;
+    int32_t *slot_expert; /* [S] */
+    int32_t *rep_begin;   /* [E + 1] */
+    int32_t *rep_slot;    /* [S] */
+    int32_t *home_node;   /* [E]: the node of all of e's slots, or -1 */
+};
+
+/* A live placement, else EPC_ERR_INVALID_ARG raised naming fn. */
+epc_status_t epc_placement_check(const epc_placement_t *pl, const char *fn);
+
+/* The shape of a placement from its params (0: the defaults, written to
+ * R, rpn, S), checked; EPC_ERR_INVALID_ARG raised naming fn and the field. */
+epc_status_t epc_placement_shape(const char *fn, int E, int num_ranks, int ranks_per_node,
+                                 int num_slots, int *R, int *rpn, int *S);
+
+/* Builds a placement from a checked shape and a table the caller has
+ * already validated (the planner's output).  EPC_ERR_NO_MEMORY raised. */
+epc_status_t epc_placement_build(int E, int R, int rpn, int S, const int32_t *slot_expert,
+                                 epc_placement_t **pl_p);
+
+/* The node holding slot s. */
+static inline int epc_placement_slot_node(const epc_placement_t *pl, int s)
+{
+    return s / pl->spr / pl->rpn;
+}
+
+/* DeepSeek's EPLB, the reference: phy2log [S] for weight [E] (layer count
+ * 1), hierarchical when G is a multiple of nodes, else global.  Returns 0,
+ * -1 when out of memory. */
+int epc_eplb(const double *weight, int E, int S, int G, int nodes, int R, int32_t *phy2log);
+
+/* epcomm's planner: the same three steps, each followed by local search
+ * (swaps, then moving replicas between experts) that lowers the busiest
+ * rank's load.  Same contract as epc_eplb. */
+int epc_plan_balanced(const double *weight, int E, int S, int G, int nodes, int R,
+                      int32_t *phy2log);
+
+#endif
