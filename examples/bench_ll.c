@@ -32,11 +32,17 @@ static int cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double slowest(double t)
+double bench_slowest(double t)
 {
     double m;
     MPI_Allreduce(&t, &m, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return m;
+}
+
+double bench_median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 /* Prints one row: min, median, p99 (microseconds) and the median against
@@ -45,9 +51,7 @@ static double print_lat(const bench_t *b, int T, const char *op, const char *pat
                         double raw_med)
 {
     int n = b->o.iters, p99 = (int)ceil(0.99 * n) - 1;
-    double med;
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    double med = bench_median(t, n);
     if (b->rank == 0) {
         printf("%8d  %-8s %-8s %10.1f %10.1f %10.1f", T, op, path, 1e6 * t[0], 1e6 * med,
                1e6 * t[p99 < 0 ? 0 : p99]);
@@ -124,7 +128,7 @@ static void identity_in_place(const bench_t *b, const epc_dispatch_out_t *o)
 }
 
 /* One normal dispatch and combine (algo) of T tokens, outputs in place. */
-static int normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *tc, long *wrong)
+int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *tc, long *wrong)
 {
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
@@ -172,7 +176,7 @@ static int raw_times(bench_t *b, int T, double *t)
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
         MPI_Alltoall(src, (int)per, MPI_BYTE, dst, (int)per, MPI_BYTE, MPI_COMM_WORLD);
-        t0 = slowest(MPI_Wtime() - t0);
+        t0 = bench_slowest(MPI_Wtime() - t0);
         if (it >= 0)
             t[it] = t0;
     }
@@ -186,11 +190,11 @@ static int path_times(bench_t *b, int path, int T, lat_t *l)
     for (int it = -b->o.warmup; it < b->o.iters; it++) {
         double td = 0, tc = 0;
         int rc = path == 0 ? ll_once(b, T, &td, &tc, &l->wrong)
-                           : normal_once(b, path == 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, T, &td, &tc,
-                                         &l->wrong);
+                           : bench_normal_once(b, path == 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, T, &td,
+                                               &tc, &l->wrong);
         if (rc != 0)
             return rc;
-        td = slowest(td), tc = slowest(tc);
+        td = bench_slowest(td), tc = bench_slowest(tc);
         if (it >= 0)
             l->d[it] = td, l->c[it] = tc;
     }

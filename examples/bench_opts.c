@@ -37,6 +37,12 @@ static void usage(FILE *f)
            "      --ll            only the latency table: T = 1, 16, 128, 256 (up to -t),\n"
            "                      low-latency mode, hier, flat and a raw MPI_Alltoall of\n"
            "                      the same bytes per peer; min, median, p99 (use -n 200)\n"
+           "      --placement LIST  only the placement table: for each redundant slot\n"
+           "                      count (e.g. 0,16,32) the contiguous placement, DeepSeek's\n"
+           "                      EPLB and epcomm's planner, planned from this run's loads:\n"
+           "                      rows per rank / mean, hier dispatch + combine medians\n"
+           "      --groups G      the planner's expert groups kept on one node (0: one\n"
+           "                      per node, as the node limit; 1: global)\n"
            "      --seed N\n");
 }
 
@@ -66,7 +72,8 @@ static int *int_opt(bench_opts_t *o, const char *a)
              {"-k", "--topk", offsetof(bench_opts_t, topk)},
              {"-m", "--max-nodes", offsetof(bench_opts_t, max_nodes)},
              {"-n", "--iters", offsetof(bench_opts_t, iters)},
-             {"-w", "--warmup", offsetof(bench_opts_t, warmup)}};
+             {"-w", "--warmup", offsetof(bench_opts_t, warmup)},
+             {"--groups", "--groups", offsetof(bench_opts_t, groups)}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(a, t[i].s) || !strcmp(a, t[i].l))
             return (int *)(void *)((char *)o + t[i].off);
@@ -114,6 +121,8 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
         return o->plot = v, 0;
     if (!strcmp(a, "--profile"))
         return o->profile = v, 0;
+    if (!strcmp(a, "--placement"))
+        return o->placement = v, strspn(v, "0123456789,") != strlen(v) || *v == '\0';
     return 2;
 }
 

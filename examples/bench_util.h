@@ -18,10 +18,12 @@ typedef struct bench_opts {
     double overlap_us; /* --overlap: compute loop length, 0: off, -1: auto */
     unsigned seed;
     const char *csv, *json, *plot, *profile;
-    int prewarm;  /* --prewarm: epc_ctx_warmup on each fresh context first */
-    int reroute;  /* --reroute: every expert id shifted by one each iteration */
-    int buffered; /* --buffered-outputs: expert outputs copied to epc_combine_buffer */
-    int ll;       /* --ll: the latency table (low-latency mode, hier, flat, raw) */
+    int prewarm;           /* --prewarm: epc_ctx_warmup on each fresh context first */
+    int reroute;           /* --reroute: every expert id shifted by one each iteration */
+    int buffered;          /* --buffered-outputs: expert outputs copied to epc_combine_buffer */
+    int ll;                /* --ll: the latency table (low-latency mode, hier, flat, raw) */
+    const char *placement; /* --placement LIST: redundant slot counts to compare */
+    int groups;            /* --groups G: the planner's expert groups (0: nodes) */
 } bench_opts_t;
 
 typedef struct bench_result {
@@ -84,6 +86,18 @@ int bench_run_p2p(bench_t *b);
 
 /* bench_ll.c: the --ll latency table at T = 1, 16, 128, 256 (up to -t). */
 int bench_run_ll(bench_t *b);
+
+/* bench_ll.c's steps, shared: one normal dispatch and combine of T tokens
+ * (algo; outputs written over the rows; times into *td, *tc, checked with
+ * -c), the slowest rank's time, and the median of n times (sorts t). */
+int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *tc, long *wrong);
+double bench_slowest(double t);
+double bench_median(double *t, int n);
+
+/* bench_place.c: --placement, the table of placements (none, EPLB,
+ * epcomm's planner) for each redundant slot count: rows per rank over the
+ * mean and hier dispatch + combine times, in one run. */
+int bench_run_placement(bench_t *b);
 
 /* bench_overlap.c: the --overlap lines (dispatch/combine hidden behind a
  * compute loop driven with epc_test). */

@@ -287,8 +287,8 @@ int main(int argc, char **argv)
     rc = bench_setup(&b, argc, argv);
     if (rc == 0) {
         bench_header(&b);
-        if (b.o.ll) { /* the latency table alone */
-            rc = bench_run_ll(&b);
+        if (b.o.ll || b.o.placement) { /* the latency or placement table alone */
+            rc = b.o.ll ? bench_run_ll(&b) : bench_run_placement(&b);
             bench_teardown(&b);
             MPI_Finalize();
             return rc < 0 ? 0 : rc;

@@ -7,7 +7,7 @@
  * imbalance and the modeled dispatch/combine times on a hardware profile.
  *
  *   epc_plan -e 256 -k 8 -r 64 --ranks-per-node 8 -m 4 --profile h800 \
- *            --skew 1.0 -t 4096 [--json] [--bench]
+ *            --skew 1.0 -t 4096 [--json] [--bench] [--placement N]
  *
  * Logits: Gumbel noise (seeded) plus -skew * ln(1 + popularity rank) of a
  * fixed random permutation of experts, so top-1 choices follow a Zipf law of
@@ -252,6 +252,8 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : 2;
     if (o.bench)
         return plan_bench(&o);
+    if (o.placement >= 0)
+        return plan_placement(&o);
     nm = 1 + (o.topk < o.group_ranks / o.rpn ? o.topk : o.group_ranks / o.rpn);
     rows = calloc((size_t)nm, sizeof *rows);
     if (rows == NULL || plan(&o, rows, nm, &sampled) != 0) {

@@ -27,7 +27,12 @@ static void usage(FILE *f)
                "      --intra-bw G / --inter-bw G   override the profile (GB/s)\n"
                "      --seed N           (1)\n"
                "      --json             machine-readable output\n"
-               "      --bench            time epc_route and epc_layout (tokens/s)\n");
+               "      --bench            time epc_route and epc_layout (tokens/s)\n"
+               "      --placement N      plan expert placements with N redundant slots (none,\n"
+               "                         DeepSeek's EPLB, epcomm's planner) for node limit -m:\n"
+               "                         the table, load per rank and node, modelled times\n"
+               "      --groups G         with --placement: expert groups kept on one node\n"
+               "                         (0: one per node, as the node limit; 1: global)\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -72,6 +77,7 @@ static void defaults(plan_opts_t *o)
     o->experts = 256, o->topk = 8, o->ranks = 64, o->rpn = 8, o->m = -1;
     o->tokens = 4096, o->hidden = 7168, o->row_bytes = 2, o->combine_row_bytes = 4;
     o->seed = 1, o->score = EPC_SCORE_SIGMOID, o->score_name = "sigmoid";
+    o->placement = -1;
     o->normalize = 1, o->profile = env_profile();
 }
 
@@ -97,6 +103,8 @@ static int parse_one(plan_opts_t *o, const char *a, const char *v, double *intra
     INT_OPT("-m", "--max-nodes", &o->m, 0, 1 << 16)
     INT_OPT("-t", "--tokens", &o->tokens, 1, 1 << 24)
     INT_OPT("-H", "--hidden", &o->hidden, 1, 1 << 20)
+    INT_OPT("--placement", "--placement", &o->placement, 0, 1 << 20)
+    INT_OPT("--groups", "--groups", &o->groups, 0, 1 << 20)
 #undef INT_OPT
     if (!strcmp(a, "--seed"))
         return parse_int(a, v, 0, 1 << 30, &seed) ? 1 : (o->seed = (unsigned)seed, 2);

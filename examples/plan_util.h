@@ -16,6 +16,8 @@ typedef struct plan_opts {
     epc_score_fn_t score;
     const char *score_name, *profile;
     int bias, normalize, json, bench;
+    int placement; /* --placement N: redundant slots to plan with; -1: no */
+    int groups;    /* --groups G: the planner's num_groups (0: nodes) */
 } plan_opts_t;
 
 /* Parses argv; prints usage/errors.  0 ok, -1 help shown, 1 bad usage. */
@@ -41,6 +43,9 @@ void plan_progress(int done, int total);
 
 /* Prints "epc_plan: WHAT: <last error>" and returns 1. */
 int plan_fail(const char *what);
+
+/* --placement: placements planned from the routing's loads, compared. */
+int plan_placement(const plan_opts_t *o);
 
 /* --bench: tokens/s of epc_route and epc_layout against the read bound. */
 int plan_bench(const plan_opts_t *o);

@@ -172,8 +172,7 @@ static void check_rows(const epc_placement_t *pl, int it, const epc_dispatch_out
         bad += src != who[i][0] || tok != who[i][1];
         for (int h = 0; h < HIDDEN; h++) {
             bad += row[h] != x_of(src, tok, h);
-            eo[(size_t)i * HIDDEN + h] =
-                row[h] * expert_gain(table[me * spr + o->local_expert[i]]);
+            eo[(size_t)i * HIDDEN + h] = row[h] * expert_gain(table[me * spr + o->local_expert[i]]);
         }
     }
     MT_CHECK(bad == 0, "it %d: %d wrong rows or values", it, bad);
