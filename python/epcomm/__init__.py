@@ -16,6 +16,7 @@ from .errors import EpcError, EpcInvalidArgument, EpcNoMemory, EpcUnsupported, E
     EpcMismatch, EpcPeerFailed, EpcTransport, EpcTopology, EpcCapacity, EpcInternal
 from .context import Context, Handle, Request, RecvInfo
 from .router import Router, DispatchLayout, get_dispatch_layout
+from .placement import Placement
 from .fp8 import fp8_quantize, fp8_dequantize
 from ._tensors import ReceivedTensor
 from . import autograd
@@ -24,7 +25,7 @@ from .autograd import EPDispatch, EPCombine, MoE
 __version__ = _clib.epc_get_version(None, None, None).decode()
 
 __all__ = ["Context", "Handle", "Request", "RecvInfo", "Router", "DispatchLayout",
-           "get_dispatch_layout", "ReceivedTensor", "EPDispatch", "EPCombine", "MoE",
+           "get_dispatch_layout", "Placement", "ReceivedTensor", "EPDispatch", "EPCombine", "MoE",
            "autograd", "EpcError", "EpcInvalidArgument", "EpcNoMemory", "EpcUnsupported",
            "EpcTimeout", "EpcMismatch", "EpcPeerFailed", "EpcTransport", "EpcTopology",
            "EpcCapacity", "EpcInternal", "library_path", "library_found_by", "fp8_quantize",

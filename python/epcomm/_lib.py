@@ -120,13 +120,26 @@ Cost = _struct("epc_cost_t", [
     ("hier_max_inter_bytes", c_double), ("hier_max_intra_bytes", c_double),
     ("ll_dispatch_us", c_double), ("ll_combine_us", c_double), ("ll_max_inter_bytes", c_double),
     ("ll_max_intra_bytes", c_double)])
+PlacementParams = _struct("epc_placement_params_t", [
+    ("size", c_size_t), ("num_experts", c_int), ("num_ranks", c_int), ("ranks_per_node", c_int),
+    ("num_slots", c_int), ("slot_expert", c_void_p)])
+PlacementInfo = _struct("epc_placement_info_t", [
+    ("size", c_size_t), ("num_experts", c_int), ("num_slots", c_int), ("num_ranks", c_int),
+    ("ranks_per_node", c_int), ("slots_per_rank", c_int), ("max_replicas", c_int),
+    ("node_local", c_int)])
+PlacementPlanParams = _struct("epc_placement_plan_params_t", [
+    ("size", c_size_t), ("num_experts", c_int), ("num_ranks", c_int), ("ranks_per_node", c_int),
+    ("num_slots", c_int), ("expert_load", c_void_p), ("num_groups", c_int), ("algo", c_int)])
+SlotMove = _struct("epc_slot_move_t", [
+    ("slot", ctypes.c_int32), ("peer", ctypes.c_int32), ("peer_slot", ctypes.c_int32)])
 
 # Every public struct the library describes, by its C name.
 STRUCTS = {s.__name__: s for s in (
     CtxParams, CtxStats, DispatchArgs, DispatchOut, CombineArgs, LLDispatchArgs, LLOut,
     LLCombineArgs, CollBytes, CollStats,
     ConfigVar, BuildInfo, AbiField, TopoParams, RankInfo, NodeInfo, TopoBw, RouterParams,
-    Layout, RouteStats, CostParams, Cost)}
+    Layout, RouteStats, CostParams, Cost, PlacementParams, PlacementInfo, PlacementPlanParams,
+    SlotMove)}
 
 
 def new(struct_class, **fields):
@@ -189,6 +202,19 @@ PROTOTYPES = {
     "epc_route_stats": (_S, [c_void_p, c_void_p, c_int, c_int, c_double, P(RouteStats)]),
     "epc_cost_model": (_S, [P(CostParams), P(Cost)]),
     "epc_recommend_node_limit": (_S, [c_int, c_int, c_double, c_double, P(c_int)]),
+    "epc_placement_create": (_S, [P(PlacementParams), P(c_void_p)]),
+    "epc_placement_destroy": (None, [c_void_p]),
+    "epc_placement_info": (_S, [c_void_p, P(PlacementInfo)]),
+    "epc_placement_table": (_S, [c_void_p, c_void_p, c_int]),
+    "epc_placement_replicas": (_S, [c_void_p, c_int, c_void_p, c_int, P(c_int)]),
+    "epc_placement_map": (_S, [c_void_p, c_void_p, c_int, c_int, ctypes.c_int64, c_void_p]),
+    "epc_placement_load": (_S, [c_void_p, c_void_p, c_void_p, c_void_p, P(c_double)]),
+    "epc_placement_plan": (_S, [P(PlacementPlanParams), P(c_void_p)]),
+    "epc_placement_agree": (_S, [c_void_p, c_void_p]),
+    "epc_placement_moves": (_S, [c_void_p, c_void_p, c_int, P(SlotMove), c_int, P(c_int),
+                                 P(SlotMove), c_int, P(c_int)]),
+    "epc_placement_move_weights": (_S, [c_void_p, c_void_p, c_void_p, c_void_p, c_void_p,
+                                        c_size_t]),
 }
 
 

@@ -188,6 +188,40 @@ class Context(LowLatencyMixin):
         finally:
             self._dispatches += 2  # both buffer sets were written
 
+    def agree_placement(self, placement):
+        """Collective: every rank holds the same Placement, whose slots are
+        this context's experts (epc_placement_agree).  EpcMismatch on every
+        rank when the tables differ; EpcInvalidArgument when it does not fit
+        the context (its error on that rank, EpcPeerFailed elsewhere)."""
+        ptr = self._live("agree_placement")
+        check(lib.epc_placement_agree(ptr, placement._live()), ptr)
+
+    def move_weights(self, old_placement, new_placement, old_weights, new_weights=None):
+        """Collective: expert weights from old_placement's slots to
+        new_placement's (epc_placement_move_weights).  old_weights: a CPU
+        tensor [old slots_per_rank, ...] of this rank's slots; new_weights:
+        [new slots_per_rank, ...] of the same dtype and row shape (None: a new
+        one).  Returns new_weights."""
+        ptr = self._live("move_weights")
+        if not isinstance(old_weights, torch.Tensor) or old_weights.dim() < 1 or \
+                old_weights.device.type != "cpu" or not old_weights.is_contiguous() or \
+                old_weights.shape[0] != old_placement.slots_per_rank:
+            raise EpcInvalidArgument("old_weights must be a contiguous CPU tensor [%d, ...]"
+                                     % old_placement.slots_per_rank)
+        shape = (new_placement.slots_per_rank,) + tuple(old_weights.shape[1:])
+        if new_weights is None:
+            new_weights = torch.empty(shape, dtype=old_weights.dtype)
+        if not isinstance(new_weights, torch.Tensor) or tuple(new_weights.shape) != shape or \
+                new_weights.dtype != old_weights.dtype or not new_weights.is_contiguous() or \
+                new_weights.device.type != "cpu":
+            raise EpcInvalidArgument("new_weights must be a contiguous CPU %s tensor %s"
+                                     % (old_weights.dtype, list(shape)))
+        slot_bytes = old_weights[0].numel() * old_weights.element_size()
+        check(lib.epc_placement_move_weights(ptr, old_placement._live(), new_placement._live(),
+                                             old_weights.data_ptr(), new_weights.data_ptr(),
+                                             slot_bytes), ptr)
+        return new_weights
+
     def __enter__(self):
         return self
 

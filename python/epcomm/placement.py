@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Expert placement on torch tensors (docs/PLACEMENT.md): which logical
+expert each physical slot holds, the replica choice that maps a router's
+topk_idx to slots before dispatch, the planners (DeepSeek's EPLB and
+epcomm's), and the weight moves between two placements.  Pure computation;
+the collectives (agreeing on a table, moving weights) are Context methods.
+"""
+import ctypes
+
+import torch
+
+from ._lib import lib, new, PlacementParams, PlacementInfo, PlacementPlanParams, SlotMove
+from .errors import check, EpcInvalidArgument
+
+_ALGOS = {"balanced": 0, "eplb": 1}
+
+
+class Placement:
+    """A table of num_slots physical slots -> logical experts; slot s lives
+    on rank s // slots_per_rank.  Build one from a table, or plan one
+    (Placement.plan).  Args: slot_expert (int sequence or tensor [S]; None:
+    the contiguous identity, S = E), num_experts, num_ranks, ranks_per_node
+    (0: one node).  Raises EpcInvalidArgument naming what the library
+    rejects (an entry outside [0, E), an expert without a slot, S not a
+    multiple of the ranks, ...)."""
+
+    def __init__(self, slot_expert=None, num_experts=None, num_ranks=1, ranks_per_node=0,
+                 _ptr=None):
+        self._ptr = None
+        if _ptr is None:
+            table = None
+            if slot_expert is not None:
+                table = torch.as_tensor(slot_expert, dtype=torch.int32).contiguous().view(-1)
+            if num_experts is None:
+                if table is None:
+                    raise EpcInvalidArgument("num_experts is needed with the identity table")
+                num_experts = int(table.max()) + 1 if table.numel() else 0
+            p = new(PlacementParams, num_experts=num_experts, num_ranks=num_ranks,
+                    ranks_per_node=ranks_per_node,
+                    num_slots=table.numel() if table is not None else 0,
+                    slot_expert=table.data_ptr() if table is not None else None)
+            ptr = ctypes.c_void_p()
+            check(lib.epc_placement_create(ctypes.byref(p), ctypes.byref(ptr)))
+            _ptr = ptr.value
+        self._ptr = _ptr
+        info = new(PlacementInfo)
+        check(lib.epc_placement_info(self._ptr, ctypes.byref(info)))
+        self.num_experts, self.num_slots = info.num_experts, info.num_slots
+        self.num_ranks, self.ranks_per_node = info.num_ranks, info.ranks_per_node
+        self.slots_per_rank, self.max_replicas = info.slots_per_rank, info.max_replicas
+        self.node_local = bool(info.node_local)
+
+    @classmethod
+    def plan(cls, expert_load, num_ranks, ranks_per_node=0, num_slots=0, num_groups=0,
+             algo="balanced"):
+        """A placement for expert_load (float [E]: tokens per logical expert,
+        e.g. Router.layout(...).num_tokens_per_expert summed over batches and
+        ranks) over num_slots slots (E + redundant; 0: E).  num_groups: groups
+        of E/G experts kept whole on one node (0: one per node, so
+        node-limited routing stays feasible; 1: global).  algo: "balanced"
+        (epcomm's, never worse than EPLB) or "eplb" (DeepSeek's reference)."""
+        if algo not in _ALGOS:
+            raise EpcInvalidArgument("algo = %r (balanced or eplb)" % (algo,))
+        load = torch.as_tensor(expert_load, dtype=torch.float64).contiguous().view(-1)
+        p = new(PlacementPlanParams, num_experts=load.numel(), num_ranks=num_ranks,
+                ranks_per_node=ranks_per_node, num_slots=num_slots,
+                expert_load=load.data_ptr() if load.numel() else None, num_groups=num_groups,
+                algo=_ALGOS[algo])
+        ptr = ctypes.c_void_p()
+        check(lib.epc_placement_plan(ctypes.byref(p), ctypes.byref(ptr)))
+        return cls(_ptr=ptr.value)
+
+    def _live(self):
+        if self._ptr is None:
+            raise EpcInvalidArgument("the placement is closed")
+        return self._ptr
+
+    @property
+    def table(self):
+        """int32 [S]: the logical expert of each slot."""
+        t = torch.empty(self.num_slots, dtype=torch.int32)
+        check(lib.epc_placement_table(self._live(), t.data_ptr(), self.num_slots))
+        return t
+
+    def replicas(self, expert):
+        """The slots of logical expert `expert`, ascending (int32 tensor)."""
+        out = torch.empty(self.max_replicas, dtype=torch.int32)
+        n = ctypes.c_int(0)
+        check(lib.epc_placement_replicas(self._live(), int(expert), out.data_ptr(),
+                                         self.max_replicas, ctypes.byref(n)))
+        return out[:n.value].clone()
+
+    def map(self, topk_idx, first_token=0):
+        """Slots for logical topk_idx [T, k] (int32 or int64; -1 stays -1),
+        same dtype: the replica choice of epc_placement_map (deterministic,
+        preferring nodes the token already reaches; token t counted from
+        first_token, e.g. rank * T)."""
+        if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2 or \
+                topk_idx.dtype not in (torch.int32, torch.int64):
+            raise EpcInvalidArgument("topk_idx must be an int32 or int64 tensor [T, k]")
+        idx = topk_idx.to(torch.int32).contiguous()
+        if topk_idx.dtype == torch.int64 and idx.numel() and not torch.equal(
+                idx.to(torch.int64), topk_idx):
+            raise EpcInvalidArgument("topk_idx holds values outside int32")
+        T, k = idx.shape
+        out = torch.empty_like(idx)
+        check(lib.epc_placement_map(self._live(), idx.data_ptr() if T else None, T, k,
+                                    int(first_token), out.data_ptr() if T else None))
+        return out.to(topk_idx.dtype)
+
+    def load(self, expert_load):
+        """(rank_load float64 [R], node_load float64 [nodes], busiest rank /
+        mean) for expert_load [E] split evenly over each expert's slots."""
+        w = torch.as_tensor(expert_load, dtype=torch.float64).contiguous().view(-1)
+        if w.numel() != self.num_experts:
+            raise EpcInvalidArgument("expert_load has %d entries, the placement %d experts"
+                                     % (w.numel(), self.num_experts))
+        rl = torch.empty(self.num_ranks, dtype=torch.float64)
+        nl = torch.empty(self.num_ranks // self.ranks_per_node, dtype=torch.float64)
+        imb = ctypes.c_double(0)
+        check(lib.epc_placement_load(self._live(), w.data_ptr(), rl.data_ptr(), nl.data_ptr(),
+                                     ctypes.byref(imb)))
+        return rl, nl, imb.value
+
+    def moves(self, to, rank):
+        """(sends, recvs) of `rank` when moving to placement `to`: lists of
+        (slot, peer, peer_slot); a slot the rank keeps is a receive from
+        itself (epc_placement_moves)."""
+        ns, nr = ctypes.c_int(0), ctypes.c_int(0)
+        check(lib.epc_placement_moves(self._live(), to._live(), rank, None, 0, ctypes.byref(ns),
+                                      None, 0, ctypes.byref(nr)))
+        sends, recvs = (SlotMove * max(1, ns.value))(), (SlotMove * max(1, nr.value))()
+        check(lib.epc_placement_moves(self._live(), to._live(), rank, sends, ns.value,
+                                      ctypes.byref(ns), recvs, nr.value, ctypes.byref(nr)))
+        return ([(m.slot, m.peer, m.peer_slot) for m in sends[:ns.value]],
+                [(m.slot, m.peer, m.peer_slot) for m in recvs[:nr.value]])
+
+    def close(self):
+        if self._ptr is not None:
+            lib.epc_placement_destroy(self._ptr)
+            self._ptr = None
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        return "Placement(%d experts, %d slots, %d ranks, %d per node)" % (
+            self.num_experts, self.num_slots, self.num_ranks, self.ranks_per_node)

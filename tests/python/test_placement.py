@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Expert placement through the Python package under mpirun: loads routed
+on every rank and summed, a placement planned from them (and DeepSeek's
+EPLB for comparison: never better), agreed by every rank, the weights of
+the contiguous placement moved to it (each slot's rows encode its logical
+expert), then tokens mapped to slots, dispatched and combined: every
+received row's source and bytes against a reference built from every
+rank's regenerated inputs, each slot's rows computed with its logical
+expert's moved weights, and combine against the logical reference, bit for
+bit (small integers and power-of-two weights: every sum exact).  A table
+that differs on one rank is EpcMismatch everywhere.
+
+    mpirun -np N python3 tests/python/test_placement.py [--ranks-per-node L] [--transport mpi|ofi]
+"""
+import argparse
+
+import torch
+from mpi4py import MPI
+
+import epcomm
+
+comm = MPI.COMM_WORLD
+RANK, SIZE = comm.Get_rank(), comm.Get_size()
+E, H, K, T = 4 * SIZE, 32, 3, 20
+
+
+def logical_inputs(r):
+    """Rank r's tokens (small integers) and logical ids, skewed to low ids."""
+    g = torch.Generator().manual_seed(77 + r)
+    x = torch.randint(-8, 8, (T, H), generator=g).to(torch.float32)
+    pop = torch.tensor([1.0 / (1 + e) for e in range(E)])
+    idx = torch.stack([torch.multinomial(pop, K, replacement=False, generator=g)
+                       for _ in range(T)])
+    return x, idx
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ranks-per-node", type=int, default=0)
+    ap.add_argument("--transport", default=None)
+    a = ap.parse_args()
+    rpn = a.ranks_per_node or SIZE
+    x, idx = logical_inputs(RANK)
+    load = torch.bincount(idx.view(-1), minlength=E).to(torch.float64)
+    load = torch.from_numpy(comm.allreduce(load.numpy(), op=MPI.SUM))
+    S = E + SIZE
+    plan = epcomm.Placement.plan(load, num_ranks=SIZE, ranks_per_node=rpn, num_slots=S)
+    eplb = epcomm.Placement.plan(load, num_ranks=SIZE, ranks_per_node=rpn, num_slots=S,
+                                 algo="eplb")
+    assert plan.load(load)[2] <= eplb.load(load)[2] + 1e-9
+    assert plan.num_slots == S and plan.slots_per_rank == S // SIZE
+    table = plan.table.tolist()
+    assert sorted(set(table)) == list(range(E))
+    with epcomm.Context(hidden=H, num_experts=S, max_topk=K, dtype=torch.float32,
+                        ranks_per_node=a.ranks_per_node, transport=a.transport,
+                        log_level="off") as ep:
+        ep.agree_placement(plan)
+        if SIZE > 1:
+            t = list(table)
+            if RANK == 0:
+                t[0], t[-1] = t[-1], t[0]
+            other = epcomm.Placement(t, E, SIZE, rpn)
+            try:
+                ep.agree_placement(other)
+                raise AssertionError("a table differing on rank 0 was agreed")
+            except epcomm.EpcMismatch:
+                pass
+        # weights: slot rows of [2, H] encoding the logical expert
+        ident = epcomm.Placement(None, E, SIZE, rpn)
+        old = torch.stack([torch.full((2, H), float(RANK * (E // SIZE) + i))
+                           for i in range(E // SIZE)])
+        new = ep.move_weights(ident, plan, old)
+        mine = table[RANK * plan.slots_per_rank:(RANK + 1) * plan.slots_per_rank]
+        assert torch.equal(new[:, 0, 0], torch.tensor(mine, dtype=torch.float32)), (new, mine)
+        gain = new[:, 0, 0] % 3 + 1  # the expert of logical id e multiplies by 1 + e % 3
+
+        w = torch.tensor([1.0, 0.5, 0.25]).expand(T, K).contiguous()
+        slots = plan.map(idx, first_token=RANK * T)
+        recv_x, recv_w, info, counts, handle = ep.dispatch(x, slots, w)
+        # the reference: every rank's tokens mapped to slots
+        want = {}
+        for s in range(SIZE):
+            xs, ids = logical_inputs(s)
+            sl = plan.map(ids, first_token=s * T)
+            for tok in range(T):
+                for j in range(K):
+                    slot = int(sl[tok, j])
+                    assert table[slot] == int(ids[tok, j])
+                    if slot // plan.slots_per_rank == RANK:
+                        want.setdefault(slot % plan.slots_per_rank, []).append((s, tok, xs[tok]))
+        for le in range(plan.slots_per_rank):
+            assert counts[le] == len(want.get(le, [])), (le, counts, want)
+        pos = 0
+        for le in range(plan.slots_per_rank):
+            for (s, tok, row) in want.get(le, []):
+                assert int(info.src_rank[pos]) == s and int(info.src_token[pos]) == tok
+                assert torch.equal(recv_x[pos], row)
+                pos += 1
+        out = recv_x.clone() * gain[info.local_expert.long()].unsqueeze(1)
+        y, _ = ep.combine(out, handle)
+        ref = torch.zeros(T, H)
+        for tok in range(T):
+            for j in range(K):
+                ref[tok] += w[tok, j] * (int(idx[tok, j]) % 3 + 1) * x[tok]
+        assert torch.equal(y, ref), (y - ref).abs().max()
+    if RANK == 0:
+        print("test_placement.py: all checks passed on %d ranks" % SIZE, flush=True)
+
+
+if __name__ == "__main__":
+    main()
