@@ -108,6 +108,7 @@ static void teardown(epc_ctx_t *ctx)
 {
     epc_comm_close(&ctx->comm); /* first: stops the progress thread */
     coll_ll_free(ctx->ll);
+    free(ctx->slot_expert);
     for (int l = 0; l < EPC_LANES; l++)
         for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
             free(ctx->scratch[l][i].p);

@@ -48,7 +48,9 @@ struct epc_ctx {
     epc_scratch_t scratch[EPC_LANES][EPC_SCRATCH_COUNT];
     struct epc_request *requests[EPC_MAX_REQUESTS]; /* held by the caller, NULL: free */
     epc_coll_stats_t cstats;
-    struct coll_ll *ll; /* the low-latency mode, once enabled (ll.h) */
+    struct coll_ll *ll;   /* the low-latency mode, once enabled (ll.h) */
+    int32_t *slot_expert; /* [num_experts]: the logical expert of each slot under the
+                           * placement last agreed (epc_placement_agree); NULL: none */
 };
 
 /* A live context, else EPC_ERR_INVALID_ARG raised naming fn. */

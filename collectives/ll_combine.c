@@ -170,7 +170,17 @@ static const char *row_of(epc_request_t *r, int t, int j)
                                 ll->nrow);
 }
 
-/* y[t] = sum of w x row over t's experts by id ascending, fp32 from 0. */
+/* The order of expert id g in a token's sum: its logical expert under the
+ * placement agreed on the context (so a replica's row lands where the
+ * expert's would, and the choice of replica never changes the bits), else
+ * g itself. */
+static int sum_key(const epc_ctx_t *ctx, int g)
+{
+    return ctx->slot_expert != NULL ? ctx->slot_expert[g] : g;
+}
+
+/* y[t] = sum of w x row over t's experts by (logical) id ascending, fp32
+ * from 0; equal ids keep the token's order. */
 static void reduce(epc_request_t *r)
 {
     ll_req_t *q = r->algo;
@@ -187,12 +197,13 @@ static void reduce(epc_request_t *r)
     for (int t = 0; t < s->T; t++) {
         int n = 0;
         for (int j = 0; j < s->k; j++) { /* insertion by expert id */
-            int g = s->idx[(size_t)t * s->k + j], at = n++;
+            int g = s->idx[(size_t)t * s->k + j], at = n++, key;
             if (g < 0) {
                 n--;
                 continue;
             }
-            for (; at > 0 && s->idx[(size_t)t * s->k + order[at - 1]] > g; at--)
+            key = sum_key(r->ctx, g);
+            for (; at > 0 && sum_key(r->ctx, s->idx[(size_t)t * s->k + order[at - 1]]) > key; at--)
                 order[at] = order[at - 1];
             order[at] = j;
         }

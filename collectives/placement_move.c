@@ -160,6 +160,19 @@ static epc_status_t same_everywhere(epc_ctx_t *ctx, const char *fn, const epc_pl
                          field[i % 6], i % 6 >= 4 ? " (the tables differ)" : "");
 }
 
+/* No dispatch or combine in flight on the context (their buffers and the
+ * order of a low-latency combine's sums must not change under them). */
+static epc_status_t idle(epc_ctx_t *ctx, const char *fn)
+{
+    for (int i = 0; i < EPC_MAX_REQUESTS; i++)
+        if (ctx->requests[i] != NULL && !ctx->requests[i]->reported)
+            return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
+                                 "%s: a dispatch or combine is in flight on the context (wait "
+                                 "for it first)",
+                                 fn);
+    return EPC_OK;
+}
+
 /* The placement fits the context's ranks (and, when slots is 1, its
  * experts): this rank's verdict, raised into the context. */
 static epc_status_t fits(epc_ctx_t *ctx, const epc_placement_t *pl, const char *fn, int slots)
@@ -188,16 +201,29 @@ epc_status_t epc_placement_agree(epc_ctx_t *ctx, const epc_placement_t *pl)
 {
     static const char fn[] = "epc_placement_agree";
     epc_status_t st = epc_ctx_check(ctx, fn);
+    int32_t *copy = NULL;
     if (st != EPC_OK)
         return st;
     epc_ctx_lock(ctx);
     if ((st = epc_ctx_enter(ctx, fn)) == EPC_OK) {
-        st = epc_mpi_agree(ctx->comm.mpi, fits(ctx, pl, fn, 1), &ctx->hdr, epc_ctx_deadline(ctx));
+        st = fits(ctx, pl, fn, 1);
+        if (st == EPC_OK)
+            st = idle(ctx, fn);
+        if (st == EPC_OK && (copy = malloc((size_t)pl->S * sizeof *copy)) == NULL)
+            st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "%s: %d slots", fn, pl->S);
+        st = epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx));
         if (st == EPC_OK)
             st = same_everywhere(ctx, fn, pl, NULL, 0, NULL);
+        if (st == EPC_OK) { /* the low-latency combine's order from now on */
+            memcpy(copy, pl->slot_expert, (size_t)pl->S * sizeof *copy);
+            free(ctx->slot_expert);
+            ctx->slot_expert = copy;
+            copy = NULL;
+        }
         st = epc_ctx_leave(ctx, st);
     }
     epc_ctx_unlock(ctx);
+    free(copy);
     return st;
 }
 
@@ -222,13 +248,7 @@ static epc_status_t move_args(epc_ctx_t *ctx, const epc_placement_t *from,
         (const char *)old_w < (const char *)new_w + (size_t)to->spr * slot_bytes)
         return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                              "%s: old_weights and new_weights overlap", fn);
-    for (int i = 0; i < EPC_MAX_REQUESTS; i++)
-        if (ctx->requests[i] != NULL && !ctx->requests[i]->reported)
-            return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
-                                 "%s: a dispatch or combine is in flight on the context (wait "
-                                 "for it first)",
-                                 fn);
-    return EPC_OK;
+    return idle(ctx, fn);
 }
 
 /* The exchange of the slots that change rank: staged through lane 0's

@@ -252,6 +252,103 @@ static void collectives(void)
     }
 }
 
+/* Non-exact inputs: x and weights with many significant bits. */
+static float xr_of(int r, int t, int h)
+{
+    return (float)((double)(mix((uint64_t)r << 40 | (uint64_t)t << 20 | (uint64_t)h) >> 11) /
+                       9007199254740992.0 * 2.0 -
+                   1.0);
+}
+
+/* One low-latency dispatch + combine of logical ids through placement pl
+ * (slots mapped), experts y = (1 + e / 7) x for logical e: y into yout. */
+static void ll_through(epc_ctx_t *ctx, const epc_placement_t *pl, int it, float *yout)
+{
+    static float x[MAXT * HIDDEN], w[MAXT * K];
+    int32_t idx[MAXT * K], slot[MAXT * K], table[E + 64];
+    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT;
+    epc_ll_combine_args_t c = EPC_LL_COMBINE_ARGS_INIT;
+    epc_ll_out_t o = EPC_LL_OUT_INIT;
+    epc_request_t *req = NULL;
+    float *eo = NULL;
+    int T = tokens_of(me, it);
+    epc_placement_info(pl, &info);
+    epc_placement_table(pl, table, E + 64);
+    idx_of(me, it, idx);
+    for (int t = 0; t < T; t++) {
+        for (int h = 0; h < HIDDEN; h++)
+            x[t * HIDDEN + h] = xr_of(me, t, h);
+        for (int j = 0; j < K; j++)
+            w[t * K + j] = xr_of(me + 100, t, j) * 0.5f + 0.5f;
+    }
+    epc_placement_map(pl, idx, T, K, (int64_t)me * MAXT, slot);
+    a.x = x, a.num_tokens = T, a.topk = K, a.topk_idx = slot;
+    if (epc_ll_dispatch(ctx, &a, &o, &req) != EPC_OK || epc_wait(req) != EPC_OK ||
+        epc_ll_combine_buffer(ctx, &o, (void **)&eo) != EPC_OK) {
+        MT_CHECK(0, "low-latency dispatch: %s", epc_last_error(ctx));
+        return;
+    }
+    epc_request_free(req);
+    for (int e = 0; e < o.num_local_experts; e++)
+        for (int s = 0; s < R; s++)
+            for (int i = 0; i < o.src_count[e * R + s]; i++) {
+                size_t pos = (size_t)e * o.slots + (size_t)s * o.max_tokens + i;
+                const float *row = (const float *)((const char *)o.rows + pos * o.row_stride);
+                float gain = 1.0f + (float)table[me * info.slots_per_rank + e] / 7.0f;
+                for (int h = 0; h < HIDDEN; h++)
+                    eo[pos * HIDDEN + h] = row[h] * gain;
+            }
+    c.dispatched = &o, c.expert_out = eo, c.topk_weights = w, c.y = yout;
+    MT_CHECK(epc_ll_combine(ctx, &c, &req) == EPC_OK && epc_wait(req) == EPC_OK,
+             "low-latency combine: %s", epc_last_error(ctx));
+    epc_request_free(req);
+}
+
+/* The low-latency combine sums by logical expert under the agreed
+ * placement: replicas give the bits of the contiguous placement, with
+ * inputs whose sums round. */
+static void ll_replicas(void)
+{
+    static float y_id[MAXT * HIDDEN], y_rep[MAXT * HIDDEN];
+    epc_placement_t *id = placement_of(0), *rep = placement_of(2), *perm = placement_of(1);
+    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+    epc_ctx_t *a = make_ctx(E), *b;
+    epc_placement_info(rep, &info);
+    b = make_ctx(info.num_slots);
+    MT_CHECK(epc_ll_enable(a, MAXT) == EPC_OK && epc_ll_enable(b, MAXT) == EPC_OK, "enable: %s",
+             epc_last_error(NULL));
+    MT_CHECK(epc_placement_agree(b, rep) == EPC_OK, "agree: %s", epc_last_error(b));
+    for (int it = 0; it < 3; it++) {
+        int T = tokens_of(me, it), differ = 0;
+        memset(y_id, 0xff, sizeof y_id);
+        memset(y_rep, 0xff, sizeof y_rep);
+        ll_through(a, id, it, y_id);
+        ll_through(b, rep, it, y_rep);
+        for (int i = 0; i < T * HIDDEN; i++)
+            differ += memcmp(&y_id[i], &y_rep[i], sizeof(float)) != 0;
+        MT_CHECK(differ == 0, "it %d: %d values differ between replicas and none", it, differ);
+    }
+    /* a permuted table agreed on a context of E slots: the same bits too */
+    {
+        epc_ctx_t *c = make_ctx(E);
+        int T = tokens_of(me, 1), differ = 0;
+        MT_CHECK(epc_ll_enable(c, MAXT) == EPC_OK && epc_placement_agree(c, perm) == EPC_OK,
+                 "perm: %s", epc_last_error(c));
+        ll_through(a, id, 1, y_id);
+        ll_through(c, perm, 1, y_rep);
+        for (int i = 0; i < T * HIDDEN; i++)
+            differ += memcmp(&y_id[i], &y_rep[i], sizeof(float)) != 0;
+        MT_CHECK(differ == 0, "permuted: %d values differ", differ);
+        epc_ctx_destroy(c);
+    }
+    epc_placement_destroy(id);
+    epc_placement_destroy(rep);
+    epc_placement_destroy(perm);
+    epc_ctx_destroy(a);
+    epc_ctx_destroy(b);
+}
+
 /* Same table: OK; rank 0's differs: MISMATCH on all; S not the context's:
  * INVALID_ARG on all; NULL on the last rank: its error, a peer's elsewhere. */
 static void agreement(void)
@@ -367,6 +464,7 @@ int main(int argc, char **argv)
     }
     epc_ctx_destroy(make_ctx(E)); /* rpn: the job's ranks per node */
     collectives();
+    ll_replicas();
     agreement();
     weights();
     return mt_finish("test_placement_mpi");
