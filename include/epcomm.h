@@ -1083,7 +1083,7 @@ EPC_EXPORT epc_status_t epc_placement_replicas(const epc_placement_t *placement,
  * first_token, e.g. rank x T) takes candidate (t + expert) mod their
  * number, spreading each expert's tokens evenly over its replicas.
  * EPC_ERR_INVALID_ARG (nothing written): not a live placement, T < 0,
- * topk < 1, first_token < 0, NULL arrays with T > 0, an id outside [-1, E)
+ * topk outside [1, min(E, 256)], first_token < 0, NULL arrays with T > 0, an id outside [-1, E)
  * or repeated in a token.  slot_idx may alias topk_idx.
  */
 EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, const int32_t *topk_idx,
@@ -1138,12 +1138,17 @@ EPC_EXPORT epc_status_t epc_placement_plan(const epc_placement_plan_params_t *pa
 
 /**
  * Collective over the context: every rank passes the same placement, and
- * its S is the context's num_experts and its R the context's size.
- * EPC_ERR_MISMATCH on every rank when the tables differ between ranks;
- * EPC_ERR_INVALID_ARG (on every rank, the same text) when the shape does
- * not fit the context or the placement is not a live one on some rank
- * (that rank's own error there, EPC_ERR_PEER_FAILED naming it elsewhere);
- * the context's transport and timeout statuses.
+ * its S is the context's num_experts, its R the context's size and its
+ * ranks_per_node the job's nodes; no dispatch or combine in flight.  The
+ * table is then attached to the context: the low-latency combine sums
+ * each token's outputs by logical expert (a replica or a permuted table
+ * gives the bits of the contiguous placement; docs/PLACEMENT.md).
+ * EPC_ERR_INVALID_ARG (not a live placement, a shape that does not fit
+ * the context, a request in flight) or EPC_ERR_NO_MEMORY on a rank where
+ * it is so, and EPC_ERR_PEER_FAILED naming the lowest such rank on the
+ * others (the context stays usable); then EPC_ERR_MISMATCH on every rank
+ * when the tables differ between ranks (naming what differs); the
+ * context's transport and timeout statuses.
  */
 EPC_EXPORT epc_status_t epc_placement_agree(epc_ctx_t *ctx, const epc_placement_t *placement);
 
