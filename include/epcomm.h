@@ -1118,7 +1118,8 @@ typedef struct epc_placement_plan_params {
     int num_groups;            /* experts in contiguous groups of E / G kept whole on one node
                                    when G is a multiple of the node count (hierarchical; the
                                    router's node blocks when G = nodes); otherwise balanced
-                                   over all ranks as one node (global).  0: G = nodes */
+                                   over all ranks as one node (global).  0: G = nodes when
+                                   the node count divides E, else 1 */
     epc_placement_algo_t algo;
 } epc_placement_plan_params_t;
 #define EPC_PLACEMENT_PLAN_PARAMS_INIT EPC_PARAMS_INIT_(epc_placement_plan_params_t)

@@ -281,8 +281,9 @@ epc_status_t epc_placement_map(const epc_placement_t *pl, const int32_t *topk_id
     if (k < 1 || k > EPC_ROUTE_MAX_SELECT || k > pl->E)
         return BAD("epc_placement_map", "topk = %d, must be in [1, min(num_experts = %d, %d)]", k,
                    pl->E, EPC_ROUTE_MAX_SELECT);
-    if (first_token < 0)
-        return BAD("epc_placement_map", "first_token = %lld < 0", (long long)first_token);
+    if (first_token < 0 || (T > 0 && first_token > INT64_MAX - T))
+        return BAD("epc_placement_map", "first_token = %lld, must be in [0, INT64_MAX - T]",
+                   (long long)first_token);
     if (T > 0 && slot_idx == NULL)
         return BAD("epc_placement_map", "slot_idx is NULL");
     if ((st = epc_route_check_idx(pl->E, k, topk_idx, T, "epc_placement_map")) != EPC_OK)

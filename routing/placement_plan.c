@@ -399,7 +399,7 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
     epc_placement_plan_params_t p;
     int32_t *t, *u;
     epc_status_t st;
-    int R, rpn, S, rc;
+    int R, rpn, S, G, rc;
     if (placement_p == NULL)
         return BAD("placement_p is NULL");
     if ((st = epc_params_load(&p, params, &layouts, NULL, "epc_placement_plan", "params")) !=
@@ -408,17 +408,17 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
     if ((st = epc_placement_shape("epc_placement_plan", p.num_experts, p.num_ranks,
                                   p.ranks_per_node, p.num_slots, &R, &rpn, &S)) != EPC_OK)
         return st;
-    if ((st = check_plan(&p, p.num_groups ? p.num_groups : R / rpn)) != EPC_OK)
+    /* 0: the router's node blocks when the nodes divide E, else global */
+    G = p.num_groups ? p.num_groups : p.num_experts % (R / rpn) == 0 ? R / rpn : 1;
+    if ((st = check_plan(&p, G)) != EPC_OK)
         return st;
     t = malloc((size_t)S * sizeof *t);
     u = malloc((size_t)S * sizeof *u);
     rc = t && u ? 0 : -1;
     if (rc == 0 && p.algo == EPC_PLACEMENT_EPLB)
-        rc = epc_eplb(p.expert_load, p.num_experts, S, p.num_groups ? p.num_groups : R / rpn,
-                      R / rpn, R, t);
+        rc = epc_eplb(p.expert_load, p.num_experts, S, G, R / rpn, R, t);
     else if (rc == 0)
-        rc = plan_best(p.expert_load, p.num_experts, S, p.num_groups ? p.num_groups : R / rpn,
-                       R / rpn, R, t, u);
+        rc = plan_best(p.expert_load, p.num_experts, S, G, R / rpn, R, t, u);
     st = rc == 0 ? epc_placement_build(p.num_experts, R, rpn, S, t, placement_p)
                  : epc_error(EPC_ERR_NO_MEMORY, "epc_placement_plan: %d slots", S);
     free(t);

@@ -276,6 +276,8 @@ static void test_map_rejects(void **state)
     assert_int_equal(epc_placement_map(pl, NULL, 2, 2, 0, out), EPC_ERR_INVALID_ARG);
     assert_int_equal(epc_placement_map(pl, idx, 2, 2, 0, NULL), EPC_ERR_INVALID_ARG);
     assert_int_equal(epc_placement_map(NULL, idx, 2, 2, 0, out), EPC_ERR_INVALID_ARG);
+    assert_int_equal(epc_placement_map(pl, idx, 2, 2, INT64_MAX - 1, out), EPC_ERR_INVALID_ARG);
+    assert_int_equal(epc_placement_map(pl, idx, 2, 2, INT64_MAX - 2, out), EPC_OK);
     assert_int_equal(epc_placement_map(pl, NULL, 0, 2, 0, NULL), EPC_OK);
     assert_int_equal(epc_placement_map(pl, idx, 2, 2, 0, out), EPC_OK);
     assert_memory_equal(out, idx, sizeof out); /* the identity */
@@ -406,6 +408,14 @@ static void test_plan_rejects(void **state)
     assert_int_equal(epc_placement_plan(NULL, &pl), EPC_ERR_INVALID_ARG);
     assert_int_equal(epc_placement_plan(&p, &pl), EPC_OK); /* G = nodes = 2 */
     check_plan(pl, 8, 4, 2, 2);
+    epc_placement_destroy(pl);
+    q = p; /* 6 experts, 4 nodes of 2 ranks: the default groups fall back to global */
+    q.num_experts = 6;
+    q.num_ranks = 8;
+    q.ranks_per_node = 2;
+    q.num_slots = 8;
+    assert_int_equal(epc_placement_plan(&q, &pl), EPC_OK);
+    check_plan(pl, 6, 8, 2, 1);
     epc_placement_destroy(pl);
     memset(w, 0, sizeof w); /* no load at all still places every expert */
     assert_int_equal(epc_placement_plan(&p, &pl), EPC_OK);
