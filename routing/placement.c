@@ -234,11 +234,12 @@ static int choose(const epc_placement_t *pl, int e, int64_t t, const int *reache
 {
     const int32_t *rep = pl->rep_slot + pl->rep_begin[e];
     int n = pl->rep_begin[e + 1] - pl->rep_begin[e], ncand = 0, pick;
+    uint64_t key = (uint64_t)t + (uint64_t)e; /* t <= INT64_MAX: no wrap */
     for (int i = 0; i < n; i++)
         ncand += reaches(reached, nreached, epc_placement_slot_node(pl, rep[i]));
     if (ncand == 0)
-        return rep[(t + e) % n];
-    pick = (int)((t + e) % ncand);
+        return rep[key % (uint64_t)n];
+    pick = (int)(key % (uint64_t)ncand);
     for (int i = 0; i < n; i++)
         if (reaches(reached, nreached, epc_placement_slot_node(pl, rep[i])) && pick-- == 0)
             return rep[i];
@@ -246,7 +247,7 @@ static int choose(const epc_placement_t *pl, int e, int64_t t, const int *reache
 }
 
 /* Maps one token's k ids: experts whose slots share one node first (they
- * fix nodes the token reaches), then the others in slot order. */
+ * fix nodes the token reaches), then the others in the token's order. */
 static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int64_t t, int32_t *out)
 {
     int reached[EPC_ROUTE_MAX_SELECT], n = 0;
