@@ -32,3 +32,27 @@ if "$top_builddir/examples/epc_plan" --profile a100 >/dev/null 2>"$out"; then
 fi
 grep -q "a100" "$out" || { cat "$out"; exit 1; }
 echo "bad options rejected with messages"
+# --placement: no placement, EPLB and epcomm's planner from the routed
+# loads; the planner never above EPLB, both below none, every rank listed.
+"$top_builddir/examples/epc_plan" -e 64 -k 6 -r 16 --ranks-per-node 4 -m 2 --skew 1 -t 512 \
+    --groups 8 --placement 16 >"$out"
+python3 - "$out" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+rows = {l.split()[0]: l.split() for l in lines if l.split() and l.split()[0] in
+        ("none", "eplb", "balanced")}
+assert set(rows) == {"none", "eplb", "balanced"}, lines[:8]
+exp = {k: float(v[3]) for k, v in rows.items()}
+assert exp["balanced"] <= exp["eplb"] + 1e-9 < exp["none"], exp
+assert int(rows["eplb"][1]) == int(rows["balanced"][1]) == 80 and int(rows["none"][1]) == 64
+assert sum(1 for l in lines if l.startswith("rank ")) == 16
+assert sum(1 for l in lines if l.startswith("node ")) == 4
+print("epc_plan --placement: balanced %.3f <= eplb %.3f < none %.3f" % (
+    exp["balanced"], exp["eplb"], exp["none"]))
+PY
+if "$top_builddir/examples/epc_plan" -e 64 -r 16 --ranks-per-node 4 --placement 3 >/dev/null \
+    2>"$out"; then
+    echo "FAIL: --placement 3 on 16 ranks accepted"; exit 1
+fi
+grep -q "multiple of the ranks" "$out" || { cat "$out"; exit 1; }
+echo "epc_plan --placement checked"

@@ -50,3 +50,23 @@ echo "-d fp8 -W bf16: disp_fp8 and comb16 rows checked"
 "$EPC_MPIRUN" 2 "$top_builddir/examples/epc_bench" -H 100 -d fp8 -t 8 >"$dir/bad.txt" 2>&1 &&
     { echo "FAIL: -d fp8 with hidden 100 accepted"; exit 1; }
 grep -q "multiple of 128" "$dir/bad.txt" || { cat "$dir/bad.txt"; exit 1; }
+# --placement: the placement table, every iteration checked; 5 redundant
+# slots on 4 ranks do not divide (skipped, said); epcomm's planner never
+# above EPLB.
+"$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 -n 2 -w 1 -c \
+    --skew 1 --placement 0,4,5 >"$dir/place.txt" || { cat "$dir/place.txt"; exit 1; }
+python3 - "$dir/place.txt" <<'PY' || { cat "$dir/place.txt"; exit 1; }
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+rows = [r for r in rows if len(r) >= 10 and r[1] in ("none", "eplb", "balanced")]
+assert [(r[0], r[1]) for r in rows] == [("0", "none"), ("0", "eplb"), ("0", "balanced"),
+                                        ("4", "eplb"), ("4", "balanced")], rows
+assert all(r[-1] == "checked" for r in rows), rows
+exp = {(r[0], r[1]): float(r[3]) for r in rows}
+for n in ("0", "4"):
+    assert exp[(n, "balanced")] <= exp[(n, "eplb")] + 1e-9, exp
+assert exp[("0", "eplb")] <= exp[("0", "none")] + 1e-9, exp
+print("--placement: %d rows checked" % len(rows))
+PY
+grep -q "5 redundant slots: 21 slots are not a multiple of 4 ranks, skipped" "$dir/place.txt" ||
+    { cat "$dir/place.txt"; echo "FAIL: --placement 5 not skipped"; exit 1; }
