@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "context.h"
 #include "lane.h"
 #include "mpi_util.h"
@@ -131,10 +132,11 @@ static int describe(const epc_placement_t *pl, double *v)
     return 6;
 }
 
-/* Every rank holds the same placement a (and b, and the extra value when
- * named): else EPC_ERR_MISMATCH raised on every rank. */
+/* Every rank holds the same placement a (and b, and the nx values x named
+ * xname): else EPC_ERR_MISMATCH raised on every rank. */
 static epc_status_t same_everywhere(epc_ctx_t *ctx, const char *fn, const epc_placement_t *a,
-                                    const epc_placement_t *b, double extra, const char *extra_name)
+                                    const epc_placement_t *b, const double *x,
+                                    const char *const *xname, int nx)
 {
     static const char *const field[] = {"num_experts",    "num_slots",   "num_ranks",
                                         "ranks_per_node", "slot_expert", "slot_expert"};
@@ -144,15 +146,15 @@ static epc_status_t same_everywhere(epc_ctx_t *ctx, const char *fn, const epc_pl
     if (b != NULL)
         n += describe(b, v + n);
     tables = n;
-    if (extra_name != NULL)
-        v[n++] = extra;
+    for (int j = 0; j < nx; j++)
+        v[n++] = x[j];
     st = epc_mpi_compare(ctx->comm.mpi, v, n, epc_ctx_deadline(ctx), &ctx->hdr, fn, &i, &lo, &hi);
     if (st != EPC_OK || i < 0)
         return st;
     if (i >= tables)
         return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
-                             "%s: ranks disagree on %s (from %.0f to %.0f)", fn, extra_name, lo,
-                             hi);
+                             "%s: ranks disagree on %s (from %.0f to %.0f)", fn, xname[i - tables],
+                             lo, hi);
     return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH, "%s: ranks disagree on %s%s%s", fn,
                          b == NULL ? ""
                          : i < 6   ? "from's "
@@ -213,7 +215,7 @@ epc_status_t epc_placement_agree(epc_ctx_t *ctx, const epc_placement_t *pl)
             st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "%s: %d slots", fn, pl->S);
         st = epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx));
         if (st == EPC_OK)
-            st = same_everywhere(ctx, fn, pl, NULL, 0, NULL);
+            st = same_everywhere(ctx, fn, pl, NULL, NULL, NULL, 0);
         if (st == EPC_OK) { /* the low-latency combine's order from now on */
             memcpy(copy, pl->slot_expert, (size_t)pl->S * sizeof *copy);
             free(ctx->slot_expert);
@@ -278,15 +280,31 @@ static epc_status_t move_remote(epc_ctx_t *ctx, const epc_slot_move_t *snd, int 
     return st;
 }
 
-/* Once agreed: this rank's moves, local copies, then the exchange. */
+/* Slots received per round: EPC_MOVE_ROUND_KB's worth, at least one.
+ * (The configuration was valid when the context was created, which is
+ * checked then; the default stands in should it be unreadable now.) */
+static int round_slots(size_t sb)
+{
+    const epc_config_t *cfg;
+    size_t cap = epc_config_get_quiet(&cfg) == EPC_OK
+                     ? (size_t)epc_cfg_int(cfg, EPC_CFG_MOVE_ROUND_KB) << 10
+                     : (size_t)64 << 20;
+    size_t n = cap / sb;
+    return n < 1 ? 1 : n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+/* Once agreed: this rank's moves, local copies, then the exchange in
+ * rounds.  Every slot of `to` is received exactly once, so round r holds
+ * the moves into local slots [r x per, (r + 1) x per) of every receiver:
+ * both sides know a move's round from the receiving slot alone. */
 static epc_status_t move(epc_ctx_t *ctx, const epc_placement_t *from, const epc_placement_t *to,
                          const char *old_w, char *new_w, size_t sb)
 {
-    int me = ctx->comm.rank, ns, nr, nremote = 0;
+    int me = ctx->comm.rank, ns, nr, nremote = 0, per = round_slots(sb);
     epc_slot_move_t *snd, *rcv;
-    epc_status_t st;
+    epc_status_t st = EPC_OK;
     list_moves(from, to, me, NULL, 0, &ns, NULL, 0, &nr);
-    snd = malloc(((size_t)ns + (size_t)nr + 1) * sizeof *snd);
+    snd = malloc(((size_t)2 * ns + (size_t)nr + 1) * sizeof *snd); /* sends, receives, a round */
     if (snd == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_placement_move_weights: %d moves",
                              ns + nr);
@@ -299,7 +317,19 @@ static epc_status_t move(epc_ctx_t *ctx, const epc_placement_t *from, const epc_
         else
             rcv[nremote++] = rcv[i];
     }
-    st = move_remote(ctx, snd, ns, rcv, nremote, old_w, new_w, sb);
+    /* receives are by own slot: each round's are a run; sends are picked
+     * out per round, keeping their order (so each pair's stays the same) */
+    for (int r = 0, r0 = 0; st == EPC_OK && r * per < to->spr; r++) {
+        epc_slot_move_t *cur = snd + ns + nr; /* the spare tail, ns entries */
+        int r1 = r0, nc = 0;
+        while (r1 < nremote && rcv[r1].slot / per == r)
+            r1++;
+        for (int i = 0; i < ns; i++)
+            if (snd[i].peer_slot / per == r)
+                cur[nc++] = snd[i];
+        st = move_remote(ctx, cur, nc, rcv + r0, r1 - r0, old_w, new_w, sb);
+        r0 = r1;
+    }
     free(snd);
     return st;
 }
@@ -316,8 +346,11 @@ epc_status_t epc_placement_move_weights(epc_ctx_t *ctx, const epc_placement_t *f
     if ((st = epc_ctx_enter(ctx, fn)) == EPC_OK) {
         st = move_args(ctx, from, to, old_weights, new_weights, slot_bytes, fn);
         st = epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx));
-        if (st == EPC_OK)
-            st = same_everywhere(ctx, fn, from, to, (double)slot_bytes, "slot_bytes");
+        if (st == EPC_OK) {
+            static const char *const names[] = {"slot_bytes", "EPC_MOVE_ROUND_KB"};
+            double x[2] = {(double)slot_bytes, (double)round_slots(slot_bytes)};
+            st = same_everywhere(ctx, fn, from, to, x, names, 2);
+        }
         if (st == EPC_OK)
             st = move(ctx, from, to, old_weights, new_weights, slot_bytes);
         st = epc_ctx_leave(ctx, st);

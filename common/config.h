@@ -70,6 +70,10 @@ typedef enum epc_cfg_type {
       "Pipeline chunk of hier dispatch and combine, in KiB per message (at most 8 chunks): "  \
       "a chunk is packed or summed while the previous one is on the wire. Must be the same "  \
       "on every rank (checked at context creation).")                                         \
+    X(MOVE_ROUND_KB, EPC_CFG_T_INT, "65536", "1..16777216", 1, 16777216,                      \
+      "Expert weight moves (epc_placement_move_weights) go in rounds of at most this many "   \
+      "KiB received per rank (at least one slot per round), bounding the transport regions "  \
+      "that stage them. Must be the same on every rank (checked by each move).")              \
     X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
       "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
       "fail at PHASE (create: inside epc_ctx_create; shm: a shared-memory segment made, not " \

@@ -27,7 +27,7 @@
 #define K 4
 #define HIDDEN 32
 #define MAXT 24
-#define WFLOATS 40 /* floats per slot of the weight moves */
+#define WFLOATS 300 /* floats per slot of the weight moves (more than 1 KiB) */
 
 static int R, me, rpn;
 
