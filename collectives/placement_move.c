@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "context.h"
+#include "fault.h"
 #include "lane.h"
 #include "mpi_util.h"
 #include "placement.h"
@@ -317,6 +318,7 @@ static epc_status_t move(epc_ctx_t *ctx, const epc_placement_t *from, const epc_
         else
             rcv[nremote++] = rcv[i];
     }
+    epc_fault_here("move"); /* test hook: agreed, nothing sent yet */
     /* receives are by own slot: each round's are a run; sends are picked
      * out per round, keeping their order (so each pair's stays the same) */
     for (int r = 0, r0 = 0; st == EPC_OK && r * per < to->spr; r++) {
@@ -351,8 +353,19 @@ epc_status_t epc_placement_move_weights(epc_ctx_t *ctx, const epc_placement_t *f
             double x[2] = {(double)slot_bytes, (double)round_slots(slot_bytes)};
             st = same_everywhere(ctx, fn, from, to, x, names, 2);
         }
-        if (st == EPC_OK)
+        if (st == EPC_OK) {
             st = move(ctx, from, to, old_weights, new_weights, slot_bytes);
+            /* every rank returns the move's outcome: one whose own
+             * exchanges did not involve a failed peer learns of it here
+             * (one that timed out does not wait again: leaving tells the
+             * others) */
+            if (st == EPC_OK &&
+                (st = epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx))) != EPC_OK)
+                st = epc_error_context(&ctx->hdr, st, "%s: the outcome of the move", fn);
+            else if (st != EPC_OK && st != EPC_ERR_TIMEOUT && st != EPC_ERR_TRANSPORT &&
+                     st != EPC_ERR_PEER_FAILED)
+                st = epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx));
+        }
         st = epc_ctx_leave(ctx, st);
     }
     epc_ctx_unlock(ctx);

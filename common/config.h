@@ -77,7 +77,8 @@ typedef enum epc_cfg_type {
     X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
       "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
       "fail at PHASE (create: inside epc_ctx_create; shm: a shared-memory segment made, not " \
-      "yet mapped by the node; grow: a region about to grow; dispatch; combine; destroy): "   \
+      "yet mapped by the node; grow: a region about to grow; dispatch; combine; destroy; "    \
+      "lldispatch; llcombine; move: an expert weight move, agreed, nothing sent): "           \
       "ACTION stall=MS sleeps MS milliseconds, exit kills the process (SIGKILL); "            \
       "RANK:counts:corrupt makes it send a corrupt expert count in the dispatch count "       \
       "exchange. Empty: no fault.")

@@ -9,7 +9,7 @@
  * the parameters agree), between creating a shared-memory segment and
  * every node peer mapping it, when a region is about to grow, inside
  * dispatch (after the counts) and combine, at the start of destroy. */
-#define EPC_FAULT_PHASES "create|shm|grow|dispatch|combine|lldispatch|llcombine|destroy"
+#define EPC_FAULT_PHASES "create|shm|grow|dispatch|combine|lldispatch|llcombine|move|destroy"
 #ifndef EPC_COMMON_FAULT_H
 #define EPC_COMMON_FAULT_H
 

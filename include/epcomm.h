@@ -1185,8 +1185,10 @@ EPC_EXPORT epc_status_t epc_placement_moves(const epc_placement_t *from, const e
  * statuses, their R the context's; EPC_ERR_MISMATCH also when slot_bytes
  * or EPC_MOVE_ROUND_KB differ between ranks); slot_bytes 0 or NULL buffers are
  * EPC_ERR_INVALID_ARG on that rank and a named peer error elsewhere;
- * new_weights is only written once every rank agreed.  Deadlines and
- * faults as every collective.
+ * new_weights is only written once every rank agreed.  Every rank returns
+ * the move's outcome (a final agreement: a rank whose own exchanges went
+ * well still fails when a peer's did).  Deadlines and faults as every
+ * collective.
  */
 EPC_EXPORT epc_status_t epc_placement_move_weights(epc_ctx_t *ctx, const epc_placement_t *from,
                                                    const epc_placement_t *to,

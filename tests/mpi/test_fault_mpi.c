@@ -8,8 +8,9 @@
  * it (rank 0 at least, when it shares rank 1's node).  Results travel to
  * rank 0 by point-to-point messages (the stalled rank takes no part),
  * which ends the job with MPI_Abort(failures).
- *   test_fault_mpi dispatch|combine|lldispatch|llcombine
- * (the ll phases: the low-latency mode's calls, their hooks waited for).
+ *   test_fault_mpi dispatch|combine|lldispatch|llcombine|move
+ * (the ll phases: the low-latency mode's calls, their hooks waited for;
+ * move: an expert weight move to a permuted placement).
  * Mode corrupt (EPC_FAULT=1:counts:corrupt): a corrupt count from rank 1
  * is refused by every rank, naming it, outputs untouched.
  */
@@ -87,6 +88,34 @@ static epc_status_t run_ll(epc_ctx_t *ctx, const char *phase, const epc_dispatch
     return finish(st, req);
 }
 
+/* An expert weight move from the contiguous placement of E experts to one
+ * shifted by a rank: rank r's new slots come from rank r + 1 (rank 0 waits
+ * on the silent rank 1 directly, the others learn of it through the
+ * move's final agreement). */
+static epc_status_t run_move(epc_ctx_t *ctx, int E, int R, double *t0)
+{
+    epc_placement_params_t p = EPC_PLACEMENT_PARAMS_INIT;
+    epc_placement_t *from = NULL, *to = NULL;
+    int32_t table[64];
+    float old_w[16 * 8], new_w[16 * 8];
+    const epc_topo_t *topo;
+    epc_status_t st;
+    for (int s = 0; s < E; s++)
+        table[s] = (s + E / R) % E;
+    epc_ctx_topo(ctx, &topo);
+    epc_topo_ranks_per_node(topo, &p.ranks_per_node);
+    p.num_experts = E, p.num_ranks = R;
+    epc_placement_create(&p, &from);
+    p.slot_expert = table;
+    epc_placement_create(&p, &to);
+    memset(old_w, 0, sizeof old_w);
+    *t0 = MPI_Wtime();
+    st = epc_placement_move_weights(ctx, from, to, old_w, new_w, 8 * sizeof(float));
+    epc_placement_destroy(from);
+    epc_placement_destroy(to);
+    return st;
+}
+
 static int run(const char *phase, double limit, int *named)
 {
     epc_ctx_params_t p = EPC_CTX_PARAMS_INIT;
@@ -113,6 +142,8 @@ static int run(const char *phase, double limit, int *named)
     t0 = MPI_Wtime();
     if (!strncmp(phase, "ll", 2))
         st = run_ll(ctx, phase, &a, y, &t0);
+    else if (!strcmp(phase, "move"))
+        st = run_move(ctx, 4 * R, R, &t0);
     else
         st = dispatch(ctx, &a, &o, &h);
     if (!strcmp(phase, "combine") && st == EPC_OK) {
@@ -189,9 +220,10 @@ int main(int argc, char **argv)
     if (argc == 2 && !strcmp(argv[1], "corrupt") && R >= 2)
         return run_corrupt();
     if (argc != 2 || R < 3)
-        return fprintf(stderr,
-                       "usage: test_fault_mpi dispatch|combine|lldispatch|llcombine (3+ ranks) | "
-                       "corrupt\n"),
+        return fprintf(
+                   stderr,
+                   "usage: test_fault_mpi dispatch|combine|lldispatch|llcombine|move (3+ ranks) | "
+                   "corrupt\n"),
                2;
     run(argv[1], limit, &named);
     if (mt_rank == FAULT_RANK) { /* wait for rank 0's abort */
