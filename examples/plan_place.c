@@ -201,17 +201,65 @@ static int evaluate(const plan_opts_t *o, const routed_t *rt, outcome_t *out)
     return rc;
 }
 
+/* The planner's groups: --groups, else one per node when the nodes
+ * divide the experts, else global (the library's default). */
+static int groups_of(const plan_opts_t *o)
+{
+    int nodes = o->ranks / o->rpn;
+    return o->groups ? o->groups : o->experts % nodes == 0 ? nodes : 1;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A lower bound of the busiest rank's load over the mean for any placement
+ * with these slots and groups (as the planners build them): the mean; the
+ * rank holding a replica of the hottest expert (split over as many
+ * replicas as its node's, or globally the job's, redundant slots allow)
+ * together with S / R - 1 other slots, each at least the lightest share
+ * (without replicas: the lightest other experts); and, when groups stay
+ * whole on nodes, the heaviest group spread over one node's ranks. */
+static double load_bound(const plan_opts_t *o, const double *load)
+{
+    int E = o->experts, R = o->ranks, S = E + o->placement, nodes = R / o->rpn, spr = S / R;
+    int G = groups_of(o), hier = G % nodes == 0, extra = hier ? (S - E) / nodes : S - E;
+    double total = 0.0, lb, rest = 0.0, *sorted = malloc((size_t)E * sizeof *sorted);
+    if (sorted == NULL)
+        return 0.0;
+    for (int e = 0; e < E; e++)
+        total += sorted[e] = load[e];
+    qsort(sorted, (size_t)E, sizeof *sorted, cmp_dbl);
+    for (int i = 0; i < spr - 1 && i < E - 1; i++)
+        rest += extra == 0 ? sorted[i] : sorted[0] / (1 + extra);
+    lb = total / R;
+    lb = sorted[E - 1] / (1 + extra) + rest > lb ? sorted[E - 1] / (1 + extra) + rest : lb;
+    for (int g = 0; hier && g < G; g++) {
+        double sum = 0.0;
+        for (int e = g * (E / G); e < (g + 1) * (E / G); e++)
+            sum += load[e];
+        lb = sum / o->rpn > lb ? sum / o->rpn : lb;
+    }
+    free(sorted);
+    return total > 0 ? lb / (total / R) : 0.0;
+}
+
 static void print_summary(const plan_opts_t *o, const routed_t *rt, const outcome_t *oc, int n)
 {
     printf("# placement: %d experts, %d ranks (%d nodes of %d), top-%d, node limit %d, skew %g, "
            "%d redundant slots, %d groups; %s\n",
            o->experts, o->ranks, o->ranks / o->rpn, o->rpn, o->topk, o->m, o->skew, o->placement,
-           o->groups ? o->groups : o->ranks / o->rpn,
+           groups_of(o),
            rt->R ? "rows: every routed token mapped to a slot"
                  : "loads: the planner's expectation");
     if (rt->R)
         printf("# %d tokens routed per rank (%d modelled); profile %s\n", rt->T, o->tokens,
                o->profile);
+    printf("# expected = busiest rank / mean as planned (even replica shares); no placement "
+           "with these slots and groups can go below %.3f\n",
+           load_bound(o, rt->load));
     printf("%-9s %6s %9s %10s %10s %10s %12s %12s %12s\n", "placement", "slots", "plan_ms",
            "expected", "rank_imb", "node_imb", "hier_disp_us", "hier_comb_us", "step_us");
     for (int i = 0; i < n; i++) {

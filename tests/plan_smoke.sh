@@ -44,6 +44,8 @@ rows = {l.split()[0]: l.split() for l in lines if l.split() and l.split()[0] in
 assert set(rows) == {"none", "eplb", "balanced"}, lines[:8]
 exp = {k: float(v[3]) for k, v in rows.items()}
 assert exp["balanced"] <= exp["eplb"] + 1e-9 < exp["none"], exp
+bound = float([l for l in lines if "can go below" in l][0].split()[-1])
+assert 1.0 <= bound <= exp["balanced"] + 1e-3, (bound, exp)
 assert int(rows["eplb"][1]) == int(rows["balanced"][1]) == 80 and int(rows["none"][1]) == 64
 assert sum(1 for l in lines if l.startswith("rank ")) == 16
 assert sum(1 for l in lines if l.startswith("node ")) == 4
