@@ -182,8 +182,8 @@ static epc_status_t fits(epc_ctx_t *ctx, const epc_placement_t *pl, const char *
 {
     epc_status_t st = epc_placement_check(pl, fn);
     const epc_topo_t *t = ctx->comm.topo;
-    if (st != EPC_OK)
-        return epc_error_obj(&ctx->hdr, st, "%s", epc_last_error(NULL));
+    if (st != EPC_OK) /* raised without the context: it reports it too */
+        return epc_error_sync(&ctx->hdr), st;
     if (pl->R != ctx->comm.nranks)
         return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                              "%s: the placement has %d ranks, the context %d", fn, pl->R,
@@ -239,7 +239,7 @@ static epc_status_t move_args(epc_ctx_t *ctx, const epc_placement_t *from,
     if (st == EPC_OK)
         st = fits(ctx, to, fn, 0);
     if (st == EPC_OK && (st = check_pair(from, to, fn)) != EPC_OK)
-        return epc_error_obj(&ctx->hdr, st, "%s", epc_last_error(NULL));
+        epc_error_sync(&ctx->hdr);
     if (st != EPC_OK)
         return st;
     if (slot_bytes == 0 || old_w == NULL || new_w == NULL)
