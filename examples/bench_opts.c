@@ -43,6 +43,8 @@ static void usage(FILE *f)
            "                      rows per rank / mean, hier dispatch + combine medians\n"
            "      --groups G      the planner's expert groups kept on one node (0: one\n"
            "                      per node, as the node limit; 1: global)\n"
+           "      --spread        with --placement: tokens spread over every replica\n"
+           "                      instead of preferring nodes they already reach\n"
            "      --seed N\n");
 }
 
@@ -149,8 +151,8 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             *(a[1] == 'c' || a[2] == 'c' ? &o->check : &o->sweep) = 1;
             continue;
         }
-        if (!strcmp(a, "--ll")) {
-            o->ll = 1;
+        if (!strcmp(a, "--ll") || !strcmp(a, "--spread")) {
+            *(a[2] == 'l' ? &o->ll : &o->spread) = 1;
             continue;
         }
         if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute") ||

@@ -117,7 +117,9 @@ static int run_row(bench_t *b, const int32_t *lidx, const double *load, place_ro
         return rc;
     epc_placement_info(pl, &info);
     row->slots = info.num_slots;
-    if ((rc = ctx_for(b, pl, info.num_slots)) == 0 &&
+    if (b->o.spread && epc_placement_set_choice(pl, EPC_REPLICA_SPREAD) != EPC_OK)
+        rc = bench_fail(b, "epc_placement_set_choice");
+    if (rc == 0 && (rc = ctx_for(b, pl, info.num_slots)) == 0 &&
         epc_placement_map(pl, lidx, b->o.tokens, b->o.topk, (int64_t)b->rank * b->o.tokens,
                           b->idx) != EPC_OK)
         rc = bench_fail(b, "epc_placement_map");
@@ -177,13 +179,17 @@ int bench_run_placement(bench_t *b)
     }
     if (rc == 0 && b->rank == 0)
         printf("# placement table: %d ranks (%d per node), node limit %d, skew %g, %d tokens "
-               "per rank, groups %d; imbalance = busiest rank's rows / mean (expected: the "
+               "per rank, groups %d, replicas %s; imbalance = busiest rank's rows / mean "
+               "(expected: the "
                "planner's, even replica shares; measured: the mapped tokens); hier times "
                "(us), per iteration the slowest rank, medians of %d; x = step / none's\n"
                "# %7s  %-9s %6s %9s %9s %11s %11s %11s %8s\n",
                b->size, b->rpn, b->m, b->o.skew, b->o.tokens,
-               b->o.groups ? b->o.groups : b->size / b->rpn, b->o.iters, "redundant", "placement",
-               "slots", "expected", "measured", "dispatch", "combine", "step", "x");
+               b->o.groups                              ? b->o.groups
+               : b->o.experts % (b->size / b->rpn) == 0 ? b->size / b->rpn
+                                                        : 1,
+               b->o.spread ? "spread" : "near", b->o.iters, "redundant", "placement", "slots",
+               "expected", "measured", "dispatch", "combine", "step", "x");
     snprintf(list, sizeof list, "%s", b->o.placement);
     for (char *save = NULL, *p = strtok_r(list, ",", &save); p && rc == 0;
          p = strtok_r(NULL, ",", &save))

@@ -247,13 +247,14 @@ static int choose(const epc_placement_t *pl, int e, int64_t t, const int *reache
 }
 
 /* Maps one token's k ids: experts whose slots share one node first (they
- * fix nodes the token reaches), then the others in the token's order. */
+ * fix nodes the token reaches), then the others in the token's order.
+ * Spreading, no node is ever reached: every replica is a candidate. */
 static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int64_t t, int32_t *out)
 {
-    int reached[EPC_ROUTE_MAX_SELECT], n = 0;
+    int reached[EPC_ROUTE_MAX_SELECT], n = 0, near = pl->choice == EPC_REPLICA_NEAR;
     int32_t e_of[EPC_ROUTE_MAX_SELECT];
     memcpy(e_of, idx, (size_t)k * sizeof *e_of); /* out may alias idx */
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; near && j < k; j++) {
         int e = e_of[j];
         if (e < 0 || pl->home_node[e] < 0)
             continue;
@@ -268,7 +269,7 @@ static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int6
         }
         s = choose(pl, e, t, reached, n);
         out[j] = s;
-        if (!reaches(reached, n, epc_placement_slot_node(pl, s)))
+        if (near && !reaches(reached, n, epc_placement_slot_node(pl, s)))
             reached[n++] = epc_placement_slot_node(pl, s);
     }
 }
@@ -291,6 +292,18 @@ epc_status_t epc_placement_map(const epc_placement_t *pl, const int32_t *topk_id
         return st;
     for (int t = 0; t < T; t++)
         map_token(pl, topk_idx + (size_t)t * k, k, first_token + t, slot_idx + (size_t)t * k);
+    return EPC_OK;
+}
+
+epc_status_t epc_placement_set_choice(epc_placement_t *pl, epc_replica_choice_t choice)
+{
+    epc_status_t st = epc_placement_check(pl, "epc_placement_set_choice");
+    if (st != EPC_OK)
+        return st;
+    if (choice != EPC_REPLICA_NEAR && choice != EPC_REPLICA_SPREAD)
+        return BAD("epc_placement_set_choice", "choice = %d is not an epc_replica_choice_t",
+                   (int)choice);
+    pl->choice = choice;
     return EPC_OK;
 }
 

@@ -20,10 +20,11 @@ struct epc_placement {
     epc_obj_t hdr; /* magic EPC_MAGIC_PLACEMENT */
     int E, R, rpn, nodes, S, spr;
     int max_rep;
-    int32_t *slot_expert; /* [S] */
-    int32_t *rep_begin;   /* [E + 1] */
-    int32_t *rep_slot;    /* [S] */
-    int32_t *home_node;   /* [E]: the node of all of e's slots, or -1 */
+    epc_replica_choice_t choice; /* epc_placement_map's rule */
+    int32_t *slot_expert;        /* [S] */
+    int32_t *rep_begin;          /* [E + 1] */
+    int32_t *rep_slot;           /* [S] */
+    int32_t *home_node;          /* [E]: the node of all of e's slots, or -1 */
 };
 
 /* A live placement, else EPC_ERR_INVALID_ARG raised naming fn. */

@@ -208,6 +208,7 @@ PROTOTYPES = {
     "epc_placement_table": (_S, [c_void_p, c_void_p, c_int]),
     "epc_placement_replicas": (_S, [c_void_p, c_int, c_void_p, c_int, P(c_int)]),
     "epc_placement_map": (_S, [c_void_p, c_void_p, c_int, c_int, ctypes.c_int64, c_void_p]),
+    "epc_placement_set_choice": (_S, [c_void_p, c_int]),
     "epc_placement_load": (_S, [c_void_p, c_void_p, c_void_p, c_void_p, P(c_double)]),
     "epc_placement_plan": (_S, [P(PlacementPlanParams), P(c_void_p)]),
     "epc_placement_agree": (_S, [c_void_p, c_void_p]),

@@ -13,6 +13,7 @@ from ._lib import lib, new, PlacementParams, PlacementInfo, PlacementPlanParams,
 from .errors import check, EpcInvalidArgument
 
 _ALGOS = {"balanced": 0, "eplb": 1}
+_CHOICES = {"near": 0, "spread": 1}
 
 
 class Placement:
@@ -89,6 +90,14 @@ class Placement:
         check(lib.epc_placement_replicas(self._live(), int(expert), out.data_ptr(),
                                          self.max_replicas, ctypes.byref(n)))
         return out[:n.value].clone()
+
+    def set_choice(self, choice):
+        """How map() picks among replicas: "near" (the default: prefer nodes
+        the token already reaches, adding no network copy) or "spread"
+        (every replica in turn: even shares, possibly more nodes per token)."""
+        if choice not in _CHOICES:
+            raise EpcInvalidArgument("choice = %r (near or spread)" % (choice,))
+        check(lib.epc_placement_set_choice(self._live(), _CHOICES[choice]))
 
     def map(self, topk_idx, first_token=0):
         """Slots for logical topk_idx [T, k] (int32 or int64; -1 stays -1),

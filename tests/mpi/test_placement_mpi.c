@@ -245,8 +245,11 @@ static void collectives(void)
         epc_placement_info(pl, &info);
         ctx = make_ctx(info.num_slots);
         MT_CHECK(epc_placement_agree(ctx, pl) == EPC_OK, "agree: %s", epc_last_error(ctx));
-        for (int it = 0; it < 4; it++)
+        for (int it = 0; it < 4; it++) {
+            if (it == 2) /* the last two with every replica in turn */
+                MT_CHECK(epc_placement_set_choice(pl, EPC_REPLICA_SPREAD) == EPC_OK, "spread");
             run_once(ctx, pl, it % 2 ? EPC_ALGO_FLAT : EPC_ALGO_HIER, it + 10 * kind);
+        }
         epc_placement_destroy(pl);
         epc_ctx_destroy(ctx);
     }

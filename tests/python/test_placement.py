@@ -103,6 +103,19 @@ def main():
             for j in range(K):
                 ref[tok] += w[tok, j] * (int(idx[tok, j]) % 3 + 1) * x[tok]
         assert torch.equal(y, ref), (y - ref).abs().max()
+        # spreading: token t takes replica (first_token + t + e) mod count of e
+        plan.set_choice("spread")
+        spread = plan.map(idx, first_token=RANK * T)
+        for t in range(T):
+            for j in range(K):
+                e = int(idx[t, j])
+                reps = plan.replicas(e).tolist()
+                assert int(spread[t, j]) == reps[(RANK * T + t + e) % len(reps)], (t, j)
+        try:
+            plan.set_choice("far")
+            raise AssertionError("an unknown choice was accepted")
+        except epcomm.EpcInvalidArgument:
+            pass
     if RANK == 0:
         print("test_placement.py: all checks passed on %d ranks" % SIZE, flush=True)
 

@@ -250,6 +250,26 @@ static void test_map_choice(void **state)
     assert_memory_equal(out, again, sizeof out);
     assert_int_equal(epc_placement_map(pl, idx, 4, 2, 17, idx), EPC_OK);
     assert_memory_equal(out, idx, sizeof out);
+    /* spreading: expert 0 beside expert 1 (node 1) now takes all four */
+    assert_int_equal(epc_placement_set_choice(pl, EPC_REPLICA_SPREAD), EPC_OK);
+    memset(per_slot, 0, sizeof per_slot);
+    idx[0] = 0;
+    idx[1] = 1;
+    for (int64_t tok = 0; tok < 400; tok++) {
+        assert_int_equal(epc_placement_map(pl, idx, 1, 2, tok, out), EPC_OK);
+        assert_int_equal(out[1], 4);
+        per_slot[out[0]]++;
+    }
+    assert_int_equal(per_slot[0], 100);
+    assert_int_equal(per_slot[1], 100);
+    assert_int_equal(per_slot[2], 100);
+    assert_int_equal(per_slot[6], 100);
+    assert_int_equal(epc_placement_set_choice(pl, (epc_replica_choice_t)2), EPC_ERR_INVALID_ARG);
+    assert_non_null(strstr(epc_last_error(NULL), "choice"));
+    assert_int_equal(epc_placement_set_choice(NULL, EPC_REPLICA_NEAR), EPC_ERR_INVALID_ARG);
+    assert_int_equal(epc_placement_set_choice(pl, EPC_REPLICA_NEAR), EPC_OK);
+    assert_int_equal(epc_placement_map(pl, idx, 1, 2, 5, out), EPC_OK);
+    assert_int_equal(out[0], 6);
     epc_placement_destroy(pl);
 }
 
