@@ -1077,16 +1077,18 @@ EPC_EXPORT epc_status_t epc_placement_replicas(const epc_placement_t *placement,
  * topk_idx [T x k], one of its slots (-1 stays -1), so the result can be
  * dispatched by a context whose num_experts is S.  Deterministic: the same
  * input gives the same slots on every run and rank.  EPC_REPLICA_NEAR (the
- * default; epc_placement_set_choice): a replica on a node
- * the token already reaches (through its experts with slots on one node
- * only, then earlier choices) is preferred, so node-limited routing's
- * nodes per token do not grow; among the candidates, token t (counted from
- * first_token, e.g. rank x T) takes candidate (t + expert) mod their
- * number, spreading each expert's tokens evenly over its candidates.
- * EPC_REPLICA_SPREAD: every replica is a candidate, whatever the nodes.
- * EPC_ERR_INVALID_ARG (nothing written): not a live placement, T < 0,
- * topk outside [1, min(E, 256)], first_token < 0, NULL arrays with T > 0, an id outside [-1, E)
- * or repeated in a token.  slot_idx may alias topk_idx.
+ * default; epc_placement_set_choice): a replica on a node the token
+ * already reaches (through its experts with slots on one node only, then
+ * earlier choices) is preferred, so with a node-local placement (the
+ * planner's hierarchical ones) a token reaches exactly the nodes of its
+ * logical routing and node-limited routing keeps its bound; among the
+ * candidates, token t (counted from first_token, e.g. rank x T) takes
+ * candidate (t + expert) mod their number, spreading each expert's tokens
+ * evenly over its candidates.  EPC_REPLICA_SPREAD: every replica is a
+ * candidate, whatever the nodes.  EPC_ERR_INVALID_ARG (nothing written):
+ * not a live placement, T < 0, topk outside [1, min(E, 256)], first_token
+ * outside [0, INT64_MAX - T], NULL arrays with T > 0, an id outside
+ * [-1, E) or repeated in a token.  slot_idx may alias topk_idx.
  */
 EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, const int32_t *topk_idx,
                                           int num_tokens, int topk, int64_t first_token,
@@ -1095,7 +1097,7 @@ EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, cons
 /** How epc_placement_map picks among an expert's replicas. */
 typedef enum epc_replica_choice {
     EPC_REPLICA_NEAR = 0,  /* prefer nodes the token already reaches (the default):
-                              no node added to a token, shares uneven where replicas
+                              fewest network copies, shares uneven where replicas
                               sit on nodes reached unequally often */
     EPC_REPLICA_SPREAD = 1 /* every replica in turn, ignoring nodes: even shares, at
                               the cost of nodes (network copies) added to tokens */
