@@ -182,7 +182,7 @@ int bench_run_placement(bench_t *b)
                "per rank, groups %d, replicas %s; imbalance = busiest rank's rows / mean "
                "(expected: the "
                "planner's, even replica shares; measured: the mapped tokens); hier times "
-               "(us), per iteration the slowest rank, medians of %d; x = step / none's\n"
+               "(us), per iteration the slowest rank, medians of %d; x = step / the first row's\n"
                "# %7s  %-9s %6s %9s %9s %11s %11s %11s %8s\n",
                b->size, b->rpn, b->m, b->o.skew, b->o.tokens,
                b->o.groups                              ? b->o.groups

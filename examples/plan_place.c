@@ -98,22 +98,19 @@ static int make_placement(const plan_opts_t *o, const routed_t *rt, int algo, ou
     p.expert_load = rt->load;
     p.num_groups = o->groups;
     p.algo = (epc_placement_algo_t)algo;
-    if (algo < 0 && o->experts % o->ranks != 0) { /* one expert per rank: replicas */
-        id.num_slots = p.num_slots;
-        p.algo = EPC_PLACEMENT_EPLB;
-        p.expert_load = NULL; /* replaced below by even loads */
-    }
-    if (algo < 0 && o->experts % o->ranks == 0)
+    if (algo < 0 && o->experts % o->ranks == 0) {
         st = epc_placement_create(&id, &out->pl);
-    else if (p.expert_load == NULL) {
-        double *even = malloc((size_t)o->experts * sizeof *even);
+    } else {
+        /* with more ranks than experts there is no contiguous placement:
+         * the baseline is every expert with the same replicas (even loads) */
+        double *even = algo < 0 ? malloc((size_t)o->experts * sizeof *even) : NULL;
         for (int e = 0; even && e < o->experts; e++)
             even[e] = 1.0;
-        p.expert_load = even;
-        st = even ? epc_placement_plan(&p, &out->pl) : EPC_ERR_NO_MEMORY;
+        if (algo < 0)
+            p.expert_load = even, p.algo = EPC_PLACEMENT_EPLB;
+        st = p.expert_load ? epc_placement_plan(&p, &out->pl) : EPC_ERR_NO_MEMORY;
         free(even);
-    } else
-        st = epc_placement_plan(&p, &out->pl);
+    }
     out->plan_ms = algo < 0 ? 0.0 : now_ms() - t0;
     if (st != EPC_OK)
         return plan_fail(algo < 0 ? "placement" : "epc_placement_plan");

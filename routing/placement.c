@@ -22,19 +22,21 @@ epc_status_t epc_placement_check(const epc_placement_t *pl, const char *fn)
     return EPC_OK;
 }
 
-/* The replica lists and each expert's home node, from the table. */
+/* The replica lists and each expert's home node, from the table: counts,
+ * their prefix sums, then each slot at its expert's cursor (rep_begin[e]
+ * advanced past e's slots, so shifted back by one expert after). */
 static void index_replicas(epc_placement_t *pl)
 {
-    int *fill = (int *)pl->home_node; /* borrowed as a cursor, rewritten below */
     memset(pl->rep_begin, 0, (size_t)(pl->E + 1) * sizeof *pl->rep_begin);
     for (int s = 0; s < pl->S; s++)
         pl->rep_begin[pl->slot_expert[s] + 1]++;
     for (int e = 0; e < pl->E; e++)
         pl->rep_begin[e + 1] += pl->rep_begin[e];
-    for (int e = 0; e < pl->E; e++)
-        fill[e] = pl->rep_begin[e];
     for (int s = 0; s < pl->S; s++)
-        pl->rep_slot[fill[pl->slot_expert[s]]++] = s;
+        pl->rep_slot[pl->rep_begin[pl->slot_expert[s]]++] = s;
+    for (int e = pl->E; e > 0; e--)
+        pl->rep_begin[e] = pl->rep_begin[e - 1];
+    pl->rep_begin[0] = 0;
     pl->max_rep = 0;
     for (int e = 0; e < pl->E; e++) {
         int n = pl->rep_begin[e + 1] - pl->rep_begin[e];
