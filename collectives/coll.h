@@ -101,7 +101,8 @@ epc_status_t coll_handle_new(epc_ctx_t *ctx, const epc_dispatch_args_t *a, epc_a
 /* 1 when h is a live handle this context made (of any dispatch). */
 int coll_handle_owned(const epc_ctx_t *ctx, const epc_handle_t *h);
 
-/* Writes a row and its metadata at receiver position pos. */
+/* Writes a row and its metadata at receiver position pos; the row is
+ * streamed (coll_stream_copy): coll_stream_fence before publishing it. */
 void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, const void *src,
                 int src_rank, int token, int local_expert, float weight, int pslot);
 
@@ -120,8 +121,10 @@ typedef struct coll_poll {
 
 /* acc = (first ? 0 : acc) + w * row, for a row in the context's dtype: the
  * one step every combine sum is made of (0 + w*x first, as adding to a
- * zeroed sum gives). */
-void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first);
+ * zeroed sum gives).  next: the row the caller reads after this one (NULL:
+ * none), prefetched while this one is summed. */
+void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first,
+                     const void *next);
 
 /* Combine step shared by both: *slot[p] = sum over this rank's rows of slot
  * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
@@ -146,6 +149,7 @@ void coll_to_bf16(uint16_t *dst, const float *src, int n);
 void coll_add_row_bf16(float *acc, const float *src, int n);
 /* dst = src bypassing the cache where possible (x86: non-temporal stores);
  * coll_stream_fence orders them before what follows (a fence's flag). */
+void coll_stream_copy(void *dst, const void *src, size_t bytes);
 void coll_stream_row(float *dst, const float *src, int n);
 void coll_stream_fence(void);
 

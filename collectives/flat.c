@@ -167,6 +167,7 @@ static epc_status_t step_unpack(epc_request_t *r)
     coll_meta_place(out, (size_t)n * rb, n, &h->meta);
     if ((st = unpack(r->ctx, h, x->rbuf, x->rcnt, x->rdsp, x->unit)) == EPC_OK)
         coll_fill_padding(h, r->ctx->comm.rank, rb);
+    coll_stream_fence(); /* the streamed rows, before any thread reads them */
     r->step = NULL;
     return st;
 }

@@ -114,27 +114,53 @@ static int slots_on(const epc_handle_t *h, int t, int d, int *js)
     return n;
 }
 
+/* Pull mode: where token t's expert output of [T x k] index j lies. */
+static const char *pulled_row(const epc_request_t *r, int j)
+{
+    const hier_geom_t *g = &((const hier_combine_t *)r->algo)->g;
+    const epc_handle_t *h = r->h;
+    int e = h->idx[j];
+    long pos = coll_wire_row(&h->dims, h->begin, h->prefix, g->rank, e, h->eidx[j]);
+    return hier_region(r->lane, g, g->local_rank[e / h->epr], NULL) + (size_t)pos * g->row_bytes;
+}
+
+/* Pull mode: the first row pulled_node_sum reads for token t (its lowest
+ * expert on this node: dests ascend, and experts within each), or NULL. */
+static const char *first_pulled_row(const epc_request_t *r, int t)
+{
+    const hier_geom_t *g = &((const hier_combine_t *)r->algo)->g;
+    const epc_handle_t *h = r->h;
+    int best = -1;
+    for (int j = t * h->k; t < h->T && j < (t + 1) * h->k; j++) {
+        int e = h->idx[j];
+        if (e >= 0 && g->node_of[e / h->epr] == g->my_node && (best < 0 || e < h->idx[best]))
+            best = j;
+    }
+    return best < 0 ? NULL : pulled_row(r, best);
+}
+
 /* Pull mode: token t's (this rank's) sum over this node's ranks dest[0..n)
  * (local order): each rank's partial built here from its expert outputs,
  * read where they are, as coll_partials would have built it there, then
- * added as node_sum adds the slots. */
+ * added as node_sum adds the slots.  Each row is read with the next one
+ * (the next token's first after the last) prefetched. */
 static void pulled_node_sum(epc_request_t *r, int t, const int *dest, int n, float *sum)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
     const epc_handle_t *h = r->h;
-    int js[256];
-    memset(sum, 0, x->row);
+    int js[256], end[256], m = 0;
     for (int q = 0; q < n; q++) {
-        const char *rows = hier_region(r->lane, g, g->local_rank[dest[q]], NULL);
-        int m = slots_on(h, t, dest[q], js);
-        for (int i = 0; i < m; i++) {
-            long pos = coll_wire_row(&h->dims, h->begin, h->prefix, g->rank, h->idx[js[i]],
-                                     h->eidx[js[i]]);
-            coll_accumulate(r->ctx, x->part, rows + (size_t)pos * g->row_bytes,
-                            r->cargs.unweighted ? 1.0f : h->w[js[i]], i == 0);
-        }
-        coll_account(r->ctx, &r->bytes, dest[q], (uint64_t)m * g->row_bytes, 0, 1);
+        int cnt = slots_on(h, t, dest[q], js + m);
+        coll_account(r->ctx, &r->bytes, dest[q], (uint64_t)cnt * g->row_bytes, 0, 1);
+        end[q] = m += cnt;
+    }
+    memset(sum, 0, x->row);
+    for (int q = 0, i = 0; q < n; q++) {
+        for (int first = i; i < end[q]; i++)
+            coll_accumulate(r->ctx, x->part, pulled_row(r, js[i]),
+                            r->cargs.unweighted ? 1.0f : h->w[js[i]], i == first,
+                            i + 1 < m ? pulled_row(r, js[i + 1]) : first_pulled_row(r, t + 1));
         (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, x->part, g->hidden);
     }
 }

@@ -201,6 +201,7 @@ static epc_status_t step_forward(epc_request_t *r)
     /* per-link counters, as for unchunked exchanges */
     epc_lane_net_account(r->lane, x->sends, x->messages, x->recvs, x->messages);
     coll_fill_padding(r->h, r->ctx->comm.rank, x->g.row_bytes);
+    coll_stream_fence(); /* the placed rows, before the fence publishes them */
     r->step = step_fence;
     return epc_lane_fence_arrive(r->lane, PHASE, &x->fence);
 }

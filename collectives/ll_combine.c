@@ -209,7 +209,8 @@ static void reduce(epc_request_t *r)
         }
         for (int m = 0; m < n; m++)
             coll_accumulate(r->ctx, ll->acc, row_of(r, t, order[m]),
-                            w != NULL ? w[(size_t)t * s->k + order[m]] : 1.0f, m == 0);
+                            w != NULL ? w[(size_t)t * s->k + order[m]] : 1.0f, m == 0,
+                            m + 1 < n ? row_of(r, t, order[m + 1]) : NULL);
         if (n == 0)
             memset(y + (size_t)t * ll->nrow, 0, ll->nrow);
         else

@@ -25,7 +25,7 @@ valgrind_units() {
     say "valgrind memcheck on the unit tests"
     for t in tests/unit/test_status tests/unit/test_config tests/unit/test_log tests/unit/test_hw \
         tests/unit/test_router tests/unit/test_layout tests/unit/test_hier_geom tests/unit/test_placement \
-        tests/unit/test_header_c; do
+        tests/unit/test_kernels tests/unit/test_header_c; do
         if top_srcdir=$(pwd) ./libtool --mode=execute valgrind -q --error-exitcode=3 \
             --suppressions=tests/valgrind.supp \
             --leak-check=full --errors-for-leak-kinds=definite "$t" >"$t.valgrind.log" 2>&1; then
