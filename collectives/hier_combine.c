@@ -56,6 +56,14 @@ static const float *combine_area(const epc_request_t *r)
                                          hier_rows_area(g, g->rank));
 }
 
+/*
+ * The sums here start from zero, but the first term of a sum of this
+ * library's own partials is taken as it is, not added to a zeroed row:
+ * 0 + s is s bit for bit, since such an s (itself started as 0 + w*x) is
+ * never -0 and a NaN stays the same quiet NaN.  One pass less per term
+ * taken so.  Not for the BF16 wire, whose terms are rounded when added.
+ */
+
 /* The sum over this node's ranks (local order) of one token's partials,
  * given its dests on this node (sorted), their didx, and where the
  * source's block at each local rank starts (off, by local index).  BF16
@@ -65,10 +73,15 @@ static void node_sum(const epc_request_t *r, const float *area, const size_t *of
 {
     const hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
-    memset(sum, 0, x->row);
-    for (int q = 0; q < n; q++)
-        (x->bf16 ? coll_add_row_bf16 : coll_add_row)(
-            sum, area + (off[g->local_rank[dest[q]]] + didx[q]) * g->hidden, g->hidden);
+    for (int q = 0; q < n; q++) {
+        const float *slot = area + (off[g->local_rank[dest[q]]] + didx[q]) * g->hidden;
+        if (q == 0 && !x->bf16)
+            memcpy(sum, slot, x->row);
+        else if (q == 0)
+            memset(sum, 0, x->row);
+        if (q > 0 || x->bf16)
+            (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, slot, g->hidden);
+    }
 }
 
 /* Where each of this rank's combine slots goes: straight into the region
@@ -155,13 +168,16 @@ static void pulled_node_sum(epc_request_t *r, int t, const int *dest, int n, flo
         coll_account(r->ctx, &r->bytes, dest[q], (uint64_t)cnt * g->row_bytes, 0, 1);
         end[q] = m += cnt;
     }
-    memset(sum, 0, x->row);
     for (int q = 0, i = 0; q < n; q++) {
+        int direct = q == 0 && !x->bf16 && end[0] > 0; /* the first partial is the sum so far */
+        if (q == 0 && !direct)
+            memset(sum, 0, x->row);
         for (int first = i; i < end[q]; i++)
-            coll_accumulate(r->ctx, x->part, pulled_row(r, js[i]),
+            coll_accumulate(r->ctx, direct ? sum : x->part, pulled_row(r, js[i]),
                             r->cargs.unweighted ? 1.0f : h->w[js[i]], i == first,
                             i + 1 < m ? pulled_row(r, js[i + 1]) : first_pulled_row(r, t + 1));
-        (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, x->part, g->hidden);
+        if (!direct)
+            (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, x->part, g->hidden);
     }
 }
 
@@ -248,17 +264,21 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
     hier_combine_offsets(g, g->rank, g->rank, x->offsets); /* this rank's own tokens */
     for (int t = 0; t < h->T; t++) {
         int n = coll_token_dests(r->ctx, h, t, dest, didx);
-        memset(x->acc, 0, x->row);
+        int direct = n > 0 && g->node_of[dest[0]] == g->my_node && !x->bf16; /* see node_sum */
+        if (!direct)
+            memset(x->acc, 0, x->row);
         for (int i = 0, j; i < n; i = j) {
             int node = g->node_of[dest[i]];
+            float *sum = direct && i == 0 ? x->acc : x->node_sum;
             for (j = i; j < n && g->node_of[dest[j]] == node;)
                 j++;
             if (node == g->my_node) {
                 if (x->pull)
-                    pulled_node_sum(r, t, dest + i, j - i, x->node_sum);
+                    pulled_node_sum(r, t, dest + i, j - i, sum);
                 else
-                    node_sum(r, area, x->offsets, dest + i, didx + i, j - i, x->node_sum);
-                (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->node_sum, g->hidden);
+                    node_sum(r, area, x->offsets, dest + i, didx + i, j - i, sum);
+                if (sum != x->acc)
+                    (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, sum, g->hidden);
             } else { /* added straight from the receive region (whole rows) */
                 const epc_tr_msg_t *m = &x->recvs[node < g->my_node ? node : node - 1];
                 const char *in = epc_lane_net_recv_at(r->lane, m->offset, m->len);
