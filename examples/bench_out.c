@@ -34,8 +34,11 @@ void bench_header(const bench_t *b)
 }
 
 /* Every rank copies as many bytes as it dispatches at the largest size
- * (capped at 256 MiB), at the same time: the memory roofline of this run. */
-void bench_memcpy_row(bench_t *b)
+ * (capped at 256 MiB), at the same time: the memory roofline of this run.
+ * Measured before the operations (the table's row) and again after them
+ * (`again`, a comment line): the faster counts, as a shared machine's
+ * neighbours slow either one now and then. */
+void bench_memcpy_row(bench_t *b, int again)
 {
     double lb, pi, rpt, npt, best = 1e30, t[3], bytes;
     size_t n, cap = (size_t)256 << 20;
@@ -48,7 +51,7 @@ void bench_memcpy_row(bench_t *b)
         free(src), free(dst);
         return;
     }
-    memset(src, 1, n), memset(dst, 0, n);
+    memset(src, 1, n), memset(dst, 2, n); /* not 0: that may become an untouched calloc */
     for (int it = 0; it < 4; it++) {
         double t0;
         MPI_Barrier(MPI_COMM_WORLD);
@@ -61,6 +64,15 @@ void bench_memcpy_row(bench_t *b)
     MPI_Allreduce(&best, &t[1], 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&best, &t[2], 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     bytes = (double)n * b->size;
+    if (again && b->rank == 0)
+        printf("# memcpy again after the operations: %.2f GB/s per rank (before: %.2f); the "
+               "roofline lines use the faster\n",
+               bytes / t[0] * 1e-9 / b->size, b->memcpy_gbs / b->size);
+    if (again) {
+        b->memcpy_gbs = bytes / t[0] * 1e-9 > b->memcpy_gbs ? bytes / t[0] * 1e-9 : b->memcpy_gbs;
+        free(src), free(dst);
+        return;
+    }
     b->memcpy_gbs = bytes / t[0] * 1e-9;
     if (b->rank == 0)
         printf("  %-5s %-8s %7s %12zu %10.1f %10.1f %10.1f %8.2f %8s %12s %12s %10s %6d\n", "-",

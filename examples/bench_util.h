@@ -106,7 +106,7 @@ int bench_run_overlap(bench_t *b);
 
 /* bench_out.c */
 void bench_header(const bench_t *b);
-void bench_memcpy_row(bench_t *b);
+void bench_memcpy_row(bench_t *b, int again);
 /* The raw MPI_Alltoall row (same per-peer bytes as dispatch, at -t). */
 void bench_alltoall_row(bench_t *b);
 /* Reduces one operation's times and bytes over the ranks into a row. */
