@@ -199,4 +199,14 @@ epc_status_t coll_check_tokens(epc_ctx_t *ctx, const coll_tokens_t *t, int max,
 /* Converts an fp32 row to the context's dtype. */
 void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst);
 
+/* The rounds of epc_placement_move_weights, the same on every rank (from
+ * the two tables alone): round[q] for every slot q of `to` (-1: filled
+ * from its rank's own copy), the slots taken in ascending order, each in
+ * the earliest round at or after the last ones of its receiving and its
+ * sending rank in which neither has `per` slots yet, so no rank sends or
+ * receives more than `per` slots in a round and each rank's rounds ascend
+ * with its slots.  last: 4 x R ints of scratch.  Returns the rounds. */
+int coll_move_rounds(const epc_placement_t *from, const epc_placement_t *to, int per, int *round,
+                     int *last);
+
 #endif

@@ -9,11 +9,14 @@
  * the old one holding its expert (the receiving rank's own when it has
  * one, else one on its node, else any; several candidates are spread by
  * q).  Between a pair, both sides list their messages by the receiver's
- * slot, ascending, which is the order the transport needs.
+ * slot, ascending, which is the order the transport needs.  The moves go
+ * in rounds that bound what each rank sends and receives at once
+ * (coll_move_rounds), likewise computed by every rank alone.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "coll.h"
 #include "config.h"
 #include "context.h"
 #include "fault.h"
@@ -294,21 +297,46 @@ static int round_slots(size_t sb)
     return n < 1 ? 1 : n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
-/* Once agreed: this rank's moves, local copies, then the exchange in
- * rounds.  Every slot of `to` is received exactly once, so round r holds
- * the moves into local slots [r x per, (r + 1) x per) of every receiver:
- * both sides know a move's round from the receiving slot alone. */
+int coll_move_rounds(const epc_placement_t *from, const epc_placement_t *to, int per, int *round,
+                     int *last)
+{
+    int rounds = 0, R = to->R;
+    memset(last, 0, (size_t)4 * R * sizeof *last);
+    for (int q = 0; q < to->S; q++) {
+        int src = source_slot(from, to, q), *rv = last + 2 * (q / to->spr),
+            *sd = last + 2 * (R + src / from->spr), r;
+        if (src / from->spr == q / to->spr) {
+            round[q] = -1;
+            continue;
+        }
+        r = rv[0] + (rv[1] >= per);
+        r = r > sd[0] + (sd[1] >= per) ? r : sd[0] + (sd[1] >= per);
+        rv[1] = r == rv[0] ? rv[1] + 1 : 1; /* r == rv[0] only with room left */
+        sd[1] = r == sd[0] ? sd[1] + 1 : 1;
+        rv[0] = sd[0] = round[q] = r;
+        rounds = r + 1 > rounds ? r + 1 : rounds;
+    }
+    return rounds;
+}
+
+/* Once agreed: this rank's moves, local copies, then the exchange in the
+ * rounds of coll_move_rounds (both sides of a move know its round from
+ * the tables alone). */
 static epc_status_t move(epc_ctx_t *ctx, const epc_placement_t *from, const epc_placement_t *to,
                          const char *old_w, char *new_w, size_t sb)
 {
-    int me = ctx->comm.rank, ns, nr, nremote = 0, per = round_slots(sb);
+    int me = ctx->comm.rank, ns, nr, nremote = 0, rounds;
+    int *round = malloc(((size_t)to->S + (size_t)4 * to->R) * sizeof *round);
     epc_slot_move_t *snd, *rcv;
     epc_status_t st = EPC_OK;
     list_moves(from, to, me, NULL, 0, &ns, NULL, 0, &nr);
     snd = malloc(((size_t)2 * ns + (size_t)nr + 1) * sizeof *snd); /* sends, receives, a round */
-    if (snd == NULL)
+    if (snd == NULL || round == NULL) {
+        free(snd), free(round);
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_placement_move_weights: %d moves",
                              ns + nr);
+    }
+    rounds = coll_move_rounds(from, to, round_slots(sb), round, round + to->S);
     rcv = snd + ns;
     list_moves(from, to, me, snd, ns, &ns, rcv, nr, &nr);
     /* the slots this rank keeps: copied now, and left out of the exchange */
@@ -319,20 +347,22 @@ static epc_status_t move(epc_ctx_t *ctx, const epc_placement_t *from, const epc_
             rcv[nremote++] = rcv[i];
     }
     epc_fault_here("move"); /* test hook: agreed, nothing sent yet */
-    /* receives are by own slot: each round's are a run; sends are picked
-     * out per round, keeping their order (so each pair's stays the same) */
-    for (int r = 0, r0 = 0; st == EPC_OK && r * per < to->spr; r++) {
+    /* each rank's rounds ascend with the receiving slot, so a round's
+     * receives are a run; its sends are picked out, keeping their order
+     * (so each pair's stays the same) */
+    for (int r = 0, r0 = 0; st == EPC_OK && r < rounds; r++) {
         epc_slot_move_t *cur = snd + ns + nr; /* the spare tail, ns entries */
         int r1 = r0, nc = 0;
-        while (r1 < nremote && rcv[r1].slot / per == r)
+        while (r1 < nremote && round[me * to->spr + rcv[r1].slot] == r)
             r1++;
         for (int i = 0; i < ns; i++)
-            if (snd[i].peer_slot / per == r)
+            if (round[snd[i].peer * to->spr + snd[i].peer_slot] == r)
                 cur[nc++] = snd[i];
         st = move_remote(ctx, cur, nc, rcv + r0, r1 - r0, old_w, new_w, sb);
         r0 = r1;
     }
     free(snd);
+    free(round);
     return st;
 }
 

@@ -72,8 +72,8 @@ typedef enum epc_cfg_type {
       "on every rank (checked at context creation).")                                         \
     X(MOVE_ROUND_KB, EPC_CFG_T_INT, "65536", "1..16777216", 1, 16777216,                      \
       "Expert weight moves (epc_placement_move_weights) go in rounds of at most this many "   \
-      "KiB received per rank (at least one slot per round), bounding the transport regions "  \
-      "that stage them. Must be the same on every rank (checked by each move).")              \
+      "KiB sent and received per rank (at least one slot per round), bounding the transport " \
+      "regions that stage them. Must be the same on every rank (checked by each move).")      \
     X(FAULT, EPC_CFG_T_STRING, "", "", 0, 0,                                                  \
       "Test hook, not for production: RANK:PHASE:ACTION makes that rank of MPI_COMM_WORLD "   \
       "fail at PHASE (create: inside epc_ctx_create; shm: a shared-memory segment made, not " \

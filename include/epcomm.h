@@ -1198,8 +1198,8 @@ EPC_EXPORT epc_status_t epc_placement_moves(const epc_placement_t *from, const e
 
 /**
  * Collective: moves expert weights from placement `from` to `to` through
- * the context's transport, in rounds of at most EPC_MOVE_ROUND_KB received
- * per rank (at least one slot).  old_weights holds this rank's S_from / R slots
+ * the context's transport, in rounds of at most EPC_MOVE_ROUND_KB sent and
+ * at most that much received per rank (at least one slot).  old_weights holds this rank's S_from / R slots
  * of slot_bytes each, new_weights gets its S_to / R slots (they must not
  * overlap).  Both placements are agreed first (epc_placement_agree's
  * statuses, their R the context's; EPC_ERR_MISMATCH also when slot_bytes

@@ -5,7 +5,7 @@
  * node limit), the load a placement implies against a hand computation,
  * the planners (DeepSeek's EPLB against its published example; epcomm's
  * never worse and usually better on skewed loads; every output a valid
- * table), and the weight moves between two placements.
+ * table), and the weight moves between two placements and their rounds.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "coll.h"
 #include "epcomm.h"
 
 static unsigned lcg(unsigned *s)
@@ -520,6 +521,87 @@ static void test_moves(void **state)
     epc_placement_destroy(b);
 }
 
+/* coll_move_rounds against the moves: every slot that changes rank has a
+ * round and the others none; in no round does a rank send or receive more
+ * than per slots; each rank's rounds ascend with its receiving slots and
+ * with its sends in slot order (move() relies on both).  Returns the
+ * rounds. */
+static int check_rounds(const epc_placement_t *from, const epc_placement_t *to, int R, int per)
+{
+    epc_placement_info_t ti = EPC_PLACEMENT_INFO_INIT;
+    int *round, *last = malloc((size_t)4 * R * sizeof *last), rounds, *cnt;
+    int *last_send = calloc((size_t)R, sizeof *last_send);
+    assert_int_equal(epc_placement_info(to, &ti), EPC_OK);
+    round = malloc((size_t)ti.num_slots * sizeof *round);
+    rounds = coll_move_rounds(from, to, per, round, last);
+    cnt = calloc((size_t)(rounds + 1) * 2 * R, sizeof *cnt);
+    for (int r = 0; r < R; r++) {
+        epc_slot_move_t snd[256], rcv[256];
+        int ns, nr;
+        assert_int_equal(epc_placement_moves(from, to, r, snd, 256, &ns, rcv, 256, &nr), EPC_OK);
+        for (int i = 0; i < nr; i++) {
+            int rd = round[r * ti.slots_per_rank + rcv[i].slot];
+            if (rcv[i].peer == r) {
+                assert_int_equal(rd, -1);
+                continue;
+            }
+            assert_true(rd >= 0 && rd < rounds);
+            assert_true(++cnt[(size_t)rd * 2 * R + r] <= per);               /* received */
+            assert_true(++cnt[(size_t)rd * 2 * R + R + rcv[i].peer] <= per); /* sent */
+            if (i > 0 && rcv[i - 1].peer != r)
+                assert_true(rd >= round[r * ti.slots_per_rank + rcv[i - 1].slot]);
+        }
+    }
+    for (int q = 0; q < ti.num_slots; q++) { /* a sender's rounds ascend in slot order */
+        int r = -1;
+        for (int s = 0; s < R && round[q] >= 0; s++) {
+            epc_slot_move_t snd[256], rcv[256];
+            int ns, nr;
+            epc_placement_moves(from, to, s, snd, 256, &ns, rcv, 256, &nr);
+            for (int i = 0; i < ns; i++)
+                if (snd[i].peer * ti.slots_per_rank + snd[i].peer_slot == q)
+                    r = s;
+        }
+        if (r >= 0) {
+            assert_true(round[q] >= last_send[r]);
+            last_send[r] = round[q];
+        }
+    }
+    free(round), free(last), free(cnt), free(last_send);
+    return rounds;
+}
+
+static void test_move_rounds(void **state)
+{
+    double w[32];
+    int32_t hot[16];
+    epc_placement_t *id = make(32, 8, 4, 0, NULL), *a, *b, *id8, *rep;
+    (void)state;
+    zipf(w, 32, 1.0, 5);
+    a = plan(w, 32, 8, 4, 48, 0, EPC_PLACEMENT_BALANCED);
+    zipf(w, 32, 1.2, 9);
+    b = plan(w, 32, 8, 4, 40, 1, EPC_PLACEMENT_EPLB);
+    for (int per = 1; per <= 7; per += 3) {
+        assert_true(check_rounds(id, a, 8, per) >= 1);
+        check_rounds(a, b, 8, per);
+        check_rounds(b, id, 8, per);
+        assert_int_equal(check_rounds(a, a, 8, per), 0); /* nothing moves */
+    }
+    /* expert 0, on rank 0 alone, copied onto every other rank: rank 0
+     * sends one slot a round at per = 1, so three rounds at least */
+    id8 = make(8, 4, 2, 0, NULL);
+    for (int r = 0; r < 4; r++) {
+        hot[4 * r] = 0;
+        for (int j = 1; j < 4; j++)
+            hot[4 * r + j] = (r * 3 + j - 1) % 7 + 1;
+    }
+    rep = make(8, 4, 2, 16, hot);
+    assert_true(check_rounds(id8, rep, 4, 1) >= 3);
+    assert_true(check_rounds(id8, rep, 4, 4) >= 1);
+    epc_placement_destroy(id), epc_placement_destroy(a), epc_placement_destroy(b);
+    epc_placement_destroy(id8), epc_placement_destroy(rep);
+}
+
 /* Routed with a node limit, then mapped through a hierarchical plan whose
  * groups are the router's node blocks: the physical nodes of each token
  * are as many as its logical blocks, so never more than M. */
@@ -583,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_plan_against_eplb),
         cmocka_unit_test(test_plan_rejects),
         cmocka_unit_test(test_moves),
+        cmocka_unit_test(test_move_rounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
