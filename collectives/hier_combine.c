@@ -75,12 +75,13 @@ static void node_sum(const epc_request_t *r, const float *area, const size_t *of
     const hier_geom_t *g = &x->g;
     for (int q = 0; q < n; q++) {
         const float *slot = area + (off[g->local_rank[dest[q]]] + didx[q]) * g->hidden;
-        if (q == 0 && !x->bf16)
+        if (q == 0 && !x->bf16) { /* taken as it is (above) */
             memcpy(sum, slot, x->row);
-        else if (q == 0)
+            continue;
+        }
+        if (q == 0)
             memset(sum, 0, x->row);
-        if (q > 0 || x->bf16)
-            (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, slot, g->hidden);
+        (x->bf16 ? coll_add_row_bf16 : coll_add_row)(sum, slot, g->hidden);
     }
 }
 
