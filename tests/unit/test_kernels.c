@@ -17,11 +17,18 @@
 
 #define GUARD 128
 
+/* A line-aligned buffer of at least n bytes (aligned_alloc wants a
+ * multiple of the alignment). */
+static void *alloc64(size_t n)
+{
+    return aligned_alloc(64, (n + 63) & ~(size_t)63);
+}
+
 /* Copies n bytes from src + so to a poisoned dst + dof with
  * coll_stream_copy and checks them and the guards on either side. */
 static void check_copy(const unsigned char *src, size_t so, size_t dof, size_t n)
 {
-    unsigned char *dst = aligned_alloc(64, n + 2 * GUARD + 64);
+    unsigned char *dst = alloc64(n + 2 * GUARD + 64);
     assert_non_null(dst);
     memset(dst, 0xA5, n + 2 * GUARD + 64);
     coll_stream_copy(dst + GUARD + dof, src + so, n);
@@ -54,7 +61,7 @@ static void test_stream_copy_rows(void **state)
 {
     size_t n = 14336 + 2;
     unsigned char *src = malloc(n + 64);
-    float *f = malloc(7168 * sizeof *f), *g = aligned_alloc(64, 7168 * sizeof *g + 64);
+    float *f = malloc(7168 * sizeof *f), *g = alloc64(7168 * sizeof *g + 64);
     (void)state;
     assert_non_null(src);
     assert_non_null(f);
