@@ -45,6 +45,8 @@ static void usage(FILE *f)
            "                      per node, as the node limit; 1: global)\n"
            "      --spread        with --placement: tokens spread over every replica\n"
            "                      instead of preferring nodes they already reach\n"
+           "      --balanced      with --placement: reached nodes preferred while each\n"
+           "                      replica's share stays within 1/8 of even\n"
            "      --seed N\n");
 }
 
@@ -151,8 +153,12 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             *(a[1] == 'c' || a[2] == 'c' ? &o->check : &o->sweep) = 1;
             continue;
         }
-        if (!strcmp(a, "--ll") || !strcmp(a, "--spread")) {
-            *(a[2] == 'l' ? &o->ll : &o->spread) = 1;
+        if (!strcmp(a, "--ll")) {
+            o->ll = 1;
+            continue;
+        }
+        if (!strcmp(a, "--spread") || !strcmp(a, "--balanced")) {
+            o->choice = a[2] == 's' ? EPC_REPLICA_SPREAD : EPC_REPLICA_BALANCED;
             continue;
         }
         if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute") ||

@@ -117,7 +117,7 @@ static int run_row(bench_t *b, const int32_t *lidx, const double *load, place_ro
         return rc;
     epc_placement_info(pl, &info);
     row->slots = info.num_slots;
-    if (b->o.spread && epc_placement_set_choice(pl, EPC_REPLICA_SPREAD) != EPC_OK)
+    if (epc_placement_set_choice(pl, (epc_replica_choice_t)b->o.choice) != EPC_OK)
         rc = bench_fail(b, "epc_placement_set_choice");
     if (rc == 0 && (rc = ctx_for(b, pl, info.num_slots)) == 0 &&
         epc_placement_map(pl, lidx, b->o.tokens, b->o.topk, (int64_t)b->rank * b->o.tokens,
@@ -188,8 +188,8 @@ int bench_run_placement(bench_t *b)
                b->o.groups                              ? b->o.groups
                : b->o.experts % (b->size / b->rpn) == 0 ? b->size / b->rpn
                                                         : 1,
-               b->o.spread ? "spread" : "near", b->o.iters, "redundant", "placement", "slots",
-               "expected", "measured", "dispatch", "combine", "step", "x");
+               (const char *[]){"near", "spread", "balanced"}[b->o.choice], b->o.iters, "redundant",
+               "placement", "slots", "expected", "measured", "dispatch", "combine", "step", "x");
     snprintf(list, sizeof list, "%s", b->o.placement);
     for (char *save = NULL, *p = strtok_r(list, ",", &save); p && rc == 0;
          p = strtok_r(NULL, ",", &save))

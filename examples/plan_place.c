@@ -114,7 +114,7 @@ static int make_placement(const plan_opts_t *o, const routed_t *rt, int algo, ou
     out->plan_ms = algo < 0 ? 0.0 : now_ms() - t0;
     if (st != EPC_OK)
         return plan_fail(algo < 0 ? "placement" : "epc_placement_plan");
-    if (o->spread && epc_placement_set_choice(out->pl, EPC_REPLICA_SPREAD) != EPC_OK)
+    if (epc_placement_set_choice(out->pl, (epc_replica_choice_t)o->choice) != EPC_OK)
         return plan_fail("epc_placement_set_choice");
     return epc_placement_load(out->pl, rt->load, NULL, NULL, &out->expected) == EPC_OK
                ? 0
@@ -250,7 +250,7 @@ static void print_summary(const plan_opts_t *o, const routed_t *rt, const outcom
     printf("# placement: %d experts, %d ranks (%d nodes of %d), top-%d, node limit %d, skew %g, "
            "%d redundant slots, %d groups, replicas %s; %s\n",
            o->experts, o->ranks, o->ranks / o->rpn, o->rpn, o->topk, o->m, o->skew, o->placement,
-           groups_of(o), o->spread ? "spread" : "near",
+           groups_of(o), (const char *[]){"near", "spread", "balanced"}[o->choice],
            rt->R ? "rows: every routed token mapped to a slot"
                  : "loads: the planner's expectation");
     if (rt->R)

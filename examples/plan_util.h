@@ -18,7 +18,7 @@ typedef struct plan_opts {
     int bias, normalize, json, bench;
     int placement; /* --placement N: redundant slots to plan with; -1: no */
     int groups;    /* --groups G: the planner's num_groups (0: nodes) */
-    int spread;    /* --spread: map with EPC_REPLICA_SPREAD */
+    int choice;    /* --spread / --balanced: the epc_replica_choice_t (0: NEAR) */
 } plan_opts_t;
 
 /* Parses argv; prints usage/errors.  0 ok, -1 help shown, 1 bad usage. */

@@ -725,7 +725,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 6 /* libtool's current: a function added, a layout or signature changed */
+#define EPC_ABI_VERSION 7 /* libtool's current: a function or value added, a layout changed */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
@@ -1085,10 +1085,17 @@ EPC_EXPORT epc_status_t epc_placement_replicas(const epc_placement_t *placement,
  * candidates, token t (counted from first_token, e.g. rank x T) takes
  * candidate (t + expert) mod their number, spreading each expert's tokens
  * evenly over its candidates.  EPC_REPLICA_SPREAD: every replica is a
- * candidate, whatever the nodes.  EPC_ERR_INVALID_ARG (nothing written):
- * not a live placement, T < 0, topk outside [1, min(E, 256)], first_token
- * outside [0, INT64_MAX - T], NULL arrays with T > 0, an id outside
- * [-1, E) or repeated in a token.  slot_idx may alias topk_idx.
+ * candidate, whatever the nodes.  EPC_REPLICA_BALANCED: as NEAR, but
+ * taking the least-loaded replica (rows this call gave it so far; ties
+ * from (t + expert) on) and a reached one only while it holds at most
+ * 1/8 more (plus one) than the expert's least-loaded replica, else that
+ * one: shares within about 1/8 of even, the same slots for the same call
+ * (each token's choice depends on the call's earlier tokens).
+ * EPC_ERR_INVALID_ARG (nothing written): not a live placement, T < 0,
+ * topk outside [1, min(E, 256)], first_token outside [0, INT64_MAX - T],
+ * NULL arrays with T > 0, an id outside [-1, E) or repeated in a token.
+ * EPC_ERR_NO_MEMORY (BALANCED: its per-slot counts), nothing written.
+ * slot_idx may alias topk_idx.
  */
 EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, const int32_t *topk_idx,
                                           int num_tokens, int topk, int64_t first_token,
@@ -1096,11 +1103,13 @@ EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, cons
 
 /** How epc_placement_map picks among an expert's replicas. */
 typedef enum epc_replica_choice {
-    EPC_REPLICA_NEAR = 0,  /* prefer nodes the token already reaches (the default):
-                              fewest network copies, shares uneven where replicas
-                              sit on nodes reached unequally often */
-    EPC_REPLICA_SPREAD = 1 /* every replica in turn, ignoring nodes: even shares, at
-                              the cost of nodes (network copies) added to tokens */
+    EPC_REPLICA_NEAR = 0,    /* prefer nodes the token already reaches (the default):
+                                fewest network copies, shares uneven where replicas
+                                sit on nodes reached unequally often */
+    EPC_REPLICA_SPREAD = 1,  /* every replica in turn, ignoring nodes: even shares, at
+                                the cost of nodes (network copies) added to tokens */
+    EPC_REPLICA_BALANCED = 2 /* reached nodes first while the shares stay within 1/8
+                                of even, else the least-loaded replica */
 } epc_replica_choice_t;
 
 /** Sets the replica choice of later epc_placement_map calls on this
@@ -1199,9 +1208,9 @@ EPC_EXPORT epc_status_t epc_placement_moves(const epc_placement_t *from, const e
 /**
  * Collective: moves expert weights from placement `from` to `to` through
  * the context's transport, in rounds of at most EPC_MOVE_ROUND_KB sent and
- * at most that much received per rank (at least one slot).  old_weights holds this rank's S_from / R slots
- * of slot_bytes each, new_weights gets its S_to / R slots (they must not
- * overlap).  Both placements are agreed first (epc_placement_agree's
+ * at most that much received per rank (at least one slot).  old_weights
+ * holds this rank's S_from / R slots of slot_bytes each, new_weights gets
+ * its S_to / R slots (they must not overlap).  Both placements are agreed first (epc_placement_agree's
  * statuses, their R the context's; EPC_ERR_MISMATCH also when slot_bytes
  * or EPC_MOVE_ROUND_KB differ between ranks); slot_bytes 0 or NULL buffers are
  * EPC_ERR_INVALID_ARG on that rank and a named peer error elsewhere;

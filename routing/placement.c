@@ -248,12 +248,55 @@ static int choose(const epc_placement_t *pl, int e, int64_t t, const int *reache
     return rep[0]; /* not reached: pick < ncand */
 }
 
+/*
+ * EPC_REPLICA_BALANCED's allowance: a replica on a reached node is taken
+ * while it holds at most 1/REPLICA_SLACK more rows (plus one) than the
+ * expert's least-loaded replica in this call.  The preference saves
+ * network copies; the bound keeps every share within about 1/8 of the
+ * even split the planner assumed (NEAR's measured 1.58x on a global plan
+ * whose even split is 1.00x: docs/PLACEMENT.md).
+ */
+#define REPLICA_SLACK 8
+
+/* The least-loaded of e's replicas (on a reached node only: near), ties to
+ * the first from (t + e) mod their number, in ascending slot order; -1
+ * when near and none is on a reached node. */
+static int least_loaded(const epc_placement_t *pl, int e, int64_t t, const int *reached,
+                        int nreached, const int *count, int near)
+{
+    const int32_t *rep = pl->rep_slot + pl->rep_begin[e];
+    int n = pl->rep_begin[e + 1] - pl->rep_begin[e], start = (int)(((uint64_t)t + e) % n);
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+        int s = rep[(start + i) % n];
+        if (near && !reaches(reached, nreached, epc_placement_slot_node(pl, s)))
+            continue;
+        if (best < 0 || count[s] < count[best])
+            best = s;
+    }
+    return best;
+}
+
+/* EPC_REPLICA_BALANCED: the least-loaded replica on a reached node while
+ * within the allowance of the least-loaded one overall, else that one. */
+static int choose_balanced(const epc_placement_t *pl, int e, int64_t t, const int *reached,
+                           int nreached, const int *count)
+{
+    int all = least_loaded(pl, e, t, reached, nreached, count, 0);
+    int near = least_loaded(pl, e, t, reached, nreached, count, 1);
+    if (near >= 0 && count[near] <= count[all] + count[all] / REPLICA_SLACK + 1)
+        return near;
+    return all;
+}
+
 /* Maps one token's k ids: experts whose slots share one node first (they
  * fix nodes the token reaches), then the others in the token's order.
- * Spreading, no node is ever reached: every replica is a candidate. */
-static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int64_t t, int32_t *out)
+ * Spreading, no node is ever reached: every replica is a candidate.
+ * count (BALANCED only, else NULL): rows each slot took in this call. */
+static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int64_t t, int32_t *out,
+                      int *count)
 {
-    int reached[EPC_ROUTE_MAX_SELECT], n = 0, near = pl->choice == EPC_REPLICA_NEAR;
+    int reached[EPC_ROUTE_MAX_SELECT], n = 0, near = pl->choice != EPC_REPLICA_SPREAD;
     int32_t e_of[EPC_ROUTE_MAX_SELECT];
     memcpy(e_of, idx, (size_t)k * sizeof *e_of); /* out may alias idx */
     for (int j = 0; near && j < k; j++) {
@@ -269,8 +312,11 @@ static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int6
             out[j] = -1;
             continue;
         }
-        s = choose(pl, e, t, reached, n);
+        s = count != NULL ? choose_balanced(pl, e, t, reached, n, count)
+                          : choose(pl, e, t, reached, n);
         out[j] = s;
+        if (count != NULL)
+            count[s]++;
         if (near && !reaches(reached, n, epc_placement_slot_node(pl, s)))
             reached[n++] = epc_placement_slot_node(pl, s);
     }
@@ -280,6 +326,7 @@ epc_status_t epc_placement_map(const epc_placement_t *pl, const int32_t *topk_id
                                int64_t first_token, int32_t *slot_idx)
 {
     epc_status_t st = epc_placement_check(pl, "epc_placement_map");
+    int *count = NULL;
     if (st != EPC_OK)
         return st;
     if (k < 1 || k > EPC_ROUTE_MAX_SELECT || k > pl->E)
@@ -292,8 +339,13 @@ epc_status_t epc_placement_map(const epc_placement_t *pl, const int32_t *topk_id
         return BAD("epc_placement_map", "slot_idx is NULL");
     if ((st = epc_route_check_idx(pl->E, k, topk_idx, T, "epc_placement_map")) != EPC_OK)
         return st;
+    if (pl->choice == EPC_REPLICA_BALANCED &&
+        (count = calloc((size_t)pl->S, sizeof *count)) == NULL)
+        return epc_error(EPC_ERR_NO_MEMORY, "epc_placement_map: counts of %d slots", pl->S);
     for (int t = 0; t < T; t++)
-        map_token(pl, topk_idx + (size_t)t * k, k, first_token + t, slot_idx + (size_t)t * k);
+        map_token(pl, topk_idx + (size_t)t * k, k, first_token + t, slot_idx + (size_t)t * k,
+                  count);
+    free(count);
     return EPC_OK;
 }
 
@@ -302,7 +354,8 @@ epc_status_t epc_placement_set_choice(epc_placement_t *pl, epc_replica_choice_t 
     epc_status_t st = epc_placement_check(pl, "epc_placement_set_choice");
     if (st != EPC_OK)
         return st;
-    if (choice != EPC_REPLICA_NEAR && choice != EPC_REPLICA_SPREAD)
+    if (choice != EPC_REPLICA_NEAR && choice != EPC_REPLICA_SPREAD &&
+        choice != EPC_REPLICA_BALANCED)
         return BAD("epc_placement_set_choice", "choice = %d is not an epc_replica_choice_t",
                    (int)choice);
     pl->choice = choice;

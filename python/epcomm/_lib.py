@@ -14,7 +14,7 @@ import os
 import subprocess
 
 # The ABI version these mirrors describe (EPC_ABI_VERSION in epcomm.h).
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 c_int, c_size_t, c_double, c_float = ctypes.c_int, ctypes.c_size_t, ctypes.c_double, ctypes.c_float
 c_char_p, c_void_p, c_uint64 = ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint64

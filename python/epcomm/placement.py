@@ -13,7 +13,7 @@ from ._lib import lib, new, PlacementParams, PlacementInfo, PlacementPlanParams,
 from .errors import check, EpcInvalidArgument
 
 _ALGOS = {"balanced": 0, "eplb": 1}
-_CHOICES = {"near": 0, "spread": 1}
+_CHOICES = {"near": 0, "spread": 1, "balanced": 2}
 
 
 class Placement:
@@ -93,10 +93,12 @@ class Placement:
 
     def set_choice(self, choice):
         """How map() picks among replicas: "near" (the default: prefer nodes
-        the token already reaches, adding no network copy) or "spread"
-        (every replica in turn: even shares, possibly more nodes per token)."""
+        the token already reaches, adding no network copy), "spread" (every
+        replica in turn: even shares, possibly more nodes per token) or
+        "balanced" (reached nodes preferred while each replica's share of
+        the call stays within 1/8 of even, else the least-loaded replica)."""
         if choice not in _CHOICES:
-            raise EpcInvalidArgument("choice = %r (near or spread)" % (choice,))
+            raise EpcInvalidArgument("choice = %r (near, spread or balanced)" % (choice,))
         check(lib.epc_placement_set_choice(self._live(), _CHOICES[choice]))
 
     def map(self, topk_idx, first_token=0):

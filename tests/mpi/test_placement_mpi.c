@@ -4,7 +4,8 @@
  * and the placement collectives.
  *
  * For the identity, a permutation, and a planned placement with one
- * redundant slot per rank (replicas), under both algorithms: every rank's
+ * redundant slot per rank (replicas), under both algorithms and each
+ * replica choice (near, spread, balanced): every rank's
  * logical topk_idx is mapped to slots, dispatched by a context of S
  * experts, and every received row is checked against the reference built
  * from every rank's regenerated inputs (which slot, which source token, the
@@ -245,9 +246,11 @@ static void collectives(void)
         epc_placement_info(pl, &info);
         ctx = make_ctx(info.num_slots);
         MT_CHECK(epc_placement_agree(ctx, pl) == EPC_OK, "agree: %s", epc_last_error(ctx));
-        for (int it = 0; it < 4; it++) {
-            if (it == 2) /* the last two with every replica in turn */
+        for (int it = 0; it < 6; it++) {
+            if (it == 2) /* two with every replica in turn, two balanced */
                 MT_CHECK(epc_placement_set_choice(pl, EPC_REPLICA_SPREAD) == EPC_OK, "spread");
+            if (it == 4)
+                MT_CHECK(epc_placement_set_choice(pl, EPC_REPLICA_BALANCED) == EPC_OK, "balanced");
             run_once(ctx, pl, it % 2 ? EPC_ALGO_FLAT : EPC_ALGO_HIER, it + 10 * kind);
         }
         epc_placement_destroy(pl);

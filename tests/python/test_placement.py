@@ -111,6 +111,15 @@ def main():
                 e = int(idx[t, j])
                 reps = plan.replicas(e).tolist()
                 assert int(spread[t, j]) == reps[(RANK * T + t + e) % len(reps)], (t, j)
+        # balanced: each expert's replicas within 1/8 (+2) of the least-loaded
+        plan.set_choice("balanced")
+        bal = plan.map(idx, first_token=RANK * T)
+        assert torch.equal(bal, plan.map(idx, first_token=RANK * T))
+        for e in range(E):
+            reps = plan.replicas(e).tolist()
+            got = [int((bal[idx == e] == s).sum()) for s in reps]
+            assert sum(got) == int((idx == e).sum()), (e, got)
+            assert max(got) <= min(got) + min(got) // 8 + 2, (e, got)
         try:
             plan.set_choice("far")
             raise AssertionError("an unknown choice was accepted")

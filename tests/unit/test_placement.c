@@ -265,7 +265,7 @@ static void test_map_choice(void **state)
     assert_int_equal(per_slot[1], 100);
     assert_int_equal(per_slot[2], 100);
     assert_int_equal(per_slot[6], 100);
-    assert_int_equal(epc_placement_set_choice(pl, (epc_replica_choice_t)2), EPC_ERR_INVALID_ARG);
+    assert_int_equal(epc_placement_set_choice(pl, (epc_replica_choice_t)3), EPC_ERR_INVALID_ARG);
     assert_non_null(strstr(epc_last_error(NULL), "choice"));
     assert_int_equal(epc_placement_set_choice(NULL, EPC_REPLICA_NEAR), EPC_ERR_INVALID_ARG);
     assert_int_equal(epc_placement_set_choice(pl, EPC_REPLICA_NEAR), EPC_OK);
@@ -602,9 +602,35 @@ static void test_move_rounds(void **state)
     epc_placement_destroy(id8), epc_placement_destroy(rep);
 }
 
+/* Every token of slots (mapped from idx [T x k] through pl) has its
+ * logical experts and reaches at most m nodes. */
+static void check_node_limit(const epc_placement_t *pl, const int32_t *idx, const int32_t *slots,
+                             int T, int k, int m)
+{
+    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+    int32_t table[256];
+    assert_int_equal(epc_placement_info(pl, &info), EPC_OK);
+    assert_true(info.num_slots <= 256);
+    assert_int_equal(epc_placement_table(pl, table, 256), EPC_OK);
+    for (int t = 0; t < T; t++) {
+        int nodes[256], n = 0;
+        for (int j = 0; j < k; j++) {
+            int node = slots[t * k + j] / (info.num_slots / info.num_ranks) / info.ranks_per_node,
+                seen = 0;
+            assert_int_equal(table[slots[t * k + j]], idx[t * k + j]);
+            for (int i = 0; i < n; i++)
+                seen |= nodes[i] == node;
+            if (!seen)
+                nodes[n++] = node;
+        }
+        assert_true(n <= m);
+    }
+}
+
 /* Routed with a node limit, then mapped through a hierarchical plan whose
  * groups are the router's node blocks: the physical nodes of each token
- * are as many as its logical blocks, so never more than M. */
+ * are as many as its logical blocks, so never more than M, whether the
+ * replica choice is NEAR or BALANCED. */
 static void test_map_keeps_node_limit(void **state)
 {
     enum { E = 64, R = 16, RPN = 4, K = 6, M = 2, T = 500 };
@@ -629,20 +655,11 @@ static void test_map_keeps_node_limit(void **state)
     for (int i = 0; i < T * K; i++)
         w[idx[i]] += 1;
     pl = plan(w, E, R, RPN, E + 16, 0, EPC_PLACEMENT_BALANCED);
-    assert_int_equal(epc_placement_map(pl, idx, T, K, 0, slots), EPC_OK);
-    for (int t = 0; t < T; t++) {
-        int nodes[K], n = 0;
-        for (int j = 0; j < K; j++) {
-            int node = slots[t * K + j] / ((E + 16) / R) / RPN, seen = 0;
-            int32_t table[E + 16];
-            epc_placement_table(pl, table, E + 16);
-            assert_int_equal(table[slots[t * K + j]], idx[t * K + j]);
-            for (int i = 0; i < n; i++)
-                seen |= nodes[i] == node;
-            if (!seen)
-                nodes[n++] = node;
-        }
-        assert_true(n <= M);
+    for (int c = 0; c < 2; c++) {
+        assert_int_equal(epc_placement_set_choice(pl, c ? EPC_REPLICA_BALANCED : EPC_REPLICA_NEAR),
+                         EPC_OK);
+        assert_int_equal(epc_placement_map(pl, idx, T, K, 0, slots), EPC_OK);
+        check_node_limit(pl, idx, slots, T, K, M);
     }
     epc_placement_destroy(pl);
     epc_router_destroy(router);
@@ -650,6 +667,71 @@ static void test_map_keeps_node_limit(void **state)
     free(tw);
     free(idx);
     free(slots);
+}
+
+/* Replica counts of expert 0 (slots 0, 1, 2 and 6 of test_map_choice's
+ * table) after each of T tokens: never more than the least-loaded one's
+ * 1/8 plus 2 apart (the allowance, checked before the increment). */
+static void check_balanced_shares(const int32_t *out, int T, int *cnt)
+{
+    memset(cnt, 0, 8 * sizeof *cnt);
+    for (int t = 0; t < T; t++) {
+        int mn, mx;
+        cnt[out[2 * t]]++;
+        mn = mx = cnt[0];
+        for (int i = 1; i < 4; i++) {
+            int c = cnt[i < 3 ? i : 6];
+            mn = c < mn ? c : mn;
+            mx = c > mx ? c : mx;
+        }
+        assert_true(mx <= mn + mn / 8 + 2);
+    }
+}
+
+/* EPC_REPLICA_BALANCED on test_map_choice's table: expert 0 has three
+ * replicas on node 0 (slots 0, 1, 2) and one on node 1 (slot 6). */
+static void test_map_balanced(void **state)
+{
+    int32_t t[8] = {0, 0, 0, 2, 1, 3, 0, 3};
+    enum { T = 400 };
+    int32_t *idx = malloc(T * 2 * sizeof *idx), *out = malloc(T * 2 * sizeof *out);
+    int32_t *again = malloc(T * 2 * sizeof *again);
+    int cnt[8];
+    epc_placement_t *pl = make(4, 4, 2, 8, t);
+    (void)state;
+    assert_int_equal(epc_placement_set_choice(pl, EPC_REPLICA_BALANCED), EPC_OK);
+    /* every token also has expert 1 (node 1): NEAR would give slot 6 all
+     * 400; BALANCED prefers it within the allowance, then the others */
+    for (int i = 0; i < T; i++)
+        idx[2 * i] = 0, idx[2 * i + 1] = 1;
+    assert_int_equal(epc_placement_map(pl, idx, T, 2, 0, out), EPC_OK);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(out[2 * i + 1], 4); /* one replica: always it */
+    check_balanced_shares(out, T, cnt);
+    assert_int_equal(out[0], 6); /* all at 0: the reached replica */
+    assert_true(cnt[6] > cnt[0] && cnt[6] > cnt[1] && cnt[6] > cnt[2]);
+    assert_int_equal(cnt[0] + cnt[1] + cnt[2] + cnt[6], T);
+    /* with expert 2 (node 0) instead: node 0's replicas preferred */
+    for (int i = 0; i < T; i++)
+        idx[2 * i + 1] = 2;
+    assert_int_equal(epc_placement_map(pl, idx, T, 2, 0, out), EPC_OK);
+    check_balanced_shares(out, T, cnt);
+    assert_true(cnt[6] < cnt[0] && cnt[6] < cnt[1] && cnt[6] < cnt[2]);
+    assert_true(cnt[6] >= T / 4 - T / 4 / 8 - 2); /* yet still about its share */
+    /* the same call gives the same slots, also in place; -1 stays */
+    idx[1] = -1;
+    assert_int_equal(epc_placement_map(pl, idx, T, 2, 9, out), EPC_OK);
+    assert_int_equal(epc_placement_map(pl, idx, T, 2, 9, again), EPC_OK);
+    assert_memory_equal(out, again, T * 2 * sizeof *out);
+    assert_int_equal(out[1], -1);
+    assert_int_equal(epc_placement_map(pl, idx, T, 2, 9, idx), EPC_OK);
+    assert_memory_equal(out, idx, T * 2 * sizeof *out);
+    /* T = 0 writes nothing; bad input is still rejected */
+    assert_int_equal(epc_placement_map(pl, NULL, 0, 2, 0, NULL), EPC_OK);
+    idx[0] = 4;
+    assert_int_equal(epc_placement_map(pl, idx, T, 2, 0, out), EPC_ERR_INVALID_ARG);
+    epc_placement_destroy(pl);
+    free(idx), free(out), free(again);
 }
 
 int main(void)
@@ -662,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_map_choice),
         cmocka_unit_test(test_map_rejects),
         cmocka_unit_test(test_map_keeps_node_limit),
+        cmocka_unit_test(test_map_balanced),
         cmocka_unit_test(test_plan_against_eplb),
         cmocka_unit_test(test_plan_rejects),
         cmocka_unit_test(test_moves),
