@@ -10,7 +10,7 @@
  * and hier dispatch + combine of -t tokens are timed over the iterations
  * (per iteration the slowest rank; medians), beside the rows each rank
  * receives over the mean (measured from the mapping, and as the planner
- * expects it with even replica shares).
+ * expects it with even replica shares) and the nodes a token reaches.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@
 typedef struct place_row {
     const char *name;
     int redundant, slots;
-    double expected, measured, t_disp, t_comb;
+    double expected, measured, nodes, t_disp, t_comb;
     long wrong;
 } place_row_t;
 
@@ -88,6 +88,25 @@ static double measured_imbalance(bench_t *b, int spr)
     return sum > 0 ? mx * b->size / sum : 0.0;
 }
 
+/* Distinct nodes a token's slots are on under the mapping in b->idx
+ * (each a network copy in hier when not its own), averaged over every
+ * rank's tokens: what the replica choice adds or saves. */
+static double nodes_per_token(const bench_t *b, int spr)
+{
+    double mine[2] = {0, (double)b->o.tokens}, all[2];
+    for (int t = 0; t < b->o.tokens; t++) {
+        const int32_t *s = b->idx + (size_t)t * b->o.topk;
+        for (int j = 0; j < b->o.topk; j++) {
+            int node = s[j] < 0 ? -1 : s[j] / spr / b->rpn, seen = node < 0;
+            for (int i = 0; i < j && !seen; i++)
+                seen = s[i] >= 0 && s[i] / spr / b->rpn == node;
+            mine[0] += !seen;
+        }
+    }
+    MPI_Allreduce(mine, all, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return all[1] > 0 ? all[0] / all[1] : 0.0;
+}
+
 /* Times hier dispatch + combine over the iterations: medians. */
 static int time_row(bench_t *b, place_row_t *row)
 {
@@ -125,8 +144,10 @@ static int run_row(bench_t *b, const int32_t *lidx, const double *load, place_ro
         rc = bench_fail(b, "epc_placement_map");
     if (rc == 0 && epc_placement_load(pl, load, NULL, NULL, &row->expected) != EPC_OK)
         rc = bench_fail(b, "epc_placement_load");
-    if (rc == 0)
+    if (rc == 0) {
         row->measured = measured_imbalance(b, info.slots_per_rank);
+        row->nodes = nodes_per_token(b, info.slots_per_rank);
+    }
     if (rc == 0)
         rc = time_row(b, row);
     epc_placement_destroy(pl);
@@ -138,9 +159,9 @@ static void print_row(const bench_t *b, const place_row_t *r, double base)
     long wrong = 0;
     MPI_Allreduce(&r->wrong, &wrong, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
     if (b->rank == 0)
-        printf("%9d  %-9s %6d %9.3f %9.3f %11.1f %11.1f %11.1f %7.2fx%s\n", r->redundant, r->name,
-               r->slots, r->expected, r->measured, 1e6 * r->t_disp, 1e6 * r->t_comb,
-               1e6 * (r->t_disp + r->t_comb), (r->t_disp + r->t_comb) / base,
+        printf("%9d  %-9s %6d %9.3f %9.3f %9.3f %11.1f %11.1f %11.1f %7.2fx%s\n", r->redundant,
+               r->name, r->slots, r->expected, r->measured, r->nodes, 1e6 * r->t_disp,
+               1e6 * r->t_comb, 1e6 * (r->t_disp + r->t_comb), (r->t_disp + r->t_comb) / base,
                b->o.check ? (wrong ? "  WRONG" : "  checked") : "");
 }
 
@@ -156,7 +177,7 @@ static int rows_for(bench_t *b, const int32_t *lidx, const double *load, int n, 
         return 0;
     }
     for (int i = n == 0 ? 0 : 1; i < 3; i++) {
-        place_row_t row = {names[i], n, 0, 0, 0, 0, 0, 0};
+        place_row_t row = {names[i], n, 0, 0, 0, 0, 0, 0, 0};
         if (run_row(b, lidx, load, &row, algos[i]) != 0)
             return 1;
         if (*base <= 0)
@@ -180,16 +201,17 @@ int bench_run_placement(bench_t *b)
     if (rc == 0 && b->rank == 0)
         printf("# placement table: %d ranks (%d per node), node limit %d, skew %g, %d tokens "
                "per rank, groups %d, replicas %s; imbalance = busiest rank's rows / mean "
-               "(expected: the "
-               "planner's, even replica shares; measured: the mapped tokens); hier times "
-               "(us), per iteration the slowest rank, medians of %d; x = step / the first row's\n"
-               "# %7s  %-9s %6s %9s %9s %11s %11s %11s %8s\n",
+               "(expected: the planner's, even replica shares; measured: the mapped tokens); "
+               "nodes/tok: distinct nodes of a token's slots, mean; hier times (us), per "
+               "iteration the slowest rank, medians of %d; x = step / the first row's\n"
+               "# %7s  %-9s %6s %9s %9s %9s %11s %11s %11s %8s\n",
                b->size, b->rpn, b->m, b->o.skew, b->o.tokens,
                b->o.groups                              ? b->o.groups
                : b->o.experts % (b->size / b->rpn) == 0 ? b->size / b->rpn
                                                         : 1,
                (const char *[]){"near", "spread", "balanced"}[b->o.choice], b->o.iters, "redundant",
-               "placement", "slots", "expected", "measured", "dispatch", "combine", "step", "x");
+               "placement", "slots", "expected", "measured", "nodes/tok", "dispatch", "combine",
+               "step", "x");
     snprintf(list, sizeof list, "%s", b->o.placement);
     for (char *save = NULL, *p = strtok_r(list, ",", &save); p && rc == 0;
          p = strtok_r(NULL, ",", &save))
