@@ -62,6 +62,7 @@ rows = [r for r in rows if len(r) >= 10 and r[1] in ("none", "eplb", "balanced")
 assert [(r[0], r[1]) for r in rows] == [("0", "none"), ("0", "eplb"), ("0", "balanced"),
                                         ("4", "eplb"), ("4", "balanced")], rows
 assert all(r[-1] == "checked" for r in rows), rows
+assert all(1.0 <= float(r[5]) <= 2.0 for r in rows), rows  # nodes/tok, 2 nodes
 exp = {(r[0], r[1]): float(r[3]) for r in rows}
 for n in ("0", "4"):
     assert exp[(n, "balanced")] <= exp[(n, "eplb")] + 1e-9, exp
@@ -70,3 +71,18 @@ print("--placement: %d rows checked" % len(rows))
 PY
 grep -q "5 redundant slots: 21 slots are not a multiple of 4 ranks, skipped" "$dir/place.txt" ||
     { cat "$dir/place.txt"; echo "FAIL: --placement 5 not skipped"; exit 1; }
+# --balanced (global plans): the choice is named, every row checked, and a
+# token's slots lie on 1 or 2 nodes (more than one on average).
+"$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 \
+    -n 2 -w 1 -c --skew 1 --groups 1 --placement 0,4 --balanced >"$dir/bal.txt" ||
+    { cat "$dir/bal.txt"; exit 1; }
+python3 - "$dir/bal.txt" <<'PY' || { cat "$dir/bal.txt"; exit 1; }
+import sys
+text = open(sys.argv[1]).read()
+assert "replicas balanced" in text, text
+rows = [l.split() for l in text.splitlines() if l.strip() and not l.startswith("#")]
+rows = [r for r in rows if len(r) >= 10 and r[1] in ("none", "eplb", "balanced")]
+assert len(rows) == 5 and all(r[-1] == "checked" for r in rows), rows
+assert all(1.0 < float(r[5]) <= 2.0 for r in rows), rows
+print("--placement --balanced: %d rows checked" % len(rows))
+PY
