@@ -104,8 +104,8 @@ class Placement:
     def map(self, topk_idx, first_token=0):
         """Slots for logical topk_idx [T, k] (int32 or int64; -1 stays -1),
         same dtype: the replica choice of epc_placement_map (deterministic,
-        preferring nodes the token already reaches; token t counted from
-        first_token, e.g. rank * T)."""
+        by set_choice's rule; token t counted from first_token, e.g.
+        rank * T; "balanced" also depends on the call's earlier tokens)."""
         if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2 or \
                 topk_idx.dtype not in (torch.int32, torch.int64):
             raise EpcInvalidArgument("topk_idx must be an int32 or int64 tensor [T, k]")
