@@ -34,8 +34,8 @@ typedef struct routed {
 typedef struct outcome {
     const char *name;
     epc_placement_t *pl;
-    double plan_ms, expected, rank_imb, node_imb;
-    double *rank_rows, *node_rows; /* [R], [nodes] */
+    double plan_ms, expected, rank_imb, node_imb, nodes_tok; /* nodes_tok: mean nodes per token */
+    double *rank_rows, *node_rows;                           /* [R], [nodes] */
     epc_cost_t cost;
 } outcome_t;
 
@@ -186,8 +186,10 @@ static int evaluate(const plan_opts_t *o, const routed_t *rt, outcome_t *out)
         tpr[i] = (int)(tpr[i] * scale + 0.5);
         rpr[i] = (int)(rpr[i] * scale + 0.5);
     }
-    for (int i = 0; rc == 0 && i < R * nodes; i++)
+    for (int i = 0; rc == 0 && i < R * nodes; i++) {
+        out->nodes_tok += (double)tpn[i] / ((double)R * rt->T);
         tpn[i] = (int)(tpn[i] * scale + 0.5);
+    }
     out->rank_imb = imbalance(out->rank_rows, R);
     out->node_imb = imbalance(out->node_rows, nodes);
     if (rc == 0)
@@ -259,19 +261,20 @@ static void print_summary(const plan_opts_t *o, const routed_t *rt, const outcom
     printf("# expected = busiest rank / mean as planned (even replica shares); no placement "
            "with these slots and groups can go below %.3f\n",
            load_bound(o, rt->load));
-    printf("%-9s %6s %9s %10s %10s %10s %12s %12s %12s\n", "placement", "slots", "plan_ms",
-           "expected", "rank_imb", "node_imb", "hier_disp_us", "hier_comb_us", "step_us");
+    printf("%-9s %6s %9s %10s %10s %10s %9s %12s %12s %12s\n", "placement", "slots", "plan_ms",
+           "expected", "rank_imb", "node_imb", "nodes/tok", "hier_disp_us", "hier_comb_us",
+           "step_us");
     for (int i = 0; i < n; i++) {
         epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
         epc_placement_info(oc[i].pl, &info);
         if (rt->R)
-            printf("%-9s %6d %9.2f %10.3f %10.3f %10.3f %12.1f %12.1f %12.1f\n", oc[i].name,
+            printf("%-9s %6d %9.2f %10.3f %10.3f %10.3f %9.3f %12.1f %12.1f %12.1f\n", oc[i].name,
                    info.num_slots, oc[i].plan_ms, oc[i].expected, oc[i].rank_imb, oc[i].node_imb,
-                   oc[i].cost.hier_dispatch_us, oc[i].cost.hier_combine_us,
+                   oc[i].nodes_tok, oc[i].cost.hier_dispatch_us, oc[i].cost.hier_combine_us,
                    oc[i].cost.hier_dispatch_us + oc[i].cost.hier_combine_us);
         else
-            printf("%-9s %6d %9.2f %10.3f %10s %10s %12s %12s %12s\n", oc[i].name, info.num_slots,
-                   oc[i].plan_ms, oc[i].expected, "-", "-", "-", "-", "-");
+            printf("%-9s %6d %9.2f %10.3f %10s %10s %9s %12s %12s %12s\n", oc[i].name,
+                   info.num_slots, oc[i].plan_ms, oc[i].expected, "-", "-", "-", "-", "-", "-");
     }
 }
 

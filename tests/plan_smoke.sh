@@ -47,6 +47,10 @@ assert exp["balanced"] <= exp["eplb"] + 1e-9 < exp["none"], exp
 bound = float([l for l in lines if "can go below" in l][0].split()[-1])
 assert 1.0 <= bound <= exp["balanced"] + 1e-3, (bound, exp)
 assert int(rows["eplb"][1]) == int(rows["balanced"][1]) == 80 and int(rows["none"][1]) == 64
+# nodes per token: the contiguous placement keeps the router's node limit 2;
+# groups of 8 split the router's blocks of 16 over nodes (at most all 4)
+assert 1.0 <= float(rows["none"][6]) <= 2.0, rows
+assert all(1.0 <= float(v[6]) <= 4.0 for v in rows.values()), rows
 assert sum(1 for l in lines if l.startswith("rank ")) == 16
 assert sum(1 for l in lines if l.startswith("node ")) == 4
 print("epc_plan --placement: balanced %.3f <= eplb %.3f < none %.3f" % (
