@@ -725,7 +725,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 7 /* libtool's current: a function or value added, a layout changed */
+#define EPC_ABI_VERSION 7 /* libtool's current: when it changes, docs/API.md */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
