@@ -59,6 +59,14 @@ static void die(const fab_t *f, const char *what, long ret)
     MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
+/* p, or the job aborted saying memory ran out. */
+static void *need(const fab_t *f, void *p)
+{
+    if (p == NULL)
+        die(f, "out of memory", -FI_ENOMEM);
+    return p;
+}
+
 /* Index of rank q among rank p's peers (the ranks of other nodes). */
 static int slot_of(const fab_t *f, int p, int q)
 {
@@ -147,29 +155,29 @@ static void fab_open(fab_t *f, size_t max)
         (ret = fi_ep_bind(f->ep, &f->av->fid, 0)) != 0 || (ret = fi_enable(f->ep)) != 0 ||
         (ret = fi_getname(&f->ep->fid, name, &len)) != 0)
         die(f, "opening the endpoint", ret);
-    char *all = malloc(len * (size_t)f->size);
+    size_t region = (size_t)f->npeers * max, rounded = (region + 4095) / 4096 * 4096;
+    char *all = need(f, malloc(len * (size_t)f->size));
     MPI_Allgather(name, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, MPI_COMM_WORLD);
-    f->addr = malloc((size_t)f->size * sizeof *f->addr);
+    f->addr = need(f, malloc((size_t)f->size * sizeof *f->addr));
     if (fi_av_insert(f->av, all, (size_t)f->size, f->addr, 0, NULL) != f->size)
         die(f, "fi_av_insert", -FI_EINVAL);
     free(all);
-    f->sbuf = aligned_alloc(4096, (f->npeers * max + 4095) / 4096 * 4096 + 4096);
-    f->rbuf = aligned_alloc(4096, (f->npeers * max + 4095) / 4096 * 4096 + 4096);
-    memset(f->sbuf, f->rank & 0xff, f->npeers * max + 1);
-    memset(f->rbuf, 0, f->npeers * max + 1);
-    f->smr = reg(f, f->sbuf, f->npeers * max + 1, FI_SEND | FI_WRITE, 2 * (uint64_t)f->rank);
-    f->rmr =
-        reg(f, f->rbuf, f->npeers * max + 1, FI_RECV | FI_REMOTE_WRITE, 2 * (uint64_t)f->rank + 1);
+    f->sbuf = need(f, aligned_alloc(4096, rounded));
+    f->rbuf = need(f, aligned_alloc(4096, rounded));
+    memset(f->sbuf, f->rank & 0xff, region);
+    memset(f->rbuf, 0, region);
+    f->smr = reg(f, f->sbuf, region, FI_SEND | FI_WRITE, 2 * (uint64_t)f->rank);
+    f->rmr = reg(f, f->rbuf, region, FI_RECV | FI_REMOTE_WRITE, 2 * (uint64_t)f->rank + 1);
     mine[0] = f->info->domain_attr->mr_mode & FI_MR_VIRT_ADDR ? (uint64_t)(uintptr_t)f->rbuf : 0;
     mine[1] = fi_mr_key(f->rmr);
-    uint64_t *both = malloc(2 * sizeof *both * (size_t)f->size);
+    uint64_t *both = need(f, malloc(2 * sizeof *both * (size_t)f->size));
     MPI_Allgather(mine, 2, MPI_UINT64_T, both, 2, MPI_UINT64_T, MPI_COMM_WORLD);
-    f->rbase = malloc((size_t)f->size * sizeof *f->rbase);
-    f->rkey = malloc((size_t)f->size * sizeof *f->rkey);
+    f->rbase = need(f, malloc((size_t)f->size * sizeof *f->rbase));
+    f->rkey = need(f, malloc((size_t)f->size * sizeof *f->rkey));
     for (int r = 0; r < f->size; r++)
         f->rbase[r] = both[2 * r], f->rkey[r] = both[2 * r + 1];
     free(both);
-    f->ctx = calloc(2 * (size_t)f->npeers, sizeof *f->ctx);
+    f->ctx = need(f, calloc(2 * (size_t)f->npeers, sizeof *f->ctx));
 }
 
 static void fab_close(fab_t *f)
@@ -321,7 +329,7 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 2;
     }
-    f.peers = malloc((size_t)f.size * sizeof *f.peers);
+    f.peers = need(&f, malloc((size_t)f.size * sizeof *f.peers));
     for (int r = 0; r < f.size; r++)
         if (r / f.rpn != f.rank / f.rpn)
             f.peers[f.npeers++] = r;
@@ -333,7 +341,7 @@ int main(int argc, char **argv)
                "(us); every slot's bytes checked after each size\n# %10s %12s %12s %8s\n",
                f.size, f.rpn, f.info->fabric_attr->prov_name, iters, "bytes/peer", "two-sided",
                "write+data", "ratio");
-    double *ts = malloc(2 * (size_t)iters * sizeof *ts), *wd = ts + iters;
+    double *ts = need(&f, malloc(2 * (size_t)iters * sizeof *ts)), *wd = ts + iters;
     long wrong = 0;
     for (int s = 0; s < nsizes; s++) {
         for (int w = 0; w < 3; w++) /* connections, rendezvous buffers */
