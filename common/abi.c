@@ -119,7 +119,7 @@ static const epc_abi_field_t table[] = {
 #undef T
 #define T epc_placement_plan_params_t
     STRUCT, F(size), F(num_experts), F(num_ranks), F(ranks_per_node), F(num_slots),
-    F(expert_load), F(num_groups), F(algo),
+    F(expert_load), F(num_groups), F(algo), F(expert_reach),
 #undef T
 #define T epc_slot_move_t
     STRUCT, F(slot), F(peer), F(peer_slot),

@@ -47,6 +47,10 @@ static void usage(FILE *f)
            "                      instead of preferring nodes they already reach\n"
            "      --balanced      with --placement: reached nodes preferred while each\n"
            "                      replica's share stays within 1/8 of even\n"
+           "      --limited       with --placement: the least-loaded replica on the expert's\n"
+           "                      main node or a reached node (no node beyond the routing's)\n"
+           "      --spill         with --placement: epcomm's planner gets the routing's\n"
+           "                      co-reach and may place spill replicas (use --limited)\n"
            "      --seed N\n");
 }
 
@@ -157,8 +161,14 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
             o->ll = 1;
             continue;
         }
-        if (!strcmp(a, "--spread") || !strcmp(a, "--balanced")) {
-            o->choice = a[2] == 's' ? EPC_REPLICA_SPREAD : EPC_REPLICA_BALANCED;
+        if (!strcmp(a, "--spread") || !strcmp(a, "--balanced") || !strcmp(a, "--limited")) {
+            o->choice = a[2] == 's'   ? EPC_REPLICA_SPREAD
+                        : a[2] == 'b' ? EPC_REPLICA_BALANCED
+                                      : EPC_REPLICA_LIMITED;
+            continue;
+        }
+        if (!strcmp(a, "--spill")) {
+            o->spill = 1;
             continue;
         }
         if (!strcmp(a, "--prewarm") || !strcmp(a, "--reroute") ||

@@ -38,8 +38,26 @@ static int global_loads(bench_t *b, const int32_t *lidx, double *load)
     return 0;
 }
 
-/* The placement: algo an epc_placement_algo_t, or -1 for the default. */
-static int make(bench_t *b, const double *load, int redundant, int algo, epc_placement_t **pl)
+/* The co-reach of every rank's routing (epc_placement_reach) into reach
+ * [E x nodes]. */
+static int global_reach(bench_t *b, const int32_t *lidx, double *reach)
+{
+    size_t n = (size_t)b->o.experts * (size_t)(b->size / b->rpn);
+    double *mine = calloc(n, sizeof *mine);
+    if (mine == NULL || epc_placement_reach(lidx, b->o.tokens, b->o.topk, b->o.experts,
+                                            b->size / b->rpn, mine) != EPC_OK) {
+        free(mine);
+        return bench_fail(b, "epc_placement_reach");
+    }
+    MPI_Allreduce(mine, reach, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    free(mine);
+    return 0;
+}
+
+/* The placement: algo an epc_placement_algo_t, or -1 for the default;
+ * reach (NULL unless --spill) goes to epcomm's planner. */
+static int make(bench_t *b, const double *load, const double *reach, int redundant, int algo,
+                epc_placement_t **pl)
 {
     epc_placement_plan_params_t p = EPC_PLACEMENT_PLAN_PARAMS_INIT;
     epc_placement_params_t id = EPC_PLACEMENT_PARAMS_INIT;
@@ -51,6 +69,7 @@ static int make(bench_t *b, const double *load, int redundant, int algo, epc_pla
         p.num_experts = b->o.experts, p.num_ranks = b->size, p.ranks_per_node = b->rpn;
         p.num_slots = b->o.experts + redundant, p.expert_load = load;
         p.num_groups = b->o.groups, p.algo = (epc_placement_algo_t)algo;
+        p.expert_reach = algo == EPC_PLACEMENT_BALANCED ? reach : NULL;
         st = epc_placement_plan(&p, pl);
     }
     return st == EPC_OK ? 0 : bench_fail(b, "placement");
@@ -127,11 +146,12 @@ static int time_row(bench_t *b, place_row_t *row)
     return 0;
 }
 
-static int run_row(bench_t *b, const int32_t *lidx, const double *load, place_row_t *row, int algo)
+static int run_row(bench_t *b, const int32_t *lidx, const double *load, const double *reach,
+                   place_row_t *row, int algo)
 {
     epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
     epc_placement_t *pl = NULL;
-    int rc = make(b, load, row->redundant, algo, &pl);
+    int rc = make(b, load, reach, row->redundant, algo, &pl);
     if (rc != 0)
         return rc;
     epc_placement_info(pl, &info);
@@ -166,7 +186,8 @@ static void print_row(const bench_t *b, const place_row_t *r, double base)
 }
 
 /* The rows of one redundant slot count (with the default first at 0). */
-static int rows_for(bench_t *b, const int32_t *lidx, const double *load, int n, double *base)
+static int rows_for(bench_t *b, const int32_t *lidx, const double *load, const double *reach, int n,
+                    double *base)
 {
     static const char *const names[] = {"none", "eplb", "balanced"};
     static const int algos[] = {-1, EPC_PLACEMENT_EPLB, EPC_PLACEMENT_BALANCED};
@@ -178,7 +199,7 @@ static int rows_for(bench_t *b, const int32_t *lidx, const double *load, int n, 
     }
     for (int i = n == 0 ? 0 : 1; i < 3; i++) {
         place_row_t row = {names[i], n, 0, 0, 0, 0, 0, 0, 0};
-        if (run_row(b, lidx, load, &row, algos[i]) != 0)
+        if (run_row(b, lidx, load, reach, &row, algos[i]) != 0)
             return 1;
         if (*base <= 0)
             *base = row.t_disp + row.t_comb;
@@ -192,15 +213,19 @@ int bench_run_placement(bench_t *b)
     size_t n = (size_t)b->o.tokens * b->o.topk;
     int32_t *lidx = malloc(n * sizeof *lidx);
     double *load = malloc((size_t)b->o.experts * sizeof *load), base = 0;
+    double *reach =
+        b->o.spill ? malloc((size_t)b->o.experts * (b->size / b->rpn) * sizeof *reach) : NULL;
     char list[256];
-    int rc = lidx && load ? 0 : bench_fail(b, "out of memory");
+    int rc = lidx && load && (reach || !b->o.spill) ? 0 : bench_fail(b, "out of memory");
     if (rc == 0) {
         memcpy(lidx, b->idx, n * sizeof *lidx);
         rc = global_loads(b, lidx, load);
     }
+    if (rc == 0 && reach != NULL)
+        rc = global_reach(b, lidx, reach);
     if (rc == 0 && b->rank == 0)
         printf("# placement table: %d ranks (%d per node), node limit %d, skew %g, %d tokens "
-               "per rank, groups %d, replicas %s; imbalance = busiest rank's rows / mean "
+               "per rank, groups %d, replicas %s%s; imbalance = busiest rank's rows / mean "
                "(expected: the planner's, even replica shares; measured: the mapped tokens); "
                "nodes/tok: distinct nodes of a token's slots, mean; hier times (us), per "
                "iteration the slowest rank, medians of %d; x = step / the first row's\n"
@@ -209,15 +234,15 @@ int bench_run_placement(bench_t *b)
                b->o.groups                              ? b->o.groups
                : b->o.experts % (b->size / b->rpn) == 0 ? b->size / b->rpn
                                                         : 1,
-               (const char *[]){"near", "spread", "balanced"}[b->o.choice], b->o.iters, "redundant",
-               "placement", "slots", "expected", "measured", "nodes/tok", "dispatch", "combine",
-               "step", "x");
+               (const char *[]){"near", "spread", "balanced", "limited"}[b->o.choice],
+               b->o.spill ? ", spill replicas planned" : "", b->o.iters, "redundant", "placement",
+               "slots", "expected", "measured", "nodes/tok", "dispatch", "combine", "step", "x");
     snprintf(list, sizeof list, "%s", b->o.placement);
     for (char *save = NULL, *p = strtok_r(list, ",", &save); p && rc == 0;
          p = strtok_r(NULL, ",", &save))
-        rc = rows_for(b, lidx, load, atoi(p), &base);
+        rc = rows_for(b, lidx, load, reach, atoi(p), &base);
     if (lidx != NULL)
         memcpy(b->idx, lidx, n * sizeof *lidx);
-    free(lidx), free(load);
+    free(lidx), free(load), free(reach);
     return rc == 0 ? bench_new_ctx(b) : rc;
 }

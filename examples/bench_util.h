@@ -24,7 +24,8 @@ typedef struct bench_opts {
     int ll;                /* --ll: the latency table (low-latency mode, hier, flat, raw) */
     const char *placement; /* --placement LIST: redundant slot counts to compare */
     int groups;            /* --groups G: the planner's expert groups (0: nodes) */
-    int choice;            /* --spread / --balanced: the epc_replica_choice_t (0: NEAR) */
+    int choice;            /* --spread / --balanced / --limited: the epc_replica_choice_t */
+    int spill;             /* --spill: the routing's co-reach to epcomm's planner */
 } bench_opts_t;
 
 typedef struct bench_result {

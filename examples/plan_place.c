@@ -26,9 +26,10 @@
 #define PLACE_POOL (1 << 18) /* tokens routed in all */
 
 typedef struct routed {
-    int R, T, k;  /* sources (the job's ranks), tokens each */
-    int32_t *idx; /* [R x T x k] logical ids */
-    double *load; /* [E] tokens per logical expert */
+    int R, T, k;   /* sources (the job's ranks), tokens each */
+    int32_t *idx;  /* [R x T x k] logical ids */
+    double *load;  /* [E] tokens per logical expert */
+    double *reach; /* [E x nodes] with --spill: epc_placement_reach's, else NULL */
 } routed_t;
 
 typedef struct outcome {
@@ -80,6 +81,13 @@ static int route_all(const plan_opts_t *o, routed_t *rt)
     epc_router_destroy(router);
     free(logits);
     free(w);
+    if (rc == 0 && o->spill) {
+        int nodes = o->ranks / o->rpn;
+        rt->reach = calloc((size_t)o->experts * nodes, sizeof *rt->reach);
+        if (rt->reach == NULL || epc_placement_reach(rt->idx, (rt->R ? rt->R : 1) * rt->T, rt->k,
+                                                     o->experts, nodes, rt->reach) != EPC_OK)
+            rc = plan_fail("epc_placement_reach");
+    }
     return rc;
 }
 
@@ -98,6 +106,7 @@ static int make_placement(const plan_opts_t *o, const routed_t *rt, int algo, ou
     p.expert_load = rt->load;
     p.num_groups = o->groups;
     p.algo = (epc_placement_algo_t)algo;
+    p.expert_reach = algo == EPC_PLACEMENT_BALANCED ? rt->reach : NULL;
     if (algo < 0 && o->experts % o->ranks == 0) {
         st = epc_placement_create(&id, &out->pl);
     } else {
@@ -250,9 +259,10 @@ static double load_bound(const plan_opts_t *o, const double *load)
 static void print_summary(const plan_opts_t *o, const routed_t *rt, const outcome_t *oc, int n)
 {
     printf("# placement: %d experts, %d ranks (%d nodes of %d), top-%d, node limit %d, skew %g, "
-           "%d redundant slots, %d groups, replicas %s; %s\n",
+           "%d redundant slots, %d groups, replicas %s%s; %s\n",
            o->experts, o->ranks, o->ranks / o->rpn, o->rpn, o->topk, o->m, o->skew, o->placement,
-           groups_of(o), (const char *[]){"near", "spread", "balanced"}[o->choice],
+           groups_of(o), (const char *[]){"near", "spread", "balanced", "limited"}[o->choice],
+           o->spill ? ", spill replicas planned" : "",
            rt->R ? "rows: every routed token mapped to a slot"
                  : "loads: the planner's expectation");
     if (rt->R)
@@ -314,7 +324,7 @@ int plan_placement(const plan_opts_t *o)
 {
     static const char *names[] = {"none", "eplb", "balanced"};
     static const int algos[] = {-1, EPC_PLACEMENT_EPLB, EPC_PLACEMENT_BALANCED};
-    routed_t rt = {0, 0, 0, NULL, NULL};
+    routed_t rt = {0, 0, 0, NULL, NULL, NULL};
     outcome_t oc[3];
     int rc = 0, nodes = o->ranks / o->rpn;
     memset(oc, 0, sizeof oc);
@@ -347,5 +357,6 @@ int plan_placement(const plan_opts_t *o)
     }
     free(rt.idx);
     free(rt.load);
+    free(rt.reach);
     return rc;
 }

@@ -10,34 +10,39 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: epc_plan [options]\n"
-               "  -e, --experts N        experts E (256)\n"
-               "  -k, --topk N           experts per token (8)\n"
-               "  -r, --ranks N          ranks R (64)\n"
-               "      --ranks-per-node N (8)\n"
-               "  -m, --max-nodes M      node limit to mark and benchmark (min(4, nodes))\n"
-               "  -t, --tokens N         tokens per rank (4096)\n"
-               "  -H, --hidden N         row elements (7168); -d, --dtype bf16|fp16|fp32 (bf16)\n"
-               "      --payload fp8      dispatch rows as FP8 (hidden + hidden/32 bytes)\n"
-               "      --wire fp32|bf16   combine's partial sums (fp32: hidden x 4 bytes)\n"
-               "      --score softmax|sigmoid (sigmoid); --bias (random expert bias)\n"
-               "      --no-normalize     keep raw weights\n"
-               "      --skew S           Zipf exponent of expert popularity (0 = uniform)\n"
-               "      --profile NAME     h800|h100-ib|gb200-nvl72|cpu-eth (EPC_HW_PROFILE)\n"
-               "      --intra-bw G / --inter-bw G   override the profile (GB/s)\n"
-               "      --seed N           (1)\n"
-               "      --json             machine-readable output\n"
-               "      --bench            time epc_route and epc_layout (tokens/s)\n"
-               "      --placement N      plan expert placements with N redundant slots (none,\n"
-               "                         DeepSeek's EPLB, epcomm's planner) for node limit -m:\n"
-               "                         the table, load per rank and node, modelled times\n"
-               "      --groups G         with --placement: expert groups kept on one node\n"
-               "                         (0: one per node, as the node limit; 1: global)\n"
-               "      --spread           with --placement: tokens spread over every replica\n"
-               "                         (EPC_REPLICA_SPREAD) instead of preferring reached nodes\n"
-               "      --balanced         with --placement: reached nodes preferred while each\n"
-               "                         replica's share stays within 1/8 of even\n"
-               "                         (EPC_REPLICA_BALANCED)\n");
+    fprintf(f,
+            "usage: epc_plan [options]\n"
+            "  -e, --experts N        experts E (256)\n"
+            "  -k, --topk N           experts per token (8)\n"
+            "  -r, --ranks N          ranks R (64)\n"
+            "      --ranks-per-node N (8)\n"
+            "  -m, --max-nodes M      node limit to mark and benchmark (min(4, nodes))\n"
+            "  -t, --tokens N         tokens per rank (4096)\n"
+            "  -H, --hidden N         row elements (7168); -d, --dtype bf16|fp16|fp32 (bf16)\n"
+            "      --payload fp8      dispatch rows as FP8 (hidden + hidden/32 bytes)\n"
+            "      --wire fp32|bf16   combine's partial sums (fp32: hidden x 4 bytes)\n"
+            "      --score softmax|sigmoid (sigmoid); --bias (random expert bias)\n"
+            "      --no-normalize     keep raw weights\n"
+            "      --skew S           Zipf exponent of expert popularity (0 = uniform)\n"
+            "      --profile NAME     h800|h100-ib|gb200-nvl72|cpu-eth (EPC_HW_PROFILE)\n"
+            "      --intra-bw G / --inter-bw G   override the profile (GB/s)\n"
+            "      --seed N           (1)\n"
+            "      --json             machine-readable output\n"
+            "      --bench            time epc_route and epc_layout (tokens/s)\n"
+            "      --placement N      plan expert placements with N redundant slots (none,\n"
+            "                         DeepSeek's EPLB, epcomm's planner) for node limit -m:\n"
+            "                         the table, load per rank and node, modelled times\n"
+            "      --groups G         with --placement: expert groups kept on one node\n"
+            "                         (0: one per node, as the node limit; 1: global)\n"
+            "      --spread           with --placement: tokens spread over every replica\n"
+            "                         (EPC_REPLICA_SPREAD) instead of preferring reached nodes\n"
+            "      --balanced         with --placement: reached nodes preferred while each\n"
+            "                         replica's share stays within 1/8 of even\n"
+            "                         (EPC_REPLICA_BALANCED)\n"
+            "      --limited          with --placement: the least-loaded replica on the expert's\n"
+            "                         main node or a reached node (EPC_REPLICA_LIMITED)\n"
+            "      --spill            with --placement: epcomm's planner gets the routing's\n"
+            "                         co-reach and may place spill replicas (use --limited)\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -96,8 +101,13 @@ static int parse_one(plan_opts_t *o, const char *a, const char *v, double *intra
         return o->bench = 1, 0;
     if (!strcmp(a, "--bias"))
         return o->bias = 1, 0;
-    if (!strcmp(a, "--spread") || !strcmp(a, "--balanced"))
-        return o->choice = a[2] == 's' ? EPC_REPLICA_SPREAD : EPC_REPLICA_BALANCED, 0;
+    if (!strcmp(a, "--spread") || !strcmp(a, "--balanced") || !strcmp(a, "--limited"))
+        return o->choice = a[2] == 's'   ? EPC_REPLICA_SPREAD
+                           : a[2] == 'b' ? EPC_REPLICA_BALANCED
+                                         : EPC_REPLICA_LIMITED,
+               0;
+    if (!strcmp(a, "--spill"))
+        return o->spill = 1, 0;
     if (!strcmp(a, "--no-normalize"))
         return o->normalize = 0, 0;
 #define INT_OPT(s, l, field, lo, hi)    \

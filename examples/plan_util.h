@@ -18,7 +18,8 @@ typedef struct plan_opts {
     int bias, normalize, json, bench;
     int placement; /* --placement N: redundant slots to plan with; -1: no */
     int groups;    /* --groups G: the planner's num_groups (0: nodes) */
-    int choice;    /* --spread / --balanced: the epc_replica_choice_t (0: NEAR) */
+    int choice;    /* --spread / --balanced / --limited: the epc_replica_choice_t (0: NEAR) */
+    int spill;     /* --spill: the routing's co-reach to epcomm's planner */
 } plan_opts_t;
 
 /* Parses argv; prints usage/errors.  0 ok, -1 help shown, 1 bad usage. */

@@ -725,7 +725,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 7 /* libtool's current: when it changes, docs/API.md */
+#define EPC_ABI_VERSION 8 /* libtool's current: when it changes, docs/API.md */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
@@ -1091,10 +1091,20 @@ EPC_EXPORT epc_status_t epc_placement_replicas(const epc_placement_t *placement,
  * 1/8 more (plus one) than the expert's least-loaded replica, else that
  * one: shares within about 1/8 of even, the same slots for the same call
  * (each token's choice depends on the call's earlier tokens).
+ * EPC_REPLICA_LIMITED: the least-loaded (as BALANCED counts) of the
+ * expert's replicas on its main node or on a node the token already
+ * reaches; its main node is the node holding most of its slots (on a
+ * tie, the one holding most slots of its node block, experts
+ * [b x E/nodes, (b+1) x E/nodes) with b = e x nodes / E; then the
+ * lowest).  A token's slots so lie only on its experts' main nodes: for
+ * the planner's hierarchical plans, spill replicas included, its nodes
+ * are those of its logical routing at most, and the router's node limit
+ * holds.
  * EPC_ERR_INVALID_ARG (nothing written): not a live placement, T < 0,
  * topk outside [1, min(E, 256)], first_token outside [0, INT64_MAX - T],
  * NULL arrays with T > 0, an id outside [-1, E) or repeated in a token.
- * EPC_ERR_NO_MEMORY (BALANCED: its per-slot counts), nothing written.
+ * EPC_ERR_NO_MEMORY (BALANCED, LIMITED: their per-slot counts), nothing
+ * written.
  * slot_idx may alias topk_idx.
  */
 EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, const int32_t *topk_idx,
@@ -1103,13 +1113,16 @@ EPC_EXPORT epc_status_t epc_placement_map(const epc_placement_t *placement, cons
 
 /** How epc_placement_map picks among an expert's replicas. */
 typedef enum epc_replica_choice {
-    EPC_REPLICA_NEAR = 0,    /* prefer nodes the token already reaches (the default):
+    EPC_REPLICA_NEAR = 0,     /* prefer nodes the token already reaches (the default):
                                 fewest network copies, shares uneven where replicas
                                 sit on nodes reached unequally often */
-    EPC_REPLICA_SPREAD = 1,  /* every replica in turn, ignoring nodes: even shares, at
+    EPC_REPLICA_SPREAD = 1,   /* every replica in turn, ignoring nodes: even shares, at
                                 the cost of nodes (network copies) added to tokens */
-    EPC_REPLICA_BALANCED = 2 /* reached nodes first while the shares stay within 1/8
-                                of even, else the least-loaded replica */
+    EPC_REPLICA_BALANCED = 2, /* reached nodes first while the shares stay within 1/8
+                                 of even, else the least-loaded replica */
+    EPC_REPLICA_LIMITED = 3   /* the least-loaded replica on the expert's main node or a
+                                 reached node: never a node beyond its experts' main
+                                 nodes (for spill replicas; docs/PLACEMENT.md) */
 } epc_replica_choice_t;
 
 /** Sets the replica choice of later epc_placement_map calls on this
@@ -1150,6 +1163,12 @@ typedef struct epc_placement_plan_params {
                                    over all ranks as one node (global).  0: G = nodes when
                                    the node count divides E, else 1 */
     epc_placement_algo_t algo;
+    /* Added in 0.8 (0.7's layout ends at algo): NULL, or [E x nodes] from
+     * epc_placement_reach: expert_reach[e x nodes + b] tokens of expert e
+     * that also reach node block b.  With it, G = nodes and algo BALANCED,
+     * the plan may put spill replicas of a busy node's experts on other
+     * nodes, for EPC_REPLICA_LIMITED to use (docs/PLACEMENT.md). */
+    const double *expert_reach;
 } epc_placement_plan_params_t;
 #define EPC_PLACEMENT_PLAN_PARAMS_INIT EPC_PARAMS_INIT_(epc_placement_plan_params_t)
 
@@ -1158,13 +1177,37 @@ typedef struct epc_placement_plan_params {
  * expert gets at least one slot, each rank S / R, hot experts the
  * redundant ones, packed to minimise the busiest rank's load.  Hierarchical
  * plans keep each group and all its replicas on one node (node-limited
- * routing stays feasible and replicas add no network bytes).
+ * routing stays feasible and replicas add no network bytes).  With
+ * expert_reach (G = nodes, algo BALANCED), a redundant slot of a lighter
+ * node may instead hold a spill replica of a busier node's expert, at
+ * most one per (expert, node), fewer of a node's experts on another node
+ * than on their own (so each expert's main node is its group's), where
+ * the tokens reaching both would move load off the busier node; the plan
+ * keeps the spills only when its model (spills taking their even share,
+ * at most the tokens reaching them) lowers the busiest rank's load.
+ * Spill replicas are for EPC_REPLICA_LIMITED (NEAR may take one on a node
+ * the token does not reach).
  * EPC_ERR_INVALID_ARG names the field: the shape (as epc_placement_create),
  * G not dividing E, expert_load NULL or an entry negative or not finite,
- * an unknown algo, placement_p NULL.
+ * an expert_reach entry negative or not finite, an unknown algo,
+ * placement_p NULL.
  */
 EPC_EXPORT epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
                                            epc_placement_t **placement_p);
+
+/**
+ * Adds to reach [num_experts x nodes] the co-reach of T tokens' logical
+ * topk_idx [T x k] (-1 ignored): for each token, each of its experts e
+ * and each node block b != e's that another of its experts lies in
+ * (blocks of E / nodes experts: b = e x nodes / E, the router's node
+ * blocks), reach[e x nodes + b] += 1.  Summed over ranks and batches it
+ * is epc_placement_plan's expert_reach.  EPC_ERR_INVALID_ARG (nothing
+ * added): num_experts < 1, nodes outside [1, num_experts], T < 0, topk
+ * outside [1, min(E, 256)], NULL arrays with T > 0 (reach NULL always),
+ * an id outside [-1, E) or repeated in a token.
+ */
+EPC_EXPORT epc_status_t epc_placement_reach(const int32_t *topk_idx, int num_tokens, int topk,
+                                            int num_experts, int nodes, double *reach);
 
 /**
  * Collective over the context: every rank passes the same placement, and

@@ -22,9 +22,44 @@ epc_status_t epc_placement_check(const epc_placement_t *pl, const char *fn)
     return EPC_OK;
 }
 
-/* The replica lists and each expert's home node, from the table: counts,
- * their prefix sums, then each slot at its expert's cursor (rep_begin[e]
- * advanced past e's slots, so shifted back by one expert after). */
+/* Slots on node n holding an expert of e's node block (the router's
+ * block of E / nodes experts, e x nodes / E). */
+static int block_slots_on(const epc_placement_t *pl, int e, int n)
+{
+    int64_t b = (int64_t)e * pl->nodes / pl->E, c = 0;
+    int sn = pl->S / pl->nodes;
+    for (int s = n * sn; s < (n + 1) * sn; s++)
+        c += (int64_t)pl->slot_expert[s] * pl->nodes / pl->E == b;
+    return (int)c;
+}
+
+/* e's main node: the node holding most of its slots; on a tie, the one
+ * holding most slots of e's node block, then the lowest.  Its slots are
+ * ascending, so they come node by node. */
+static int main_node_of(const epc_placement_t *pl, int e)
+{
+    const int32_t *rep = pl->rep_slot + pl->rep_begin[e];
+    int n = pl->rep_begin[e + 1] - pl->rep_begin[e], best = -1, best_cnt = 0, best_blk = 0;
+    for (int i = 0; i < n;) {
+        int node = epc_placement_slot_node(pl, rep[i]), cnt = 0, blk;
+        for (; i < n && epc_placement_slot_node(pl, rep[i]) == node; i++)
+            cnt++;
+        if (cnt < best_cnt)
+            continue;
+        blk = block_slots_on(pl, e, node);
+        if (cnt > best_cnt || blk > best_blk) {
+            best = node;
+            best_cnt = cnt;
+            best_blk = blk;
+        }
+    }
+    return best;
+}
+
+/* The replica lists and each expert's home and main node, from the table:
+ * counts, their prefix sums, then each slot at its expert's cursor
+ * (rep_begin[e] advanced past e's slots, so shifted back by one expert
+ * after). */
 static void index_replicas(epc_placement_t *pl)
 {
     memset(pl->rep_begin, 0, (size_t)(pl->E + 1) * sizeof *pl->rep_begin);
@@ -45,6 +80,7 @@ static void index_replicas(epc_placement_t *pl)
             if (epc_placement_slot_node(pl, pl->rep_slot[i]) != node)
                 node = -1;
         pl->home_node[e] = node;
+        pl->main_node[e] = node >= 0 ? node : main_node_of(pl, e);
         pl->max_rep = n > pl->max_rep ? n : pl->max_rep;
     }
 }
@@ -58,13 +94,16 @@ epc_status_t epc_placement_build(int E, int R, int rpn, int S, const int32_t *sl
         pl->rep_slot = malloc((size_t)S * sizeof *pl->rep_slot);
         pl->rep_begin = malloc((size_t)(E + 1) * sizeof *pl->rep_begin);
         pl->home_node = malloc((size_t)E * sizeof *pl->home_node);
+        pl->main_node = malloc((size_t)E * sizeof *pl->main_node);
     }
-    if (pl == NULL || !pl->slot_expert || !pl->rep_slot || !pl->rep_begin || !pl->home_node) {
+    if (pl == NULL || !pl->slot_expert || !pl->rep_slot || !pl->rep_begin || !pl->home_node ||
+        !pl->main_node) {
         if (pl != NULL) {
             free(pl->slot_expert);
             free(pl->rep_slot);
             free(pl->rep_begin);
             free(pl->home_node);
+            free(pl->main_node);
         }
         free(pl);
         return epc_error(EPC_ERR_NO_MEMORY, "epc_placement_create: %d slots", S);
@@ -163,6 +202,7 @@ void epc_placement_destroy(epc_placement_t *pl)
     free(pl->rep_slot);
     free(pl->rep_begin);
     free(pl->home_node);
+    free(pl->main_node);
     free(pl);
 }
 
@@ -289,10 +329,35 @@ static int choose_balanced(const epc_placement_t *pl, int e, int64_t t, const in
     return all;
 }
 
+/* EPC_REPLICA_LIMITED: the least-loaded of e's replicas on its main node
+ * or on a node the token already reaches; so a token's slots lie on its
+ * experts' main nodes only. */
+static int choose_limited(const epc_placement_t *pl, int e, int64_t t, const int *reached,
+                          int nreached, const int *count)
+{
+    int cand[EPC_ROUTE_MAX_SELECT + 1], n = nreached;
+    memcpy(cand, reached, (size_t)nreached * sizeof *cand);
+    if (!reaches(reached, nreached, pl->main_node[e]))
+        cand[n++] = pl->main_node[e];
+    return least_loaded(pl, e, t, cand, n, count, 1);
+}
+
+/* One replica of e for token t by the placement's choice. */
+static int choose_by_rule(const epc_placement_t *pl, int e, int64_t t, const int *reached,
+                          int nreached, const int *count)
+{
+    if (pl->choice == EPC_REPLICA_BALANCED)
+        return choose_balanced(pl, e, t, reached, nreached, count);
+    if (pl->choice == EPC_REPLICA_LIMITED)
+        return choose_limited(pl, e, t, reached, nreached, count);
+    return choose(pl, e, t, reached, nreached);
+}
+
 /* Maps one token's k ids: experts whose slots share one node first (they
  * fix nodes the token reaches), then the others in the token's order.
  * Spreading, no node is ever reached: every replica is a candidate.
- * count (BALANCED only, else NULL): rows each slot took in this call. */
+ * count (BALANCED and LIMITED, else NULL): rows each slot took in this
+ * call. */
 static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int64_t t, int32_t *out,
                       int *count)
 {
@@ -312,8 +377,7 @@ static void map_token(const epc_placement_t *pl, const int32_t *idx, int k, int6
             out[j] = -1;
             continue;
         }
-        s = count != NULL ? choose_balanced(pl, e, t, reached, n, count)
-                          : choose(pl, e, t, reached, n);
+        s = choose_by_rule(pl, e, t, reached, n, count);
         out[j] = s;
         if (count != NULL)
             count[s]++;
@@ -339,7 +403,7 @@ epc_status_t epc_placement_map(const epc_placement_t *pl, const int32_t *topk_id
         return BAD("epc_placement_map", "slot_idx is NULL");
     if ((st = epc_route_check_idx(pl->E, k, topk_idx, T, "epc_placement_map")) != EPC_OK)
         return st;
-    if (pl->choice == EPC_REPLICA_BALANCED &&
+    if ((pl->choice == EPC_REPLICA_BALANCED || pl->choice == EPC_REPLICA_LIMITED) &&
         (count = calloc((size_t)pl->S, sizeof *count)) == NULL)
         return epc_error(EPC_ERR_NO_MEMORY, "epc_placement_map: counts of %d slots", pl->S);
     for (int t = 0; t < T; t++)
@@ -355,7 +419,7 @@ epc_status_t epc_placement_set_choice(epc_placement_t *pl, epc_replica_choice_t 
     if (st != EPC_OK)
         return st;
     if (choice != EPC_REPLICA_NEAR && choice != EPC_REPLICA_SPREAD &&
-        choice != EPC_REPLICA_BALANCED)
+        choice != EPC_REPLICA_BALANCED && choice != EPC_REPLICA_LIMITED)
         return BAD("epc_placement_set_choice", "choice = %d is not an epc_replica_choice_t",
                    (int)choice);
     pl->choice = choice;

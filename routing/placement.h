@@ -25,6 +25,7 @@ struct epc_placement {
     int32_t *rep_begin;          /* [E + 1] */
     int32_t *rep_slot;           /* [S] */
     int32_t *home_node;          /* [E]: the node of all of e's slots, or -1 */
+    int32_t *main_node;          /* [E]: the node EPC_REPLICA_LIMITED falls back to */
 };
 
 /* A live placement, else EPC_ERR_INVALID_ARG raised naming fn. */
@@ -56,5 +57,31 @@ int epc_eplb(const double *weight, int E, int S, int G, int nodes, int R, int32_
  * rank's load.  Same contract as epc_eplb. */
 int epc_plan_balanced(const double *weight, int E, int S, int G, int nodes, int R,
                       int32_t *phy2log);
+
+/* Below this share of the mean node load a spill is not worth a slot. */
+#define PLAN_SPILL_MIN 1e-3
+
+/* The spill planner's state (placement_spill.c): nodes N, one group per
+ * node.  Arrays: expert, node, x [S - E] (the spills, num of them), on
+ * [E x N] (e has a spill on n), cap [S - E] (a spill's most), from [N x N] (spills on n of node g's
+ * group), count [E] (e's spills), budget [N] (free slots), load [N]
+ * (modelled), group_at [N] (the group on node n; set by the caller). */
+typedef struct epc_spill {
+    int E, nodes, num;
+    int *expert, *node, *from, *count, *budget, *group_at;
+    char *on;
+    double *x, *cap, *load;
+} epc_spill_t;
+
+/* Decides spill replicas for weight [E] and reach [E x N] with sn slots a
+ * node (docs/PLACEMENT.md); rem [E] gets each expert's load left to its
+ * own node.  The arrays must be zeroed (on, from, count) or set
+ * (group_at). */
+void epc_plan_spills(epc_spill_t *sp, const double *w, const double *reach, int sn, double *rem);
+
+/* The spill model's load of each rank of table t, once planned (the
+ * budgets are reused); cnt [E], spilled [E] scratch, rl [R] out. */
+void epc_spill_rank_loads(const epc_spill_t *sp, const double *w, const double *reach,
+                          const int32_t *t, int S, int R, int *cnt, double *spilled, double *rl);
 
 #endif

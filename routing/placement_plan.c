@@ -17,6 +17,7 @@
  * better still, so the balanced plan is never worse than EPLB's.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,8 +71,9 @@ static void pack_greedy(const double *w, int n, int m, int *pack, int *rank_in, 
     }
 }
 
-/* EPLB's replicate_experts: phy2log [ns] of n logical items, count [n]. */
-static void replicate(const double *w, int n, int ns, int *phy2log, int *count)
+/* EPLB's replicate_experts: phy2log [ns] of n logical items, count [n];
+ * only the first nrep items get more than one slot. */
+static void replicate(const double *w, int n, int nrep, int ns, int *phy2log, int *count)
 {
     for (int e = 0; e < n; e++) {
         phy2log[e] = e;
@@ -79,7 +81,7 @@ static void replicate(const double *w, int n, int ns, int *phy2log, int *count)
     }
     for (int i = n; i < ns; i++) {
         int best = 0;
-        for (int e = 1; e < n; e++)
+        for (int e = 1; e < nrep; e++)
             if (w[e] / count[e] > w[best] / count[best])
                 best = e;
         phy2log[i] = best;
@@ -88,9 +90,9 @@ static void replicate(const double *w, int n, int ns, int *phy2log, int *count)
 }
 
 /* A packing in search: pack p holds ids item[p * per .. (p + 1) * per);
- * id x weighs wt[x] / cnt[x]. */
+ * id x weighs wt[x] / cnt[x]; ids from nrep on keep their one slot. */
 typedef struct packing {
-    int packs, per, nids;
+    int packs, per, nids, nrep;
     int *item, *cnt;
     const double *wt;
     double *load; /* [packs] */
@@ -182,7 +184,7 @@ static int replica_move(packing_t *k, int a)
         for (int j = 0; j < n; j++) {
             int y = k->item[j];
             double mx, sq;
-            if (y == x || k->cnt[y] < 2)
+            if (y == x || k->cnt[y] < 2 || x >= k->nrep)
                 continue;
             score_if(k, j, x, &mx, &sq);
             if (mx < bmx - PLAN_EPS || (mx < bmx + PLAN_EPS && sq < bsq - PLAN_EPS)) {
@@ -262,7 +264,7 @@ static void groups_to_nodes(const double *weight, int E, int G, int nodes, int s
     pack_greedy(tpg, G, nodes, pack, rin, wk->c, wk->x, wk->d);
     if (search && gpn > 1) {
         int *cnt = wk->e, *item = wk->f;
-        packing_t k = {nodes, gpn, G, item, cnt, tpg, wk->x};
+        packing_t k = {nodes, gpn, G, G, item, cnt, tpg, wk->x};
         for (int g = 0; g < G; g++) {
             cnt[g] = 1;
             item[pack[g] * gpn + rin[g]] = g;
@@ -278,21 +280,22 @@ static void groups_to_nodes(const double *weight, int E, int G, int nodes, int s
             mlog2log[(pack[g] * gpn + rin[g]) * gs + j] = g * gs + j;
 }
 
-/* Steps 2 and 3 for the n logical experts wm [n] of one node with ns slots
- * over m ranks: local expert ids of the node's slots, rank-major, in out. */
-static void node_slots(const double *wm, int n, int ns, int m, int search, plan_work_t *wk,
-                       int *out)
+/* Steps 2 and 3 for the n items wm [n] of one node with ns slots over m
+ * ranks (only the first nrep replicated): local ids of the node's slots,
+ * rank-major, in out; their slot counts stay in wk->b. */
+static void node_slots(const double *wm, int n, int nrep, int ns, int m, int search,
+                       plan_work_t *wk, int *out)
 {
     int *phy2mlog = wk->a, *cnt = wk->b, *pack = wk->c, *rin = wk->d, per = ns / m;
     double *tpp = wk->w;
-    replicate(wm, n, ns, phy2mlog, cnt);
+    replicate(wm, n, nrep, ns, phy2mlog, cnt);
     for (int i = 0; i < ns; i++)
         tpp[i] = wm[phy2mlog[i]] / cnt[phy2mlog[i]];
     pack_greedy(tpp, ns, m, pack, rin, wk->e, wk->x, wk->f);
     for (int i = 0; i < ns; i++)
         out[pack[i] * per + rin[i]] = phy2mlog[i];
     if (search) {
-        packing_t k = {m, per, n, out, cnt, wm, wk->x};
+        packing_t k = {m, per, n, nrep, out, cnt, wm, wk->x};
         improve(&k, 1);
     }
 }
@@ -313,7 +316,7 @@ static int plan(const double *weight, int E, int S, int G, int nodes, int R, int
         for (int node = 0; node < nodes; node++) {
             for (int j = 0; j < en; j++)
                 wm[j] = weight[mlog2log[node * en + j]];
-            node_slots(wm, en, sn, R / nodes, search, &wk, local);
+            node_slots(wm, en, en, sn, R / nodes, search, &wk, local);
             for (int q = 0; q < sn; q++)
                 phy2log[node * sn + q] = mlog2log[node * en + local[q]];
         }
@@ -323,6 +326,100 @@ static int plan(const double *weight, int E, int S, int G, int nodes, int R, int
     free(mlog2log);
     free(local);
     free(wm);
+    return rc;
+}
+
+static int spill_alloc(epc_spill_t *sp, int E, int N, int S)
+{
+    sp->E = E;
+    sp->nodes = N;
+    sp->expert = calloc((size_t)S, sizeof *sp->expert);
+    sp->node = calloc((size_t)S, sizeof *sp->node);
+    sp->x = calloc((size_t)S, sizeof *sp->x);
+    sp->cap = calloc((size_t)S, sizeof *sp->cap);
+    sp->from = calloc((size_t)N * N, sizeof *sp->from);
+    sp->on = calloc((size_t)E * N, sizeof *sp->on);
+    sp->count = calloc((size_t)E, sizeof *sp->count);
+    sp->budget = calloc((size_t)N, sizeof *sp->budget);
+    sp->group_at = calloc((size_t)N, sizeof *sp->group_at);
+    sp->load = calloc((size_t)N, sizeof *sp->load);
+    return sp->expert && sp->node && sp->x && sp->cap && sp->from && sp->on && sp->count &&
+                   sp->budget && sp->group_at && sp->load
+               ? 0
+               : -1;
+}
+
+static void spill_free(epc_spill_t *sp)
+{
+    free(sp->expert);
+    free(sp->node);
+    free(sp->x);
+    free(sp->cap);
+    free(sp->from);
+    free(sp->on);
+    free(sp->count);
+    free(sp->budget);
+    free(sp->group_at);
+    free(sp->load);
+}
+
+/* One node of a spill plan: its own experts (the load left to them after
+ * the spills, replicable) then its spill replicas (one slot each) through
+ * steps 2 and 3; its slots into phy2log.  wm and ids: scratch of sn. */
+static void spill_node(const epc_spill_t *sp, const int *mlog2log, const double *rem, int node,
+                       int sn, int m, plan_work_t *wk, int *local, double *wm, int *ids,
+                       int32_t *phy2log)
+{
+    int en = sp->E / sp->nodes, n = en;
+    for (int j = 0; j < en; j++) {
+        ids[j] = mlog2log[node * en + j];
+        wm[j] = rem[ids[j]];
+    }
+    for (int i = 0; i < sp->num; i++)
+        if (sp->node[i] == node) {
+            ids[n] = sp->expert[i];
+            wm[n++] = sp->x[i];
+        }
+    node_slots(wm, n, en, sn, m, 1, wk, local);
+    for (int q = 0; q < sn; q++)
+        phy2log[node * sn + q] = ids[local[q]];
+}
+
+/* The balanced plan with spill replicas (one group per node, N nodes):
+ * phy2log, and the busiest rank's modelled load in *mx.  Returns 0, -1
+ * when out of memory. */
+static int plan_spilled(const double *w, const double *reach, int E, int S, int N, int R,
+                        int32_t *phy2log, double *mx)
+{
+    plan_work_t wk;
+    epc_spill_t sp;
+    int en = E / N, sn = S / N, rc = -1;
+    int *mlog2log = malloc((size_t)E * sizeof *mlog2log), *local = malloc((size_t)S * sizeof(int));
+    int *ids = malloc((size_t)S * sizeof *ids);
+    double *wm = malloc((size_t)S * sizeof *wm), *rem = malloc((size_t)E * sizeof *rem);
+    double *rl = calloc((size_t)R, sizeof *rl);
+    if (work_alloc(&wk, E, S) == 0 && spill_alloc(&sp, E, N, S) == 0 && mlog2log && local && ids &&
+        wm && rem && rl) {
+        groups_to_nodes(w, E, N, N, 1, &wk, mlog2log);
+        for (int n = 0; n < N; n++)
+            sp.group_at[n] = mlog2log[n * en] / en;
+        epc_plan_spills(&sp, w, reach, sn, rem);
+        for (int n = 0; n < N; n++)
+            spill_node(&sp, mlog2log, rem, n, sn, R / N, &wk, local, wm, ids, phy2log);
+        epc_spill_rank_loads(&sp, w, reach, phy2log, S, R, mlog2log, rem, rl);
+        *mx = 0.0;
+        for (int r = 0; r < R; r++)
+            *mx = rl[r] > *mx ? rl[r] : *mx;
+        rc = 0;
+    }
+    work_free(&wk);
+    spill_free(&sp);
+    free(mlog2log);
+    free(local);
+    free(ids);
+    free(wm);
+    free(rem);
+    free(rl);
     return rc;
 }
 
@@ -373,10 +470,28 @@ static int plan_best(const double *w, int E, int S, int G, int nodes, int R, int
     return rc;
 }
 
+/* The spill plan into t instead of the plan there (no spills) when its
+ * modelled busiest rank is lower; u: scratch of S. */
+static int keep_spilled(const double *w, const double *reach, int E, int S, int N, int R,
+                        int32_t *t, int32_t *u)
+{
+    int *cnt = malloc((size_t)E * sizeof *cnt), rc = -1;
+    double *rl = malloc((size_t)R * sizeof *rl), m1, q1, m2;
+    if (cnt && rl && plan_spilled(w, reach, E, S, N, R, u, &m2) == 0) {
+        table_score(w, E, S, R, t, cnt, rl, &m1, &q1);
+        if (m2 < m1 - PLAN_EPS)
+            memcpy(t, u, (size_t)S * sizeof *t);
+        rc = 0;
+    }
+    free(cnt);
+    free(rl);
+    return rc;
+}
+
 #define BAD(...) epc_error(EPC_ERR_INVALID_ARG, "epc_placement_plan: " __VA_ARGS__)
 
-/* The fields after the shape: groups, loads, algorithm. */
-static epc_status_t check_plan(const epc_placement_plan_params_t *p, int G)
+/* The fields after the shape: groups, loads, algorithm, reach. */
+static epc_status_t check_plan(const epc_placement_plan_params_t *p, int G, int nodes)
 {
     if (G < 1 || p->num_experts % G != 0)
         return BAD("num_groups = %d does not divide num_experts = %d", p->num_groups,
@@ -388,6 +503,9 @@ static epc_status_t check_plan(const epc_placement_plan_params_t *p, int G)
             return BAD("expert_load[%d] = %g is negative or not finite", e, p->expert_load[e]);
     if (p->algo != EPC_PLACEMENT_BALANCED && p->algo != EPC_PLACEMENT_EPLB)
         return BAD("algo = %d is not an epc_placement_algo_t", (int)p->algo);
+    for (size_t i = 0; p->expert_reach && i < (size_t)p->num_experts * nodes; i++)
+        if (!(p->expert_reach[i] >= 0) || !isfinite(p->expert_reach[i]))
+            return BAD("expert_reach[%zu] = %g is negative or not finite", i, p->expert_reach[i]);
     return EPC_OK;
 }
 
@@ -395,7 +513,9 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
                                 epc_placement_t **placement_p)
 {
     static const epc_params_layouts_t layouts = {
-        "EPC_PLACEMENT_PLAN_PARAMS_INIT", sizeof(epc_placement_plan_params_t), {0}};
+        "EPC_PLACEMENT_PLAN_PARAMS_INIT",
+        sizeof(epc_placement_plan_params_t),
+        {offsetof(epc_placement_plan_params_t, expert_reach), 0}};
     epc_placement_plan_params_t p;
     int32_t *t, *u;
     epc_status_t st;
@@ -410,7 +530,7 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
         return st;
     /* 0: the router's node blocks when the nodes divide E, else global */
     G = p.num_groups ? p.num_groups : p.num_experts % (R / rpn) == 0 ? R / rpn : 1;
-    if ((st = check_plan(&p, G)) != EPC_OK)
+    if ((st = check_plan(&p, G, R / rpn)) != EPC_OK)
         return st;
     t = malloc((size_t)S * sizeof *t);
     u = malloc((size_t)S * sizeof *u);
@@ -419,6 +539,9 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
         rc = epc_eplb(p.expert_load, p.num_experts, S, G, R / rpn, R, t);
     else if (rc == 0)
         rc = plan_best(p.expert_load, p.num_experts, S, G, R / rpn, R, t, u);
+    if (rc == 0 && p.expert_reach && p.algo == EPC_PLACEMENT_BALANCED && G == R / rpn && G > 1 &&
+        S > p.num_experts)
+        rc = keep_spilled(p.expert_load, p.expert_reach, p.num_experts, S, G, R, t, u);
     st = rc == 0 ? epc_placement_build(p.num_experts, R, rpn, S, t, placement_p)
                  : epc_error(EPC_ERR_NO_MEMORY, "epc_placement_plan: %d slots", S);
     free(t);

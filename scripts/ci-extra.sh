@@ -25,6 +25,7 @@ valgrind_units() {
     say "valgrind memcheck on the unit tests"
     for t in tests/unit/test_status tests/unit/test_config tests/unit/test_log tests/unit/test_hw \
         tests/unit/test_router tests/unit/test_layout tests/unit/test_hier_geom tests/unit/test_placement \
+        tests/unit/test_placement_spill \
         tests/unit/test_kernels tests/unit/test_header_c; do
         if top_srcdir=$(pwd) ./libtool --mode=execute valgrind -q --error-exitcode=3 \
             --suppressions=tests/valgrind.supp \

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 # The ABI version these mirrors describe (EPC_ABI_VERSION in epcomm.h).
-ABI_VERSION = 7
+ABI_VERSION = 8
 
 c_int, c_size_t, c_double, c_float = ctypes.c_int, ctypes.c_size_t, ctypes.c_double, ctypes.c_float
 c_char_p, c_void_p, c_uint64 = ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint64
@@ -129,7 +129,8 @@ PlacementInfo = _struct("epc_placement_info_t", [
     ("node_local", c_int)])
 PlacementPlanParams = _struct("epc_placement_plan_params_t", [
     ("size", c_size_t), ("num_experts", c_int), ("num_ranks", c_int), ("ranks_per_node", c_int),
-    ("num_slots", c_int), ("expert_load", c_void_p), ("num_groups", c_int), ("algo", c_int)])
+    ("num_slots", c_int), ("expert_load", c_void_p), ("num_groups", c_int), ("algo", c_int),
+    ("expert_reach", c_void_p)])
 SlotMove = _struct("epc_slot_move_t", [
     ("slot", ctypes.c_int32), ("peer", ctypes.c_int32), ("peer_slot", ctypes.c_int32)])
 
@@ -211,6 +212,7 @@ PROTOTYPES = {
     "epc_placement_set_choice": (_S, [c_void_p, c_int]),
     "epc_placement_load": (_S, [c_void_p, c_void_p, c_void_p, c_void_p, P(c_double)]),
     "epc_placement_plan": (_S, [P(PlacementPlanParams), P(c_void_p)]),
+    "epc_placement_reach": (_S, [c_void_p, c_int, c_int, c_int, c_int, c_void_p]),
     "epc_placement_agree": (_S, [c_void_p, c_void_p]),
     "epc_placement_moves": (_S, [c_void_p, c_void_p, c_int, P(SlotMove), c_int, P(c_int),
                                  P(SlotMove), c_int, P(c_int)]),

@@ -13,7 +13,7 @@ from ._lib import lib, new, PlacementParams, PlacementInfo, PlacementPlanParams,
 from .errors import check, EpcInvalidArgument
 
 _ALGOS = {"balanced": 0, "eplb": 1}
-_CHOICES = {"near": 0, "spread": 1, "balanced": 2}
+_CHOICES = {"near": 0, "spread": 1, "balanced": 2, "limited": 3}
 
 
 class Placement:
@@ -53,23 +53,54 @@ class Placement:
 
     @classmethod
     def plan(cls, expert_load, num_ranks, ranks_per_node=0, num_slots=0, num_groups=0,
-             algo="balanced"):
+             algo="balanced", expert_reach=None):
         """A placement for expert_load (float [E]: tokens per logical expert,
         e.g. Router.layout(...).num_tokens_per_expert summed over batches and
         ranks) over num_slots slots (E + redundant; 0: E).  num_groups: groups
         of E/G experts kept whole on one node (0: one per node, so
         node-limited routing stays feasible; 1: global).  algo: "balanced"
-        (epcomm's, never worse than EPLB) or "eplb" (DeepSeek's reference)."""
+        (epcomm's, never worse than EPLB) or "eplb" (DeepSeek's reference).
+        expert_reach: None, or float [E, nodes] from Placement.reach summed
+        over batches and ranks: with one group per node the plan may add
+        spill replicas, for set_choice("limited") (docs/PLACEMENT.md)."""
         if algo not in _ALGOS:
             raise EpcInvalidArgument("algo = %r (balanced or eplb)" % (algo,))
         load = torch.as_tensor(expert_load, dtype=torch.float64).contiguous().view(-1)
+        reach = None
+        if expert_reach is not None:
+            reach = torch.as_tensor(expert_reach, dtype=torch.float64).contiguous()
+            nodes = num_ranks // ranks_per_node if ranks_per_node else 1
+            if tuple(reach.shape) != (load.numel(), nodes):
+                raise EpcInvalidArgument("expert_reach must be [%d, %d], not %s"
+                                         % (load.numel(), nodes, list(reach.shape)))
         p = new(PlacementPlanParams, num_experts=load.numel(), num_ranks=num_ranks,
                 ranks_per_node=ranks_per_node, num_slots=num_slots,
                 expert_load=load.data_ptr() if load.numel() else None, num_groups=num_groups,
-                algo=_ALGOS[algo])
+                algo=_ALGOS[algo], expert_reach=reach.data_ptr() if reach is not None else None)
         ptr = ctypes.c_void_p()
         check(lib.epc_placement_plan(ctypes.byref(p), ctypes.byref(ptr)))
         return cls(_ptr=ptr.value)
+
+    @staticmethod
+    def reach(topk_idx, num_experts, nodes, out=None):
+        """The co-reach of logical topk_idx [T, k] (epc_placement_reach):
+        float64 [num_experts, nodes], entry [e, b] the tokens of expert e that
+        also pick an expert of node block b != e's (blocks of E / nodes
+        experts), added to `out` when given (sum it over batches and ranks,
+        then pass it to plan as expert_reach)."""
+        if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2:
+            raise EpcInvalidArgument("topk_idx must be a tensor [T, k]")
+        idx = topk_idx.to(torch.int32).contiguous()
+        if out is None:
+            out = torch.zeros((num_experts, nodes), dtype=torch.float64)
+        elif out.dtype != torch.float64 or tuple(out.shape) != (num_experts, nodes) or \
+                not out.is_contiguous():
+            raise EpcInvalidArgument("out must be a contiguous float64 tensor [%d, %d]"
+                                     % (num_experts, nodes))
+        T, k = idx.shape
+        check(lib.epc_placement_reach(idx.data_ptr() if T else None, T, k, num_experts, nodes,
+                                      out.data_ptr()))
+        return out
 
     def _live(self):
         if self._ptr is None:
@@ -94,11 +125,15 @@ class Placement:
     def set_choice(self, choice):
         """How map() picks among replicas: "near" (the default: prefer nodes
         the token already reaches, adding no network copy), "spread" (every
-        replica in turn: even shares, possibly more nodes per token) or
+        replica in turn: even shares, possibly more nodes per token),
         "balanced" (reached nodes preferred while each replica's share of
-        the call stays within 1/8 of even, else the least-loaded replica)."""
+        the call stays within 1/8 of even, else the least-loaded replica) or
+        "limited" (the least-loaded replica on the expert's main node or on
+        a reached node: never beyond its experts' main nodes; for spill
+        replicas)."""
         if choice not in _CHOICES:
-            raise EpcInvalidArgument("choice = %r (near, spread or balanced)" % (choice,))
+            raise EpcInvalidArgument("choice = %r (near, spread, balanced or limited)"
+                                     % (choice,))
         check(lib.epc_placement_set_choice(self._live(), _CHOICES[choice]))
 
     def map(self, topk_idx, first_token=0):

@@ -265,7 +265,7 @@ static void test_map_choice(void **state)
     assert_int_equal(per_slot[1], 100);
     assert_int_equal(per_slot[2], 100);
     assert_int_equal(per_slot[6], 100);
-    assert_int_equal(epc_placement_set_choice(pl, (epc_replica_choice_t)3), EPC_ERR_INVALID_ARG);
+    assert_int_equal(epc_placement_set_choice(pl, (epc_replica_choice_t)4), EPC_ERR_INVALID_ARG);
     assert_non_null(strstr(epc_last_error(NULL), "choice"));
     assert_int_equal(epc_placement_set_choice(NULL, EPC_REPLICA_NEAR), EPC_ERR_INVALID_ARG);
     assert_int_equal(epc_placement_set_choice(pl, EPC_REPLICA_NEAR), EPC_OK);
