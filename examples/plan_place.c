@@ -269,8 +269,9 @@ static void print_summary(const plan_opts_t *o, const routed_t *rt, const outcom
         printf("# %d tokens routed per rank (%d modelled); profile %s\n", rt->T, o->tokens,
                o->profile);
     printf("# expected = busiest rank / mean as planned (even replica shares); no placement "
-           "with these slots and groups can go below %.3f\n",
-           load_bound(o, rt->load));
+           "with these slots and groups can go below %.3f%s\n",
+           load_bound(o, rt->load),
+           o->spill ? " without spill replicas (they move load between nodes)" : "");
     printf("%-9s %6s %9s %10s %10s %10s %9s %12s %12s %12s\n", "placement", "slots", "plan_ms",
            "expected", "rank_imb", "node_imb", "nodes/tok", "hier_disp_us", "hier_comb_us",
            "step_us");

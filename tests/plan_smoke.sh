@@ -56,6 +56,24 @@ assert sum(1 for l in lines if l.startswith("node ")) == 4
 print("epc_plan --placement: balanced %.3f <= eplb %.3f < none %.3f" % (
     exp["balanced"], exp["eplb"], exp["none"]))
 PY
+# --spill --limited (one group per node, node limit 2): spills planned and
+# named, the spill plan's measured busiest rank below EPLB's and below the
+# bound of plans without spills, and still at most 2 nodes per token.
+"$top_builddir/examples/epc_plan" -e 64 -k 6 -r 16 --ranks-per-node 4 -m 2 --skew 1 -t 512 \
+    --placement 16 --spill --limited >"$out"
+python3 - "$out" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+assert "replicas limited, spill replicas planned" in lines[0], lines[0]
+rows = {l.split()[0]: l.split() for l in lines if l.split() and l.split()[0] in
+        ("none", "eplb", "balanced")}
+meas = {k: float(v[4]) for k, v in rows.items()}
+bound = float([l for l in lines if "can go below" in l][0].split("below ")[1].split()[0])
+assert meas["balanced"] < min(meas["eplb"], bound), (meas, bound)
+assert all(1.0 <= float(v[6]) <= 2.0 for v in rows.values()), rows
+print("epc_plan --placement --spill --limited: %.3f < eplb %.3f, bound %.3f" % (
+    meas["balanced"], meas["eplb"], bound))
+PY
 if "$top_builddir/examples/epc_plan" -e 64 -r 16 --ranks-per-node 4 --placement 3 >/dev/null \
     2>"$out"; then
     echo "FAIL: --placement 3 on 16 ranks accepted"; exit 1

@@ -86,3 +86,21 @@ assert len(rows) == 5 and all(r[-1] == "checked" for r in rows), rows
 assert all(1.0 < float(r[5]) <= 2.0 for r in rows), rows
 print("--placement --balanced: %d rows checked" % len(rows))
 PY
+# --spill --limited (one group per node): spills planned and named, every
+# row checked, no token beyond the job's 2 nodes, and the spill plan's
+# measured busiest rank below EPLB's (1.27 against 1.49 when written).
+"$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 \
+    -n 2 -w 1 -c --skew 1 --placement 0,4 --spill --limited >"$dir/spill.txt" ||
+    { cat "$dir/spill.txt"; exit 1; }
+python3 - "$dir/spill.txt" <<'PY' || { cat "$dir/spill.txt"; exit 1; }
+import sys
+text = open(sys.argv[1]).read()
+assert "replicas limited, spill replicas planned" in text, text
+rows = [l.split() for l in text.splitlines() if l.strip() and not l.startswith("#")]
+rows = [r for r in rows if len(r) >= 10 and r[1] in ("none", "eplb", "balanced")]
+assert len(rows) == 5 and all(r[-1] == "checked" for r in rows), rows
+assert all(1.0 <= float(r[5]) <= 2.0 for r in rows), rows
+meas = {(r[0], r[1]): float(r[4]) for r in rows}
+assert meas[("4", "balanced")] < meas[("4", "eplb")], meas
+print("--placement --spill --limited: %d rows checked" % len(rows))
+PY

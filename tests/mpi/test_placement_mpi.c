@@ -3,9 +3,10 @@
  * test_placement_mpi - dispatch and combine through an expert placement,
  * and the placement collectives.
  *
- * For the identity, a permutation, and a planned placement with one
- * redundant slot per rank (replicas), under both algorithms and each
- * replica choice (near, spread, balanced): every rank's
+ * For the identity, a permutation, a planned placement with one redundant
+ * slot per rank (replicas) and the same planned with the routing's
+ * co-reach (spill replicas on other nodes), under both algorithms and
+ * each replica choice (near, spread, balanced, limited): every rank's
  * logical topk_idx is mapped to slots, dispatched by a context of S
  * experts, and every received row is checked against the reference built
  * from every rank's regenerated inputs (which slot, which source token, the
@@ -108,23 +109,58 @@ static epc_placement_t *from_table(int S, const int32_t *t)
     return pl;
 }
 
+/* The co-reach of every rank's ids in iterations 30 .. 35 (the ones
+ * kind 3 runs), the same on every rank. */
+static void reach_of(double *reach)
+{
+    int32_t idx[MAXT * K];
+    memset(reach, 0, (size_t)E * (R / rpn) * sizeof *reach);
+    for (int it = 30; it < 36; it++)
+        for (int r = 0; r < R; r++) {
+            idx_of(r, it, idx);
+            MT_CHECK(epc_placement_reach(idx, tokens_of(r, it), K, E, R / rpn, reach) == EPC_OK,
+                     "reach: %s", epc_last_error(NULL));
+        }
+}
+
+/* Nodes holding a slot of some expert on two nodes or more (spills). */
+static int spilled_experts(const epc_placement_t *pl)
+{
+    int32_t slots[E + 64];
+    int n, count = 0;
+    for (int e = 0; e < E; e++) {
+        epc_placement_replicas(pl, e, slots, E + 64, &n);
+        for (int i = 1; i < n; i++)
+            if (slots[i] / ((E + R) / R) / rpn != slots[0] / ((E + R) / R) / rpn) {
+                count++;
+                break;
+            }
+    }
+    return count;
+}
+
 /* kind 0: identity; 1: a permutation; 2: planned with R redundant slots
- * from a skewed load (expert e's load 2^(E-e)/...). */
+ * from a skewed load (expert e's load 2^(E-e)/...); 3: the same with the
+ * routing's co-reach (spill replicas where there are several nodes). */
 static epc_placement_t *placement_of(int kind)
 {
     int32_t t[E];
-    if (kind == 2) {
+    if (kind >= 2) {
         epc_placement_plan_params_t p = EPC_PLACEMENT_PLAN_PARAMS_INIT;
         epc_placement_t *pl = NULL;
-        double load[E];
+        double load[E], reach[E * 16];
         for (int e = 0; e < E; e++)
             load[e] = 1000.0 / (1 + (e * 5) % E);
+        if (kind == 3)
+            reach_of(reach);
         p.num_experts = E;
         p.num_ranks = R;
         p.ranks_per_node = rpn;
         p.num_slots = E + R;
         p.expert_load = load;
+        p.expert_reach = kind == 3 ? reach : NULL;
         MT_CHECK(epc_placement_plan(&p, &pl) == EPC_OK, "plan: %s", epc_last_error(NULL));
+        MT_CHECK(kind == 2 || R / rpn == 1 || spilled_experts(pl) > 0, "no spill replica");
         return pl;
     }
     for (int s = 0; s < E; s++)
@@ -239,18 +275,20 @@ static void run_once(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t algo,
 
 static void collectives(void)
 {
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
         epc_placement_t *pl = placement_of(kind);
         epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
         epc_ctx_t *ctx;
         epc_placement_info(pl, &info);
         ctx = make_ctx(info.num_slots);
         MT_CHECK(epc_placement_agree(ctx, pl) == EPC_OK, "agree: %s", epc_last_error(ctx));
-        for (int it = 0; it < 6; it++) {
-            if (it == 2) /* two with every replica in turn, two balanced */
+        for (int it = 0; it < 8; it++) {
+            if (it == 2) /* two with every replica in turn, two balanced, two limited */
                 MT_CHECK(epc_placement_set_choice(pl, EPC_REPLICA_SPREAD) == EPC_OK, "spread");
             if (it == 4)
                 MT_CHECK(epc_placement_set_choice(pl, EPC_REPLICA_BALANCED) == EPC_OK, "balanced");
+            if (it == 6)
+                MT_CHECK(epc_placement_set_choice(pl, EPC_REPLICA_LIMITED) == EPC_OK, "limited");
             run_once(ctx, pl, it % 2 ? EPC_ALGO_FLAT : EPC_ALGO_HIER, it + 10 * kind);
         }
         epc_placement_destroy(pl);

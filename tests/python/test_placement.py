@@ -8,7 +8,12 @@ received row's source and bytes against a reference built from every
 rank's regenerated inputs, each slot's rows computed with its logical
 expert's moved weights, and combine against the logical reference, bit for
 bit (small integers and power-of-two weights: every sum exact).  A table
-that differs on one rank is EpcMismatch everywhere.
+that differs on one rank is EpcMismatch everywhere.  Then the co-reach
+(Placement.reach) summed over ranks against a count made here, a plan
+with it (spill replicas where there are several nodes) and the "limited"
+choice: every slot holds the token's expert and lies on a main node
+(computed here from the table by the documented rule) of the token's
+experts.
 
     mpirun -np N python3 tests/python/test_placement.py [--ranks-per-node L] [--transport mpi|ofi]
 """
@@ -32,6 +37,65 @@ def logical_inputs(r):
     idx = torch.stack([torch.multinomial(pop, K, replacement=False, generator=g)
                        for _ in range(T)])
     return x, idx
+
+
+def reach_reference(nodes):
+    """[E, nodes]: tokens of e (every rank's) also picking an expert of
+    node block b != e's (blocks of E / nodes experts)."""
+    ref = torch.zeros(E, nodes, dtype=torch.float64)
+    for s in range(SIZE):
+        for row in logical_inputs(s)[1].tolist():
+            blocks = {e * nodes // E for e in row}
+            for e in row:
+                for b in blocks - {e * nodes // E}:
+                    ref[e, b] += 1
+    return ref
+
+
+def main_nodes(pl, nodes):
+    """Each expert's main node by the documented rule: most slots, then
+    most slots of its node block, then the lowest node."""
+    table, sn = pl.table.tolist(), pl.num_slots // nodes
+    out = []
+    for e in range(E):
+        def key(n):
+            mine = sum(1 for s in range(n * sn, (n + 1) * sn) if table[s] == e)
+            block = sum(1 for s in range(n * sn, (n + 1) * sn)
+                        if table[s] * nodes // E == e * nodes // E)
+            return (mine, block, -n)
+        out.append(max(range(nodes), key=key))
+    return out
+
+
+def spill_checks(load, idx, rpn):
+    nodes = SIZE // rpn
+    mine = epcomm.Placement.reach(idx, E, nodes)
+    assert torch.equal(epcomm.Placement.reach(idx, E, nodes, out=mine.clone()), 2 * mine)
+    reach = torch.from_numpy(comm.allreduce(mine.numpy(), op=MPI.SUM))
+    assert torch.equal(reach, reach_reference(nodes)), (reach, reach_reference(nodes))
+    for bad in (lambda: epcomm.Placement.reach(idx, E, nodes, out=torch.zeros(E, nodes + 1,
+                                                                               dtype=torch.float64)),
+                lambda: epcomm.Placement.plan(load, SIZE, rpn, E + SIZE,
+                                              expert_reach=torch.zeros(E, nodes + 1))):
+        try:
+            bad()
+            raise AssertionError("a wrong shape was accepted")
+        except epcomm.EpcInvalidArgument:
+            pass
+    pl = epcomm.Placement.plan(load, SIZE, rpn, E + SIZE, expert_reach=reach)
+    table, spr = pl.table.tolist(), pl.slots_per_rank
+    assert sorted(set(table)) == list(range(E))
+    spilled = [e for e in range(E) if len({s // spr // rpn for s in pl.replicas(e).tolist()}) > 1]
+    assert nodes == 1 or spilled, "no spill replica"
+    main = main_nodes(pl, nodes)
+    pl.set_choice("limited")
+    slots = pl.map(idx, first_token=RANK * T)
+    for t in range(T):
+        allowed = {main[int(e)] for e in idx[t]}
+        for j in range(K):
+            slot = int(slots[t, j])
+            assert table[slot] == int(idx[t, j])
+            assert slot // spr // rpn in allowed, (t, j, slot, allowed)
 
 
 def main():
@@ -125,6 +189,7 @@ def main():
             raise AssertionError("an unknown choice was accepted")
         except epcomm.EpcInvalidArgument:
             pass
+    spill_checks(load, idx, rpn)
     if RANK == 0:
         print("test_placement.py: all checks passed on %d ranks" % SIZE, flush=True)
 
