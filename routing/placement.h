@@ -62,26 +62,29 @@ int epc_plan_balanced(const double *weight, int E, int S, int G, int nodes, int 
 #define PLAN_SPILL_MIN 1e-3
 
 /* The spill planner's state (placement_spill.c): nodes N, one group per
- * node.  Arrays: expert, node, x [S - E] (the spills, num of them), on
- * [E x N] (e has a spill on n), cap [S - E] (a spill's most), from [N x N] (spills on n of node g's
- * group), count [E] (e's spills), budget [N] (free slots), load [N]
- * (modelled), group_at [N] (the group on node n; set by the caller). */
+ * node.  Arrays: expert, node, x, cap [S - E] (the spills, num of them;
+ * their modelled load and its most), on [E x N] (e has a spill on n),
+ * from [N x N] (spills on n of node g's group), count [E] (e's spills),
+ * budget [N] (free slots), load [N] (modelled); set by the caller:
+ * group_at [N] (the group on node n), homes [E] (the home slots each
+ * expert is expected to get). */
 typedef struct epc_spill {
-    int E, nodes, num;
-    int *expert, *node, *from, *count, *budget, *group_at;
+    int E, nodes, ranks, num;
+    double slot_cap; /* a spill's most: the mean rank load */
+    int *expert, *node, *from, *count, *budget, *group_at, *homes;
     char *on;
     double *x, *cap, *load;
 } epc_spill_t;
 
 /* Decides spill replicas for weight [E] and reach [E x N] with sn slots a
  * node (docs/PLACEMENT.md); rem [E] gets each expert's load left to its
- * own node.  The arrays must be zeroed (on, from, count) or set
- * (group_at). */
+ * own node.  group_at and homes must be set. */
 void epc_plan_spills(epc_spill_t *sp, const double *w, const double *reach, int sn, double *rem);
 
-/* The spill model's load of each rank of table t, once planned (the
- * budgets are reused); cnt [E], spilled [E] scratch, rl [R] out. */
-void epc_spill_rank_loads(const epc_spill_t *sp, const double *w, const double *reach,
-                          const int32_t *t, int S, int R, int *cnt, double *spilled, double *rl);
+/* The spill model on table t, once planned: each spill's share into
+ * sp->x, what is left to each expert's home slots into rem [E], each
+ * expert's slot count into cnt [E]. */
+void epc_spill_reshare(epc_spill_t *sp, const double *w, const double *reach, const int32_t *t,
+                       int S, int *cnt, double *rem);
 
 #endif

@@ -329,10 +329,11 @@ static int plan(const double *weight, int E, int S, int G, int nodes, int R, int
     return rc;
 }
 
-static int spill_alloc(epc_spill_t *sp, int E, int N, int S)
+static int spill_alloc(epc_spill_t *sp, int E, int N, int R, int S)
 {
     sp->E = E;
     sp->nodes = N;
+    sp->ranks = R;
     sp->expert = calloc((size_t)S, sizeof *sp->expert);
     sp->node = calloc((size_t)S, sizeof *sp->node);
     sp->x = calloc((size_t)S, sizeof *sp->x);
@@ -342,6 +343,7 @@ static int spill_alloc(epc_spill_t *sp, int E, int N, int S)
     sp->count = calloc((size_t)E, sizeof *sp->count);
     sp->budget = calloc((size_t)N, sizeof *sp->budget);
     sp->group_at = calloc((size_t)N, sizeof *sp->group_at);
+    sp->homes = calloc((size_t)E, sizeof *sp->homes);
     sp->load = calloc((size_t)N, sizeof *sp->load);
     return sp->expert && sp->node && sp->x && sp->cap && sp->from && sp->on && sp->count &&
                    sp->budget && sp->group_at && sp->load
@@ -360,6 +362,7 @@ static void spill_free(epc_spill_t *sp)
     free(sp->count);
     free(sp->budget);
     free(sp->group_at);
+    free(sp->homes);
     free(sp->load);
 }
 
@@ -385,41 +388,118 @@ static void spill_node(const epc_spill_t *sp, const int *mlog2log, const double 
         phy2log[node * sn + q] = ids[local[q]];
 }
 
+/* The modelled busiest rank of a spill plan t: spill slots take their
+ * share, home slots split what is left (cnt, rem: epc_spill_reshare's). */
+static double spill_busiest(const epc_spill_t *sp, const int32_t *t, int S, int R, const int *cnt,
+                            const double *rem, double *rl)
+{
+    int sn = S / sp->nodes, gs = sp->E / sp->nodes;
+    double mx = 0.0;
+    memset(rl, 0, (size_t)R * sizeof *rl);
+    for (int s = 0; s < S; s++)
+        if (sp->group_at[s / sn] == t[s] / gs) /* a home slot */
+            rl[s / (S / R)] += rem[t[s]] / (cnt[t[s]] - sp->count[t[s]]);
+    for (int i = 0; i < sp->num; i++)
+        for (int s = sp->node[i] * sn; s < (sp->node[i] + 1) * sn; s++)
+            if (t[s] == sp->expert[i])
+                rl[s / (S / R)] += sp->x[i];
+    for (int r = 0; r < R; r++)
+        mx = rl[r] > mx ? rl[r] : mx;
+    return mx;
+}
+
+/* A spill plan is built PLAN_SPILL_PASSES times with the shares its own
+ * table gives (the spills' shares shrink as home slots are added); the
+ * spills are chosen PLAN_SPILL_ROUNDS times, first expecting one home
+ * slot per expert, then the home slots of the last plan; the best plan
+ * by the model is kept. */
+#define PLAN_SPILL_PASSES 3
+#define PLAN_SPILL_ROUNDS 3
+
+/* Scratch of plan_spilled. */
+typedef struct spill_work {
+    plan_work_t wk;
+    epc_spill_t sp;
+    int *mlog2log, *local, *ids, *cnt;
+    double *wm, *rem, *rl;
+    int32_t *t;
+} spill_work_t;
+
+static int spill_work_alloc(spill_work_t *x, int E, int N, int R, int S)
+{
+    int rc = work_alloc(&x->wk, E, S) | spill_alloc(&x->sp, E, N, R, S);
+    x->mlog2log = malloc((size_t)E * sizeof(int));
+    x->local = malloc((size_t)S * sizeof(int));
+    x->ids = malloc((size_t)S * sizeof(int));
+    x->cnt = malloc((size_t)E * sizeof(int));
+    x->wm = malloc((size_t)S * sizeof(double));
+    x->rem = malloc((size_t)E * sizeof(double));
+    x->rl = malloc((size_t)R * sizeof(double));
+    x->t = malloc((size_t)S * sizeof(int32_t));
+    return rc == 0 && x->mlog2log && x->local && x->ids && x->cnt && x->wm && x->rem && x->rl &&
+                   x->t
+               ? 0
+               : -1;
+}
+
+static void spill_work_free(spill_work_t *x)
+{
+    work_free(&x->wk);
+    spill_free(&x->sp);
+    free(x->mlog2log);
+    free(x->local);
+    free(x->ids);
+    free(x->cnt);
+    free(x->wm);
+    free(x->rem);
+    free(x->rl);
+    free(x->t);
+}
+
+/* One round: spills chosen for the expected home slots, the plan built
+ * into x->t; returns its modelled busiest rank, and sets the home slots
+ * it gave each expert as the next round's expectation. */
+static double spill_round(spill_work_t *x, const double *w, const double *reach, int S, int R)
+{
+    epc_spill_t *sp = &x->sp;
+    int N = sp->nodes, sn = S / N;
+    double mx;
+    epc_plan_spills(sp, w, reach, sn, x->rem);
+    for (int pass = 0; pass < PLAN_SPILL_PASSES; pass++) {
+        for (int n = 0; n < N; n++)
+            spill_node(sp, x->mlog2log, x->rem, n, sn, R / N, &x->wk, x->local, x->wm, x->ids,
+                       x->t);
+        epc_spill_reshare(sp, w, reach, x->t, S, x->cnt, x->rem);
+    }
+    mx = spill_busiest(sp, x->t, S, R, x->cnt, x->rem, x->rl);
+    for (int e = 0; e < sp->E; e++)
+        sp->homes[e] = x->cnt[e] - sp->count[e];
+    return mx;
+}
+
 /* The balanced plan with spill replicas (one group per node, N nodes):
  * phy2log, and the busiest rank's modelled load in *mx.  Returns 0, -1
  * when out of memory. */
 static int plan_spilled(const double *w, const double *reach, int E, int S, int N, int R,
                         int32_t *phy2log, double *mx)
 {
-    plan_work_t wk;
-    epc_spill_t sp;
-    int en = E / N, sn = S / N, rc = -1;
-    int *mlog2log = malloc((size_t)E * sizeof *mlog2log), *local = malloc((size_t)S * sizeof(int));
-    int *ids = malloc((size_t)S * sizeof *ids);
-    double *wm = malloc((size_t)S * sizeof *wm), *rem = malloc((size_t)E * sizeof *rem);
-    double *rl = calloc((size_t)R, sizeof *rl);
-    if (work_alloc(&wk, E, S) == 0 && spill_alloc(&sp, E, N, S) == 0 && mlog2log && local && ids &&
-        wm && rem && rl) {
-        groups_to_nodes(w, E, N, N, 1, &wk, mlog2log);
+    spill_work_t x;
+    int en = E / N, rc = spill_work_alloc(&x, E, N, R, S);
+    if (rc == 0) {
+        groups_to_nodes(w, E, N, N, 1, &x.wk, x.mlog2log);
         for (int n = 0; n < N; n++)
-            sp.group_at[n] = mlog2log[n * en] / en;
-        epc_plan_spills(&sp, w, reach, sn, rem);
-        for (int n = 0; n < N; n++)
-            spill_node(&sp, mlog2log, rem, n, sn, R / N, &wk, local, wm, ids, phy2log);
-        epc_spill_rank_loads(&sp, w, reach, phy2log, S, R, mlog2log, rem, rl);
-        *mx = 0.0;
-        for (int r = 0; r < R; r++)
-            *mx = rl[r] > *mx ? rl[r] : *mx;
-        rc = 0;
+            x.sp.group_at[n] = x.mlog2log[n * en] / en;
+        for (int e = 0; e < E; e++)
+            x.sp.homes[e] = 1;
+        for (int round = 0; round < PLAN_SPILL_ROUNDS; round++) {
+            double m = spill_round(&x, w, reach, S, R);
+            if (round == 0 || m < *mx - PLAN_EPS) {
+                *mx = m;
+                memcpy(phy2log, x.t, (size_t)S * sizeof *phy2log);
+            }
+        }
     }
-    work_free(&wk);
-    spill_free(&sp);
-    free(mlog2log);
-    free(local);
-    free(ids);
-    free(wm);
-    free(rem);
-    free(rl);
+    spill_work_free(&x);
     return rc;
 }
 
@@ -476,7 +556,7 @@ static int keep_spilled(const double *w, const double *reach, int E, int S, int 
                         int32_t *t, int32_t *u)
 {
     int *cnt = malloc((size_t)E * sizeof *cnt), rc = -1;
-    double *rl = malloc((size_t)R * sizeof *rl), m1, q1, m2;
+    double *rl = malloc((size_t)R * sizeof *rl), m1, q1, m2 = 0.0;
     if (cnt && rl && plan_spilled(w, reach, E, S, N, R, u, &m2) == 0) {
         table_score(w, E, S, R, t, cnt, rl, &m1, &q1);
         if (m2 < m1 - PLAN_EPS)

@@ -72,8 +72,9 @@ epc_status_t epc_placement_reach(const int32_t *topk_idx, int T, int k, int E, i
 
 /* The best spill from the busiest node h: the (expert of h's group, other
  * node with a free slot) moving the most load, at most its even share
- * among its replicas, the tokens reaching that node, and half the gap
- * between the two nodes.  Returns the load moved (0: none). */
+ * among its replicas (home ones as sp->homes expects), the tokens
+ * reaching that node, half the gap between the two nodes and a mean
+ * rank's load.  Returns the load moved (0: none). */
 static double best_spill(const epc_spill_t *sp, const double *w, const double *reach, int h,
                          int *be, int *bn)
 {
@@ -83,11 +84,12 @@ static double best_spill(const epc_spill_t *sp, const double *w, const double *r
         if (n == h || sp->budget[n] == 0 || sp->from[n * N + g] >= gs - 1)
             continue;
         for (int e = g * gs; e < (g + 1) * gs; e++) {
-            double x = w[e] / (sp->count[e] + 2); /* its share once added */
+            double x = w[e] / (sp->homes[e] + sp->count[e] + 1); /* its share once added */
             double r = reach[(size_t)e * N + sp->group_at[n]],
                    gap = (sp->load[h] - sp->load[n]) / 2;
             x = x < r ? x : r;
             x = x < gap ? x : gap;
+            x = x < sp->slot_cap ? x : sp->slot_cap;
             if (x > best && !sp->on[(size_t)e * N + n]) {
                 best = x;
                 *be = e;
@@ -99,12 +101,12 @@ static double best_spill(const epc_spill_t *sp, const double *w, const double *r
 }
 
 /* Re-shares expert e's spills after one more (e homed on node h): each
- * takes the even share among e's replicas (one at home counted), at most
- * its cap (the tokens reaching its node, and the gap it was chosen to
- * close); the load moves between the nodes and rem. */
+ * takes the even share among e's replicas (home ones as sp->homes
+ * expects), at most its cap (best_spill's bounds when it was chosen); the
+ * load moves between the nodes and rem. */
 static void reshare(epc_spill_t *sp, const double *w, int e, int h, double *rem)
 {
-    double share = w[e] / (sp->count[e] + 1);
+    double share = w[e] / (sp->homes[e] + sp->count[e]);
     for (int i = 0; i < sp->num; i++) {
         double x;
         if (sp->expert[i] != e)
@@ -130,6 +132,9 @@ void epc_plan_spills(epc_spill_t *sp, const double *w, const double *reach, int 
     int E = sp->E, N = sp->nodes, gs = E / N;
     double total = 0.0;
     memcpy(rem, w, (size_t)E * sizeof *rem);
+    memset(sp->on, 0, (size_t)E * N * sizeof *sp->on);
+    memset(sp->from, 0, (size_t)N * N * sizeof *sp->from);
+    memset(sp->count, 0, (size_t)E * sizeof *sp->count);
     for (int n = 0; n < N; n++) {
         sp->load[n] = 0.0;
         sp->budget[n] = sn - gs;
@@ -137,6 +142,7 @@ void epc_plan_spills(epc_spill_t *sp, const double *w, const double *reach, int 
             sp->load[n] += w[e];
         total += sp->load[n];
     }
+    sp->slot_cap = total / sp->ranks;
     sp->num = 0;
     for (;;) {
         int h = 0, e = -1, n = -1;
@@ -158,31 +164,22 @@ void epc_plan_spills(epc_spill_t *sp, const double *w, const double *reach, int 
     }
 }
 
-/* The loads the spill model gives the ranks of table t (one group per
- * node): each replica of e takes the even share among all of them, a
- * spill at most the tokens reaching its node, e's home replicas the rest
- * evenly.  rl [R] out; cnt [E] and spilled [E] scratch. */
-void epc_spill_rank_loads(const epc_spill_t *sp, const double *w, const double *reach,
-                          const int32_t *t, int S, int R, int *cnt, double *spilled, double *rl)
+/* The spill model on table t (one group per node): each replica of e
+ * takes the even share among all of its slots, a spill at most the tokens
+ * reaching its node; sp->x gets each spill's share, rem [E] what is left
+ * to e's home slots, cnt [E] each expert's slots. */
+void epc_spill_reshare(epc_spill_t *sp, const double *w, const double *reach, const int32_t *t,
+                       int S, int *cnt, double *rem)
 {
-    int E = sp->E, N = sp->nodes, gs = E / N, sn = S / N;
-    int *home = sp->budget; /* no longer needed: the node of each group */
-    for (int n = 0; n < N; n++)
-        home[sp->group_at[n]] = n;
-    memset(cnt, 0, (size_t)E * sizeof *cnt);
-    memset(spilled, 0, (size_t)E * sizeof *spilled);
-    memset(rl, 0, (size_t)R * sizeof *rl);
+    int N = sp->nodes;
+    memset(cnt, 0, (size_t)sp->E * sizeof *cnt);
     for (int s = 0; s < S; s++)
         cnt[t[s]]++;
-    for (int pass = 0; pass < 2; pass++)
-        for (int s = 0; s < S; s++) {
-            int e = t[s], n = s / sn, spill = n != home[e / gs];
-            double x = w[e] / cnt[e], r = reach[(size_t)e * N + sp->group_at[n]];
-            if (spill && pass == 0)
-                spilled[e] += x < r ? x : r;
-            if (pass == 1) {
-                int homes = cnt[e] - sp->count[e];
-                rl[s / (S / R)] += spill ? (x < r ? x : r) : (w[e] - spilled[e]) / homes;
-            }
-        }
+    memcpy(rem, w, (size_t)sp->E * sizeof *rem);
+    for (int i = 0; i < sp->num; i++) {
+        int e = sp->expert[i];
+        double share = w[e] / cnt[e], r = reach[(size_t)e * N + sp->group_at[sp->node[i]]];
+        sp->x[i] = share < r ? share : r;
+        rem[e] -= sp->x[i];
+    }
 }
