@@ -88,9 +88,13 @@ class Placement:
         also pick an expert of node block b != e's (blocks of E / nodes
         experts), added to `out` when given (sum it over batches and ranks,
         then pass it to plan as expert_reach)."""
-        if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2:
-            raise EpcInvalidArgument("topk_idx must be a tensor [T, k]")
+        if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2 or \
+                topk_idx.dtype not in (torch.int32, torch.int64):
+            raise EpcInvalidArgument("topk_idx must be an int32 or int64 tensor [T, k]")
         idx = topk_idx.to(torch.int32).contiguous()
+        if topk_idx.dtype == torch.int64 and idx.numel() and not torch.equal(
+                idx.to(torch.int64), topk_idx):
+            raise EpcInvalidArgument("topk_idx holds values outside int32")
         if out is None:
             out = torch.zeros((num_experts, nodes), dtype=torch.float64)
         elif out.dtype != torch.float64 or tuple(out.shape) != (num_experts, nodes) or \
