@@ -219,6 +219,19 @@ static void test_plan_spill(void **state)
         assert_int_equal(epc_placement_plan(&p, &pl), EPC_ERR_INVALID_ARG);
     }
     reach[7] = bad;
+    {
+        /* 0.7's layout (ending before expert_reach): accepted, no spills */
+        epc_placement_plan_params_t p = EPC_PLACEMENT_PLAN_PARAMS_INIT;
+        epc_placement_t *pl = NULL;
+        p.size = offsetof(epc_placement_plan_params_t, expert_reach);
+        p.num_experts = 64, p.num_ranks = 16, p.ranks_per_node = 4, p.num_slots = 80;
+        p.expert_load = load;
+        p.expert_reach = (const double *)&bad; /* past the caller's size: never read */
+        assert_int_equal(epc_placement_plan(&p, &pl), EPC_OK);
+        assert_int_equal(epc_placement_table(pl, b, 80), EPC_OK);
+        assert_memory_equal(a, b, sizeof a);
+        epc_placement_destroy(pl);
+    }
     epc_placement_destroy(plain);
     epc_placement_destroy(spill);
     epc_placement_destroy(eplb);
