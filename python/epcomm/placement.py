@@ -11,6 +11,7 @@ import torch
 
 from ._lib import lib, new, PlacementParams, PlacementInfo, PlacementPlanParams, SlotMove
 from .errors import check, EpcInvalidArgument
+from .router import _idx32
 
 _ALGOS = {"balanced": 0, "eplb": 1}
 _CHOICES = {"near": 0, "spread": 1, "balanced": 2, "limited": 3}
@@ -88,13 +89,7 @@ class Placement:
         also pick an expert of node block b != e's (blocks of E / nodes
         experts), added to `out` when given (sum it over batches and ranks,
         then pass it to plan as expert_reach)."""
-        if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2 or \
-                topk_idx.dtype not in (torch.int32, torch.int64):
-            raise EpcInvalidArgument("topk_idx must be an int32 or int64 tensor [T, k]")
-        idx = topk_idx.to(torch.int32).contiguous()
-        if topk_idx.dtype == torch.int64 and idx.numel() and not torch.equal(
-                idx.to(torch.int64), topk_idx):
-            raise EpcInvalidArgument("topk_idx holds values outside int32")
+        idx = _idx32(topk_idx, num_experts)
         if out is None:
             out = torch.zeros((num_experts, nodes), dtype=torch.float64)
         elif out.dtype != torch.float64 or tuple(out.shape) != (num_experts, nodes) or \
@@ -145,13 +140,7 @@ class Placement:
         same dtype: the replica choice of epc_placement_map (deterministic,
         by set_choice's rule; token t counted from first_token, e.g.
         rank * T; "balanced" also depends on the call's earlier tokens)."""
-        if not isinstance(topk_idx, torch.Tensor) or topk_idx.dim() != 2 or \
-                topk_idx.dtype not in (torch.int32, torch.int64):
-            raise EpcInvalidArgument("topk_idx must be an int32 or int64 tensor [T, k]")
-        idx = topk_idx.to(torch.int32).contiguous()
-        if topk_idx.dtype == torch.int64 and idx.numel() and not torch.equal(
-                idx.to(torch.int64), topk_idx):
-            raise EpcInvalidArgument("topk_idx holds values outside int32")
+        idx = _idx32(topk_idx, self.num_experts)
         T, k = idx.shape
         out = torch.empty_like(idx)
         check(lib.epc_placement_map(self._live(), idx.data_ptr() if T else None, T, k,
