@@ -346,7 +346,7 @@ static int spill_alloc(epc_spill_t *sp, int E, int N, int R, int S)
     sp->homes = calloc((size_t)E, sizeof *sp->homes);
     sp->load = calloc((size_t)N, sizeof *sp->load);
     return sp->expert && sp->node && sp->x && sp->cap && sp->from && sp->on && sp->count &&
-                   sp->budget && sp->group_at && sp->load
+                   sp->budget && sp->group_at && sp->homes && sp->load
                ? 0
                : -1;
 }
