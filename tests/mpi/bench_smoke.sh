@@ -50,11 +50,17 @@ echo "-d fp8 -W bf16: disp_fp8 and comb16 rows checked"
 "$EPC_MPIRUN" 2 "$top_builddir/examples/epc_bench" -H 100 -d fp8 -t 8 >"$dir/bad.txt" 2>&1 &&
     { echo "FAIL: -d fp8 with hidden 100 accepted"; exit 1; }
 grep -q "multiple of 128" "$dir/bad.txt" || { cat "$dir/bad.txt"; exit 1; }
-# --placement: the placement table, every iteration checked; 5 redundant
-# slots on 4 ranks do not divide (skipped, said); epcomm's planner never
-# above EPLB.
-"$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 -n 2 -w 1 -c \
-    --skew 1 --placement 0,4,5 >"$dir/place.txt" || { cat "$dir/place.txt"; exit 1; }
+# The placement table of 4 ranks, skew 1, every iteration checked, into
+# $dir/NAME: placement_table NAME [options...].
+placement_table() {
+    out=$dir/$1
+    shift
+    "$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 -n 2 -w 1 -c \
+        --skew 1 "$@" >"$out" || { cat "$out"; exit 1; }
+}
+# --placement: 5 redundant slots on 4 ranks do not divide (skipped, said);
+# epcomm's planner never above EPLB.
+placement_table place.txt --placement 0,4,5
 python3 - "$dir/place.txt" <<'PY' || { cat "$dir/place.txt"; exit 1; }
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
@@ -73,9 +79,7 @@ grep -q "5 redundant slots: 21 slots are not a multiple of 4 ranks, skipped" "$d
     { cat "$dir/place.txt"; echo "FAIL: --placement 5 not skipped"; exit 1; }
 # --balanced (global plans): the choice is named, every row checked, and a
 # token's slots lie on 1 or 2 nodes (more than one on average).
-"$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 \
-    -n 2 -w 1 -c --skew 1 --groups 1 --placement 0,4 --balanced >"$dir/bal.txt" ||
-    { cat "$dir/bal.txt"; exit 1; }
+placement_table bal.txt --groups 1 --placement 0,4 --balanced
 python3 - "$dir/bal.txt" <<'PY' || { cat "$dir/bal.txt"; exit 1; }
 import sys
 text = open(sys.argv[1]).read()
@@ -89,9 +93,7 @@ PY
 # --spill --limited (one group per node): spills planned and named, every
 # row checked, no token beyond the job's 2 nodes, and the spill plan's
 # measured busiest rank below EPLB's (1.27 against 1.49 when written).
-"$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 128 -H 256 -e 16 -k 4 \
-    -n 2 -w 1 -c --skew 1 --placement 0,4 --spill --limited >"$dir/spill.txt" ||
-    { cat "$dir/spill.txt"; exit 1; }
+placement_table spill.txt --placement 0,4 --spill --limited
 python3 - "$dir/spill.txt" <<'PY' || { cat "$dir/spill.txt"; exit 1; }
 import sys
 text = open(sys.argv[1]).read()
