@@ -127,8 +127,10 @@ static void identity_in_place(const bench_t *b, const epc_dispatch_out_t *o)
     free(tmp);
 }
 
-/* One normal dispatch and combine (algo) of T tokens, outputs in place. */
-int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *tc, long *wrong)
+/* One normal dispatch and combine (algo) of T tokens, outputs in place;
+ * with te, the experts' emulated time (--expert-us) between them. */
+int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *te, double *tc,
+                      long *wrong)
 {
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
@@ -145,6 +147,12 @@ int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *tc
     if (b->o.check)
         *wrong += bench_check_dispatch(b, &o);
     identity_in_place(b, &o);
+    if (te != NULL) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        bench_expert_wait(b, &o);
+        *te = MPI_Wtime() - t0;
+    }
     c.expert_out = o.rows, c.y = b->y;
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
@@ -191,7 +199,7 @@ static int path_times(bench_t *b, int path, int T, lat_t *l)
         double td = 0, tc = 0;
         int rc = path == 0 ? ll_once(b, T, &td, &tc, &l->wrong)
                            : bench_normal_once(b, path == 1 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, T, &td,
-                                               &tc, &l->wrong);
+                                               NULL, &tc, &l->wrong);
         if (rc != 0)
             return rc;
         td = bench_slowest(td), tc = bench_slowest(tc);

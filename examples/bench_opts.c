@@ -51,6 +51,9 @@ static void usage(FILE *f)
            "                      main node or a reached node (no node beyond the routing's)\n"
            "      --spill         with --placement: epcomm's planner gets the routing's\n"
            "                      co-reach and may place spill replicas (use --limited)\n"
+           "      --expert-us US  with --placement: each rank sleeps US microseconds per\n"
+           "                      row it received between dispatch and combine, its\n"
+           "                      experts' compute emulated (column experts, in the step)\n"
            "      --seed N\n");
 }
 
@@ -129,6 +132,9 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
         return o->plot = v, 0;
     if (!strcmp(a, "--profile"))
         return o->profile = v, 0;
+    if (!strcmp(a, "--expert-us"))
+        return o->expert_us = strtod(v, &end),
+               *v == '\0' || *end != '\0' || !(o->expert_us > 0 && o->expert_us <= 1e6);
     if (!strcmp(a, "--placement"))
         return o->placement = v, strspn(v, "0123456789,") != strlen(v) || *v == '\0';
     return 2;
@@ -191,6 +197,11 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
     if (o->fp8 && o->hidden % 128 != 0) {
         if (rank == 0)
             fprintf(stderr, "epc_bench: -d fp8 needs --hidden a multiple of 128\n");
+        return 1;
+    }
+    if (o->expert_us > 0 && o->placement == NULL) {
+        if (rank == 0)
+            fprintf(stderr, "epc_bench: --expert-us needs --placement\n");
         return 1;
     }
     if (o->iters < 1 || o->tokens < 1 || o->hidden < 1) {

@@ -8,7 +8,9 @@
  * planner (N = 0 also: the contiguous default).  For each, every rank's
  * tokens are mapped to slots, a context of E + N experts is agreed on it,
  * and hier dispatch + combine of -t tokens are timed over the iterations
- * (per iteration the slowest rank; medians), beside the rows each rank
+ * (per iteration the slowest rank; medians; with --expert-us the experts'
+ * compute emulated between them, as a sleep per received row, so the step
+ * follows the busiest rank's load as a real one does), beside the rows each rank
  * receives over the mean (measured from the mapping, and as the planner
  * expects it with even replica shares) and the nodes a token reaches.
  */
@@ -21,7 +23,7 @@
 typedef struct place_row {
     const char *name;
     int redundant, slots;
-    double expected, measured, nodes, t_disp, t_comb;
+    double expected, measured, nodes, t_disp, t_exp, t_comb;
     long wrong;
 } place_row_t;
 
@@ -126,22 +128,26 @@ static double nodes_per_token(const bench_t *b, int spr)
     return all[1] > 0 ? all[0] / all[1] : 0.0;
 }
 
-/* Times hier dispatch + combine over the iterations: medians. */
+/* Times hier dispatch, the emulated experts (--expert-us) and combine
+ * over the iterations: medians. */
 static int time_row(bench_t *b, place_row_t *row)
 {
-    double *t = malloc((size_t)2 * b->o.iters * sizeof *t);
+    int n = b->o.iters;
+    double *t = malloc((size_t)3 * n * sizeof *t);
     if (t == NULL)
         return bench_fail(b, "out of memory");
-    for (int it = -b->o.warmup; it < b->o.iters; it++) {
-        double td = 0, tc = 0;
-        if (bench_normal_once(b, EPC_ALGO_HIER, b->o.tokens, &td, &tc, &row->wrong) != 0)
+    for (int it = -b->o.warmup; it < n; it++) {
+        double td = 0, te = 0, tc = 0;
+        if (bench_normal_once(b, EPC_ALGO_HIER, b->o.tokens, &td, b->o.expert_us > 0 ? &te : NULL,
+                              &tc, &row->wrong) != 0)
             return free(t), 1;
-        td = bench_slowest(td), tc = bench_slowest(tc);
+        td = bench_slowest(td), te = bench_slowest(te), tc = bench_slowest(tc);
         if (it >= 0)
-            t[it] = td, t[b->o.iters + it] = tc;
+            t[it] = td, t[n + it] = te, t[2 * n + it] = tc;
     }
-    row->t_disp = bench_median(t, b->o.iters);
-    row->t_comb = bench_median(t + b->o.iters, b->o.iters);
+    row->t_disp = bench_median(t, n);
+    row->t_exp = bench_median(t + n, n);
+    row->t_comb = bench_median(t + 2 * n, n);
     free(t);
     return 0;
 }
@@ -174,14 +180,19 @@ static int run_row(bench_t *b, const int32_t *lidx, const double *load, const do
     return rc;
 }
 
+static double row_step(const place_row_t *r)
+{
+    return r->t_disp + r->t_exp + r->t_comb;
+}
+
 static void print_row(const bench_t *b, const place_row_t *r, double base)
 {
     long wrong = 0;
     MPI_Allreduce(&r->wrong, &wrong, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
     if (b->rank == 0)
-        printf("%9d  %-9s %6d %9.3f %9.3f %9.3f %11.1f %11.1f %11.1f %7.2fx%s\n", r->redundant,
-               r->name, r->slots, r->expected, r->measured, r->nodes, 1e6 * r->t_disp,
-               1e6 * r->t_comb, 1e6 * (r->t_disp + r->t_comb), (r->t_disp + r->t_comb) / base,
+        printf("%9d  %-9s %6d %9.3f %9.3f %9.3f %11.1f %11.1f %11.1f %11.1f %7.2fx%s\n",
+               r->redundant, r->name, r->slots, r->expected, r->measured, r->nodes, 1e6 * r->t_disp,
+               1e6 * r->t_exp, 1e6 * r->t_comb, 1e6 * row_step(r), row_step(r) / base,
                b->o.check ? (wrong ? "  WRONG" : "  checked") : "");
 }
 
@@ -198,11 +209,11 @@ static int rows_for(bench_t *b, const int32_t *lidx, const double *load, const d
         return 0;
     }
     for (int i = n == 0 ? 0 : 1; i < 3; i++) {
-        place_row_t row = {names[i], n, 0, 0, 0, 0, 0, 0, 0};
+        place_row_t row = {names[i], n, 0, 0, 0, 0, 0, 0, 0, 0};
         if (run_row(b, lidx, load, reach, &row, algos[i]) != 0)
             return 1;
         if (*base <= 0)
-            *base = row.t_disp + row.t_comb;
+            *base = row_step(&row);
         print_row(b, &row, *base);
     }
     return 0;
@@ -228,15 +239,17 @@ int bench_run_placement(bench_t *b)
                "per rank, groups %d, replicas %s%s; imbalance = busiest rank's rows / mean "
                "(expected: the planner's, even replica shares; measured: the mapped tokens); "
                "nodes/tok: distinct nodes of a token's slots, mean; hier times (us), per "
-               "iteration the slowest rank, medians of %d; x = step / the first row's\n"
-               "# %7s  %-9s %6s %9s %9s %9s %11s %11s %11s %8s\n",
+               "iteration the slowest rank, medians of %d; experts: %g us per received row "
+               "slept (emulated compute, between barriers); x = step / the first row's\n"
+               "# %7s  %-9s %6s %9s %9s %9s %11s %11s %11s %11s %8s\n",
                b->size, b->rpn, b->m, b->o.skew, b->o.tokens,
                b->o.groups                              ? b->o.groups
                : b->o.experts % (b->size / b->rpn) == 0 ? b->size / b->rpn
                                                         : 1,
                (const char *[]){"near", "spread", "balanced", "limited"}[b->o.choice],
-               b->o.spill ? ", spill replicas planned" : "", b->o.iters, "redundant", "placement",
-               "slots", "expected", "measured", "nodes/tok", "dispatch", "combine", "step", "x");
+               b->o.spill ? ", spill replicas planned" : "", b->o.iters, b->o.expert_us,
+               "redundant", "placement", "slots", "expected", "measured", "nodes/tok", "dispatch",
+               "experts", "combine", "step", "x");
     snprintf(list, sizeof list, "%s", b->o.placement);
     for (char *save = NULL, *p = strtok_r(list, ",", &save); p && rc == 0;
          p = strtok_r(NULL, ",", &save))

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* bench_util.c - the parts of epc_bench around the timed loop. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench_util.h"
 
@@ -215,6 +217,26 @@ void bench_progress(const bench_t *b, const char *what, int T)
 {
     if (b->rank == 0 && now() - b->t_start > 3.0)
         fprintf(stderr, "epc_bench: %s, %d tokens/rank (%.0f s)\n", what, T, now() - b->t_start);
+}
+
+void bench_expert_wait(const bench_t *b, const epc_dispatch_out_t *o)
+{
+    struct timespec until;
+    long rows = 0;
+    double ns;
+    for (int e = 0; e < o->num_local_experts; e++)
+        rows += o->expert_count[e];
+    ns = b->o.expert_us * 1e3 * (double)rows;
+    if (ns <= 0)
+        return;
+    /* an absolute deadline: a wake-up early (a signal) sleeps the rest */
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(ns / 1e9);
+    until.tv_nsec += (long)(ns - 1e9 * (double)(time_t)(ns / 1e9));
+    if (until.tv_nsec >= 1000000000L)
+        until.tv_sec++, until.tv_nsec -= 1000000000L;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+        ;
 }
 
 long bench_check_dispatch(const bench_t *b, const epc_dispatch_out_t *o)

@@ -26,6 +26,7 @@ typedef struct bench_opts {
     int groups;            /* --groups G: the planner's expert groups (0: nodes) */
     int choice;            /* --spread / --balanced / --limited: the epc_replica_choice_t */
     int spill;             /* --spill: the routing's co-reach to epcomm's planner */
+    double expert_us;      /* --expert-us: emulated expert time per received row */
 } bench_opts_t;
 
 typedef struct bench_result {
@@ -81,6 +82,9 @@ long bench_check_ll(const bench_t *b, const epc_ll_out_t *o);
 /* FP8 rows against the cast of their source rows. */
 long bench_check_dispatch_fp8(const bench_t *b, const epc_dispatch_out_t *o);
 void bench_progress(const bench_t *b, const char *what, int T);
+/* --expert-us: sleeps expert_us per real row of o (the experts' compute,
+ * emulated without taking a core from the other ranks). */
+void bench_expert_wait(const bench_t *b, const epc_dispatch_out_t *o);
 
 /* bench_p2p.c: the p2p rows (shm when pairs share a node, then the
  * transport), each with its raw baseline. */
@@ -91,8 +95,10 @@ int bench_run_ll(bench_t *b);
 
 /* bench_ll.c's steps, shared: one normal dispatch and combine of T tokens
  * (algo; outputs written over the rows; times into *td, *tc, checked with
- * -c), the slowest rank's time, and the median of n times (sorts t). */
-int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *tc, long *wrong);
+ * -c; te non-NULL: the emulated experts between them, their time into
+ * *te), the slowest rank's time, and the median of n times (sorts t). */
+int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *te, double *tc,
+                      long *wrong);
 double bench_slowest(double t);
 double bench_median(double *t, int n);
 

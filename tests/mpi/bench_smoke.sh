@@ -93,7 +93,9 @@ PY
 # --spill --limited (one group per node): spills planned and named, every
 # row checked, no token beyond the job's 2 nodes, and the spill plan's
 # measured busiest rank below EPLB's (1.27 against 1.49 when written).
-placement_table spill.txt --placement 0,4 --spill --limited
+# --expert-us 20: the busiest rank sleeps 20 us per row it received (its
+# share of the 4 x 128 x 4 rows), never less, and the step is the sum.
+placement_table spill.txt --placement 0,4 --spill --limited --expert-us 20
 python3 - "$dir/spill.txt" <<'PY' || { cat "$dir/spill.txt"; exit 1; }
 import sys
 text = open(sys.argv[1]).read()
@@ -104,5 +106,13 @@ assert len(rows) == 5 and all(r[-1] == "checked" for r in rows), rows
 assert all(1.0 <= float(r[5]) <= 2.0 for r in rows), rows
 meas = {(r[0], r[1]): float(r[4]) for r in rows}
 assert meas[("4", "balanced")] < meas[("4", "eplb")], meas
-print("--placement --spill --limited: %d rows checked" % len(rows))
+for r in rows:
+    busiest_us = float(r[4]) * 128 * 4 * 20
+    disp, experts, comb, step = (float(v) for v in r[6:10])
+    assert busiest_us <= experts <= 2 * busiest_us + 20000, (r, busiest_us)
+    assert abs(disp + experts + comb - step) < 0.5, r
+print("--placement --spill --limited --expert-us: %d rows checked" % len(rows))
 PY
+"$EPC_MPIRUN" 2 "$top_builddir/examples/epc_bench" -t 8 --expert-us 5 >"$dir/bad.txt" 2>&1 &&
+    { echo "FAIL: --expert-us without --placement accepted"; exit 1; }
+grep -q "expert-us needs --placement" "$dir/bad.txt" || { cat "$dir/bad.txt"; exit 1; }
