@@ -115,7 +115,7 @@ static const epc_abi_field_t table[] = {
 #undef T
 #define T epc_placement_info_t
     STRUCT, F(size), F(num_experts), F(num_slots), F(num_ranks), F(ranks_per_node),
-    F(slots_per_rank), F(max_replicas), F(node_local),
+    F(slots_per_rank), F(max_replicas), F(node_local), F(choice),
 #undef T
 #define T epc_placement_plan_params_t
     STRUCT, F(size), F(num_experts), F(num_ranks), F(ranks_per_node), F(num_slots),

@@ -50,7 +50,8 @@ static void usage(FILE *f)
            "      --limited       with --placement: the least-loaded replica on the expert's\n"
            "                      main node or a reached node (no node beyond the routing's)\n"
            "      --spill         with --placement: epcomm's planner gets the routing's\n"
-           "                      co-reach and may place spill replicas (use --limited)\n"
+           "                      co-reach and may place spill replicas (such a plan\n"
+           "                      maps as --limited unless another choice is named)\n"
            "      --expert-us US  with --placement: each rank sleeps US microseconds per\n"
            "                      row it received between dispatch and combine, its\n"
            "                      experts' compute emulated (column experts, in the step)\n"
@@ -153,6 +154,7 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
                         .algos = 3,
                         .ops = OP_DISPATCH | OP_COMBINE,
                         .dtype = EPC_DTYPE_BF16,
+                        .choice = -1,
                         .seed = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -162,7 +162,8 @@ static int run_row(bench_t *b, const int32_t *lidx, const double *load, const do
         return rc;
     epc_placement_info(pl, &info);
     row->slots = info.num_slots;
-    if (epc_placement_set_choice(pl, (epc_replica_choice_t)b->o.choice) != EPC_OK)
+    if (b->o.choice >= 0 &&
+        epc_placement_set_choice(pl, (epc_replica_choice_t)b->o.choice) != EPC_OK)
         rc = bench_fail(b, "epc_placement_set_choice");
     if (rc == 0 && (rc = ctx_for(b, pl, info.num_slots)) == 0 &&
         epc_placement_map(pl, lidx, b->o.tokens, b->o.topk, (int64_t)b->rank * b->o.tokens,
@@ -246,7 +247,9 @@ int bench_run_placement(bench_t *b)
                b->o.groups                              ? b->o.groups
                : b->o.experts % (b->size / b->rpn) == 0 ? b->size / b->rpn
                                                         : 1,
-               (const char *[]){"near", "spread", "balanced", "limited"}[b->o.choice],
+               b->o.choice < 0
+                   ? "as planned (near; limited with spills)"
+                   : (const char *[]){"near", "spread", "balanced", "limited"}[b->o.choice],
                b->o.spill ? ", spill replicas planned" : "", b->o.iters, b->o.expert_us,
                "redundant", "placement", "slots", "expected", "measured", "nodes/tok", "dispatch",
                "experts", "combine", "step", "x");

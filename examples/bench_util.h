@@ -24,7 +24,8 @@ typedef struct bench_opts {
     int ll;                /* --ll: the latency table (low-latency mode, hier, flat, raw) */
     const char *placement; /* --placement LIST: redundant slot counts to compare */
     int groups;            /* --groups G: the planner's expert groups (0: nodes) */
-    int choice;            /* --spread / --balanced / --limited: the epc_replica_choice_t */
+    int choice;            /* --spread / --balanced / --limited: the epc_replica_choice_t
+                              (-1: each placement's own, LIMITED for a plan with spills) */
     int spill;             /* --spill: the routing's co-reach to epcomm's planner */
     double expert_us;      /* --expert-us: emulated expert time per received row */
 } bench_opts_t;

@@ -123,7 +123,8 @@ static int make_placement(const plan_opts_t *o, const routed_t *rt, int algo, ou
     out->plan_ms = algo < 0 ? 0.0 : now_ms() - t0;
     if (st != EPC_OK)
         return plan_fail(algo < 0 ? "placement" : "epc_placement_plan");
-    if (epc_placement_set_choice(out->pl, (epc_replica_choice_t)o->choice) != EPC_OK)
+    if (o->choice >= 0 &&
+        epc_placement_set_choice(out->pl, (epc_replica_choice_t)o->choice) != EPC_OK)
         return plan_fail("epc_placement_set_choice");
     return epc_placement_load(out->pl, rt->load, NULL, NULL, &out->expected) == EPC_OK
                ? 0
@@ -261,7 +262,9 @@ static void print_summary(const plan_opts_t *o, const routed_t *rt, const outcom
     printf("# placement: %d experts, %d ranks (%d nodes of %d), top-%d, node limit %d, skew %g, "
            "%d redundant slots, %d groups, replicas %s%s; %s\n",
            o->experts, o->ranks, o->ranks / o->rpn, o->rpn, o->topk, o->m, o->skew, o->placement,
-           groups_of(o), (const char *[]){"near", "spread", "balanced", "limited"}[o->choice],
+           groups_of(o),
+           o->choice < 0 ? "as planned (near; limited with spills)"
+                         : (const char *[]){"near", "spread", "balanced", "limited"}[o->choice],
            o->spill ? ", spill replicas planned" : "",
            rt->R ? "rows: every routed token mapped to a slot"
                  : "loads: the planner's expectation");

@@ -42,7 +42,8 @@ static void usage(FILE *f)
             "      --limited          with --placement: the least-loaded replica on the expert's\n"
             "                         main node or a reached node (EPC_REPLICA_LIMITED)\n"
             "      --spill            with --placement: epcomm's planner gets the routing's\n"
-            "                         co-reach and may place spill replicas (use --limited)\n");
+            "                         co-reach and may place spill replicas (such a plan\n"
+            "                         maps as --limited unless another choice is named)\n");
 }
 
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out)
@@ -87,7 +88,7 @@ static void defaults(plan_opts_t *o)
     o->experts = 256, o->topk = 8, o->ranks = 64, o->rpn = 8, o->m = -1;
     o->tokens = 4096, o->hidden = 7168, o->row_bytes = 2, o->combine_row_bytes = 4;
     o->seed = 1, o->score = EPC_SCORE_SIGMOID, o->score_name = "sigmoid";
-    o->placement = -1;
+    o->placement = -1, o->choice = -1;
     o->normalize = 1, o->profile = env_profile();
 }
 

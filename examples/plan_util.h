@@ -18,7 +18,8 @@ typedef struct plan_opts {
     int bias, normalize, json, bench;
     int placement; /* --placement N: redundant slots to plan with; -1: no */
     int groups;    /* --groups G: the planner's num_groups (0: nodes) */
-    int choice;    /* --spread / --balanced / --limited: the epc_replica_choice_t (0: NEAR) */
+    int choice;    /* --spread / --balanced / --limited: the epc_replica_choice_t (-1: each
+                      placement's own: NEAR, LIMITED for a plan with spills) */
     int spill;     /* --spill: the routing's co-reach to epcomm's planner */
 } plan_opts_t;
 

@@ -725,7 +725,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 8 /* libtool's current: when it changes, docs/API.md */
+#define EPC_ABI_VERSION 9 /* libtool's current: when it changes, docs/API.md */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */
@@ -1053,6 +1053,9 @@ typedef struct epc_placement_info {
     int num_experts, num_slots, num_ranks, ranks_per_node, slots_per_rank;
     int max_replicas; /* most slots one logical expert has */
     int node_local;   /* 1 when every expert's slots lie on one node */
+    /* Added in 0.9 (0.8's layout ends at node_local): the
+     * epc_replica_choice_t epc_placement_map uses now. */
+    int choice;
 } epc_placement_info_t;
 #define EPC_PLACEMENT_INFO_INIT EPC_PARAMS_INIT_(epc_placement_info_t)
 
@@ -1127,7 +1130,8 @@ typedef enum epc_replica_choice {
 
 /** Sets the replica choice of later epc_placement_map calls on this
  * placement (local: each source rank maps its own tokens; dispatch is
- * correct whatever each rank chose).  EPC_ERR_INVALID_ARG: not a live
+ * correct whatever each rank chose).  A placement starts at NEAR, or at
+ * LIMITED when epc_placement_plan placed spill replicas.  EPC_ERR_INVALID_ARG: not a live
  * placement, an unknown choice. */
 EPC_EXPORT epc_status_t epc_placement_set_choice(epc_placement_t *placement,
                                                  epc_replica_choice_t choice);
@@ -1186,7 +1190,8 @@ typedef struct epc_placement_plan_params {
  * keeps the spills only when its model (spills taking their even share,
  * at most the tokens reaching them) lowers the busiest rank's load.
  * Spill replicas are for EPC_REPLICA_LIMITED (NEAR may take one on a node
- * the token does not reach).
+ * the token does not reach): a plan that keeps spills comes with that
+ * choice set (epc_placement_info's choice); any other starts at NEAR.
  * EPC_ERR_INVALID_ARG names the field: the shape (as epc_placement_create),
  * G not dividing E, expert_load NULL or an entry negative or not finite,
  * an expert_reach entry negative or not finite, an unknown algo,

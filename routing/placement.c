@@ -209,7 +209,9 @@ void epc_placement_destroy(epc_placement_t *pl)
 epc_status_t epc_placement_info(const epc_placement_t *pl, epc_placement_info_t *info)
 {
     static const epc_params_layouts_t layouts = {
-        "EPC_PLACEMENT_INFO_INIT", sizeof(epc_placement_info_t), {0}};
+        "EPC_PLACEMENT_INFO_INIT",
+        sizeof(epc_placement_info_t),
+        {offsetof(epc_placement_info_t, choice), 0}};
     epc_placement_info_t i = EPC_PLACEMENT_INFO_INIT;
     epc_status_t st = epc_placement_check(pl, "epc_placement_info");
     if (st != EPC_OK)
@@ -225,6 +227,7 @@ epc_status_t epc_placement_info(const epc_placement_t *pl, epc_placement_info_t 
     i.node_local = 1;
     for (int e = 0; e < pl->E; e++)
         i.node_local &= pl->home_node[e] >= 0;
+    i.choice = pl->choice;
     epc_out_store(info, &i);
     return EPC_OK;
 }

@@ -551,15 +551,16 @@ static int plan_best(const double *w, int E, int S, int G, int nodes, int R, int
 }
 
 /* The spill plan into t instead of the plan there (no spills) when its
- * modelled busiest rank is lower; u: scratch of S. */
+ * modelled busiest rank is lower (then *kept = 1); u: scratch of S. */
 static int keep_spilled(const double *w, const double *reach, int E, int S, int N, int R,
-                        int32_t *t, int32_t *u)
+                        int32_t *t, int32_t *u, int *kept)
 {
     int *cnt = malloc((size_t)E * sizeof *cnt), rc = -1;
     double *rl = malloc((size_t)R * sizeof *rl), m1, q1, m2 = 0.0;
     if (cnt && rl && plan_spilled(w, reach, E, S, N, R, u, &m2) == 0) {
         table_score(w, E, S, R, t, cnt, rl, &m1, &q1);
-        if (m2 < m1 - PLAN_EPS)
+        *kept = m2 < m1 - PLAN_EPS;
+        if (*kept)
             memcpy(t, u, (size_t)S * sizeof *t);
         rc = 0;
     }
@@ -599,7 +600,7 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
     epc_placement_plan_params_t p;
     int32_t *t, *u;
     epc_status_t st;
-    int R, rpn, S, G, rc;
+    int R, rpn, S, G, rc, spilled = 0;
     if (placement_p == NULL)
         return BAD("placement_p is NULL");
     if ((st = epc_params_load(&p, params, &layouts, NULL, "epc_placement_plan", "params")) !=
@@ -621,9 +622,13 @@ epc_status_t epc_placement_plan(const epc_placement_plan_params_t *params,
         rc = plan_best(p.expert_load, p.num_experts, S, G, R / rpn, R, t, u);
     if (rc == 0 && p.expert_reach && p.algo == EPC_PLACEMENT_BALANCED && G == R / rpn && G > 1 &&
         S > p.num_experts)
-        rc = keep_spilled(p.expert_load, p.expert_reach, p.num_experts, S, G, R, t, u);
+        rc = keep_spilled(p.expert_load, p.expert_reach, p.num_experts, S, G, R, t, u, &spilled);
     st = rc == 0 ? epc_placement_build(p.num_experts, R, rpn, S, t, placement_p)
                  : epc_error(EPC_ERR_NO_MEMORY, "epc_placement_plan: %d slots", S);
+    /* NEAR may take a spill on a node the token does not reach: a plan with
+     * spills comes with the choice that keeps the router's node limit */
+    if (st == EPC_OK && spilled)
+        (*placement_p)->choice = EPC_REPLICA_LIMITED;
     free(t);
     free(u);
     return st;

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 # The ABI version these mirrors describe (EPC_ABI_VERSION in epcomm.h).
-ABI_VERSION = 8
+ABI_VERSION = 9
 
 c_int, c_size_t, c_double, c_float = ctypes.c_int, ctypes.c_size_t, ctypes.c_double, ctypes.c_float
 c_char_p, c_void_p, c_uint64 = ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint64
@@ -126,7 +126,7 @@ PlacementParams = _struct("epc_placement_params_t", [
 PlacementInfo = _struct("epc_placement_info_t", [
     ("size", c_size_t), ("num_experts", c_int), ("num_slots", c_int), ("num_ranks", c_int),
     ("ranks_per_node", c_int), ("slots_per_rank", c_int), ("max_replicas", c_int),
-    ("node_local", c_int)])
+    ("node_local", c_int), ("choice", c_int)])
 PlacementPlanParams = _struct("epc_placement_plan_params_t", [
     ("size", c_size_t), ("num_experts", c_int), ("num_ranks", c_int), ("ranks_per_node", c_int),
     ("num_slots", c_int), ("expert_load", c_void_p), ("num_groups", c_int), ("algo", c_int),

@@ -63,7 +63,8 @@ class Placement:
         (epcomm's, never worse than EPLB) or "eplb" (DeepSeek's reference).
         expert_reach: None, or float [E, nodes] from Placement.reach summed
         over batches and ranks: with one group per node the plan may add
-        spill replicas, for set_choice("limited") (docs/PLACEMENT.md)."""
+        spill replicas; a plan with spills comes with choice "limited"
+        (docs/PLACEMENT.md)."""
         if algo not in _ALGOS:
             raise EpcInvalidArgument("algo = %r (balanced or eplb)" % (algo,))
         load = torch.as_tensor(expert_load, dtype=torch.float64).contiguous().view(-1)
@@ -134,6 +135,14 @@ class Placement:
             raise EpcInvalidArgument("choice = %r (near, spread, balanced or limited)"
                                      % (choice,))
         check(lib.epc_placement_set_choice(self._live(), _CHOICES[choice]))
+
+    @property
+    def choice(self):
+        """The replica choice map() uses now: "near" unless set_choice
+        changed it or the planner placed spill replicas ("limited")."""
+        info = new(PlacementInfo)
+        check(lib.epc_placement_info(self._live(), ctypes.byref(info)))
+        return {v: k for k, v in _CHOICES.items()}[info.choice]
 
     def map(self, topk_idx, first_token=0):
         """Slots for logical topk_idx [T, k] (int32 or int64; -1 stays -1),

@@ -88,7 +88,15 @@ def spill_checks(load, idx, rpn):
     spilled = [e for e in range(E) if len({s // spr // rpn for s in pl.replicas(e).tolist()}) > 1]
     assert nodes == 1 or spilled, "no spill replica"
     main = main_nodes(pl, nodes)
+    # a plan with spills comes with "limited"; set_choice changes what choice says
+    assert pl.choice == ("limited" if spilled else "near"), (pl.choice, spilled)
+    slots = pl.map(idx, first_token=RANK * T)
+    pl.set_choice("spread")
+    assert pl.choice == "spread"
     pl.set_choice("limited")
+    assert pl.choice == "limited"
+    if spilled:
+        assert torch.equal(pl.map(idx, first_token=RANK * T), slots)
     slots = pl.map(idx, first_token=RANK * T)
     for t in range(T):
         allowed = {main[int(e)] for e in idx[t]}

@@ -240,13 +240,68 @@ static void test_plan_spill(void **state)
     free(reach);
 }
 
+static int choice_of(const epc_placement_t *pl)
+{
+    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+    assert_int_equal(epc_placement_info(pl, &info), EPC_OK);
+    return info.choice;
+}
+
+/* A plan that keeps spills comes with LIMITED set (its map without a
+ * set_choice is LIMITED's); plans without spills, and tables created from
+ * the spill plan's, start at NEAR; 0.8's info layout is still filled. */
+static void test_plan_choice(void **state)
+{
+    enum { T = 2000, K = 6 };
+    int32_t *idx = malloc((size_t)T * K * sizeof *idx), table[80];
+    int32_t *got = malloc((size_t)T * K * sizeof *got),
+            *want = malloc((size_t)T * K * sizeof *want);
+    double load[64] = {0}, *reach = calloc(64 * 4, sizeof *reach);
+    epc_placement_params_t cp = EPC_PLACEMENT_PARAMS_INIT;
+    epc_placement_info_t old = {0};
+    epc_placement_t *spill, *plain, *eplb, *copy = NULL;
+    (void)state;
+    route_skewed(idx, T, K);
+    for (int i = 0; i < T * K; i++)
+        load[idx[i]] += 1;
+    assert_int_equal(epc_placement_reach(idx, T, K, 64, 4, reach), EPC_OK);
+    spill = plan(load, reach, EPC_PLACEMENT_BALANCED);
+    plain = plan(load, NULL, EPC_PLACEMENT_BALANCED);
+    eplb = plan(load, reach, EPC_PLACEMENT_EPLB);
+    assert_int_equal(choice_of(spill), EPC_REPLICA_LIMITED);
+    assert_int_equal(choice_of(plain), EPC_REPLICA_NEAR);
+    assert_int_equal(choice_of(eplb), EPC_REPLICA_NEAR);
+    assert_int_equal(epc_placement_map(spill, idx, T, K, 0, got), EPC_OK);
+    assert_int_equal(epc_placement_set_choice(spill, EPC_REPLICA_NEAR), EPC_OK);
+    assert_int_equal(choice_of(spill), EPC_REPLICA_NEAR);
+    assert_int_equal(epc_placement_set_choice(spill, EPC_REPLICA_LIMITED), EPC_OK);
+    assert_int_equal(epc_placement_map(spill, idx, T, K, 0, want), EPC_OK);
+    assert_memory_equal(got, want, (size_t)T * K * sizeof *got);
+    /* the same table through epc_placement_create: NEAR, as every table */
+    assert_int_equal(epc_placement_table(spill, table, 80), EPC_OK);
+    cp.num_experts = 64, cp.num_ranks = 16, cp.ranks_per_node = 4, cp.num_slots = 80;
+    cp.slot_expert = table;
+    assert_int_equal(epc_placement_create(&cp, &copy), EPC_OK);
+    assert_int_equal(choice_of(copy), EPC_REPLICA_NEAR);
+    /* 0.8's layout ends before choice: filled up to there, nothing past */
+    memset(&old, 0x5a, sizeof old);
+    old.size = offsetof(epc_placement_info_t, choice);
+    assert_int_equal(epc_placement_info(spill, &old), EPC_OK);
+    assert_int_equal(old.num_slots, 80);
+    assert_int_equal(old.choice, 0x5a5a5a5a);
+    epc_placement_destroy(copy);
+    epc_placement_destroy(eplb);
+    epc_placement_destroy(plain);
+    epc_placement_destroy(spill);
+    free(idx), free(got), free(want), free(reach);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reach_counts),
-        cmocka_unit_test(test_reach_rejects),
-        cmocka_unit_test(test_limited_choice),
-        cmocka_unit_test(test_plan_spill),
+        cmocka_unit_test(test_reach_counts),   cmocka_unit_test(test_reach_rejects),
+        cmocka_unit_test(test_limited_choice), cmocka_unit_test(test_plan_spill),
+        cmocka_unit_test(test_plan_choice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
