@@ -193,12 +193,14 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
     }
     if ((st = options_agreed(r)) != EPC_OK)
         return st;
-    r->all_in_place = 1;
-    for (int s = 0; s < ctx->comm.nranks; s++)
-        r->all_in_place &= r->rec_all[(size_t)s * VERDICT_INTS + 3];
     epc_fault_here("combine"); /* test hook */
     r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_combine_begin : coll_flat_combine_begin;
     return r->cargs.scalar_channel ? coll_scalars_post(r) : EPC_OK;
+}
+
+int coll_req_in_place(const epc_request_t *r, int s)
+{
+    return r->rec_all[(size_t)s * VERDICT_INTS + 3];
 }
 
 /* Posts this rank's verdict; EPC_OK or why it could not. */
@@ -213,7 +215,7 @@ static epc_status_t post_verdict(epc_request_t *r)
     r->rec_mine[1] = r->local == EPC_OK ? r->cargs.scalar_channel : 0;
     r->rec_mine[2] = r->local == EPC_OK ? (int)r->cargs.wire : 0;
     /* expert outputs written over the received rows (native dtype): hier
-     * then lets each source read them where they are (hier_combine.c) */
+     * then reads them where they are, not from a copy (hier_combine.c) */
     r->rec_mine[3] =
         r->local == EPC_OK && !r->h->fp8 &&
         (r->h->num_rows[ctx->comm.rank] == 0 || r->cargs.expert_out == (const void *)r->h->rows);

@@ -109,16 +109,6 @@ void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, con
 /* Zero rows and src_rank -1 at every padding position of this rank. */
 void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
 
-/* Combine slots of a rank: one per (source, token) it received. */
-int coll_num_slots(const epc_handle_t *h, int rank);
-
-/* Called every few rows by coll_partials (to drive a transport's progress
- * while it computes); a failure stops it. */
-typedef struct coll_poll {
-    epc_status_t (*fn)(void *arg);
-    void *arg;
-} coll_poll_t;
-
 /* acc = (first ? 0 : acc) + w * row, for a row in the context's dtype: the
  * one step every combine sum is made of (0 + w*x first, as adding to a
  * zeroed sum gives).  next: the row the caller reads after this one (NULL:
@@ -126,17 +116,20 @@ typedef struct coll_poll {
 void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first,
                      const void *next);
 
-/* Combine step shared by both: *slot[p] = sum over this rank's rows of slot
- * p, local experts ascending, of (weight x) row, in fp32 (slot p of source
- * s is coll_pbase(h, local rank, s) + didx).  Only the rows of sources on node
- * src_node when it is >= 0 (every row otherwise); every slot of those
- * sources is written, once (built aside, then streamed).  poll may be NULL. */
-epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float *const *slot, int src_node, const coll_poll_t *poll);
+/* Combine's summation order (docs/COLLECTIVES.md), the same for hier and
+ * flat: a token's experts are grouped by the node of their rank; each
+ * group is summed by sum key (ties: the token's order), 0 + w x out first;
+ * the groups' sums are added in the order of their lowest key.  The sum
+ * key of expert slot g is its logical expert under the placement agreed
+ * on the context, else g, so a placement that keeps each node block's
+ * experts on one node, replicas included, gives the bits of none. */
+int coll_sum_key(const epc_ctx_t *ctx, int g);
 
-/* Token t's distinct destination ranks and their didx, ordered by node and
- * then local rank (combine's summation order).  Returns the count (<= k). */
-int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx);
+/* Token t's experts in that order: js the [T x k] indices, node[q] and
+ * end[q] (exclusive, into js) each group's node and end; returns the
+ * group count (0: no expert). */
+int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *js, int *node,
+                    int *end);
 
 /* Row kernels (kernels.c, vectorised): acc += w * row; acc += src; and
  * fp32 -> bf16 rounding to nearest even. */

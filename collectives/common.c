@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* common.c - row placement, padding and combine's partial sums. */
+/* common.c - row placement, padding and combine's summation order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,113 +104,43 @@ void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst)
     }
 }
 
-int coll_num_slots(const epc_handle_t *h, int rank)
+int coll_sum_key(const epc_ctx_t *ctx, int g)
 {
-    int P = 0;
-    for (int s = 0; s < h->R; s++)
-        P += coll_tpr(h, s)[rank];
-    return P;
+    return ctx->slot_expert != NULL ? ctx->slot_expert[g] : g;
 }
 
-/* This rank's rows grouped by combine slot (a CSR: rows of slot p are
- * rows[start[p] .. start[p + 1] - 1], ascending, so ascending in expert),
- * keeping only rows from sources on src_node (-1: all).  One array of
- * P + 1 + n ints, freed by the caller; NULL when out of memory, or with
- * *bad set to a row whose slot is out of range. */
-static int *slot_rows(const epc_ctx_t *ctx, const epc_handle_t *h, int P, int n, int src_node,
-                      int *bad)
+int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *js, int *node,
+                    int *end)
 {
-    int *start = calloc((size_t)P + 2 + (size_t)n, sizeof *start), *rows = start + P + 1;
-    *bad = -1;
-    if (start == NULL)
-        return NULL;
-    for (int r = 0; r < n; r++) {
-        int p = h->meta.pslot[r], src = h->meta.src_rank[r];
-        if (src < 0 || (src_node >= 0 && ctx->comm.topo->node_of[src] != src_node))
+    const int *node_of = ctx->comm.topo->node_of;
+    int byk[256], gi[256], cnt[257] = {0}, n = 0, groups = 0;
+    for (int j = 0; j < h->k; j++) { /* insertion by (key, j) */
+        int g = h->idx[(size_t)t * h->k + j], at = n++, key;
+        if (g < 0) {
+            n--;
             continue;
-        if (p < 0 || p >= P) {
-            *bad = r;
-            return start;
         }
-        start[p + 1]++;
+        key = coll_sum_key(ctx, g);
+        for (; at > 0 && coll_sum_key(ctx, h->idx[(size_t)t * h->k + byk[at - 1]]) > key; at--)
+            byk[at] = byk[at - 1];
+        byk[at] = j;
     }
-    for (int p = 0; p < P; p++)
-        start[p + 1] += start[p];
-    for (int r = 0; r < n; r++) { /* start[p] walks up to the old start[p + 1] */
-        int p = h->meta.pslot[r], src = h->meta.src_rank[r];
-        if (src >= 0 && (src_node < 0 || ctx->comm.topo->node_of[src] == src_node))
-            rows[start[p]++] = r;
+    /* groups in the order their node first appears (its lowest key), each
+     * keeping the key order: a stable counting sort by group */
+    for (int m = 0; m < n; m++) {
+        int nd = node_of[h->idx[(size_t)t * h->k + byk[m]] / h->epr], q = 0;
+        while (q < groups && node[q] != nd)
+            q++;
+        if (q == groups)
+            node[groups++] = nd;
+        gi[m] = q;
+        cnt[q + 1]++;
     }
-    for (int p = P; p > 0; p--) /* and back: start[p] is slot p's first again */
-        start[p] = start[p - 1];
-    start[0] = 0;
-    return start;
-}
-
-epc_status_t coll_partials(epc_ctx_t *ctx, epc_handle_t *h, const void *out, int unweighted,
-                           float *const *slot, int src_node, const coll_poll_t *poll)
-{
-    size_t rb = coll_row_bytes(ctx);
-    int P = coll_num_slots(h, ctx->comm.rank), n = h->num_rows[ctx->comm.rank], bad;
-    int *start = slot_rows(ctx, h, P, n, src_node, &bad), *rows = NULL;
-    float *acc = malloc((size_t)ctx->hidden * sizeof *acc);
-    epc_status_t st = EPC_OK;
-    if (start == NULL || acc == NULL)
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "combine: %d slots", P);
-    else if (bad >= 0)
-        st = epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL, "combine: row %d has slot %d of %d", bad,
-                           h->meta.pslot[bad], P);
-    else
-        rows = start + P + 1;
-    /* Slot by slot: a slot's sum is built in acc (cache-resident) from its
-     * rows in ascending order, the fixed order that makes combine
-     * reproducible, and written out once, streamed past the cache: the
-     * slots are read by another rank, and summing in place would read,
-     * modify and write each slot once per expert. */
-    for (int p = 0, done = 0; st == EPC_OK && p < P; p++) {
-        if (start[p] == start[p + 1])
-            continue;
-        for (int i = start[p]; i < start[p + 1]; i++) /* next: this slot's or the next one's */
-            coll_accumulate(ctx, acc, (const char *)out + (size_t)rows[i] * rb,
-                            unweighted ? 1.0f : h->meta.weight[rows[i]], i == start[p],
-                            i + 1 < start[P] ? (const char *)out + (size_t)rows[i + 1] * rb : NULL);
-        coll_stream_row(slot[p], acc, ctx->hidden);
-        if (poll != NULL && ++done % 32 == 0)
-            st = poll->fn(poll->arg);
-    }
-    coll_stream_fence(); /* before the fence that publishes the slots */
-    free(acc);
-    free(start);
-    return st;
-}
-
-int coll_token_dests(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *dest, int *didx)
-{
-    const epc_topo_t *topo = ctx->comm.topo;
-    int n = 0;
-    for (int j = 0; j < h->k; j++) {
-        size_t i = (size_t)t * h->k + j;
-        int e = h->idx[i], r, dup = 0;
-        if (e < 0)
-            continue;
-        r = e / h->epr;
-        for (int q = 0; q < n; q++)
-            dup |= dest[q] == r;
-        if (dup)
-            continue;
-        /* insert keeping (node, local rank) order */
-        int q = n++;
-        for (; q > 0 && (topo->node_of[dest[q - 1]] > topo->node_of[r] ||
-                         (topo->node_of[dest[q - 1]] == topo->node_of[r] &&
-                          topo->local_rank[dest[q - 1]] > topo->local_rank[r]));
-             q--) {
-            dest[q] = dest[q - 1];
-            didx[q] = didx[q - 1];
-        }
-        dest[q] = r;
-        didx[q] = h->didx[i];
-    }
-    return n;
+    for (int q = 0; q < groups; q++)
+        end[q] = cnt[q + 1] += cnt[q];
+    for (int m = 0; m < n; m++)
+        js[cnt[gi[m]]++] = t * h->k + byk[m];
+    return groups;
 }
 
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,

@@ -2,8 +2,9 @@
 /*
  * flat.c - the baseline users write by hand today: one deduplicated record
  * per (token, destination rank) in a send buffer, MPI_Alltoallv, then an
- * unpack into the expert-major layout; combine sends fp32 partial sums back
- * the same way.  Same API and same results as hier, for comparison.
+ * unpack into the expert-major layout; combine sends each expert output row
+ * back the same way and the source sums them.  Same API and same results
+ * as hier, for comparison.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,11 @@ typedef struct flat {
     int *counts; /* [4R]: scnt | sdsp | rcnt | rdsp */
     int *scnt, *sdsp, *rcnt, *rdsp;
     char *sbuf, *rbuf;
-    size_t unit;          /* bytes of one record */
+    int *eoff;            /* combine: [E], in counts (row_counts) */
+    size_t unit;          /* bytes of one record (combine: of an output row) */
     epc_lane_coll_t xchg; /* the posted exchange */
     float *tmp;           /* combine: [2H] */
-    float **slot;         /* combine: partial sum slots */
+    int *js;              /* combine: [3 (k + 1)], coll_sum_groups' */
 } flat_t;
 
 static void flat_free(epc_request_t *r)
@@ -34,7 +36,7 @@ static void flat_free(epc_request_t *r)
     }
     epc_lane_coll_free(&x->xchg, bufs, n);
     free(x->tmp);
-    free(x->slot);
+    free(x->js);
     free(x);
     r->algo = NULL;
     r->algo_free = NULL;
@@ -195,82 +197,125 @@ epc_status_t coll_flat_dispatch_begin(epc_request_t *r)
     return post_alltoallv(r, x, x->sbuf, x->scnt, x->sdsp, x->rbuf, x->rcnt, x->rdsp);
 }
 
-/* y[t] = sum over nodes (ascending) of the sum over their ranks (local
- * order) of the partials received for t, in fp32.  BF16 wire: the
- * partials arrive rounded, and each node's sum is rounded before it is
- * added, as hier's forwarders round it: the same arithmetic. */
-static void finish(epc_ctx_t *ctx, epc_handle_t *h, int bf16, const char *recv, const int *rdsp,
-                   void *y, float *acc, float *ns)
+/* Combine's counts in output rows: to each source the rows received from
+ * it, from each rank the rows sent there, with displacements; and
+ * x->eoff[e], where this rank's rows of expert slot e start in the
+ * receive buffer (rank e's block, its experts ascending, eidx order). */
+static epc_status_t row_counts(epc_ctx_t *ctx, const epc_handle_t *h, flat_t *x)
 {
-    int H = ctx->hidden, dest[256], didx[256];
-    size_t rb = coll_row_bytes(ctx), unit = (size_t)H * (bf16 ? 2 : 4);
-    for (int t = 0; t < h->T; t++) {
-        int n = coll_token_dests(ctx, h, t, dest, didx);
-        memset(acc, 0, (size_t)H * sizeof *acc);
-        for (int q = 0; q < n;) {
-            int node = ctx->comm.topo->node_of[dest[q]];
-            memset(ns, 0, (size_t)H * sizeof *ns);
-            for (; q < n && ctx->comm.topo->node_of[dest[q]] == node; q++) {
-                const char *p = recv + ((size_t)rdsp[dest[q]] + didx[q]) * unit;
-                if (bf16)
-                    coll_axpy_bf16(ns, (const uint16_t *)(const void *)p, 1.0f, H);
-                else
-                    coll_add_row(ns, (const float *)(const void *)p, H);
-            }
-            (bf16 ? coll_add_row_bf16 : coll_add_row)(acc, ns, H);
+    int R = h->R, me = ctx->comm.rank;
+    const int *mine = coll_C(h, me);
+    x->counts = malloc(((size_t)4 * R + h->E) * sizeof *x->counts);
+    if (x->counts == NULL)
+        return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine: counts of %d ranks", R);
+    x->scnt = x->counts, x->sdsp = x->counts + R;
+    x->rcnt = x->counts + 2 * R, x->rdsp = x->counts + 3 * R;
+    x->eoff = x->counts + 4 * R;
+    for (int r = 0; r < R; r++) {
+        x->scnt[r] = x->rcnt[r] = 0;
+        for (int e = 0; e < h->epr; e++) {
+            x->scnt[r] += coll_C(h, r)[me * h->epr + e];
+            x->rcnt[r] += mine[r * h->epr + e];
         }
-        coll_store_row(ctx, acc, (char *)y + (size_t)t * rb);
+        x->sdsp[r] = r ? x->sdsp[r - 1] + x->scnt[r - 1] : 0;
+        x->rdsp[r] = r ? x->rdsp[r - 1] + x->rcnt[r - 1] : 0;
+        for (int e = r * h->epr, at = x->rdsp[r]; e < (r + 1) * h->epr; at += mine[e++])
+            x->eoff[e] = at;
+    }
+    return EPC_OK;
+}
+
+/* Each source's rows, as they lie (a block per local expert, ascending),
+ * copied back to back into sbuf for the exchange. */
+static void pack_outputs(epc_ctx_t *ctx, const epc_handle_t *h, const flat_t *x, const char *out,
+                         char *sbuf)
+{
+    int me = ctx->comm.rank;
+    for (int s = 0; s < h->R; s++) {
+        char *to = sbuf + (size_t)x->sdsp[s] * x->unit;
+        for (int e = me * h->epr; e < (me + 1) * h->epr; e++) {
+            size_t n = (size_t)coll_C(h, s)[e] * x->unit;
+            long at = coll_wire_row(&h->dims, h->begin, h->prefix, s, e, 0);
+            memcpy(to, out + (size_t)at * x->unit, n);
+            to += n;
+        }
+    }
+}
+
+/* y[t] from the rows its experts sent back, in combine's order
+ * (coll_sum_groups): each group summed here as hier's summing rank does,
+ * the groups added as hier's source adds them (BF16 wire: each rounded,
+ * as hier's node sums travel): the same arithmetic, the same bits. */
+static void finish(epc_request_t *r, flat_t *x)
+{
+    epc_ctx_t *ctx = r->ctx;
+    const epc_handle_t *h = r->h;
+    int H = ctx->hidden, bf16 = r->cargs.wire == EPC_WIRE_BF16;
+    float *acc = x->tmp, *ns = x->tmp + H;
+    int *js = x->js, *gnode = js + h->k + 1, *gend = gnode + h->k + 1;
+    for (int t = 0; t < h->T; t++) {
+        int groups = coll_sum_groups(ctx, h, t, js, gnode, gend);
+        if (bf16 || groups == 0)
+            memset(acc, 0, (size_t)H * sizeof *acc);
+        for (int q = 0, i = 0; q < groups; q++) {
+            float *sum = q == 0 && !bf16 ? acc : ns;
+            for (int lo = i; i < gend[q]; i++) {
+                int j = js[i], jn = i + 1 < gend[q] ? js[i + 1] : -1;
+                const char *row = x->rbuf + (x->eoff[h->idx[j]] + h->eidx[j]) * x->unit;
+                coll_accumulate(ctx, sum, row, r->cargs.unweighted ? 1.0f : h->w[j], i == lo,
+                                jn < 0 ? NULL
+                                       : x->rbuf + (x->eoff[h->idx[jn]] + h->eidx[jn]) * x->unit);
+            }
+            if (sum != acc)
+                (bf16 ? coll_add_row_bf16 : coll_add_row)(acc, ns, H);
+        }
+        coll_store_row(ctx, acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(ctx));
     }
 }
 
 static epc_status_t step_finish(epc_request_t *r)
 {
     flat_t *x = r->algo;
-    /* combine's exchange runs back the way the rows came: receive counts
-     * are the dispatch's send counts (scnt/sdsp) */
     epc_status_t st = test_alltoallv(r, x, "flat combine");
     if (st != EPC_OK)
         return st;
-    finish(r->ctx, r->h, r->cargs.wire == EPC_WIRE_BF16, x->rbuf, x->sdsp, r->cargs.y, x->tmp,
-           x->tmp + r->ctx->hidden);
+    finish(r, x);
     r->step = NULL;
     return EPC_OK;
 }
 
+/* Flat combine: every expert output row goes back to its source as it is
+ * (the exact reverse of the dispatch, in the context's dtype), and the
+ * source sums them in combine's order.  The wire option only rounds the
+ * node groups' sums here, as hier's travel. */
 epc_status_t coll_flat_combine_begin(epc_request_t *r)
 {
     epc_ctx_t *ctx = r->ctx;
     epc_handle_t *h = r->h;
-    int P = coll_num_slots(h, ctx->comm.rank);
     flat_t *x = flat_new(r);
-    char *pbuf;
+    char *sbuf;
     epc_status_t st =
         x != NULL ? EPC_OK : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
     if (st != EPC_OK)
         return st;
-    x->unit = (size_t)ctx->hidden * (r->cargs.wire == EPC_WIRE_BF16 ? 2 : 4);
+    x->unit = coll_row_bytes(ctx);
     x->tmp = malloc(2 * (size_t)ctx->hidden * sizeof(float) + 1);
-    x->slot = malloc(((size_t)P + 1) * sizeof *x->slot);
-    if (x->tmp == NULL || x->slot == NULL)
+    x->js = malloc((size_t)3 * (h->k + 1) * sizeof *x->js);
+    if (x->tmp == NULL || x->js == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
-    if ((st = coll_req_scratch(r, EPC_SCRATCH_PARTIAL, (size_t)P * ctx->hidden * sizeof(float) + 1,
-                               &pbuf)) != EPC_OK)
+    if ((st = row_counts(ctx, h, x)) != EPC_OK)
         return st;
-    for (int p = 0; p < P; p++)
-        x->slot[p] = (float *)(void *)pbuf + (size_t)p * ctx->hidden;
-    st = coll_partials(ctx, h, r->cargs.expert_out, r->cargs.unweighted, x->slot, -1, NULL);
-    if (st == EPC_OK && r->cargs.wire == EPC_WIRE_BF16) /* in place: slot p's bf16 at p x unit */
-        for (int p = 0; p < P; p++)
-            coll_to_bf16((uint16_t *)(void *)(pbuf + (size_t)p * x->unit), x->slot[p], ctx->hidden);
+    st = coll_req_scratch(r, EPC_SCRATCH_PARTIAL,
+                          (size_t)(x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &sbuf);
     if (st == EPC_OK)
-        st = counts(ctx, h, x);
-    if (st == EPC_OK) /* back the way the rows came: to each source its slots, in order */
         st = coll_req_scratch(r, EPC_SCRATCH_RECV,
-                              (x->sdsp[h->R - 1] + x->scnt[h->R - 1]) * x->unit + 1, &x->rbuf);
+                              (size_t)(x->rdsp[h->R - 1] + x->rcnt[h->R - 1]) * x->unit + 1,
+                              &x->rbuf);
     if (st != EPC_OK)
         return st;
+    pack_outputs(ctx, h, x, r->cargs.expert_out, sbuf);
     for (int s = 0; s < h->R; s++)
-        coll_account(ctx, &r->bytes, s, (uint64_t)x->rcnt[s] * x->unit, 0, 0);
+        coll_account(ctx, &r->bytes, s, (uint64_t)x->scnt[s] * x->unit, 0, 0);
     r->step = step_finish;
-    return post_alltoallv(r, x, pbuf, x->rcnt, x->rdsp, x->rbuf, x->scnt, x->sdsp);
+    return post_alltoallv(r, x, sbuf, x->scnt, x->sdsp, x->rbuf, x->rcnt, x->rdsp);
 }

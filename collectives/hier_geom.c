@@ -21,6 +21,7 @@ hier_geom_t hier_geom_of(const epc_ctx_t *ctx, const epc_handle_t *h)
                      h->L,
                      ctx->hidden,
                      h->row_bytes,
+                     coll_row_bytes(ctx),
                      0,
                      0,
                      ctx->comm.chunk_bytes};
@@ -40,27 +41,9 @@ size_t hier_rows_area(const hier_geom_t *g, int x)
     return ALIGN64((size_t)n * g->row_bytes + coll_meta_bytes(n));
 }
 
-void hier_combine_offsets(const hier_geom_t *g, int x, int s, size_t *off)
-{
-    int nx = g->node_of[x], ns = g->node_of[s], lx = g->local_rank[x];
-    size_t base = 0;
-    for (int n = 0; n < ns; n++)
-        for (int l = 0; l < g->ranks_per_node; l++)
-            base += coll_tpr(g->h, hier_rank_at(g, n, lx))[hier_rank_at(g, nx, l)];
-    for (int l = 0; l < g->ranks_per_node; l++) {
-        off[l] = base;
-        base += coll_tpr(g->h, s)[hier_rank_at(g, nx, l)];
-    }
-}
-
 size_t hier_region_need(const hier_geom_t *g, int x)
 {
-    int nx = g->node_of[x], lx = g->local_rank[x];
-    size_t rows = 0;
-    for (int m = 0; m < g->nnodes; m++)
-        for (int l = 0; l < g->ranks_per_node; l++)
-            rows += coll_tpr(g->h, hier_rank_at(g, m, lx))[hier_rank_at(g, nx, l)];
-    return hier_rows_area(g, x) + rows * (size_t)g->hidden * sizeof(float);
+    return hier_rows_area(g, x) + (size_t)g->h->num_rows[x] * g->out_row_bytes;
 }
 
 int hier_slots_for_node(const hier_geom_t *g, int t, int n, coll_slot_t *slots)
@@ -148,24 +131,4 @@ int **hier_token_lists(const hier_geom_t *g)
     free(fill);
     free(last);
     return lists;
-}
-
-int hier_local_dests(const hier_geom_t *g, const coll_slot_t *slots, int *dest, int *didx)
-{
-    int n = 0;
-    for (int q = 0; q < g->h->k; q++) {
-        int d = slots[q].expert < 0 ? -1 : slots[q].expert / g->h->epr, dup = 0, z;
-        for (int j = 0; j < n && d >= 0; j++)
-            dup |= dest[j] == d;
-        if (d < 0 || dup)
-            continue;
-        /* insertion by local rank: the fixed summation order */
-        for (z = n++; z > 0 && g->local_rank[dest[z - 1]] > g->local_rank[d]; z--) {
-            dest[z] = dest[z - 1];
-            didx[z] = didx[z - 1];
-        }
-        dest[z] = d;
-        didx[z] = slots[q].didx;
-    }
-    return n;
 }

@@ -3,14 +3,14 @@
  * hier_geom.h - the geometry of the hierarchical path, as pure functions
  * of the topology and a planned handle (no communication, no shared
  * memory): who forwards for whom, which messages cross the network and
- * how they are cut into chunks, and where every row and partial sum lands
- * in a rank's shared region.
+ * how they are cut into chunks, and where every row and expert output
+ * lies in a rank's shared region.
  *
  * A token for another node crosses the network once, to the rank with the
  * sender's local index there (its forwarder).  Each rank's shared region
- * is [rows][row metadata][combine area]; the combine area holds, for every
- * source with this rank's local index (one per node, ascending), the fp32
- * partial sums of each local rank d (local order): tpr[s][d] rows each.
+ * is [rows][row metadata][staging]: the staging area holds the rank's
+ * expert outputs at its rows' positions when combine is not given them
+ * over the rows themselves (num_rows x out_row_bytes).
  */
 #ifndef EPC_HIER_GEOM_H
 #define EPC_HIER_GEOM_H
@@ -29,6 +29,7 @@ typedef struct hier_geom {
     int ranks_per_node;          /* L (uniform) */
     int hidden;                  /* H */
     size_t row_bytes;            /* a dispatched row (h->row_bytes) */
+    size_t out_row_bytes;        /* an expert output row (the context's dtype) */
     size_t record_header;        /* a wire record's header and k slots */
     size_t record_bytes;         /* a whole wire record, 8-aligned */
     size_t chunk_bytes;          /* EPC_CHUNK_KB */
@@ -43,12 +44,7 @@ int hier_rank_at(const hier_geom_t *g, int n, int l);
 /* Bytes of rank x's region before its combine area (rows and metadata). */
 size_t hier_rows_area(const hier_geom_t *g, int x);
 
-/* fp32 rows of x's combine area before the block of (source s, dest d),
- * for every dest d of x's node at once: off[l] for the dest with local
- * index l (ranks_per_node entries), in O(nodes x ranks per node). */
-void hier_combine_offsets(const hier_geom_t *g, int x, int s, size_t *off);
-
-/* Bytes rank x's region must hold: rows, metadata and combine area. */
+/* Bytes rank x's region must hold: rows, metadata and staging area. */
 size_t hier_region_need(const hier_geom_t *g, int x);
 
 /* Token t's slots restricted to node n (the others' expert -1); 1 if any. */
@@ -74,9 +70,5 @@ void hier_chunk_range(size_t records, int c, int chunks, size_t *lo, size_t *hi)
  * (everything freed) when memory runs out.  Free with hier_free_lists. */
 int **hier_token_lists(const hier_geom_t *g);
 void hier_free_lists(int **lists, int n);
-
-/* Token t's destination ranks on this node (local order) and their didx,
- * from the slots of a record this rank forwarded; returns the count. */
-int hier_local_dests(const hier_geom_t *g, const coll_slot_t *slots, int *dest, int *didx);
 
 #endif

@@ -48,7 +48,6 @@ struct epc_request {
     epc_combine_args_t cargs;
     coll_step_t after;            /* run once the algorithm's steps end (the scalar channel) */
     struct coll_scalars *scalars; /* the scalar channel's exchange (scalars.c) */
-    int all_in_place;             /* every rank's expert_out is its handle's rows */
     /* the count exchange, or the agreement of a cached dispatch / combine */
     int *rec_mine, *rec_all;
     epc_lane_coll_t xcoll; /* ... posted through its kind's lane */
@@ -82,6 +81,11 @@ epc_status_t coll_req_test_coll(epc_request_t *r, epc_lane_coll_t *c, const char
  * rank of the node arrived, EPC_IN_PROGRESS, or the error naming the rank
  * that did not arrive (phase). */
 epc_status_t coll_req_fence(epc_request_t *r, uint64_t fence, const char *phase);
+
+/* Combine, once the arguments are agreed: 1 when rank s passed its
+ * handle's rows as expert_out (its outputs over its received rows, native
+ * payload), so its node peers may read them there. */
+int coll_req_in_place(const epc_request_t *r, int s);
 
 /* A step's wait for a posted exchange *req of r's lane: EPC_OK once it
  * completed, EPC_IN_PROGRESS, or its error (the transport names the peer

@@ -208,10 +208,9 @@ void epc_placement_destroy(epc_placement_t *pl)
 
 epc_status_t epc_placement_info(const epc_placement_t *pl, epc_placement_info_t *info)
 {
-    static const epc_params_layouts_t layouts = {
-        "EPC_PLACEMENT_INFO_INIT",
-        sizeof(epc_placement_info_t),
-        {offsetof(epc_placement_info_t, choice), 0}};
+    static const epc_params_layouts_t layouts = {"EPC_PLACEMENT_INFO_INIT",
+                                                 sizeof(epc_placement_info_t),
+                                                 {offsetof(epc_placement_info_t, choice), 0}};
     epc_placement_info_t i = EPC_PLACEMENT_INFO_INIT;
     epc_status_t st = epc_placement_check(pl, "epc_placement_info");
     if (st != EPC_OK)

@@ -223,7 +223,10 @@ static inline int same_values(epc_dtype_t d, const void *a, const void *b, size_
     return 1;
 }
 
-/* The combine result of this rank, summed here in the documented order. */
+/* The combine result of this rank, summed here in the documented order:
+ * the token's experts grouped by node, the groups in the order of their
+ * lowest expert id, each summed by expert id from 0, the sums added from
+ * 0 in that order. */
 static inline void ref_combine(const scen_t *sc, const inputs_t *in, int it, int unweighted,
                                void *y)
 {
@@ -232,27 +235,19 @@ static inline void ref_combine(const scen_t *sc, const inputs_t *in, int it, int
     for (int t = 0; t < in->T[me]; t++)
         for (int i = 0; i < sc->hidden; i++) {
             float acc = 0.0f, x = xval(me, t, i, it);
-            for (int n = 0; n < nnodes; n++) {
+            uint64_t done = 0;                   /* nodes summed (at most 64 in these tests) */
+            for (int g0 = 0; g0 < sc->E; g0++) { /* a group starts at its lowest expert */
+                int n = node_of[g0 / epr], picked = 0;
                 float ns = 0.0f;
-                int any = 0;
-                for (int l = 0; l < nranks; l++)
-                    for (int d = 0; d < nranks; d++) {
-                        float part = 0.0f;
-                        int hit = 0;
-                        if (node_of[d] != n || lrank_of[d] != l)
-                            continue;
-                        for (int g = d * epr; g < (d + 1) * epr; g++)
-                            for (int j = 0; j < k; j++)
-                                if (in->idx[me][t * k + j] == g) {
-                                    float wv = unweighted ? 1.0f : in->w[me][t * k + j];
-                                    part += wv * expert_fn(g, x);
-                                    hit = 1;
-                                }
-                        if (hit)
-                            ns += part, any = 1;
-                    }
-                if (any)
-                    acc += ns;
+                for (int j = 0; j < k; j++)
+                    picked |= in->idx[me][t * k + j] == g0;
+                if (!picked || (done >> n & 1))
+                    continue;
+                for (int g = g0; g < sc->E; g++)
+                    for (int j = 0; j < k && node_of[g / epr] == n; j++)
+                        if (in->idx[me][t * k + j] == g)
+                            ns += (unweighted ? 1.0f : in->w[me][t * k + j]) * expert_fn(g, x);
+                acc += ns, done |= 1ull << n;
             }
             put(sc->dtype, (char *)y + t * rb, i, acc);
         }

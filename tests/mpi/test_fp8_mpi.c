@@ -9,9 +9,9 @@
  * hidden not a multiple of 128, ranks disagreeing, a cached handle
  * dispatched with another payload.  Then combine's wires: with expert
  * outputs every rank can regenerate, y over the FP32 and the BF16 wire
- * equals, bit for bit, a reference that sums each token's rows rank by
- * rank and node by node in the documented order (rounding partials and
- * node sums to bf16 for the BF16 wire), through hier and flat; the two
+ * equals, bit for bit, a reference that sums each token's rows node by
+ * node in the documented order (rounding each node's sum to bf16 for the
+ * BF16 wire), through hier and flat; the two
  * wires differ within the header's bound; an unknown or disagreeing wire
  * is refused on every rank.
  */
@@ -209,36 +209,34 @@ static float expert_value(int e, int s, int t, int i)
 }
 
 /* The reference y of token t (k slots idx, weights w) over the given wire:
- * per destination rank (by node, then rank), the fp32 sum of w x out over
- * its experts ascending; per node the sum of those; y the sum over nodes;
- * BF16: partials and node sums rounded as they leave. */
+ * the token's experts grouped by node, the groups in the order of their
+ * lowest expert; per group the fp32 sum of w x out by expert ascending;
+ * y the sum of the groups' sums in that order, each rounded to bf16 for
+ * the BF16 wire (as it leaves its node). */
 static void reference_y(const epc_topo_t *topo, int E, int t, const int32_t *idx, const float *w,
                         int bf16w, float *y)
 {
-    int epr = E / R, node_of_r[64];
-    for (int r = 0; r < R; r++)
-        epc_topo_node_of(topo, r, &node_of_r[r]);
+    int epr = E / R, node_of_e[512];
+    for (int e = 0; e < E; e++)
+        epc_topo_node_of(topo, e / epr, &node_of_e[e]);
     for (int i = 0; i < H; i++) {
         float acc = 0;
-        for (int n = 0; n < R; n++) { /* nodes are numbered below R */
+        uint64_t done = 0; /* nodes summed: they are numbered below R <= 64 */
+        for (int e0 = 0; e0 < E; e0++) {
+            int picked = 0, has = 0;
             float ns = 0;
-            int any = 0;
-            for (int r = 0; r < R; r++) {
-                float part = 0;
-                int has = 0;
-                if (node_of_r[r] != n)
-                    continue;
-                for (int e = r * epr; e < (r + 1) * epr; e++)
-                    for (int j = 0; j < K; j++)
-                        if (idx[j] == e) {
-                            part = (has ? part : 0.0f) + w[j] * expert_value(e, me, t, i);
-                            has = 1;
-                        }
-                if (has)
-                    ns += bf16w ? round_bf16(part) : part, any = 1;
-            }
-            if (any)
-                acc += bf16w ? round_bf16(ns) : ns;
+            for (int j = 0; j < K; j++)
+                picked |= idx[j] == e0;
+            if (!picked || (done >> node_of_e[e0] & 1))
+                continue;
+            for (int e = e0; e < E; e++)
+                for (int j = 0; j < K && node_of_e[e] == node_of_e[e0]; j++)
+                    if (idx[j] == e) {
+                        ns = (has ? ns : 0.0f) + w[j] * expert_value(e, me, t, i);
+                        has = 1;
+                    }
+            acc += bf16w ? round_bf16(ns) : ns;
+            done |= 1ull << node_of_e[e0];
         }
         y[i] = acc;
     }
