@@ -25,7 +25,7 @@
 
 /* Receive-side metadata arrays of one rank's dispatch area. */
 typedef struct coll_meta {
-    int32_t *src_rank, *src_token, *local_expert, *pslot;
+    int32_t *src_rank, *src_token, *local_expert;
     float *weight;
 } coll_meta_t;
 
@@ -52,8 +52,6 @@ struct epc_handle {
     int *num_rows; /* [R] */
     int *begin;    /* [R x (epr + 1)] */
     int *prefix;   /* [R x E]: sum_{s' < s} C[s'][g] */
-    int *pbase;    /* [lsize x R]: where source s's combine slots start at
-                    * local rank l of this node, sum_{s' < s} tpr[s'][l's rank] */
     /* this rank's received rows (output views) */
     int *expert_count; /* [epr] */
     char *rows;
@@ -104,7 +102,7 @@ int coll_handle_owned(const epc_ctx_t *ctx, const epc_handle_t *h);
 /* Writes a row and its metadata at receiver position pos; the row is
  * streamed (coll_stream_copy): coll_stream_fence before publishing it. */
 void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, const void *src,
-                int src_rank, int token, int local_expert, float weight, int pslot);
+                int src_rank, int token, int local_expert, float weight);
 
 /* Zero rows and src_rank -1 at every padding position of this rank. */
 void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
@@ -165,13 +163,6 @@ void coll_fp8_dequantize(const uint8_t *q, size_t q_stride, const float *scales,
  * exchange counts its own). */
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
                   int link);
-
-/* Where source s's combine slots start at local rank l of this node (the
- * handle's table). */
-static inline int coll_pbase(const epc_handle_t *h, int l, int s)
-{
-    return h->pbase[(size_t)l * h->R + s];
-}
 
 /* The token arguments dispatch and the low-latency dispatch both take,
  * and their shared checks (raised naming fn and the argument): T in

@@ -9,7 +9,7 @@
 
 size_t coll_meta_bytes(int n)
 {
-    return 64 + (size_t)n * (4 * sizeof(int32_t) + sizeof(float)); /* 64: alignment slack */
+    return 64 + (size_t)n * (3 * sizeof(int32_t) + sizeof(float)); /* 64: alignment slack */
 }
 
 void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m)
@@ -19,18 +19,16 @@ void coll_meta_place(char *base, size_t rows_bytes, int n, coll_meta_t *m)
     m->src_rank = (int32_t *)(void *)p;
     m->src_token = m->src_rank + n;
     m->local_expert = m->src_token + n;
-    m->pslot = m->local_expert + n;
-    m->weight = (float *)(void *)(m->pslot + n);
+    m->weight = (float *)(void *)(m->local_expert + n);
 }
 
 void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, const void *src,
-                int src_rank, int token, int local_expert, float weight, int pslot)
+                int src_rank, int token, int local_expert, float weight)
 {
     coll_stream_copy(rows + (size_t)pos * row_bytes, src, row_bytes);
     m->src_rank[pos] = src_rank;
     m->src_token[pos] = token;
     m->local_expert[pos] = local_expert;
-    m->pslot[pos] = pslot;
     m->weight[pos] = weight;
 }
 
@@ -45,7 +43,6 @@ void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes)
             h->meta.src_rank[pos] = -1;
             h->meta.src_token[pos] = -1;
             h->meta.local_expert[pos] = e;
-            h->meta.pslot[pos] = -1;
             h->meta.weight[pos] = 0.0f;
         }
     }

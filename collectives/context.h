@@ -21,7 +21,7 @@
 /* Private buffers of the collectives, one set per lane. */
 enum {
     EPC_SCRATCH_OUT,     /* flat: received rows and their metadata */
-    EPC_SCRATCH_PARTIAL, /* combine: fp32 partial sums */
+    EPC_SCRATCH_PARTIAL, /* combine: flat's outputs going back */
     EPC_SCRATCH_EXPERT,  /* epc_combine_buffer */
     EPC_SCRATCH_SEND,    /* flat: send records */
     EPC_SCRATCH_RECV,    /* flat: received records */

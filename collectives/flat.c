@@ -129,8 +129,8 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
                            const int *rdsp, size_t unit)
 {
     size_t rb = h->row_bytes, hdr = sizeof(coll_rec_t);
-    int me = ctx->comm.rank, pb = 0;
-    for (int s = 0; s < h->R; pb += rcnt[s], s++)
+    int me = ctx->comm.rank;
+    for (int s = 0; s < h->R; s++)
         for (int i = 0; i < rcnt[s]; i++) {
             const char *u = rbuf + ((size_t)rdsp[s] + i) * unit;
             const coll_slot_t *sl = (const coll_slot_t *)(const void *)(u + hdr);
@@ -144,8 +144,8 @@ static epc_status_t unpack(epc_ctx_t *ctx, epc_handle_t *h, const char *rbuf, co
                                          "flat dispatch: corrupt record %d from rank %d", i, s);
                 coll_place(h->rows, &h->meta, rb,
                            (int)coll_wire_row(&h->dims, h->begin, h->prefix, s, e, sl[q].eidx),
-                           u + hdr + (size_t)h->k * sizeof *sl, s, t, e - me * h->epr, sl[q].weight,
-                           pb + i);
+                           u + hdr + (size_t)h->k * sizeof *sl, s, t, e - me * h->epr,
+                           sl[q].weight);
             }
         }
     return EPC_OK;

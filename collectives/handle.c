@@ -53,7 +53,6 @@ void epc_handle_destroy(epc_handle_t *h)
     free(h->num_rows);
     free(h->begin);
     free(h->prefix);
-    free(h->pbase);
     free(h->expert_count);
     free(h->kept);
     free(h);

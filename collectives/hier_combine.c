@@ -16,8 +16,7 @@
  * whatever fails locally, so a local failure strands no node peer.
  *
  * Outputs over the received rows (args.expert_out == out.rows, native
- * payload) are read in place; the others cost one streamed copy each,
- * against a partial sum per (token, rank) written and read back before.
+ * payload) are read in place; the others cost one streamed copy each.
  */
 #include <stdlib.h>
 #include <string.h>

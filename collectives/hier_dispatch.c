@@ -86,9 +86,9 @@ static epc_status_t place_record(epc_request_t *r, int s, int token, const coll_
                                  PHASE ": row %ld of rank %d's token %d outside rank %d's %d rows",
                                  pos, s, token, d, h->num_rows[d]);
         coll_place(x->region[l], &x->meta[l], g->row_bytes, (int)pos, row, s, token, e - d * h->epr,
-                   sl[q].weight, coll_pbase(h, l, s) + sl[q].didx);
-        coll_account(r->ctx, &r->bytes, d, g->row_bytes, 5 * sizeof(int32_t), 0);
-        x->placed[l] += g->row_bytes + 5 * sizeof(int32_t);
+                   sl[q].weight);
+        coll_account(r->ctx, &r->bytes, d, g->row_bytes, 4 * sizeof(int32_t), 0);
+        x->placed[l] += g->row_bytes + 4 * sizeof(int32_t);
     }
     return EPC_OK;
 }

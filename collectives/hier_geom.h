@@ -41,7 +41,7 @@ hier_geom_t hier_geom_of(const epc_ctx_t *ctx, const epc_handle_t *h);
 /* The rank with local index l on node n. */
 int hier_rank_at(const hier_geom_t *g, int n, int l);
 
-/* Bytes of rank x's region before its combine area (rows and metadata). */
+/* Bytes of rank x's region before its staging area (rows and metadata). */
 size_t hier_rows_area(const hier_geom_t *g, int x);
 
 /* Bytes rank x's region must hold: rows, metadata and staging area. */

@@ -78,8 +78,8 @@ static inline uint16_t bf16_bits(float f)
     return (uint16_t)(nan ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-/* acc += src rounded to bf16 (as coll_to_bf16 rounds): a partial sum as
- * the BF16 combine wire carries it. */
+/* acc += src rounded to bf16 (as coll_to_bf16 rounds): a node sum as the
+ * BF16 combine wire carries it. */
 CLONES
 void coll_add_row_bf16(float *acc, const float *src, int n)
 {

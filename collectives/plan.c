@@ -144,38 +144,21 @@ static epc_status_t verdict(epc_ctx_t *ctx, const epc_handle_t *h, const int *re
     return EPC_OK;
 }
 
-/* The combine-slot bases of this node's ranks: for each local rank, a
- * running sum over the sources (one pass, instead of a sum over the
- * sources before s for every row placed). */
-static void slot_bases(const epc_ctx_t *ctx, epc_handle_t *h)
-{
-    const epc_topo_t *t = ctx->comm.topo;
-    for (int l = 0; l < ctx->comm.lsize; l++) {
-        int d = t->node_ranks[t->node_start[ctx->comm.node] + l], sum = 0;
-        for (int s = 0; s < h->R; s++) {
-            h->pbase[(size_t)l * h->R + s] = sum;
-            sum += coll_tpr(h, s)[d];
-        }
-    }
-}
-
-/* Every receiver's expert groups (padded), the per-source prefixes and
- * this node's slot bases: the handle's tables, built once. */
+/* Every receiver's expert groups (padded) and the per-source prefixes:
+ * the handle's tables, built once. */
 static epc_status_t layout(epc_ctx_t *ctx, epc_handle_t *h)
 {
     char why[EPC_REASON_LEN];
     h->num_rows = calloc((size_t)h->R, sizeof *h->num_rows);
     h->begin = calloc((size_t)h->R * (h->epr + 1), sizeof *h->begin);
     h->prefix = calloc((size_t)h->R * h->E, sizeof *h->prefix);
-    h->pbase = calloc((size_t)ctx->comm.lsize * h->R, sizeof *h->pbase);
     h->expert_count = calloc((size_t)h->epr, sizeof *h->expert_count);
-    if (!h->num_rows || !h->begin || !h->prefix || !h->pbase || !h->expert_count)
+    if (!h->num_rows || !h->begin || !h->prefix || !h->expert_count)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_dispatch: layout of %d ranks",
                              h->R);
     if (coll_wire_layout(&h->dims, h->all, ctx->comm.rank, h->prefix, h->begin, h->num_rows,
                          h->expert_count, why, sizeof why) != 0)
         return epc_error_obj(&ctx->hdr, EPC_ERR_CAPACITY, "epc_dispatch: %s", why);
-    slot_bases(ctx, h);
     return EPC_OK;
 }
 

@@ -108,11 +108,3 @@ int coll_wire_slot(const coll_dims_t *d, const int *cs, const coll_slot_t *sl, i
         return -1;
     return 1;
 }
-
-int coll_wire_pbase(const coll_dims_t *d, const int *all, int r, int s)
-{
-    int b = 0;
-    for (int q = 0; q < s; q++)
-        b += all[(size_t)q * per_rank(d) + d->E + d->N + r];
-    return b;
-}

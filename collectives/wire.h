@@ -74,8 +74,4 @@ static inline long coll_wire_row(const coll_dims_t *d, const int *begin, const i
            eidx;
 }
 
-/* Combine slot base of source s at receiver r: sum over s' < s of the
- * tokens s' sent to r (all as for coll_wire_layout). */
-int coll_wire_pbase(const coll_dims_t *d, const int *all, int r, int s);
-
 #endif

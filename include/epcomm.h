@@ -388,13 +388,15 @@ EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle,
  *  and any status of epc_dispatch and epc_combine. */
 EPC_EXPORT epc_status_t epc_ctx_warmup(epc_ctx_t *ctx, epc_algo_t algo, int tokens);
 
-/** How combine's partial sums travel.  FP32, the default: exact (y is the
- * fp32 sum, rounded once).  BF16: half the bytes; each rank's partial sum
- * of a token and each node's sum of those are rounded to bf16 (nearest
- * even) as they leave, sums still in fp32 in the same fixed order, so the
- * result is as reproducible and as identical between hier and flat; it
- * differs from FP32's by at most 2^-8 x (1 + 2^-8) x the sum of |w x out|
- * over the token's rows, plus the fp32 sums' own rounding, before y's. */
+/** How combine's node sums travel.  FP32, the default: exact (y is the
+ * fp32 sum, rounded once).  BF16: half hier's bytes between nodes; each
+ * node's sum of a token's outputs is rounded to bf16 (nearest even) as it
+ * leaves its node, the source's own node's too, sums still in fp32 in the
+ * same fixed order, so the result is as reproducible and as identical
+ * between hier and flat (flat, which moves every output row as it is,
+ * rounds the same sums at the source); it differs from FP32's by at most
+ * 2^-8 x the sum of |w x out| over the token's rows, plus the fp32 sums'
+ * own rounding, before y's. */
 typedef enum epc_wire { EPC_WIRE_FP32 = 0, EPC_WIRE_BF16 = 1 } epc_wire_t;
 
 typedef struct epc_combine_args {
@@ -413,7 +415,7 @@ typedef struct epc_combine_args {
     int scalar_channel;
     const float *row_scalars; /* [num_rows], the dispatch's row order (padding ignored) */
     float *topk_scalars;      /* [T x k] out */
-    /* Added in 0.4 (0.3's layout ends at topk_scalars): the partial sums'
+    /* Added in 0.4 (0.3's layout ends at topk_scalars): the node sums'
      * wire, the same on every rank (epc_wire_t; docs/FP8.md). */
     epc_wire_t wire;
 } epc_combine_args_t;
@@ -422,14 +424,20 @@ typedef struct epc_combine_args {
 
 /**
  * Brings the expert outputs back (collective, the handle's algorithm):
- * y[t] = sum over t's experts of weight x output in fp32, in a fixed order
- * (node, rank, local expert), bitwise reproducible and the same for both
- * algorithms; zeros for tokens with no expert.  EPC_ERR_INVALID_ARG (args
+ * y[t] = sum over t's experts of weight x output in fp32, in a fixed order:
+ * t's experts grouped by the node they are on, each group summed by
+ * logical expert (the slot id without a placement agreed on the context),
+ * the groups' sums added in the order of their lowest (docs/COLLECTIVES.md).
+ * So bitwise reproducible, the same for both algorithms, and the same for
+ * any two placements that keep the same logical experts together on a node
+ * (replicas within a node, whichever is chosen; the nodes' blocks permuted:
+ * the planner's plans with one group per node give the bits of none);
+ * zeros for tokens with no expert.  EPC_ERR_INVALID_ARG (args
  * NULL or of unknown size; a handle NULL, foreign or overwritten by the
  * second dispatch after it; expert_out/y NULL with rows/tokens; under
  * scalar_channel row_scalars/topk_scalars so; wire unknown), agreed
  * across ranks; EPC_ERR_MISMATCH: ranks disagree on scalar_channel or
- * wire; EPC_ERR_INTERNAL: a partial sum slot or shared region out of range; EPC_ERR_PEER_FAILED,
+ * wire; EPC_ERR_INTERNAL: a shared region out of range; EPC_ERR_PEER_FAILED,
  * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
  * y and topk_scalars are written only on EPC_OK.
  */
@@ -635,7 +643,7 @@ EPC_EXPORT epc_status_t epc_ll_combine(epc_ctx_t *ctx, const epc_ll_combine_args
 
 /** Bytes one rank moved in the last dispatch and combine, and in total. */
 typedef struct epc_coll_bytes {
-    uint64_t payload_inter, payload_intra; /* token rows / partial sums */
+    uint64_t payload_inter, payload_intra; /* token rows / expert outputs, node sums */
     uint64_t meta_inter, meta_intra;       /* counts, indices, weights */
 } epc_coll_bytes_t;
 

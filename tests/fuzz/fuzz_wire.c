@@ -161,7 +161,7 @@ static void edit(job_t *j, cursor_t *c)
 /* The receiver's plan: 0 when every count record and the layout pass. */
 typedef struct plan {
     int prefix[MAXR * MAXR * 4], begin[MAXR * 5], num_rows[MAXR], expert_count[4];
-    int *rows[MAXR], *hits[MAXR], nslots[MAXR];
+    int *rows[MAXR], *hits[MAXR];
 } plan_t;
 
 static int plan(job_t *j, plan_t *p)
@@ -178,8 +178,7 @@ static int plan(job_t *j, plan_t *p)
         return -1;
     }
     for (int r = 0; r < j->d.R; r++) {
-        p->nslots[r] = coll_wire_pbase(&j->d, j->all, r, j->d.R);
-        CHECK(p->num_rows[r] >= 0 && p->nslots[r] >= 0);
+        CHECK(p->num_rows[r] >= 0);
         p->rows[r] = malloc((size_t)p->num_rows[r] * sizeof(int) + 1);
         p->hits[r] = calloc((size_t)p->num_rows[r] + 1, sizeof(int));
         CHECK(p->rows[r] && p->hits[r]);
@@ -198,7 +197,7 @@ static int place(job_t *j, plan_t *p, int s, int i, const rec_t *u)
         int ok = j->hier ? coll_wire_slot(&j->d, cs, sl, j->node_of[j->me], -1)
                          : coll_wire_slot(&j->d, cs, sl, -1, j->me);
         int r, le, *begin;
-        long row, slot;
+        long row;
         if (ok == 0)
             continue;
         if (ok < 0 || (!j->hier && sl->didx != i))
@@ -208,8 +207,6 @@ static int place(job_t *j, plan_t *p, int s, int i, const rec_t *u)
         begin = p->begin + (size_t)r * (j->d.epr + 1);
         row = coll_wire_row(&j->d, p->begin, p->prefix, s, sl->expert, sl->eidx);
         CHECK(row >= begin[le] && row < begin[le + 1] && row < p->num_rows[r]);
-        slot = (long)coll_wire_pbase(&j->d, j->all, r, s) + sl->didx;
-        CHECK(slot >= 0 && slot < p->nslots[r]);
         p->rows[r][row] = s << 16 | u->token; /* ASan: inside the planned rows */
         p->hits[r][row]++;
     }

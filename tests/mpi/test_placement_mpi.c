@@ -13,7 +13,10 @@
  * row's bytes, how many rows per slot).  Each "expert" multiplies its rows
  * by a function of its logical id; inputs are small integers and weights
  * powers of two, so every fp32 sum is exact and combine must give the
- * logical reference bit for bit, whatever replica each token took.
+ * logical reference bit for bit, whatever replica each token took.  With
+ * inputs whose sums round, placements that keep each node's experts
+ * together (replicas there, node blocks moved) give the bits of none
+ * through both algorithms (the low-latency combine: any placement).
  * Then: epc_placement_agree (same table; a table that differs on one
  * rank: EPC_ERR_MISMATCH everywhere; S not the context's experts; a NULL
  * placement on one rank), and epc_placement_move_weights (weights that
@@ -393,6 +396,106 @@ static void ll_replicas(void)
     epc_ctx_destroy(b);
 }
 
+/* One normal dispatch + combine (algo) of logical ids through pl (slots
+ * mapped), inputs whose sums round, experts y = (1 + e / 7) x for logical
+ * e, their outputs over the received rows (in_place) or in a buffer of
+ * the caller's: y into yout. */
+static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t algo, int it,
+                           int in_place, float *yout)
+{
+    static float x[MAXT * HIDDEN], w[MAXT * K], eo[MAXT * K * 64 * HIDDEN];
+    int32_t idx[MAXT * K], slot[MAXT * K], table[E + 64];
+    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+    epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
+    epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
+    epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
+    epc_handle_t *h = NULL;
+    int T = tokens_of(me, it);
+    epc_placement_info(pl, &info);
+    epc_placement_table(pl, table, E + 64);
+    idx_of(me, it, idx);
+    for (int t = 0; t < T; t++) {
+        for (int hh = 0; hh < HIDDEN; hh++)
+            x[t * HIDDEN + hh] = xr_of(me, t, hh);
+        for (int j = 0; j < K; j++)
+            w[t * K + j] = xr_of(me + 100, t, j) * 0.5f + 0.5f;
+    }
+    epc_placement_map(pl, idx, T, K, (int64_t)me * MAXT, slot);
+    a.x = x, a.num_tokens = T, a.topk = K, a.topk_idx = slot, a.topk_weights = w, a.algo = algo;
+    if (epc_dispatch(ctx, &a, &o, &h) != EPC_OK) {
+        MT_CHECK(0, "dispatch: %s", epc_last_error(ctx));
+        return;
+    }
+    for (int r = 0; r < o.num_rows; r++) {
+        float *row = (float *)(void *)((char *)o.rows + (size_t)r * o.row_stride);
+        float gain = 1.0f + (float)table[me * info.slots_per_rank + o.local_expert[r]] / 7.0f;
+        float *out = in_place ? row : eo + (size_t)r * HIDDEN;
+        for (int hh = 0; hh < HIDDEN; hh++)
+            out[hh] = o.src_rank[r] < 0 ? 0.0f : row[hh] * gain;
+    }
+    c.expert_out = in_place ? o.rows : eo, c.y = yout;
+    MT_CHECK(epc_combine(ctx, h, &c) == EPC_OK, "combine: %s", epc_last_error(ctx));
+    epc_handle_destroy(h);
+}
+
+/* Node n's slots hold node block (n - 1) mod N of the router (experts
+ * [b E/N, (b+1) E/N)), reversed over its ranks: every node's experts
+ * together, on another node, in another order. */
+static epc_placement_t *blocks_moved(void)
+{
+    int32_t t[E];
+    int N = R / rpn, per = E / N;
+    for (int s = 0; s < E; s++) {
+        int n = s / per, b = (n - 1 + N) % N;
+        t[s] = b * per + (per - 1 - (s - n * per));
+    }
+    return from_table(E, t);
+}
+
+/* The normal combine with inputs whose sums round: placements that keep
+ * each node's logical experts together (planned replicas under each
+ * choice; the node blocks moved to other nodes), agreed on their contexts,
+ * give the bits of none, through hier and flat, outputs read in place and
+ * from the caller's buffer. */
+static void normal_replicas(void)
+{
+    static float y_id[MAXT * HIDDEN], y[MAXT * HIDDEN];
+    epc_placement_t *id = placement_of(0), *pl[2] = {placement_of(2), blocks_moved()};
+    epc_ctx_t *a = make_ctx(E);
+    static const epc_replica_choice_t choices[] = {EPC_REPLICA_NEAR, EPC_REPLICA_SPREAD,
+                                                   EPC_REPLICA_BALANCED};
+    MT_CHECK(epc_placement_agree(a, id) == EPC_OK, "agree: %s", epc_last_error(a));
+    for (int it = 0; it < 2; it++) {
+        int T = tokens_of(me, it + 40);
+        memset(y_id, 0xff, sizeof y_id);
+        normal_through(a, id, EPC_ALGO_HIER, it + 40, it, y_id);
+        for (int p = 0; p < 2; p++) {
+            epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+            epc_ctx_t *b;
+            epc_placement_info(pl[p], &info);
+            b = make_ctx(info.num_slots);
+            MT_CHECK(epc_placement_agree(b, pl[p]) == EPC_OK, "agree: %s", epc_last_error(b));
+            for (int v = 0; v < 6; v++) {
+                int differ = 0;
+                epc_placement_set_choice(pl[p], choices[v % 3]);
+                memset(y, 0xff, sizeof y);
+                normal_through(b, pl[p], v < 3 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, it + 40,
+                               (it + v) % 2, y);
+                for (int i = 0; i < T * HIDDEN; i++)
+                    differ += memcmp(&y_id[i], &y[i], sizeof(float)) != 0;
+                MT_CHECK(differ == 0,
+                         "it %d placement %d, %s, choice %d: %d values differ from none", it, p,
+                         v < 3 ? "hier" : "flat", v % 3, differ);
+            }
+            epc_ctx_destroy(b);
+        }
+    }
+    epc_placement_destroy(id);
+    epc_placement_destroy(pl[0]);
+    epc_placement_destroy(pl[1]);
+    epc_ctx_destroy(a);
+}
+
 /* Same table: OK; rank 0's differs: MISMATCH on all; S not the context's:
  * INVALID_ARG on all; NULL on the last rank: its error, a peer's elsewhere. */
 static void agreement(void)
@@ -509,6 +612,7 @@ int main(int argc, char **argv)
     epc_ctx_destroy(make_ctx(E)); /* rpn: the job's ranks per node */
     collectives();
     ll_replicas();
+    normal_replicas();
     agreement();
     weights();
     return mt_finish("test_placement_mpi");
