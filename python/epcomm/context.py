@@ -426,10 +426,10 @@ class Context(LowLatencyMixin):
             out: optional [T, hidden] tensor of the context's dtype to write y
                 into (reused across steps it saves the page faults of a
                 fresh allocation: about 14,000 for T=4096 x 7168 bf16).
-            wire: "fp32" (None, the default: exact) or "bf16": partial sums
-                travel as bf16, half the bytes (each rank's partial and
-                each node's sum rounded as they leave; still reproducible
-                and the same for hier and flat).  The same on every rank.
+            wire: "fp32" (None, the default: exact) or "bf16": node sums
+                travel between nodes as bf16, half hier's bytes there (each
+                node's sum rounded as it leaves; still reproducible and the
+                same for hier and flat).  The same on every rank.
 
         Returns:
             (y, combined_topk_weights): y [T, hidden] in the context's dtype,

@@ -293,7 +293,7 @@ static void combine_wires(epc_ctx_t *ctx, int E)
             for (int j = 0; j < K; j++)
                 if (idx[t * K + j] >= 0)
                     mag += fabs(w[t * K + j] * expert_value(idx[t * K + j], me, t, i));
-            over += d > mag * (1.0 / 256) * (1 + 1.0 / 256) * (1 + 1e-6) +
+            over += d > mag * (1.0 / 256) * (1 + 1e-6) +
                             fabs(from_bf16(y[0][0][(size_t)t * H + i])) / 128;
         }
     MT_CHECK(over == 0, "%d elements: the BF16 wire beyond its bound", over);
