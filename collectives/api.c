@@ -216,9 +216,12 @@ static epc_status_t post_verdict(epc_request_t *r)
     r->rec_mine[2] = r->local == EPC_OK ? (int)r->cargs.wire : 0;
     /* expert outputs written over the received rows (native dtype): hier
      * then reads them where they are, not from a copy (hier_combine.c) */
-    r->rec_mine[3] =
-        r->local == EPC_OK && !r->h->fp8 &&
-        (r->h->num_rows[ctx->comm.rank] == 0 || r->cargs.expert_out == (const void *)r->h->rows);
+    if (r->local == EPC_OK && !r->h->fp8 &&
+        (r->h->num_rows[ctx->comm.rank] == 0 || r->cargs.expert_out == (const void *)r->h->rows))
+        r->rec_mine[3] = COLL_OUT_ROWS;
+    else if (r->local == EPC_OK && r->h->algo == EPC_ALGO_HIER &&
+             r->cargs.expert_out == (const void *)coll_hier_staging(ctx, r->h))
+        r->rec_mine[3] = COLL_OUT_STAGED;
     if (r->local != EPC_OK) {
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
         /* cut to the record (calloc'd: stays terminated) */
@@ -307,10 +310,12 @@ epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *h, void **buf)
                     "the handle's dispatch %s; ask before the second dispatch after it",
                     h->lane < 0 ? "did not complete"
                                 : "was followed by two others (its rows were overwritten)");
-    if (st == EPC_OK) {
+    if (st == EPC_OK) { /* hier: where combine reads them, so they are not copied */
         epc_ctx_lock(ctx);
-        st = epc_ctx_scratch(ctx, h->lane, EPC_SCRATCH_EXPERT,
-                             (size_t)h->num_rows[ctx->comm.rank] * coll_row_bytes(ctx) + 1, &p);
+        p = h->algo == EPC_ALGO_HIER ? coll_hier_staging(ctx, h) : NULL;
+        if (p == NULL)
+            st = epc_ctx_scratch(ctx, h->lane, EPC_SCRATCH_EXPERT,
+                                 (size_t)h->num_rows[ctx->comm.rank] * coll_row_bytes(ctx) + 1, &p);
         epc_ctx_unlock(ctx);
     }
     if (st == EPC_OK)

@@ -32,7 +32,7 @@ typedef struct hier_combine {
     size_t send_bytes, recv_bytes; /* the exchange's regions */
     size_t row, wrow;              /* an fp32 row; a node sum on the wire: fp32 or bf16 */
     int bf16;                      /* EPC_WIRE_BF16 */
-    int *in_place;                 /* [ranks per node]: outputs over the rows (else staged) */
+    int *in_place;                 /* [ranks per node]: COLL_OUT_* of each */
     size_t *kept_base;             /* [messages]: first kept header of sends[m] */
     void **req;                    /* [(N - 1) x chunks] posted exchanges */
     int chunks, posted, waited;
@@ -52,7 +52,7 @@ static const char *output_row(const epc_request_t *r, int s, int e, int eidx)
     int d = e / h->epr, l = g->local_rank[d];
     long pos = coll_wire_row(&h->dims, h->begin, h->prefix, s, e, eidx);
     const char *base = hier_region(r->lane, g, l, NULL);
-    if (x->in_place[l])
+    if (x->in_place[l] == COLL_OUT_ROWS)
         return base + (size_t)pos * g->row_bytes;
     return base + hier_rows_area(g, d) + (size_t)pos * g->out_row_bytes;
 }
@@ -265,14 +265,15 @@ static epc_status_t step_ready(epc_request_t *r)
     return EPC_OK;
 }
 
-/* This rank's outputs, when not over its received rows, copied (streamed)
- * to its region's staging area, where its node peers read them. */
+/* This rank's outputs, when neither over its received rows nor staged
+ * already, copied (streamed) to its region's staging area, where its node
+ * peers read them. */
 static void stage_outputs(epc_request_t *r)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
     size_t bytes = (size_t)g->h->num_rows[g->rank] * g->out_row_bytes;
-    if (x->in_place[g->my_local] || bytes == 0)
+    if (x->in_place[g->my_local] != COLL_OUT_STAGE || bytes == 0)
         return;
     coll_stream_copy(hier_region(r->lane, g, g->my_local, NULL) + hier_rows_area(g, g->rank),
                      r->cargs.expert_out, bytes);
@@ -315,6 +316,19 @@ static epc_status_t prepare(epc_request_t *r, hier_combine_t *x)
     if (x->req == NULL)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_NO_MEMORY, PHASE);
     return epc_lane_net_reserve(r->lane, x->send_bytes, x->recv_bytes);
+}
+
+char *coll_hier_staging(epc_ctx_t *ctx, const epc_handle_t *h)
+{
+    hier_geom_t g;
+    size_t cap;
+    char *base;
+    if (h->lane < 0)
+        return NULL;
+    g = hier_geom_of(ctx, h);
+    base = epc_lane_shm_region(&ctx->comm.lane[h->lane], g.my_local, &cap);
+    return base != NULL && cap >= hier_region_need(&g, g.rank) ? base + hier_rows_area(&g, g.rank)
+                                                               : NULL;
 }
 
 epc_status_t coll_hier_combine_begin(epc_request_t *r)

@@ -82,9 +82,11 @@ epc_status_t coll_req_test_coll(epc_request_t *r, epc_lane_coll_t *c, const char
  * that did not arrive (phase). */
 epc_status_t coll_req_fence(epc_request_t *r, uint64_t fence, const char *phase);
 
-/* Combine, once the arguments are agreed: 1 when rank s passed its
- * handle's rows as expert_out (its outputs over its received rows, native
- * payload), so its node peers may read them there. */
+/* Combine, once the arguments are agreed, how rank s passed its outputs:
+ * COLL_OUT_ROWS over its received rows (native payload), COLL_OUT_STAGED
+ * in its staging area already (epc_combine_buffer of a hier handle), so
+ * its node peers read them there; COLL_OUT_STAGE elsewhere (hier copies
+ * them to its staging area first). */
 int coll_req_in_place(const epc_request_t *r, int s);
 
 /* A step's wait for a posted exchange *req of r's lane: EPC_OK once it
@@ -121,6 +123,15 @@ epc_status_t coll_hier_dispatch_begin(epc_request_t *r);
 epc_status_t coll_hier_combine_begin(epc_request_t *r);
 epc_status_t coll_flat_dispatch_begin(epc_request_t *r);
 epc_status_t coll_flat_combine_begin(epc_request_t *r);
+
+/* Where a hier handle's expert outputs are staged for combine on this
+ * rank (num_rows rows in the context's dtype, in its node's shared
+ * memory, read there by its node peers), or NULL when the handle's
+ * regions do not hold them. */
+char *coll_hier_staging(epc_ctx_t *ctx, const epc_handle_t *h);
+
+/* What combine reads of rank s's expert outputs (coll_req_in_place). */
+enum { COLL_OUT_STAGE = 0, COLL_OUT_ROWS = 1, COLL_OUT_STAGED = 2 };
 
 /* A new request on lane ln, counted in the context's requests in flight
  * (EPC_ERR_CAPACITY raised when all are held, EPC_ERR_NO_MEMORY). */

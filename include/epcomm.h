@@ -367,7 +367,9 @@ EPC_EXPORT epc_status_t epc_dispatch(epc_ctx_t *ctx, const epc_dispatch_args_t *
 
 /** A context-owned [num_rows x hidden] buffer (the context's dtype) for the
  * handle's expert outputs, valid until the second dispatch after the
- * handle's or the next request for its buffer set.  Local.
+ * handle's or the next request for its buffer set.  Local.  For a hier
+ * handle it lies in the node's shared memory where hier combine reads the
+ * outputs, so they are not copied there again (with FP8 rows too).
  * EPC_ERR_INVALID_ARG: a NULL pointer, a foreign or overwritten handle. */
 EPC_EXPORT epc_status_t epc_combine_buffer(epc_ctx_t *ctx, epc_handle_t *handle, void **buf);
 

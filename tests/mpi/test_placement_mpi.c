@@ -398,10 +398,10 @@ static void ll_replicas(void)
 
 /* One normal dispatch + combine (algo) of logical ids through pl (slots
  * mapped), inputs whose sums round, experts y = (1 + e / 7) x for logical
- * e, their outputs over the received rows (in_place) or in a buffer of
- * the caller's: y into yout. */
+ * e, their outputs (mode) in a buffer of the caller's (0), over the
+ * received rows (1) or in epc_combine_buffer's (2): y into yout. */
 static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t algo, int it,
-                           int in_place, float *yout)
+                           int mode, float *yout)
 {
     static float x[MAXT * HIDDEN], w[MAXT * K], eo[MAXT * K * 64 * HIDDEN];
     int32_t idx[MAXT * K], slot[MAXT * K], table[E + 64];
@@ -426,14 +426,17 @@ static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t
         MT_CHECK(0, "dispatch: %s", epc_last_error(ctx));
         return;
     }
+    float *buf = mode == 1 ? (float *)o.rows : eo;
+    if (mode == 2)
+        MT_CHECK(epc_combine_buffer(ctx, h, (void **)&buf) == EPC_OK, "buffer: %s",
+                 epc_last_error(ctx));
     for (int r = 0; r < o.num_rows; r++) {
         float *row = (float *)(void *)((char *)o.rows + (size_t)r * o.row_stride);
         float gain = 1.0f + (float)table[me * info.slots_per_rank + o.local_expert[r]] / 7.0f;
-        float *out = in_place ? row : eo + (size_t)r * HIDDEN;
         for (int hh = 0; hh < HIDDEN; hh++)
-            out[hh] = o.src_rank[r] < 0 ? 0.0f : row[hh] * gain;
+            buf[(size_t)r * HIDDEN + hh] = o.src_rank[r] < 0 ? 0.0f : row[hh] * gain;
     }
-    c.expert_out = in_place ? o.rows : eo, c.y = yout;
+    c.expert_out = buf, c.y = yout;
     MT_CHECK(epc_combine(ctx, h, &c) == EPC_OK, "combine: %s", epc_last_error(ctx));
     epc_handle_destroy(h);
 }
@@ -455,8 +458,8 @@ static epc_placement_t *blocks_moved(void)
 /* The normal combine with inputs whose sums round: placements that keep
  * each node's logical experts together (planned replicas under each
  * choice; the node blocks moved to other nodes), agreed on their contexts,
- * give the bits of none, through hier and flat, outputs read in place and
- * from the caller's buffer. */
+ * give the bits of none, through hier and flat, each rank's outputs in
+ * its own buffer, over its rows or in epc_combine_buffer's, mixed. */
 static void normal_replicas(void)
 {
     static float y_id[MAXT * HIDDEN], y[MAXT * HIDDEN];
@@ -468,7 +471,7 @@ static void normal_replicas(void)
     for (int it = 0; it < 2; it++) {
         int T = tokens_of(me, it + 40);
         memset(y_id, 0xff, sizeof y_id);
-        normal_through(a, id, EPC_ALGO_HIER, it + 40, it, y_id);
+        normal_through(a, id, EPC_ALGO_HIER, it + 40, (it + me) % 3, y_id);
         for (int p = 0; p < 2; p++) {
             epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
             epc_ctx_t *b;
@@ -480,7 +483,7 @@ static void normal_replicas(void)
                 epc_placement_set_choice(pl[p], choices[v % 3]);
                 memset(y, 0xff, sizeof y);
                 normal_through(b, pl[p], v < 3 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, it + 40,
-                               (it + v) % 2, y);
+                               (it + v + me) % 3, y);
                 for (int i = 0; i < T * HIDDEN; i++)
                     differ += memcmp(&y_id[i], &y[i], sizeof(float)) != 0;
                 MT_CHECK(differ == 0,
