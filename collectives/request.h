@@ -5,7 +5,7 @@
  *
  * A request is a schedule: a chain of steps, each a function that does
  * what it can without waiting (count, pack a chunk, post it, forward what
- * arrived, sum partials) and names the next step, or reports that it waits
+ * arrived, sum a node's outputs) and names the next step, or reports that it waits
  * (a message, a collective, the node fence).  The engine runs the steps of
  * every request in flight on the context whenever the caller tests or waits
  * on any of them, so no request stalls while the caller waits for another.

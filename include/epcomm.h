@@ -433,7 +433,8 @@ typedef struct epc_combine_args {
  * So bitwise reproducible, the same for both algorithms, and the same for
  * any two placements that keep the same logical experts together on a node
  * (replicas within a node, whichever is chosen; the nodes' blocks permuted:
- * the planner's plans with one group per node give the bits of none);
+ * the planner's plans with one group per node and no spill replicas give
+ * the bits of none, once agreed on the context);
  * zeros for tokens with no expert.  EPC_ERR_INVALID_ARG (args
  * NULL or of unknown size; a handle NULL, foreign or overwritten by the
  * second dispatch after it; expert_out/y NULL with rows/tokens; under
