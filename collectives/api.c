@@ -24,10 +24,11 @@ static const epc_params_layouts_t out_layouts = {"EPC_DISPATCH_OUT_INIT",
                                                  {offsetof(epc_dispatch_out_t, row_stride), 0}};
 /* 0.2's layout of the combine args ended before the scalar channel, 0.3's
  * before the wire. */
-static const epc_params_layouts_t combine_layouts = {
-    "EPC_COMBINE_ARGS_INIT",
-    sizeof(epc_combine_args_t),
-    {offsetof(epc_combine_args_t, scalar_channel), offsetof(epc_combine_args_t, wire), 0}};
+static const epc_params_layouts_t combine_layouts = {"EPC_COMBINE_ARGS_INIT",
+                                                     sizeof(epc_combine_args_t),
+                                                     {offsetof(epc_combine_args_t, scalar_channel),
+                                                      offsetof(epc_combine_args_t, wire),
+                                                      offsetof(epc_combine_args_t, order), 0}};
 
 /* args->algo, else the context's (EPC_ALGO, read at its creation). */
 static epc_algo_t pick_algo(const epc_ctx_t *ctx, const epc_dispatch_args_t *a)
@@ -131,6 +132,12 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
     if (a->wire != EPC_WIRE_FP32 && a->wire != EPC_WIRE_BF16)
         return BADARG("epc_combine", "args->wire = %d (EPC_WIRE_FP32 or EPC_WIRE_BF16)",
                       (int)a->wire);
+    if (a->order != EPC_ORDER_NODES && a->order != EPC_ORDER_LOGICAL)
+        return BADARG("epc_combine", "args->order = %d (EPC_ORDER_NODES or EPC_ORDER_LOGICAL)",
+                      (int)a->order);
+    if (a->order == EPC_ORDER_LOGICAL && a->wire == EPC_WIRE_BF16)
+        return BADARG("epc_combine", "args->wire EPC_WIRE_BF16 with args->order "
+                                     "EPC_ORDER_LOGICAL: that order has no node sums to round");
     if (a->scalar_channel && ((a->row_scalars == NULL && h->num_rows[ctx->comm.rank] > 0) ||
                               (a->topk_scalars == NULL && h->T > 0)))
         return BADARG("epc_combine", "args->%s is NULL with scalar_channel 1",
@@ -141,9 +148,11 @@ static epc_status_t check_combine(epc_ctx_t *ctx, const epc_handle_t *h,
 /* Every rank's verdict on its combine arguments with its reason, in one
  * collective on the combine lane's communicator (posted at the start, so
  * in the same order on every rank, whatever handle each was given). */
-#define VERDICT_INTS (4 + EPC_REASON_LEN / 4) /* status, scalar_channel, wire, in place, reason */
+/* status, scalar_channel, wire, in place, order, reason */
+#define VERDICT_REASON 5
+#define VERDICT_INTS (VERDICT_REASON + EPC_REASON_LEN / 4)
 
-/* Every rank's args->scalar_channel and wire must be this rank's:
+/* Every rank's args->scalar_channel, wire and order must be this rank's:
  * EPC_ERR_MISMATCH (on every rank, which all see the same verdicts)
  * otherwise. */
 static epc_status_t options_agreed(epc_request_t *r)
@@ -161,6 +170,11 @@ static epc_status_t options_agreed(epc_request_t *r)
                                  "epc_combine: ranks disagree on args->wire (rank %d: %d, this "
                                  "rank: %d)",
                                  s, rec[2], (int)r->cargs.wire);
+        if (rec[4] != (int)r->cargs.order)
+            return epc_error_obj(&ctx->hdr, EPC_ERR_MISMATCH,
+                                 "epc_combine: ranks disagree on args->order (rank %d: %d, this "
+                                 "rank: %d)",
+                                 s, rec[4], (int)r->cargs.order);
     }
     return EPC_OK;
 }
@@ -187,14 +201,17 @@ static epc_status_t step_combine_agreed(epc_request_t *r)
         char reason[EPC_REASON_LEN];
         if (rec[0] == EPC_OK)
             continue;
-        memcpy(reason, rec + 4, sizeof reason);
+        memcpy(reason, rec + VERDICT_REASON, sizeof reason);
         reason[sizeof reason - 1] = '\0';
         return epc_error_obj(&ctx->hdr, EPC_ERR_PEER_FAILED, "epc_combine: rank %d: %s", s, reason);
     }
     if ((st = options_agreed(r)) != EPC_OK)
         return st;
     epc_fault_here("combine"); /* test hook */
-    r->step = r->h->algo == EPC_ALGO_HIER ? coll_hier_combine_begin : coll_flat_combine_begin;
+    /* one sum per token over all its outputs: flat's exchange brings them */
+    r->step = r->h->algo == EPC_ALGO_HIER && r->cargs.order == EPC_ORDER_NODES
+                  ? coll_hier_combine_begin
+                  : coll_flat_combine_begin;
     return r->cargs.scalar_channel ? coll_scalars_post(r) : EPC_OK;
 }
 
@@ -214,6 +231,7 @@ static epc_status_t post_verdict(epc_request_t *r)
     r->rec_mine[0] = r->local;
     r->rec_mine[1] = r->local == EPC_OK ? r->cargs.scalar_channel : 0;
     r->rec_mine[2] = r->local == EPC_OK ? (int)r->cargs.wire : 0;
+    r->rec_mine[4] = r->local == EPC_OK ? (int)r->cargs.order : 0;
     /* expert outputs written over the received rows (native dtype): hier
      * then reads them where they are, not from a copy (hier_combine.c) */
     if (r->local == EPC_OK && !r->h->fp8 &&
@@ -225,7 +243,7 @@ static epc_status_t post_verdict(epc_request_t *r)
     if (r->local != EPC_OK) {
         snprintf(r->error, sizeof r->error, "%s", epc_last_error(NULL));
         /* cut to the record (calloc'd: stays terminated) */
-        memcpy(r->rec_mine + 4, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
+        memcpy(r->rec_mine + VERDICT_REASON, r->error, strnlen(r->error, EPC_REASON_LEN - 1));
     }
     return epc_lane_allgather_post(coll_req_lane(r), r->rec_mine, VERDICT_INTS, r->rec_all,
                                    &r->xcoll, "MPI_Iallgather(verdicts)");

@@ -125,9 +125,10 @@ int coll_sum_key(const epc_ctx_t *ctx, int g);
 
 /* Token t's experts in that order: js the [T x k] indices, node[q] and
  * end[q] (exclusive, into js) each group's node and end; returns the
- * group count (0: no expert). */
-int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *js, int *node,
-                    int *end);
+ * group count (0: no expert).  by_node 0 (EPC_ORDER_LOGICAL): one group
+ * of every expert by sum key, node -1. */
+int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int by_node, int *js,
+                    int *node, int *end);
 
 /* Row kernels (kernels.c, vectorised): acc += w * row; acc += src; and
  * fp32 -> bf16 rounding to nearest even. */

@@ -106,8 +106,8 @@ int coll_sum_key(const epc_ctx_t *ctx, int g)
     return ctx->slot_expert != NULL ? ctx->slot_expert[g] : g;
 }
 
-int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *js, int *node,
-                    int *end)
+int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int by_node, int *js,
+                    int *node, int *end)
 {
     const int *node_of = ctx->comm.topo->node_of;
     int byk[256], gi[256], cnt[257] = {0}, n = 0, groups = 0;
@@ -125,7 +125,7 @@ int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int *js,
     /* groups in the order their node first appears (its lowest key), each
      * keeping the key order: a stable counting sort by group */
     for (int m = 0; m < n; m++) {
-        int nd = node_of[h->idx[(size_t)t * h->k + byk[m]] / h->epr], q = 0;
+        int nd = by_node ? node_of[h->idx[(size_t)t * h->k + byk[m]] / h->epr] : -1, q = 0;
         while (q < groups && node[q] != nd)
             q++;
         if (q == groups)

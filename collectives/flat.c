@@ -254,7 +254,7 @@ static void finish(epc_request_t *r, flat_t *x)
     float *acc = x->tmp, *ns = x->tmp + H;
     int *js = x->js, *gnode = js + h->k + 1, *gend = gnode + h->k + 1;
     for (int t = 0; t < h->T; t++) {
-        int groups = coll_sum_groups(ctx, h, t, js, gnode, gend);
+        int groups = coll_sum_groups(ctx, h, t, r->cargs.order == EPC_ORDER_NODES, js, gnode, gend);
         if (bf16 || groups == 0)
             memset(acc, 0, (size_t)H * sizeof *acc);
         for (int q = 0, i = 0; q < groups; q++) {

@@ -207,7 +207,7 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
             m++;
         }
     for (int t = 0; t < h->T; t++) {
-        int groups = coll_sum_groups(r->ctx, h, t, x->js, x->gnode, x->gend);
+        int groups = coll_sum_groups(r->ctx, h, t, 1, x->js, x->gnode, x->gend);
         if (x->bf16 || groups == 0)
             memset(x->acc, 0, x->row);
         for (int q = 0; q < groups; q++)

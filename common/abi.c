@@ -42,7 +42,7 @@ static const epc_abi_field_t table[] = {
 #undef T
 #define T epc_combine_args_t
     STRUCT, F(size), F(expert_out), F(y), F(unweighted), F(scalar_channel), F(row_scalars),
-    F(topk_scalars), F(wire),
+    F(topk_scalars), F(wire), F(order),
 #undef T
 #define T epc_coll_bytes_t
     STRUCT, F(payload_inter), F(payload_intra), F(meta_inter), F(meta_intra),

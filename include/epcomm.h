@@ -401,6 +401,16 @@ EPC_EXPORT epc_status_t epc_ctx_warmup(epc_ctx_t *ctx, epc_algo_t algo, int toke
  * own rounding, before y's. */
 typedef enum epc_wire { EPC_WIRE_FP32 = 0, EPC_WIRE_BF16 = 1 } epc_wire_t;
 
+/** The order of combine's sums.  NODES, the default: a token's outputs are
+ * summed per node by logical expert and the node sums added (below), so
+ * hier moves one row per (token, node) between nodes.  LOGICAL: one sum
+ * over all of the token's outputs by logical expert, as the low-latency
+ * combine sums: every output row goes back to its source as it is (flat's
+ * exchange, whichever algorithm dispatched), so every placement agreed on
+ * the context, replicas on any node included, gives the bits of none, at
+ * the bytes of one row per (token, expert). */
+typedef enum epc_sum_order { EPC_ORDER_NODES = 0, EPC_ORDER_LOGICAL = 1 } epc_sum_order_t;
+
 typedef struct epc_combine_args {
     size_t size;            /* EPC_COMBINE_ARGS_INIT */
     const void *expert_out; /* [num_rows x hidden], the dispatch's row order;
@@ -420,6 +430,9 @@ typedef struct epc_combine_args {
     /* Added in 0.4 (0.3's layout ends at topk_scalars): the node sums'
      * wire, the same on every rank (epc_wire_t; docs/FP8.md). */
     epc_wire_t wire;
+    /* Added in 0.9 (0.8's layout ends at wire): the summation order, the
+     * same on every rank (epc_sum_order_t). */
+    epc_sum_order_t order;
 } epc_combine_args_t;
 
 #define EPC_COMBINE_ARGS_INIT EPC_PARAMS_INIT_(epc_combine_args_t)
@@ -429,7 +442,8 @@ typedef struct epc_combine_args {
  * y[t] = sum over t's experts of weight x output in fp32, in a fixed order:
  * t's experts grouped by the node they are on, each group summed by
  * logical expert (the slot id without a placement agreed on the context),
- * the groups' sums added in the order of their lowest (docs/COLLECTIVES.md).
+ * the groups' sums added in the order of their lowest (docs/COLLECTIVES.md;
+ * args.order EPC_ORDER_LOGICAL: one sum by logical expert).
  * So bitwise reproducible, the same for both algorithms, and the same for
  * any two placements that keep the same logical experts together on a node
  * (replicas within a node, whichever is chosen; the nodes' blocks permuted:
@@ -438,9 +452,10 @@ typedef struct epc_combine_args {
  * zeros for tokens with no expert.  EPC_ERR_INVALID_ARG (args
  * NULL or of unknown size; a handle NULL, foreign or overwritten by the
  * second dispatch after it; expert_out/y NULL with rows/tokens; under
- * scalar_channel row_scalars/topk_scalars so; wire unknown), agreed
- * across ranks; EPC_ERR_MISMATCH: ranks disagree on scalar_channel or
- * wire; EPC_ERR_INTERNAL: a shared region out of range; EPC_ERR_PEER_FAILED,
+ * scalar_channel row_scalars/topk_scalars so; wire or order unknown;
+ * EPC_WIRE_BF16 with EPC_ORDER_LOGICAL, which has no node sums to round),
+ * agreed across ranks; EPC_ERR_MISMATCH: ranks disagree on scalar_channel,
+ * wire or order; EPC_ERR_INTERNAL: a shared region out of range; EPC_ERR_PEER_FAILED,
  * EPC_ERR_TIMEOUT, EPC_ERR_TRANSPORT, EPC_ERR_NO_MEMORY as the rules say.
  * y and topk_scalars are written only on EPC_OK.
  */

@@ -49,7 +49,7 @@ DispatchOut = _struct("epc_dispatch_out_t", [
 CombineArgs = _struct("epc_combine_args_t", [
     ("size", c_size_t), ("expert_out", c_void_p), ("y", c_void_p), ("unweighted", c_int),
     ("scalar_channel", c_int), ("row_scalars", c_void_p), ("topk_scalars", c_void_p),
-    ("wire", c_int)])
+    ("wire", c_int), ("order", c_int)])
 LLDispatchArgs = _struct("epc_ll_dispatch_args_t", [
     ("size", c_size_t), ("x", c_void_p), ("num_tokens", c_int), ("topk", c_int),
     ("topk_idx", c_void_p), ("payload", c_int), ("x_scales", c_void_p)])

@@ -24,6 +24,7 @@ _ALGOS = {None: 0, "hier": 1, "flat": 2}
 _PAYLOADS = {None: 0, "native": 0, "fp8": 1, "fp8_ue8m0": 2}
 _FP8_GIVEN = 3
 _WIRES = {None: 0, "fp32": 0, "bf16": 1}
+_ORDERS = {None: 0, "nodes": 0, "logical": 1}
 _LOG = {None: 0, "off": 1, "error": 2, "warn": 3, "info": 4, "debug": 5}
 
 RecvInfo = collections.namedtuple(
@@ -406,7 +407,7 @@ class Context(LowLatencyMixin):
     # --- combine ------------------------------------------------------------
 
     def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False,
-                out=None, wire=None):
+                out=None, wire=None, order=None):
         """Brings expert outputs back to their tokens (collective).
 
         Args:
@@ -430,6 +431,12 @@ class Context(LowLatencyMixin):
                 travel between nodes as bf16, half hier's bytes there (each
                 node's sum rounded as it leaves; still reproducible and the
                 same for hier and flat).  The same on every rank.
+            order: "nodes" (None, the default: outputs summed per node by
+                logical expert, the node sums added) or "logical" (one sum
+                by logical expert, as the low-latency combine: any agreed
+                placement gives the bits of none, every output row travels
+                back as it is; not with wire="bf16").  The same on every
+                rank.
 
         Returns:
             (y, combined_topk_weights): y [T, hidden] in the context's dtype,
@@ -461,7 +468,8 @@ class Context(LowLatencyMixin):
         scal = torch.empty((T, k), dtype=torch.float32) if topk_weights is not None else None
         args = new(CombineArgs, expert_out=pointer(eo), y=pointer(y), unweighted=int(not weighted),
                    scalar_channel=int(topk_weights is not None), row_scalars=pointer(rs),
-                   topk_scalars=pointer(scal), wire=_choice(_WIRES, wire, "wire"))
+                   topk_scalars=pointer(scal), wire=_choice(_WIRES, wire, "wire"),
+                   order=_choice(_ORDERS, order, "order"))
         req = ctypes.c_void_p()
         check(lib.epc_combine_start(ptr, handle._ptr, ctypes.byref(args), ctypes.byref(req)), ptr)
         r = Request(self, req.value, lambda: (y, scal), (eo, rs, y, scal, args, handle),

@@ -16,6 +16,7 @@
  * is refused on every rank.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mpi_test.h"
@@ -301,6 +302,36 @@ static void combine_wires(epc_ctx_t *ctx, int E)
         free(y[i / 2][i % 2]);
 }
 
+/* The order: unknown on one rank (its error, a peer's elsewhere); ranks
+ * disagreeing (EPC_ERR_MISMATCH on all); LOGICAL with the BF16 wire on
+ * one rank (no node sums to round); 0.8's layout, which ends before it,
+ * still accepted (NODES).  y untouched by every failure. */
+static void order_errors(epc_ctx_t *ctx, epc_handle_t *h, epc_combine_args_t *c, uint16_t *y)
+{
+    int T = tokens_of(me);
+    epc_status_t st;
+    c->wire = EPC_WIRE_FP32, c->order = me == 0 ? (epc_sum_order_t)5 : EPC_ORDER_LOGICAL;
+    st = epc_combine(ctx, h, c);
+    MT_CHECK(me == 0 ? st == EPC_ERR_INVALID_ARG && strstr(epc_last_error(ctx), "order")
+                     : st == EPC_ERR_PEER_FAILED,
+             "unknown order: %s: %s", epc_status_name(st), epc_last_error(ctx));
+    c->order = me == 0 ? EPC_ORDER_LOGICAL : EPC_ORDER_NODES;
+    st = epc_combine(ctx, h, c);
+    MT_CHECK(R == 1 || (st == EPC_ERR_MISMATCH && strstr(epc_last_error(ctx), "order")),
+             "disagreeing orders: %s: %s", epc_status_name(st), epc_last_error(ctx));
+    c->order = EPC_ORDER_LOGICAL, c->wire = me == R - 1 ? EPC_WIRE_BF16 : EPC_WIRE_FP32;
+    st = epc_combine(ctx, h, c);
+    MT_CHECK(me == R - 1 ? st == EPC_ERR_INVALID_ARG && strstr(epc_last_error(ctx), "order")
+                         : st == EPC_ERR_PEER_FAILED,
+             "BF16 wire with the logical order: %s: %s", epc_status_name(st), epc_last_error(ctx));
+    MT_CHECK(T == 0 || y[0] == 0x5a5a, "y written by a failed combine");
+    c->size = offsetof(epc_combine_args_t, order), c->wire = EPC_WIRE_FP32;
+    c->order = (epc_sum_order_t)5; /* past the caller's size: never read */
+    st = epc_combine(ctx, h, c);
+    MT_CHECK(st == EPC_OK, "0.8's combine args: %s: %s", epc_status_name(st), epc_last_error(ctx));
+    c->size = sizeof *c, c->order = EPC_ORDER_NODES;
+}
+
 /* An unknown wire on one rank; ranks disagreeing on it. */
 static void wire_errors(epc_ctx_t *ctx, int E)
 {
@@ -328,6 +359,7 @@ static void wire_errors(epc_ctx_t *ctx, int E)
     MT_CHECK(R == 1 || (st == EPC_ERR_MISMATCH && strstr(epc_last_error(ctx), "wire")),
              "disagreeing wires: %s: %s", epc_status_name(st), epc_last_error(ctx));
     MT_CHECK(T == 0 || y[0] == 0x5a5a, "y written by a failed combine");
+    order_errors(ctx, h, &c, y);
     epc_handle_destroy(h);
     free(eo);
 }

@@ -144,7 +144,8 @@ static int spilled_experts(const epc_placement_t *pl)
 
 /* kind 0: identity; 1: a permutation; 2: planned with R redundant slots
  * from a skewed load (expert e's load 2^(E-e)/...); 3: the same with the
- * routing's co-reach (spill replicas where there are several nodes). */
+ * routing's co-reach (spill replicas where there are several nodes); 5:
+ * planned globally (one group: replicas on any node). */
 static epc_placement_t *placement_of(int kind)
 {
     int32_t t[E];
@@ -162,6 +163,7 @@ static epc_placement_t *placement_of(int kind)
         p.num_slots = E + R;
         p.expert_load = load;
         p.expert_reach = kind == 3 ? reach : NULL;
+        p.num_groups = kind == 5 ? 1 : 0;
         MT_CHECK(epc_placement_plan(&p, &pl) == EPC_OK, "plan: %s", epc_last_error(NULL));
         MT_CHECK(kind == 2 || R / rpn == 1 || spilled_experts(pl) > 0, "no spill replica");
         return pl;
@@ -396,12 +398,13 @@ static void ll_replicas(void)
     epc_ctx_destroy(b);
 }
 
-/* One normal dispatch + combine (algo) of logical ids through pl (slots
- * mapped), inputs whose sums round, experts y = (1 + e / 7) x for logical
- * e, their outputs (mode) in a buffer of the caller's (0), over the
- * received rows (1) or in epc_combine_buffer's (2): y into yout. */
-static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t algo, int it,
-                           int mode, float *yout)
+/* One normal dispatch + combine (algo, summation order) of logical ids
+ * through pl (slots mapped), inputs whose sums round, experts y = (1 + e /
+ * 7) x for logical e, their outputs (mode) in a buffer of the caller's
+ * (0), over the received rows (1) or in epc_combine_buffer's (2): y into
+ * yout. */
+static void normal_ordered(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t algo, int it,
+                           int mode, epc_sum_order_t order, float *yout)
 {
     static float x[MAXT * HIDDEN], w[MAXT * K], eo[MAXT * K * 64 * HIDDEN];
     int32_t idx[MAXT * K], slot[MAXT * K], table[E + 64];
@@ -411,6 +414,7 @@ static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_handle_t *h = NULL;
     int T = tokens_of(me, it);
+    float *buf;
     epc_placement_info(pl, &info);
     epc_placement_table(pl, table, E + 64);
     idx_of(me, it, idx);
@@ -426,7 +430,7 @@ static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t
         MT_CHECK(0, "dispatch: %s", epc_last_error(ctx));
         return;
     }
-    float *buf = mode == 1 ? (float *)o.rows : eo;
+    buf = mode == 1 ? (float *)o.rows : eo;
     if (mode == 2)
         MT_CHECK(epc_combine_buffer(ctx, h, (void **)&buf) == EPC_OK, "buffer: %s",
                  epc_last_error(ctx));
@@ -436,9 +440,57 @@ static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t
         for (int hh = 0; hh < HIDDEN; hh++)
             buf[(size_t)r * HIDDEN + hh] = o.src_rank[r] < 0 ? 0.0f : row[hh] * gain;
     }
-    c.expert_out = buf, c.y = yout;
+    c.expert_out = buf, c.y = yout, c.order = order;
     MT_CHECK(epc_combine(ctx, h, &c) == EPC_OK, "combine: %s", epc_last_error(ctx));
     epc_handle_destroy(h);
+}
+
+/* normal_ordered in the default order. */
+static void normal_through(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t algo, int it,
+                           int mode, float *yout)
+{
+    normal_ordered(ctx, pl, algo, it, mode, EPC_ORDER_NODES, yout);
+}
+
+/* Replicas on every node (a global plan), spill replicas, the table
+ * permuted: with EPC_ORDER_LOGICAL the normal combine gives the bits of
+ * none through hier and flat, and those of the low-latency combine. */
+static void logical_order(void)
+{
+    static float y_id[MAXT * HIDDEN], y_ll[MAXT * HIDDEN], y[MAXT * HIDDEN];
+    epc_placement_t *id = placement_of(0),
+                    *pl[3] = {placement_of(5), placement_of(3), placement_of(1)};
+    epc_ctx_t *a = make_ctx(E);
+    int it = 44, T = tokens_of(me, it), differ = 0;
+    MT_CHECK(epc_placement_agree(a, id) == EPC_OK && epc_ll_enable(a, MAXT) == EPC_OK, "agree: %s",
+             epc_last_error(a));
+    memset(y_id, 0xff, sizeof y_id);
+    normal_ordered(a, id, EPC_ALGO_HIER, it, me % 3, EPC_ORDER_LOGICAL, y_id);
+    ll_through(a, id, it, y_ll);
+    for (int i = 0; i < T * HIDDEN; i++)
+        differ += memcmp(&y_id[i], &y_ll[i], sizeof(float)) != 0;
+    MT_CHECK(differ == 0, "logical order: %d values differ from the low-latency combine", differ);
+    for (int p = 0; p < 3; p++) {
+        epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+        epc_ctx_t *b;
+        epc_placement_info(pl[p], &info);
+        b = make_ctx(info.num_slots);
+        MT_CHECK(epc_placement_agree(b, pl[p]) == EPC_OK, "agree: %s", epc_last_error(b));
+        for (int v = 0; v < 2; v++) {
+            memset(y, 0xff, sizeof y);
+            normal_ordered(b, pl[p], v ? EPC_ALGO_FLAT : EPC_ALGO_HIER, it, (v + me) % 3,
+                           EPC_ORDER_LOGICAL, y);
+            differ = 0;
+            for (int i = 0; i < T * HIDDEN; i++)
+                differ += memcmp(&y_id[i], &y[i], sizeof(float)) != 0;
+            MT_CHECK(differ == 0, "logical order, placement %d, %s: %d values differ from none", p,
+                     v ? "flat" : "hier", differ);
+        }
+        epc_ctx_destroy(b);
+        epc_placement_destroy(pl[p]);
+    }
+    epc_placement_destroy(id);
+    epc_ctx_destroy(a);
 }
 
 /* Node n's slots hold node block (n - 1) mod N of the router (experts
@@ -616,6 +668,7 @@ int main(int argc, char **argv)
     collectives();
     ll_replicas();
     normal_replicas();
+    logical_order();
     agreement();
     weights();
     return mt_finish("test_placement_mpi");

@@ -106,6 +106,40 @@ def spill_checks(load, idx, rpn):
             assert slot // spr // rpn in allowed, (t, j, slot, allowed)
 
 
+def logical_checks(ep, load, x, idx, rpn, a):
+    """order="logical": a global plan (replicas on any node), agreed on ep,
+    combines to the bits of the identity with sums that round, through hier
+    and flat; an unknown order and order="logical" with wire="bf16" are
+    refused."""
+    gplan = epcomm.Placement.plan(load, SIZE, rpn, E + SIZE, num_groups=1)
+    wr = torch.tensor([0.3, 0.7, 0.11]).expand(T, K).contiguous()
+    xr = x * 1.37 + 0.013
+
+    def logical_y(ctx, pl, algo):
+        tab = pl.table
+        rx, _, inf, _, hd = ctx.dispatch(xr, pl.map(idx, first_token=RANK * T), wr, algo=algo)
+        g = 1 + tab[RANK * pl.slots_per_rank + inf.local_expert.long()].float() / 7
+        return ctx.combine(rx * g.unsqueeze(1), hd, order="logical")[0], rx, hd
+
+    with epcomm.Context(hidden=H, num_experts=E, max_topk=K, dtype=torch.float32,
+                        ranks_per_node=a.ranks_per_node, transport=a.transport,
+                        log_level="off") as ep_id:
+        ident = epcomm.Placement(None, E, SIZE, rpn)
+        ep_id.agree_placement(ident)
+        y_id = logical_y(ep_id, ident, "hier")[0]
+    ep.agree_placement(gplan)
+    for algo in ("hier", "flat"):
+        y, rx, hd = logical_y(ep, gplan, algo)
+        assert torch.equal(y, y_id), (algo, (y - y_id).abs().max())
+    for bad, what in (({"order": "sideways"}, "order"),
+                      ({"order": "logical", "wire": "bf16"}, "order")):
+        try:
+            ep.combine(rx, hd, **bad)
+            raise AssertionError("combine accepted %r" % (bad,))
+        except epcomm.EpcInvalidArgument as e:
+            assert what in str(e), e
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ranks-per-node", type=int, default=0)
@@ -175,6 +209,7 @@ def main():
             for j in range(K):
                 ref[tok] += w[tok, j] * (int(idx[tok, j]) % 3 + 1) * x[tok]
         assert torch.equal(y, ref), (y - ref).abs().max()
+        logical_checks(ep, load, x, idx, rpn, a)
         # spreading: token t takes replica (first_token + t + e) mod count of e
         plan.set_choice("spread")
         spread = plan.map(idx, first_token=RANK * T)
