@@ -141,6 +141,19 @@ static int value_opt(bench_opts_t *o, const char *a, const char *v)
     return 2;
 }
 
+/* The options that need one another: 0, or 1 after saying why. */
+static int check_opts(const bench_opts_t *o, int rank)
+{
+    const char *why = o->fp8 && o->hidden % 128 != 0 ? "-d fp8 needs --hidden a multiple of 128"
+                      : o->expert_us > 0 && o->placement == NULL ? "--expert-us needs --placement"
+                      : o->iters < 1 || o->tokens < 1 || o->hidden < 1
+                          ? "--iters, --tokens and --hidden must be >= 1"
+                          : NULL;
+    if (why != NULL && rank == 0)
+        fprintf(stderr, "epc_bench: %s\n", why);
+    return why != NULL;
+}
+
 int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
 {
     /* designated: every field not named is 0 (off, or NULL) */
@@ -196,20 +209,5 @@ int bench_parse(bench_opts_t *o, int argc, char **argv, int rank)
         }
         i++;
     }
-    if (o->fp8 && o->hidden % 128 != 0) {
-        if (rank == 0)
-            fprintf(stderr, "epc_bench: -d fp8 needs --hidden a multiple of 128\n");
-        return 1;
-    }
-    if (o->expert_us > 0 && o->placement == NULL) {
-        if (rank == 0)
-            fprintf(stderr, "epc_bench: --expert-us needs --placement\n");
-        return 1;
-    }
-    if (o->iters < 1 || o->tokens < 1 || o->hidden < 1) {
-        if (rank == 0)
-            fprintf(stderr, "epc_bench: --iters, --tokens and --hidden must be >= 1\n");
-        return 1;
-    }
-    return 0;
+    return check_opts(o, rank);
 }

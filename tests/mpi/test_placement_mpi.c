@@ -309,21 +309,13 @@ static float xr_of(int r, int t, int h)
                    1.0);
 }
 
-/* One low-latency dispatch + combine of logical ids through placement pl
- * (slots mapped), experts y = (1 + e / 7) x for logical e: y into yout. */
-static void ll_through(epc_ctx_t *ctx, const epc_placement_t *pl, int it, float *yout)
+/* This rank's tokens of iteration it with inputs whose sums round: x
+ * [T x HIDDEN], weights w [T x K], and its logical ids mapped to slots of
+ * pl; returns T. */
+static int rounding_inputs(const epc_placement_t *pl, int it, float *x, float *w, int32_t *slot)
 {
-    static float x[MAXT * HIDDEN], w[MAXT * K];
-    int32_t idx[MAXT * K], slot[MAXT * K], table[E + 64];
-    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
-    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT;
-    epc_ll_combine_args_t c = EPC_LL_COMBINE_ARGS_INIT;
-    epc_ll_out_t o = EPC_LL_OUT_INIT;
-    epc_request_t *req = NULL;
-    float *eo = NULL;
+    int32_t idx[MAXT * K];
     int T = tokens_of(me, it);
-    epc_placement_info(pl, &info);
-    epc_placement_table(pl, table, E + 64);
     idx_of(me, it, idx);
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < HIDDEN; h++)
@@ -332,6 +324,24 @@ static void ll_through(epc_ctx_t *ctx, const epc_placement_t *pl, int it, float 
             w[t * K + j] = xr_of(me + 100, t, j) * 0.5f + 0.5f;
     }
     epc_placement_map(pl, idx, T, K, (int64_t)me * MAXT, slot);
+    return T;
+}
+
+/* One low-latency dispatch + combine of logical ids through placement pl
+ * (slots mapped), experts y = (1 + e / 7) x for logical e: y into yout. */
+static void ll_through(epc_ctx_t *ctx, const epc_placement_t *pl, int it, float *yout)
+{
+    static float x[MAXT * HIDDEN], w[MAXT * K];
+    int32_t slot[MAXT * K], table[E + 64];
+    epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
+    epc_ll_dispatch_args_t a = EPC_LL_DISPATCH_ARGS_INIT;
+    epc_ll_combine_args_t c = EPC_LL_COMBINE_ARGS_INIT;
+    epc_ll_out_t o = EPC_LL_OUT_INIT;
+    epc_request_t *req = NULL;
+    float *eo = NULL;
+    int T = rounding_inputs(pl, it, x, w, slot);
+    epc_placement_info(pl, &info);
+    epc_placement_table(pl, table, E + 64);
     a.x = x, a.num_tokens = T, a.topk = K, a.topk_idx = slot;
     if (epc_ll_dispatch(ctx, &a, &o, &req) != EPC_OK || epc_wait(req) != EPC_OK ||
         epc_ll_combine_buffer(ctx, &o, (void **)&eo) != EPC_OK) {
@@ -407,24 +417,16 @@ static void normal_ordered(epc_ctx_t *ctx, const epc_placement_t *pl, epc_algo_t
                            int mode, epc_sum_order_t order, float *yout)
 {
     static float x[MAXT * HIDDEN], w[MAXT * K], eo[MAXT * K * 64 * HIDDEN];
-    int32_t idx[MAXT * K], slot[MAXT * K], table[E + 64];
+    int32_t slot[MAXT * K], table[E + 64];
     epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_handle_t *h = NULL;
-    int T = tokens_of(me, it);
+    int T = rounding_inputs(pl, it, x, w, slot);
     float *buf;
     epc_placement_info(pl, &info);
     epc_placement_table(pl, table, E + 64);
-    idx_of(me, it, idx);
-    for (int t = 0; t < T; t++) {
-        for (int hh = 0; hh < HIDDEN; hh++)
-            x[t * HIDDEN + hh] = xr_of(me, t, hh);
-        for (int j = 0; j < K; j++)
-            w[t * K + j] = xr_of(me + 100, t, j) * 0.5f + 0.5f;
-    }
-    epc_placement_map(pl, idx, T, K, (int64_t)me * MAXT, slot);
     a.x = x, a.num_tokens = T, a.topk = K, a.topk_idx = slot, a.topk_weights = w, a.algo = algo;
     if (epc_dispatch(ctx, &a, &o, &h) != EPC_OK) {
         MT_CHECK(0, "dispatch: %s", epc_last_error(ctx));

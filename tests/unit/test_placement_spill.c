@@ -172,6 +172,16 @@ static int nodes_of(const epc_placement_t *pl, int e)
     return c;
 }
 
+/* T skewed tokens of K experts routed into idx, their load per expert
+ * added to load and their co-reach over 4 nodes to reach. */
+static void routed_load(int32_t *idx, int T, int K, double *load, double *reach)
+{
+    route_skewed(idx, T, K);
+    for (int i = 0; i < T * K; i++)
+        load[idx[i]] += 1;
+    assert_int_equal(epc_placement_reach(idx, T, K, 64, 4, reach), EPC_OK);
+}
+
 static void test_plan_spill(void **state)
 {
     enum { T = 2000, K = 6 };
@@ -181,10 +191,7 @@ static void test_plan_spill(void **state)
     int32_t a[80], b[80];
     int spilled = 0;
     (void)state;
-    route_skewed(idx, T, K);
-    for (int i = 0; i < T * K; i++)
-        load[idx[i]] += 1;
-    assert_int_equal(epc_placement_reach(idx, T, K, 64, 4, reach), EPC_OK);
+    routed_load(idx, T, K, load, reach);
     plain = plan(load, NULL, EPC_PLACEMENT_BALANCED);
     spill = plan(load, reach, EPC_PLACEMENT_BALANCED);
     for (int e = 0; e < 64; e++) {
@@ -261,10 +268,7 @@ static void test_plan_choice(void **state)
     epc_placement_info_t old = {0};
     epc_placement_t *spill, *plain, *eplb, *copy = NULL;
     (void)state;
-    route_skewed(idx, T, K);
-    for (int i = 0; i < T * K; i++)
-        load[idx[i]] += 1;
-    assert_int_equal(epc_placement_reach(idx, T, K, 64, 4, reach), EPC_OK);
+    routed_load(idx, T, K, load, reach);
     spill = plan(load, reach, EPC_PLACEMENT_BALANCED);
     plain = plan(load, NULL, EPC_PLACEMENT_BALANCED);
     eplb = plan(load, reach, EPC_PLACEMENT_EPLB);
