@@ -28,7 +28,7 @@ static void usage(FILE *f)
            "                      the same load, rows in new places, as in training\n"
            "      --buffered-outputs  expert outputs copied (untimed) into\n"
            "                      epc_combine_buffer's buffer instead of left over the\n"
-           "                      received rows (which hier combine reads in place)\n"
+           "                      received rows (hier combine reads either in place)\n"
            "      --csv FILE / --json FILE / --plot FILE.png\n"
            "      --profile NAME  modeled time on h800|h100-ib|gb200-nvl72|cpu-eth\n"
            "      --overlap US|auto  also: each op overlapped with a compute loop of US\n"
