@@ -41,9 +41,9 @@ extern "C" {
 /* --- Version ------------------------------------------------------------- */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 7
+#define EPC_VERSION_MINOR 9
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.7.0"
+#define EPC_VERSION_STRING "0.9.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj)*10000 + (min)*100 + (pat))
 #define EPC_VERSION EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
