@@ -7,16 +7,18 @@
  * others, which sends one row per (token, node) back.  The source adds the
  * node sums.  The order is coll_sum_groups' (coll.h), flat's too.
  *
- * Steps: each rank whose outputs are not over its received rows copies
- * them to its region's staging area -> node fence (every output on the
- * node readable) -> the forwarders sum and post the node sums for each
- * other node in turn, chunk by chunk -> wait for every exchange -> each
+ * Steps: each rank whose outputs are neither over its received rows nor in
+ * its staging area already (epc_combine_buffer's) copies them there ->
+ * node fence (every output on the node readable) -> the forwarders sum
+ * and post the node sums for each other node in turn, chunk by chunk ->
+ * wait for every exchange -> each
  * source sums its tokens into y -> node fence (no rank reads a peer's
  * outputs any more: the caller may reuse them).  Every rank fences twice
  * whatever fails locally, so a local failure strands no node peer.
  *
  * Outputs over the received rows (args.expert_out == out.rows, native
- * payload) are read in place; the others cost one streamed copy each.
+ * payload) or in epc_combine_buffer's buffer are read in place; others
+ * cost one streamed copy each.
  */
 #include <stdlib.h>
 #include <string.h>
