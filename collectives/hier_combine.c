@@ -11,10 +11,10 @@
  * its staging area already (epc_combine_buffer's) copies them there ->
  * node fence (every output on the node readable) -> the forwarders sum
  * and post the node sums for each other node in turn, chunk by chunk ->
- * wait for every exchange -> each
- * source sums its tokens into y -> node fence (no rank reads a peer's
- * outputs any more: the caller may reuse them).  Every rank fences twice
- * whatever fails locally, so a local failure strands no node peer.
+ * wait for every exchange -> each source sums its tokens into y -> node
+ * fence (no rank reads a peer's outputs any more: the caller may reuse
+ * them).  Every rank fences twice whatever fails locally, so a local
+ * failure strands no node peer.
  *
  * Outputs over the received rows (args.expert_out == out.rows, native
  * payload) or in epc_combine_buffer's buffer are read in place; others
