@@ -170,17 +170,10 @@ static const char *row_of(epc_request_t *r, int t, int j)
                                 ll->nrow);
 }
 
-/* The order of expert id g in a token's sum: its logical expert under the
- * placement agreed on the context (so a replica's row lands where the
- * expert's would, and the choice of replica never changes the bits), else
- * g itself. */
-static int sum_key(const epc_ctx_t *ctx, int g)
-{
-    return ctx->slot_expert != NULL ? ctx->slot_expert[g] : g;
-}
-
-/* y[t] = sum of w x row over t's experts by (logical) id ascending, fp32
- * from 0; equal ids keep the token's order. */
+/* y[t] = sum of w x row over t's experts by sum key (coll_sum_key: the
+ * logical expert under an agreed placement, so the choice of replica never
+ * changes the bits) ascending, fp32 from 0; equal keys keep the token's
+ * order. */
 static void reduce(epc_request_t *r)
 {
     ll_req_t *q = r->algo;
@@ -202,8 +195,9 @@ static void reduce(epc_request_t *r)
                 n--;
                 continue;
             }
-            key = sum_key(r->ctx, g);
-            for (; at > 0 && sum_key(r->ctx, s->idx[(size_t)t * s->k + order[at - 1]]) > key; at--)
+            key = coll_sum_key(r->ctx, g);
+            for (; at > 0 && coll_sum_key(r->ctx, s->idx[(size_t)t * s->k + order[at - 1]]) > key;
+                 at--)
                 order[at] = order[at - 1];
             order[at] = j;
         }
