@@ -241,7 +241,9 @@ epc_status_t epc_ctx_topo(const epc_ctx_t *ctx, const epc_topo_t **topo)
 
 epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats)
 {
-    static const epc_params_layouts_t layouts = {"EPC_CTX_STATS_INIT", sizeof *stats, {0}};
+    /* 0.9's layout ended before ll_transfer */
+    static const epc_params_layouts_t layouts = {
+        "EPC_CTX_STATS_INIT", sizeof *stats, {offsetof(epc_ctx_stats_t, ll_transfer), 0}};
     epc_ctx_stats_t all = EPC_CTX_STATS_INIT; /* every field, then the caller's */
     epc_status_t st = epc_ctx_check(ctx, "epc_ctx_stats");
     if (st == EPC_OK)
@@ -253,6 +255,7 @@ epc_status_t epc_ctx_stats(const epc_ctx_t *ctx, epc_ctx_stats_t *stats)
     for (int l = 0; l < EPC_LANES; l++) /* private buffers count as held too */
         for (int i = 0; i < EPC_SCRATCH_COUNT; i++)
             all.net_bytes += ctx->scratch[l][i].cap;
+    all.ll_transfer = coll_ll_transfer(ctx->ll);
     epc_ctx_unlock((epc_ctx_t *)ctx);
     epc_out_store(stats, &all);
     return EPC_OK;

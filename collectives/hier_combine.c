@@ -147,10 +147,12 @@ static epc_status_t post_stage(epc_request_t *r, int s)
         hier_chunk_range(x->sends[ms].len / x->wrow, c, x->chunks, &lo, &hi);
         hier_chunk_range(x->recvs[mr].len / x->wrow, c, x->chunks, &rlo, &rhi);
         st = forwarder_sums(r, ms, lo, hi);
-        cs = (epc_tr_msg_t){x->sends[ms].peer, x->sends[ms].offset + lo * x->wrow,
-                            (hi - lo) * x->wrow};
-        cr = (epc_tr_msg_t){x->recvs[mr].peer, x->recvs[mr].offset + rlo * x->wrow,
-                            (rhi - rlo) * x->wrow};
+        cs = (epc_tr_msg_t){.peer = x->sends[ms].peer,
+                            .offset = x->sends[ms].offset + lo * x->wrow,
+                            .len = (hi - lo) * x->wrow};
+        cr = (epc_tr_msg_t){.peer = x->recvs[mr].peer,
+                            .offset = x->recvs[mr].offset + rlo * x->wrow,
+                            .len = (rhi - rlo) * x->wrow};
         if (st == EPC_OK)
             st = poll_transport(r);
         if (st == EPC_OK)

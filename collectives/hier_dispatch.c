@@ -243,9 +243,12 @@ static epc_status_t post_chunk(epc_request_t *r, int c, epc_tr_msg_t *cs, epc_tr
         hier_chunk_range(x->sends[m].len / unit, c, x->chunks, &lo, &hi);
         hier_chunk_range(x->recvs[m].len / unit, c, x->chunks, &rlo, &rhi);
         pack_range(r, n, lo, hi, out);
-        cs[m] = (epc_tr_msg_t){x->sends[m].peer, x->sends[m].offset + lo * unit, (hi - lo) * unit};
-        cr[m] =
-            (epc_tr_msg_t){x->recvs[m].peer, x->recvs[m].offset + rlo * unit, (rhi - rlo) * unit};
+        cs[m] = (epc_tr_msg_t){.peer = x->sends[m].peer,
+                               .offset = x->sends[m].offset + lo * unit,
+                               .len = (hi - lo) * unit};
+        cr[m] = (epc_tr_msg_t){.peer = x->recvs[m].peer,
+                               .offset = x->recvs[m].offset + rlo * unit,
+                               .len = (rhi - rlo) * unit};
     }
     return epc_lane_net_post(r->lane, cs, x->messages, cr, x->messages, PHASE, &x->chunk_req[c]);
 }

@@ -71,8 +71,10 @@ int hier_messages(const hier_geom_t *g, size_t unit, int combine, epc_tr_msg_t *
             continue;
         mine = (size_t)coll_tpn(g->h, g->rank)[n] * unit;
         theirs = (size_t)coll_tpn(g->h, peer)[g->my_node] * unit;
-        sends[count] = (epc_tr_msg_t){peer, *send_bytes, combine ? theirs : mine};
-        recvs[count] = (epc_tr_msg_t){peer, *recv_bytes, combine ? mine : theirs};
+        sends[count] =
+            (epc_tr_msg_t){.peer = peer, .offset = *send_bytes, .len = combine ? theirs : mine};
+        recvs[count] =
+            (epc_tr_msg_t){.peer = peer, .offset = *recv_bytes, .len = combine ? mine : theirs};
         *send_bytes += sends[count].len;
         *recv_bytes += recvs[count].len;
         count++;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "ll.h"
 #include "params.h"
 
@@ -140,8 +141,20 @@ static epc_status_t agree_max(epc_ctx_t *ctx, int max_tokens)
     return st;
 }
 
+/* Writes between nodes when the transport offers them and EPC_OFI_WRITE
+ * leaves them on (every rank's choice joins the agreement). */
+static epc_status_t expose(coll_ll_t *ll)
+{
+    const epc_config_t *cfg;
+    epc_status_t st = epc_config_get(&cfg);
+    int want = st == EPC_OK && epc_cfg_enum(cfg, EPC_CFG_OFI_WRITE) == 0;
+    epc_status_t xst = epc_lane_net_expose(&ll->lane, want, &ll->writes);
+    return st != EPC_OK ? st : xst;
+}
+
 /* The buffers (collective: the lane, the node's regions), then a check
- * that a dispatch message fits the transport's largest message. */
+ * that a dispatch message fits the transport's largest message, then the
+ * receive region exposed to writes where they are used. */
 static epc_status_t build(epc_ctx_t *ctx, coll_ll_t *ll)
 {
     epc_status_t st = epc_lane_create(&ctx->comm, EPC_LANES, &ll->lane);
@@ -161,7 +174,10 @@ static epc_status_t build(epc_ctx_t *ctx, coll_ll_t *ll)
                            "transport's largest message (%zu bytes): lower max_tokens",
                            ll->dcap > ll->ccap ? ll->dcap : ll->ccap, ll->lane.tr->ops->name,
                            ll->lane.tr->piece_max);
-    return epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx));
+    st = epc_mpi_agree(ctx->comm.mpi, st, &ctx->hdr, epc_ctx_deadline(ctx));
+    if (st == EPC_OK && ll->R > ctx->comm.lsize) /* collective; the same answer everywhere */
+        st = epc_mpi_agree(ctx->comm.mpi, expose(ll), &ctx->hdr, epc_ctx_deadline(ctx));
+    return st;
 }
 
 static epc_status_t enable(epc_ctx_t *ctx, int max_tokens)
@@ -217,6 +233,24 @@ static epc_status_t ll_enter(epc_ctx_t *ctx, const char *fn, epc_request_t **req
         return epc_error_obj(&ctx->hdr, EPC_ERR_INVALID_ARG,
                              "%s: the low-latency mode is not enabled (epc_ll_enable)", fn);
     return EPC_OK;
+}
+
+const char *coll_ll_transfer(const coll_ll_t *ll)
+{
+    if (ll == NULL || ll->lane.tr == NULL || ll->R <= ll->lane.cm->lsize)
+        return "";
+    return ll->writes ? "write" : "send";
+}
+
+epc_status_t coll_ll_post(epc_request_t *r, const epc_tr_msg_t *msgs, int ns, int nr,
+                          const char *phase)
+{
+    ll_req_t *q = r->algo;
+    epc_lane_t *ln = &q->ll->lane;
+    if (ns + nr == 0)
+        return EPC_OK;
+    return q->ll->writes ? epc_lane_net_write_post(ln, msgs, ns, msgs + ns, nr, phase, &q->net)
+                         : epc_lane_net_post(ln, msgs, ns, msgs + ns, nr, phase, &q->net);
 }
 
 static void ll_req_free(epc_request_t *r)

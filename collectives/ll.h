@@ -21,7 +21,8 @@
  * loads it with acquire and sees its call sees the rows and counts too.
  *
  * Inter-node, each pair exchanges one message per call through the
- * lane's transport: a dispatch message (header, then one record per
+ * lane's transport (a write straight into the receiver's slot for this
+ * source where the transport offers them, else a two-sided message): a dispatch message (header, then one record per
  * token: its index, its experts on the receiver, its row) into a receive
  * posted at the largest size, and a combine message (header, then the
  * outputs in the order the source can compute: expert ascending, then
@@ -62,6 +63,9 @@ typedef struct coll_ll {
     size_t dcap, ccap; /* a dispatch / combine message's slot */
     size_t off_ctl, off_ready, off_tok, off_rows, off_out, set_bytes;
     size_t net_comb;   /* where the combine slots start in the transport regions */
+    int writes;        /* inter-node messages are writes into the receiver's
+                        * exposed region (ofi: fi_writedata), not tagged
+                        * messages into receives posted ahead */
     uint64_t calls;    /* dispatches started */
     uint64_t combines; /* combines started: every rank's n-th is the same
                         * collective, whatever its arguments, so its flags
@@ -126,6 +130,19 @@ static inline ll_ctl_t *ll_ready(const coll_ll_t *ll, int l, uint64_t seq)
 {
     return (ll_ctl_t *)(void *)(ll_base(ll, l, (int)(seq % LL_SETS)) + ll->off_ready);
 }
+/* Where combine number seq's message to or from `peer` lies in the
+ * transport regions: by the combine's parity, not its set's, as the
+ * ready lines are.  Two combines in a row may answer on one set (a bad
+ * `dispatched`); a peer writing straight into this rank's region may
+ * start the second before this rank read the first, and two combines in
+ * a row never share a slot.  A slot is written again two combines later,
+ * which a peer starts only after this rank read this one (docs/
+ * LOW_LATENCY.md, "The sets"). */
+static inline size_t ll_comb_slot(const coll_ll_t *ll, uint64_t seq, int peer)
+{
+    return ll->net_comb + ((size_t)(seq % LL_SETS) * ll->R + (size_t)peer) * ll->ccap;
+}
+
 /* A dispatch record's bytes for topk k and rows of row_bytes. */
 static inline size_t ll_unit(int k, size_t row_bytes)
 {
@@ -138,6 +155,10 @@ static inline uint64_t ll_flag(uint64_t call, epc_status_t st)
     return 2 * call + (st != EPC_OK);
 }
 
+/* How the mode's messages cross between nodes (epc_ctx_stats_t's
+ * ll_transfer): "write", "send", or "" (NULL ll, or one node). */
+const char *coll_ll_transfer(const coll_ll_t *ll);
+
 /* Frees the mode's state (local; NULL accepted): after the quiesce. */
 void coll_ll_free(coll_ll_t *ll);
 
@@ -146,6 +167,12 @@ void coll_ll_free(coll_ll_t *ll);
 epc_status_t coll_ll_dispatch_send(epc_request_t *r, const epc_ll_dispatch_args_t *a,
                                    epc_status_t local);
 epc_status_t coll_ll_combine_send(epc_request_t *r, epc_status_t local);
+
+/* Posts the call's inter-node messages (sends, then nr receives, in msgs)
+ * as writes or two-sided messages (ll->writes), into q->net; nothing when
+ * there are none (one node). */
+epc_status_t coll_ll_post(epc_request_t *r, const epc_tr_msg_t *msgs, int ns, int nr,
+                          const char *phase);
 
 /* Keeps this rank's verdict (r->local) and its text (r->error) for the
  * step that reports it and the messages that carry it. */

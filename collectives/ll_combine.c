@@ -55,13 +55,13 @@ static epc_status_t post_messages(epc_request_t *r, const char *eo)
     epc_ctx_t *ctx = r->ctx;
     ll_req_t *q = r->algo;
     coll_ll_t *ll = q->ll;
-    int b = (int)(q->call % LL_SETS), ns = 0, nr = 0;
+    int ns = 0, nr = 0;
     epc_tr_msg_t *msgs = malloc((size_t)2 * ll->R * sizeof *msgs);
     epc_status_t st;
     if (msgs == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ll_combine: message lists");
     for (int s = 0; s < ll->R; s++) {
-        size_t off = ll->net_comb + ((size_t)b * ll->R + s) * ll->ccap;
+        size_t off = ll_comb_slot(ll, q->seq, s);
         int n = r->local == EPC_OK ? rows_for(ll, q->set, s) : 0;
         ll_hdr_t *h;
         if (ll_same_node(ctx, s))
@@ -74,18 +74,17 @@ static epc_status_t post_messages(epc_request_t *r, const char *eo)
         coll_ll_reason(h->reason, r);
         if (n > 0)
             copy_rows(ll, q->set, s, eo, (char *)h + ll->hdr, 1);
-        msgs[ns++] = (epc_tr_msg_t){.peer = s, .offset = off, .len = ll->hdr + n * ll->nrow};
+        msgs[ns++] = (epc_tr_msg_t){.peer = s,
+                                    .offset = off,
+                                    .len = ll->hdr + n * ll->nrow,
+                                    .remote = ll_comb_slot(ll, q->seq, ctx->comm.rank)};
         epc_comm_account(&ctx->comm, s, msgs[ns - 1].len, 1);
     }
     for (int d = 0; d < ll->R; d++)
         if (!ll_same_node(ctx, d))
             msgs[ns + nr++] =
-                (epc_tr_msg_t){.peer = d,
-                               .offset = ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap,
-                               .len = ll->ccap};
-    st = ns + nr == 0
-             ? EPC_OK
-             : epc_lane_net_post(&ll->lane, msgs, ns, msgs + ns, nr, "epc_ll_combine", &q->net);
+                (epc_tr_msg_t){.peer = d, .offset = ll_comb_slot(ll, q->seq, d), .len = ll->ccap};
+    st = coll_ll_post(r, msgs, ns, nr, "epc_ll_combine");
     free(msgs);
     return st;
 }
@@ -126,15 +125,14 @@ static epc_status_t take_dest(epc_request_t *r, int d)
     ll_req_t *q = r->algo;
     coll_ll_t *ll = q->ll;
     epc_ctx_t *ctx = r->ctx;
-    int b = (int)(q->call % LL_SETS);
     const ll_hdr_t *h;
     epc_status_t st;
     if (ll_same_node(ctx, d)) {
         const ll_ctl_t *c = ll_ready(ll, ctx->comm.topo->local_rank[d], q->seq);
         return coll_ll_verdict(r, d, c->status, c->reason);
     }
-    h = (const ll_hdr_t *)(const void *)epc_lane_net_recv_at(
-        &ll->lane, ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap, ll->ccap);
+    h = (const ll_hdr_t *)(const void *)epc_lane_net_recv_at(&ll->lane, ll_comb_slot(ll, q->seq, d),
+                                                             ll->ccap);
     if (h->call != q->seq)
         return epc_error_obj(&ctx->hdr, EPC_ERR_INTERNAL,
                              "epc_ll_combine: rank %d's message is of combine %llu, not %llu", d,
@@ -165,7 +163,7 @@ static const char *row_of(epc_request_t *r, int t, int j)
                ((size_t)(g % ll->epr) * ll->slots + (size_t)ctx->comm.rank * ll->max + s->slot[i]) *
                    ll->nrow;
     return epc_lane_net_recv_at(&ll->lane,
-                                ll->net_comb + ((size_t)b * ll->R + d) * ll->ccap + ll->hdr +
+                                ll_comb_slot(ll, q->seq, d) + ll->hdr +
                                     (size_t)(ll->pre[g] + s->slot[i]) * ll->nrow,
                                 ll->nrow);
 }

@@ -124,16 +124,17 @@ static epc_status_t post_messages(epc_request_t *r, const char *src, size_t rb)
         h->k = k;
         h->fp8 = s->fp8;
         coll_ll_reason(h->reason, r);
-        msgs[ns++] = (epc_tr_msg_t){.peer = d, .offset = off, .len = ll->hdr + ntok[d] * unit};
+        msgs[ns++] = (epc_tr_msg_t){.peer = d,
+                                    .offset = off,
+                                    .len = ll->hdr + ntok[d] * unit,
+                                    .remote = ((size_t)b * ll->R + ctx->comm.rank) * ll->dcap};
         epc_comm_account(&ctx->comm, d, msgs[ns - 1].len, 1);
     }
     for (int d = 0; d < ll->R; d++)
         if (!ll_same_node(ctx, d))
             msgs[ns + nr++] = (epc_tr_msg_t){
                 .peer = d, .offset = ((size_t)b * ll->R + d) * ll->dcap, .len = ll->dcap};
-    st = ns + nr == 0
-             ? EPC_OK
-             : epc_lane_net_post(&ll->lane, msgs, ns, msgs + ns, nr, "epc_ll_dispatch", &q->net);
+    st = coll_ll_post(r, msgs, ns, nr, "epc_ll_dispatch");
     free(msgs);
     return st;
 }

@@ -117,7 +117,7 @@ static epc_status_t pair_exchange(epc_comm_t *cm, epc_path_t path, size_t bytes)
         st = epc_lane_shm_put(ln, cm->topo->local_rank[partner], 0, src, bytes);
         return st == EPC_OK ? epc_lane_shm_fence(ln, "pair exchange") : st;
     } else {
-        epc_tr_msg_t s = {partner, 0, bytes}, r = {partner, 0, bytes};
+        epc_tr_msg_t s = {.peer = partner, .len = bytes}, r = {.peer = partner, .len = bytes};
         if ((st = epc_lane_net_reserve(ln, bytes, bytes)) != EPC_OK)
             return st;
         return epc_lane_net_exchange(ln, &s, 1, &r, 1, "pair exchange");

@@ -147,6 +147,18 @@ epc_status_t epc_lane_net_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int ns
     return epc_tr_start(ln->tr, sends, nsends, recvs, nrecvs, phase, req);
 }
 
+epc_status_t epc_lane_net_expose(epc_lane_t *ln, int want, int *exposed)
+{
+    return epc_tr_expose(ln->tr, want, exposed);
+}
+
+epc_status_t epc_lane_net_write_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
+                                     const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
+                                     void **req)
+{
+    return epc_tr_write_start(ln->tr, sends, nsends, recvs, nrecvs, phase, req);
+}
+
 epc_status_t epc_lane_net_test(epc_lane_t *ln, void *req, int *done)
 {
     return epc_tr_test(ln->tr, req, done);

@@ -90,6 +90,14 @@ epc_status_t epc_lane_net_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int ns
                                void **req);
 epc_status_t epc_lane_net_test(epc_lane_t *ln, void *req, int *done);
 epc_status_t epc_lane_net_finish(epc_lane_t *ln, void *req, epc_deadline_t dl);
+/* Write exchanges (tr.h): expose the transport's receive region to peers'
+ * writes (collective over the lane's transport; *exposed the same on every
+ * rank, 0 where the transport has none or want is 0 anywhere), then post
+ * write exchanges, completed by epc_lane_net_test/_finish. */
+epc_status_t epc_lane_net_expose(epc_lane_t *ln, int want, int *exposed);
+epc_status_t epc_lane_net_write_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
+                                     const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
+                                     void **req);
 /* Frees a posted exchange that will not be waited for (after a failure),
  * keeping the thread's last error. */
 void epc_lane_net_cancel(epc_lane_t *ln, void *req);

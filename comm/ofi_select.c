@@ -18,15 +18,17 @@
 static const char *const hardware[] = {"verbs", "efa", "cxi", "psm3", "psm2", "opx", "usnic"};
 #define NHARDWARE (sizeof hardware / sizeof hardware[0])
 
-/* Hints for an RDM endpoint with tagged messages, asking with the modern
+/* Hints for an RDM endpoint with tagged messages (and, with writes = 1,
+ * RMA writes carrying 4 bytes of remote CQ data), asking with the modern
  * mr_mode bits (never the legacy FI_MR_BASIC) and honouring the reply. */
-static struct fi_info *make_hints(const char *provider)
+static struct fi_info *make_hints(const char *provider, int writes)
 {
     struct fi_info *h = fi_allocinfo();
     if (h == NULL)
         return NULL;
     h->ep_attr->type = FI_EP_RDM;
-    h->caps = FI_TAGGED;
+    h->caps = FI_TAGGED | (writes ? FI_RMA | FI_WRITE | FI_REMOTE_WRITE : 0);
+    h->domain_attr->cq_data_size = writes ? 4 : 0;
     h->mode = FI_CONTEXT | FI_CONTEXT2;
     h->domain_attr->mr_mode =
         FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY | FI_MR_ENDPOINT;
@@ -49,7 +51,7 @@ static int is_hardware(const char *prov_name)
 
 void epc_ofi_auto_provider(char *name, size_t len, int *hw)
 {
-    struct fi_info *hints = make_hints(NULL), *list = NULL;
+    struct fi_info *hints = make_hints(NULL, 0), *list = NULL;
     snprintf(name, len, "tcp");
     *hw = 0;
     if (hints != NULL && fi_getinfo(FI_VERSION(1, 10), NULL, NULL, 0, hints, &list) == 0) {
@@ -68,22 +70,32 @@ void epc_ofi_auto_provider(char *name, size_t len, int *hw)
 epc_status_t epc_ofi_getinfo(const char *provider, struct fi_info **info, epc_obj_t *owner)
 {
     char autoname[64];
-    int hw, rc;
+    int hw, rc = -FI_ENODATA;
     struct fi_info *hints;
     if (provider == NULL || *provider == '\0') {
         epc_ofi_auto_provider(autoname, sizeof autoname, &hw);
         provider = autoname;
     }
-    if ((hints = make_hints(provider)) == NULL)
-        return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "fi_allocinfo");
-    rc = fi_getinfo(FI_VERSION(1, 10), NULL, NULL, 0, hints, info);
-    fi_freeinfo(hints);
+    /* with writes first (the low-latency mode's messages can use them),
+     * else tagged messages alone */
+    for (int writes = 1; writes >= 0 && rc != 0; writes--) {
+        if ((hints = make_hints(provider, writes)) == NULL)
+            return epc_error_obj(owner, EPC_ERR_NO_MEMORY, "fi_allocinfo");
+        rc = fi_getinfo(FI_VERSION(1, 10), NULL, NULL, 0, hints, info);
+        fi_freeinfo(hints);
+    }
     if (rc != 0)
         return epc_error_obj(owner, EPC_ERR_TRANSPORT,
                              "ofi transport: provider \"%s\" offers no RDM endpoint with tagged "
                              "messages here (fi_getinfo: %s); see fi_info -l, EPC_OFI_PROVIDER",
                              provider, fi_strerror(-rc));
     return EPC_OK;
+}
+
+int epc_ofi_has_writes(const struct fi_info *info)
+{
+    uint64_t need = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
+    return (info->caps & need) == need && info->domain_attr->cq_data_size >= 4;
 }
 #else
 void epc_ofi_auto_provider(char *name, size_t len, int *hw)

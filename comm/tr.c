@@ -62,6 +62,7 @@ void epc_tr_destroy(epc_tr_t *tr)
         return;
     if (tr->ops != NULL)
         tr->ops->fini(tr);
+    free(tr->peer_recv);
     free(tr);
 }
 
@@ -70,6 +71,11 @@ epc_status_t epc_tr_reserve(epc_tr_t *tr, size_t send, size_t recv)
     epc_status_t st;
     if (send <= tr->send_cap && recv <= tr->recv_cap)
         return EPC_OK;
+    if (tr->exposed && recv > tr->recv_cap) /* peers write at its old address */
+        return epc_error_obj(tr->owner, EPC_ERR_INTERNAL,
+                             "%s transport: the receive region is exposed to peers' writes at "
+                             "%zu bytes and cannot grow to %zu",
+                             tr->ops->name, tr->recv_cap, recv);
     st = tr->ops->reserve(
         tr, send <= tr->send_cap ? tr->send_cap : epc_tr_grow_size(tr->send_cap, send),
         recv <= tr->recv_cap ? tr->recv_cap : epc_tr_grow_size(tr->recv_cap, recv));
@@ -94,21 +100,71 @@ static epc_status_t check_msgs(epc_tr_t *tr, const epc_tr_msg_t *m, int n, size_
     return EPC_OK;
 }
 
+static epc_status_t broken(epc_tr_t *tr, const char *phase)
+{
+    return epc_error_obj(tr->owner, EPC_ERR_TRANSPORT,
+                         "%s: the %s transport failed or timed out earlier; destroy the context",
+                         phase, tr->ops->name);
+}
+
 epc_status_t epc_tr_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
                           const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req)
 {
     epc_status_t st;
     *req = NULL;
     if (tr->broken)
-        return epc_error_obj(tr->owner, EPC_ERR_TRANSPORT,
-                             "%s: the %s transport failed or timed out earlier; destroy the "
-                             "context",
-                             phase, tr->ops->name);
+        return broken(tr, phase);
     if ((st = check_msgs(tr, sends, nsends, tr->send_cap, "send", phase)) != EPC_OK ||
         (st = check_msgs(tr, recvs, nrecvs, tr->recv_cap, "receive", phase)) != EPC_OK)
         return st;
     st = tr->ops->start(tr, sends, nsends, recvs, nrecvs, phase, req);
     tr->epoch++; /* the next exchange's messages never match this one's */
+    if (st != EPC_OK)
+        tr->broken = 1;
+    return st;
+}
+
+epc_status_t epc_tr_expose(epc_tr_t *tr, int want, int *exposed)
+{
+    epc_status_t st = EPC_OK;
+    int all = 0;
+    if (tr->exposed) {
+        *exposed = 1;
+        return EPC_OK;
+    }
+    /* every rank runs the same transport: all take this branch or none */
+    if (tr->ops->expose != NULL)
+        st = tr->ops->expose(tr, want, &all);
+    tr->exposed = st == EPC_OK && all;
+    *exposed = tr->exposed;
+    return st;
+}
+
+epc_status_t epc_tr_write_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                                const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
+                                void **req)
+{
+    epc_status_t st;
+    *req = NULL;
+    if (!tr->exposed)
+        return epc_error_obj(tr->owner, EPC_ERR_INTERNAL,
+                             "%s: write exchange on the %s transport before epc_tr_expose", phase,
+                             tr->ops->name);
+    if (tr->broken)
+        return broken(tr, phase);
+    if ((st = check_msgs(tr, sends, nsends, tr->send_cap, "send", phase)) != EPC_OK ||
+        (st = check_msgs(tr, recvs, nrecvs, tr->recv_cap, "receive", phase)) != EPC_OK)
+        return st;
+    for (int i = 0; i < nsends; i++) {
+        size_t cap = tr->peer_recv[sends[i].peer];
+        if (sends[i].remote > cap || sends[i].len > cap - sends[i].remote)
+            return epc_error_obj(tr->owner, EPC_ERR_INTERNAL,
+                                 "%s: write %d (%zu bytes at %zu) outside rank %d's %zu-byte "
+                                 "receive region",
+                                 phase, i, sends[i].len, sends[i].remote, sends[i].peer, cap);
+    }
+    st = tr->ops->write_start(tr, sends, nsends, recvs, nrecvs, phase, req);
+    tr->epoch++;
     if (st != EPC_OK)
         tr->broken = 1;
     return st;

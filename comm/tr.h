@@ -12,6 +12,15 @@
  * alone knows).  Messages between one pair within one exchange must be listed in
  * the same order by both.  Every wait has a deadline; after a timeout or
  * failure the transport is broken and refuses further exchanges.
+ *
+ * A transport may also offer one-sided exchanges (ofi: fi_writedata): once
+ * every rank exposed its receive region (epc_tr_expose, collective; the
+ * region never grows again), a write exchange puts each send straight into
+ * the peer's receive region at the send's `remote` offset, and each listed
+ * receive completes when that peer's write of this exchange has landed
+ * (one write per pair and exchange; the receiver learns the length from
+ * the data).  The ranks must run their exchanges in the same order, as
+ * for two-sided ones: the exchange's number travels with each write.
  */
 #ifndef EPC_COMM_TR_H
 #define EPC_COMM_TR_H
@@ -29,6 +38,7 @@ typedef struct epc_tr_msg {
     int peer;      /* rank in the transport's communicator */
     size_t offset; /* in the local send (or receive) region */
     size_t len;    /* bytes */
+    size_t remote; /* a write's offset in the peer's receive region */
 } epc_tr_msg_t;
 
 typedef struct epc_tr_ops {
@@ -49,6 +59,14 @@ typedef struct epc_tr_ops {
     /* Completes req by the deadline (naming phase and peer on timeout) and
      * frees it, also on failure. */
     epc_status_t (*wait)(epc_tr_t *tr, void *req, epc_deadline_t dl);
+    /* Optional (NULL: two-sided only).  expose: collective over tr->comm;
+     * *all = 1 when every rank registered its receive region for writes
+     * (want = 0 on any rank: none does); write_start: as start, a write
+     * exchange (test and wait complete it). */
+    epc_status_t (*expose)(epc_tr_t *tr, int want, int *all);
+    epc_status_t (*write_start)(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                                const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
+                                void **req);
 } epc_tr_ops_t;
 
 struct epc_tr {
@@ -68,6 +86,8 @@ struct epc_tr {
     size_t piece_max;  /* a message up to this long travels whole, so its
                         * receive may be posted longer than it (the bytes
                         * received are then a prefix) */
+    int exposed;       /* write exchanges possible (epc_tr_expose) */
+    size_t *peer_recv; /* [size] after the exposure: each rank's receive region */
     void *impl;        /* transport-private state */
 };
 
@@ -103,6 +123,20 @@ epc_status_t epc_tr_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
                           const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req);
 epc_status_t epc_tr_test(epc_tr_t *tr, void *req, int *done);
 epc_status_t epc_tr_wait(epc_tr_t *tr, void *req, epc_deadline_t dl);
+
+/* Collective over tr->comm (bounded by the transport's timeout; every rank
+ * gets the same *exposed): makes write exchanges possible when the
+ * transport offers them and every rank passes want = 1; afterwards the
+ * receive region keeps its size (a larger reserve is EPC_ERR_INTERNAL).
+ * *exposed = 0 (EPC_OK) where the transport has no writes. */
+epc_status_t epc_tr_expose(epc_tr_t *tr, int want, int *exposed);
+
+/* A write exchange (after epc_tr_expose gave *exposed = 1): checks each
+ * send against this region and the peer's, then posts it; completed by
+ * epc_tr_test/epc_tr_wait. */
+epc_status_t epc_tr_write_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
+                                const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
+                                void **req);
 
 /* New capacity for a region that must hold `need` bytes: need and 1/8
  * more, at least 1.5x cap (few grows as traffic rises). */

@@ -11,6 +11,10 @@
  * regions are registered (and bound to the endpoint) only when it asks.
  * Progress is driven by reading the completion queue while waiting, which
  * providers with manual progress (tcp;ofi_rxm) need.
+ *
+ * Where the provider offers RMA writes with remote CQ data, the receive
+ * region is registered for peers' writes, and epc_tr_expose publishes its
+ * address and key to every rank (tr_ofi_xchg.c moves the write exchanges).
  */
 #include "build_config.h"
 
@@ -73,6 +77,7 @@ static epc_status_t ofi_init(epc_tr_t *tr, const char *provider)
     snprintf(tr->provider, sizeof tr->provider, "%s", o->info->fabric_attr->prov_name);
     o->mr_local = (o->info->domain_attr->mr_mode & FI_MR_LOCAL) != 0;
     o->mr_endpoint = (o->info->domain_attr->mr_mode & FI_MR_ENDPOINT) != 0;
+    o->rma = epc_ofi_has_writes(o->info);
     o->max_msg = o->info->ep_attr->max_msg_size ? o->info->ep_attr->max_msg_size : SIZE_MAX;
     tr->piece_max = o->max_msg;
     o->next_key = 1;
@@ -137,6 +142,9 @@ static void ofi_fini(epc_tr_t *tr)
         if (o->info)
             fi_freeinfo(o->info);
         free(o->addr);
+        free(o->rbase);
+        free(o->rkey);
+        free(o->early);
         free(o);
         tr->impl = NULL;
     }
@@ -145,10 +153,14 @@ static void ofi_fini(epc_tr_t *tr)
     tr->send_buf = tr->recv_buf = NULL;
 }
 
-/* Replaces a region by a larger one, registered when the provider asks. */
+/* Replaces a region by a larger one, registered when the provider asks
+ * (and the receive region also when peers may write into it). */
 static epc_status_t grow(epc_tr_t *tr, char **buf, size_t *cap, struct fid_mr **mr, size_t want)
 {
     ofi_t *o = tr->impl;
+    int is_recv = buf == &tr->recv_buf;
+    uint64_t access =
+        is_recv ? FI_RECV | (o->rma ? FI_REMOTE_WRITE : 0) : FI_SEND | (o->rma ? FI_WRITE : 0);
     char *p;
     int rc;
     if (want <= *cap)
@@ -158,9 +170,9 @@ static epc_status_t grow(epc_tr_t *tr, char **buf, size_t *cap, struct fid_mr **
         return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi transport: %zu-byte region", want);
     *buf = p;
     *cap = want;
-    if (!o->mr_local)
+    if (!o->mr_local && !(is_recv && o->rma))
         return EPC_OK;
-    rc = fi_mr_reg(o->domain, p, want, FI_SEND | FI_RECV, 0, o->next_key++, 0, mr, NULL);
+    rc = fi_mr_reg(o->domain, p, want, access, 0, o->next_key++, 0, mr, NULL);
     if (rc != 0)
         return OFI_ERR(tr, "fi_mr_reg", rc);
     if (o->mr_endpoint &&
@@ -176,6 +188,45 @@ static epc_status_t ofi_reserve(epc_tr_t *tr, size_t send, size_t recv)
     return st != EPC_OK ? st : grow(tr, &tr->recv_buf, &tr->recv_cap, &o->recv_mr, recv);
 }
 
+/* Every rank's receive region (exposed?, address, key, size) to every
+ * rank; writes are on when each rank can take them.  Every rank takes part
+ * in the allgather, also one that cannot. */
+static epc_status_t ofi_expose(epc_tr_t *tr, int want, int *all)
+{
+    ofi_t *o = tr->impl;
+    size_t n = (size_t)tr->size;
+    uint64_t mine[4] = {0}, *every = malloc(4 * n * sizeof *every);
+    int rc;
+    MPI_Request req;
+    epc_status_t st;
+    o->rbase = malloc(n * sizeof *o->rbase);
+    o->rkey = malloc(n * sizeof *o->rkey);
+    tr->peer_recv = malloc(n * sizeof *tr->peer_recv);
+    if (every == NULL || o->rbase == NULL || o->rkey == NULL || tr->peer_recv == NULL) {
+        free(every);
+        return epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "ofi transport: %zu peers' regions", n);
+    }
+    mine[0] = want && o->rma && o->recv_mr != NULL && tr->size <= OFI_WRITE_RANKS;
+    if (mine[0]) {
+        int virt = (o->info->domain_attr->mr_mode & FI_MR_VIRT_ADDR) != 0;
+        mine[1] = virt ? (uint64_t)(uintptr_t)tr->recv_buf : 0;
+        mine[2] = fi_mr_key(o->recv_mr);
+        mine[3] = tr->recv_cap;
+    }
+    rc = MPI_Iallgather(mine, 4, MPI_UINT64_T, every, 4, MPI_UINT64_T, tr->comm, &req);
+    st = epc_mpi_finish(rc, &req, epc_tr_deadline(tr), tr->owner,
+                        "ofi transport: MPI_Iallgather(receive regions)");
+    *all = st == EPC_OK;
+    for (size_t r = 0; r < n && *all; r++) {
+        *all = every[4 * r] != 0;
+        o->rbase[r] = every[4 * r + 1];
+        o->rkey[r] = every[4 * r + 2];
+        tr->peer_recv[r] = (size_t)every[4 * r + 3];
+    }
+    free(every);
+    return st;
+}
+
 const epc_tr_ops_t epc_tr_ofi_ops = {
     .name = "ofi",
     .init = ofi_init,
@@ -185,6 +236,8 @@ const epc_tr_ops_t epc_tr_ofi_ops = {
     .start = epc_ofi_start,
     .test = epc_ofi_test,
     .wait = epc_ofi_wait,
+    .expose = ofi_expose,
+    .write_start = epc_ofi_write_start,
 };
 
 #endif /* EPC_HAVE_OFI */

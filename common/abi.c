@@ -30,7 +30,7 @@ static const epc_abi_field_t table[] = {
 #undef T
 #define T epc_ctx_stats_t
     STRUCT, F(size), F(bytes_sent), F(bytes_recv), F(shm_bytes), F(net_bytes), F(shm_grows),
-    F(net_grows), F(transport), F(provider), F(transport_reason),
+    F(net_grows), F(transport), F(provider), F(transport_reason), F(ll_transfer),
 #undef T
 #define T epc_dispatch_args_t
     STRUCT, F(size), F(x), F(num_tokens), F(topk), F(topk_idx), F(topk_weights),

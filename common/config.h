@@ -52,6 +52,11 @@ typedef enum epc_cfg_type {
     X(OFI_PROVIDER, EPC_CFG_T_STRING, "", "", 0, 0,                                           \
       "libfabric provider for the ofi transport (e.g. verbs, tcp, shm). Empty: the first "    \
       "hardware provider, else tcp.")                                                         \
+    X(OFI_WRITE, EPC_CFG_T_ENUM, "auto", "auto|off", 0, 0,                                    \
+      "Messages of the low-latency mode between nodes over the ofi transport. auto: "         \
+      "fi_writedata into the receiver's registered region with remote CQ data when the "      \
+      "provider offers it (and every rank agrees), else tagged messages into receives "       \
+      "posted ahead; off: always the tagged messages.")                                       \
     X(TIMEOUT_MS, EPC_CFG_T_INT, "60000", "1..86400000", 1, 86400000,                         \
       "Deadline in milliseconds of every wait inside a call; on expiry the call returns "     \
       "EPC_ERR_TIMEOUT naming the phase and the peer it waited for.")                         \

@@ -41,9 +41,9 @@ extern "C" {
 /* --- Version ------------------------------------------------------------- */
 
 #define EPC_VERSION_MAJOR 0
-#define EPC_VERSION_MINOR 9
+#define EPC_VERSION_MINOR 10
 #define EPC_VERSION_PATCH 0
-#define EPC_VERSION_STRING "0.9.0"
+#define EPC_VERSION_STRING "0.10.0"
 /** Encodes a version as one comparable integer (major*10000+minor*100+patch). */
 #define EPC_VERSION_NUMBER(maj, min, pat) ((maj)*10000 + (min)*100 + (pat))
 #define EPC_VERSION EPC_VERSION_NUMBER(EPC_VERSION_MAJOR, EPC_VERSION_MINOR, EPC_VERSION_PATCH)
@@ -262,6 +262,11 @@ typedef struct epc_ctx_stats {
     const char *transport;         /* "mpi" or "ofi" */
     const char *provider;          /* libfabric provider ("" for mpi) */
     const char *transport_reason;  /* why this transport was chosen */
+    /* added in 0.10: how the low-latency mode moves its messages between
+     * nodes: "write" (ofi: fi_writedata into the receiver's registered
+     * region, remote CQ data as the signal), "send" (two-sided messages
+     * into receives posted ahead), "" (mode not enabled, or one node) */
+    const char *ll_transfer;
 } epc_ctx_stats_t;
 #define EPC_CTX_STATS_INIT EPC_PARAMS_INIT_(epc_ctx_stats_t)
 
@@ -751,7 +756,7 @@ EPC_EXPORT const epc_build_info_t *epc_get_build_info(void);
 
 /* --- The ABI, described for bindings ------------------------------------- */
 
-#define EPC_ABI_VERSION 9 /* libtool's current: when it changes, docs/API.md */
+#define EPC_ABI_VERSION 10 /* libtool's current: when it changes, docs/API.md */
 
 /** A row of epc_abi_table: a public struct (field "", offset 0, its sizeof)
  * or one of its fields (offset and size in bytes). */

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 # The ABI version these mirrors describe (EPC_ABI_VERSION in epcomm.h).
-ABI_VERSION = 9
+ABI_VERSION = 10
 
 c_int, c_size_t, c_double, c_float = ctypes.c_int, ctypes.c_size_t, ctypes.c_double, ctypes.c_float
 c_char_p, c_void_p, c_uint64 = ctypes.c_char_p, ctypes.c_void_p, ctypes.c_uint64
@@ -36,7 +36,7 @@ CtxStats = _struct("epc_ctx_stats_t", [
     ("size", c_size_t), ("bytes_sent", c_uint64 * LINK_CLASSES),
     ("bytes_recv", c_uint64 * LINK_CLASSES), ("shm_bytes", c_uint64), ("net_bytes", c_uint64),
     ("shm_grows", c_uint64), ("net_grows", c_uint64), ("transport", c_char_p),
-    ("provider", c_char_p), ("transport_reason", c_char_p)])
+    ("provider", c_char_p), ("transport_reason", c_char_p), ("ll_transfer", c_char_p)])
 DispatchArgs = _struct("epc_dispatch_args_t", [
     ("size", c_size_t), ("x", c_void_p), ("num_tokens", c_int), ("topk", c_int),
     ("topk_idx", c_void_p), ("topk_weights", c_void_p), ("expert_alignment", c_int),

@@ -489,6 +489,7 @@ class Context(LowLatencyMixin):
                 "shm_bytes": s.shm_bytes, "net_bytes": s.net_bytes,
                 "transport": s.transport.decode(), "provider": s.provider.decode(),
                 "transport_reason": s.transport_reason.decode(),
+                "ll_transfer": s.ll_transfer.decode(),
                 "dispatches": c.dispatches, "combines": c.combines,
                 "shm_grows": s.shm_grows, "net_grows": s.net_grows}
 

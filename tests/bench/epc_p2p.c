@@ -91,7 +91,7 @@ static int op_shm(void *arg, size_t n)
 static int op_net(void *arg, size_t n)
 {
     path_t *p = arg;
-    epc_tr_msg_t s = {p->b->partner, 0, n}, r = {p->b->partner, 0, n};
+    epc_tr_msg_t s = {.peer = p->b->partner, .len = n}, r = {.peer = p->b->partner, .len = n};
     return epc_lane_net_exchange(&p->ctx->comm.lane[0], &s, 1, &r, 1, "p2p") == EPC_OK ? 0 : -1;
 }
 
