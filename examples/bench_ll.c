@@ -235,6 +235,7 @@ static int size_rows(bench_t *b, int T, double *buf)
 
 int bench_run_ll(bench_t *b)
 {
+    epc_ctx_stats_t s = EPC_CTX_STATS_INIT;
     int max = 0, rc = 0;
     double *buf = malloc((size_t)3 * b->o.iters * sizeof *buf);
     for (size_t i = 0; i < sizeof ll_sizes / sizeof ll_sizes[0]; i++)
@@ -244,11 +245,14 @@ int bench_run_ll(bench_t *b)
         return bench_fail(b, "out of memory");
     if (epc_ll_enable(b->ctx, max) != EPC_OK)
         return free(buf), bench_fail(b, "epc_ll_enable");
+    epc_ctx_stats(b->ctx, &s);
     if (b->rank == 0)
         printf("# latency (us; per iteration the slowest rank; %d iterations), low-latency "
-               "mode at max_tokens %d; xraw = median / raw MPI_Alltoall's median\n"
+               "mode at max_tokens %d, its messages between nodes: %s; xraw = median / raw "
+               "MPI_Alltoall's median\n"
                "# %6s  %-8s %-8s %10s %10s %10s  %7s\n",
-               b->o.iters, max, "T", "op", "path", "min", "median", "p99", "xraw");
+               b->o.iters, max, s.ll_transfer[0] ? s.ll_transfer : "none (one node)", "T", "op",
+               "path", "min", "median", "p99", "xraw");
     for (size_t i = 0; i < sizeof ll_sizes / sizeof ll_sizes[0] && rc == 0; i++)
         if (ll_sizes[i] <= max)
             rc = size_rows(b, ll_sizes[i], buf);

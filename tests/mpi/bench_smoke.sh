@@ -116,3 +116,25 @@ PY
 "$EPC_MPIRUN" 2 "$top_builddir/examples/epc_bench" -t 8 --expert-us 5 >"$dir/bad.txt" 2>&1 &&
     { echo "FAIL: --expert-us without --placement accepted"; exit 1; }
 grep -q "expert-us needs --placement" "$dir/bad.txt" || { cat "$dir/bad.txt"; exit 1; }
+# --ll over ofi between the 2 virtual nodes: the latency table names the
+# mode's messages (fi_writedata), has every path at T = 1 and 16 with
+# min <= median <= p99, and -c checks every row and sum.
+EPC_TRANSPORT=ofi EPC_OFI_PROVIDER=tcp "$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" --ll \
+    -t 16 -H 256 -e 32 -k 4 -n 3 -c >"$dir/ll.txt" 2>&1 || { cat "$dir/ll.txt"; exit 1; }
+python3 - "$dir/ll.txt" <<'PY' || { cat "$dir/ll.txt"; exit 1; }
+import sys
+text = open(sys.argv[1]).read()
+assert "its messages between nodes: write" in text, text
+rows = [l.split() for l in text.splitlines() if l.strip() and not l.startswith("#")]
+seen = {(r[0], r[1], r[2]) for r in rows}
+for t in ("1", "16"):
+    assert (t, "a2a", "raw") in seen, seen
+    for op in ("dispatch", "combine"):
+        for path in ("ll", "hier", "flat"):
+            assert (t, op, path) in seen, (t, op, path)
+for r in rows:
+    lo, med, p99 = (float(v) for v in r[3:6])
+    assert 0 < lo <= med <= p99, r
+assert text.count("0 wrong values (every row and sum checked)") == 2, text
+print("--ll over ofi writes: %d rows, every value checked" % len(rows))
+PY

@@ -143,7 +143,13 @@ def main():
     with epcomm.Context(hidden=H, num_experts=E, max_topk=K, ranks_per_node=a.ranks_per_node,
                         transport=a.transport, log_level="off") as ep:
         assert ep.low_latency_buffer_size(MAXT) > 0
+        assert ep.stats()["ll_transfer"] == ""
         ep.enable_low_latency(MAXT)
+        # between (virtual) nodes of this one host: writes over ofi (tcp),
+        # two-sided messages over mpi; nothing on one node
+        nodes = SIZE // a.ranks_per_node if a.ranks_per_node else 1
+        want = "" if nodes == 1 else "write" if a.transport == "ofi" else "send"
+        assert ep.stats()["ll_transfer"] == want, (ep.stats()["ll_transfer"], want)
         for call in range(4):
             one_call(ep, call, zero_copy=call % 2 == 0, hook=call >= 2)
         one_call(ep, 10, fp8=True)
