@@ -548,7 +548,12 @@ EPC_EXPORT void epc_handle_destroy(epc_handle_t *handle);
  * alternate two buffer sets, so the dispatch of microbatch i+1 can be in
  * flight while microbatch i is in its experts.  Every rank makes the same
  * low-latency calls in the same order; a dispatch's combine, if any, is
- * completed before the dispatch two after it starts.
+ * completed before the dispatch two after it starts, and a dispatch with
+ * no combine is completed on every rank before any rank starts the
+ * dispatch two after it (nothing else tells a peer it was read).  Between
+ * nodes a message is one fi_writedata into the receiver's registered
+ * region over ofi where the provider offers it (EPC_OFI_WRITE), else a
+ * two-sided message; epc_ctx_stats_t.ll_transfer says which.
  */
 
 /** Bytes per rank epc_ll_enable(ctx, max_tokens) reserves (its node
