@@ -46,9 +46,10 @@ double bench_median(double *t, int n)
 }
 
 /* Prints one row: min, median, p99 (microseconds) and the median against
- * the raw exchange's (raw_med 0: the raw row itself). */
+ * the raw exchange's (raw_med 0: a raw row itself) and, where rawk_med >
+ * 0, against the raw exchange of combine's bytes. */
 static double print_lat(const bench_t *b, int T, const char *op, const char *path, double *t,
-                        double raw_med)
+                        double raw_med, double rawk_med)
 {
     int n = b->o.iters, p99 = (int)ceil(0.99 * n) - 1;
     double med = bench_median(t, n);
@@ -57,6 +58,8 @@ static double print_lat(const bench_t *b, int T, const char *op, const char *pat
                1e6 * t[p99 < 0 ? 0 : p99]);
         if (raw_med > 0)
             printf("  %6.2fx", med / raw_med);
+        if (rawk_med > 0)
+            printf("  %6.2fx", med / rawk_med);
         printf("\n");
     }
     return med;
@@ -165,14 +168,28 @@ int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *te
     return 0;
 }
 
-/* The raw exchange: MPI_Alltoall of the mean per-peer bytes a dispatch of
- * T tokens sends (every rank's rows to every rank, over R^2). */
-static int raw_times(bench_t *b, int T, double *t)
+/* Bytes this rank's T tokens send as one row per (token, expert), what
+ * the low-latency combine (as DeepEP's) moves back. */
+static double per_expert_bytes(const bench_t *b, int T)
+{
+    long rows = 0;
+    for (long i = 0; i < (long)T * b->o.topk; i++)
+        rows += b->idx[i] >= 0;
+    return (double)rows * (double)b->row_bytes;
+}
+
+/* The raw exchange: MPI_Alltoall of the mean per-peer bytes (every rank's
+ * bytes to every rank, over R^2) of a dispatch of T tokens (one row per
+ * token and destination rank) or, with per_expert, of one row per token
+ * and expert. */
+static int raw_times(bench_t *b, int T, int per_expert, double *t)
 {
     double lb, pi, rpt, npt, sum;
     size_t per;
     char *src, *dst;
     bench_route_stats(b, T, &lb, &pi, &rpt, &npt);
+    if (per_expert)
+        lb = per_expert_bytes(b, T);
     MPI_Allreduce(&lb, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     per = (size_t)(sum / b->size / b->size);
     per = per > 0 ? per : 1;
@@ -209,22 +226,26 @@ static int path_times(bench_t *b, int path, int T, lat_t *l)
     return 0;
 }
 
-/* The rows of size T: raw first, then each path's dispatch and combine. */
+/* The rows of size T: the raw exchanges first (dispatch's bytes, then
+ * combine's), then each path's dispatch and combine. */
 static int size_rows(bench_t *b, int T, double *buf)
 {
     static const char *const names[3] = {"ll", "hier", "flat"};
-    double *raw = buf, raw_med;
+    double *raw = buf, raw_med, rawk_med;
     long wrong = 0, total;
-    int rc = raw_times(b, T, raw);
+    int rc = raw_times(b, T, 0, raw);
     if (rc != 0)
         return rc;
-    raw_med = print_lat(b, T, "a2a", "raw", raw, 0);
+    raw_med = print_lat(b, T, "a2a", "raw", raw, 0, 0);
+    if ((rc = raw_times(b, T, 1, raw)) != 0)
+        return rc;
+    rawk_med = print_lat(b, T, "a2a", "raw-k", raw, 0, 0);
     for (int p = 0; p < 3 && rc == 0; p++) {
         lat_t l = {buf + b->o.iters, buf + 2 * b->o.iters, 0};
         if ((rc = path_times(b, p, T, &l)) != 0)
             break;
-        print_lat(b, T, "dispatch", names[p], l.d, raw_med);
-        print_lat(b, T, "combine", names[p], l.c, raw_med);
+        print_lat(b, T, "dispatch", names[p], l.d, raw_med, 0);
+        print_lat(b, T, "combine", names[p], l.c, raw_med, rawk_med);
         wrong += l.wrong;
     }
     MPI_Allreduce(&wrong, &total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
@@ -248,11 +269,14 @@ int bench_run_ll(bench_t *b)
     epc_ctx_stats(b->ctx, &s);
     if (b->rank == 0)
         printf("# latency (us; per iteration the slowest rank; %d iterations), low-latency "
-               "mode at max_tokens %d, its messages between nodes: %s; xraw = median / raw "
-               "MPI_Alltoall's median\n"
-               "# %6s  %-8s %-8s %10s %10s %10s  %7s\n",
+               "mode at max_tokens %d, its messages between nodes: %s\n"
+               "# xraw = median / the median of raw, an MPI_Alltoall of the dispatch's mean "
+               "bytes per peer (one row per token and rank);\n# xraw-k (combines) = median / "
+               "the median of raw-k, one of the low-latency combine's (one row per token and "
+               "expert)\n"
+               "# %6s  %-8s %-8s %10s %10s %10s  %7s  %7s\n",
                b->o.iters, max, s.ll_transfer[0] ? s.ll_transfer : "none (one node)", "T", "op",
-               "path", "min", "median", "p99", "xraw");
+               "path", "min", "median", "p99", "xraw", "xraw-k");
     for (size_t i = 0; i < sizeof ll_sizes / sizeof ll_sizes[0] && rc == 0; i++)
         if (ll_sizes[i] <= max)
             rc = size_rows(b, ll_sizes[i], buf);

@@ -117,8 +117,9 @@ PY
     { echo "FAIL: --expert-us without --placement accepted"; exit 1; }
 grep -q "expert-us needs --placement" "$dir/bad.txt" || { cat "$dir/bad.txt"; exit 1; }
 # --ll over ofi between the 2 virtual nodes: the latency table names the
-# mode's messages (fi_writedata), has every path at T = 1 and 16 with
-# min <= median <= p99, and -c checks every row and sum.
+# mode's messages (fi_writedata), has both raw exchanges and every path at
+# T = 1 and 16 with min <= median <= p99 and each ratio its median over
+# the raw one's, and -c checks every row and sum.
 EPC_TRANSPORT=ofi EPC_OFI_PROVIDER=tcp "$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" --ll \
     -t 16 -H 256 -e 32 -k 4 -n 3 -c >"$dir/ll.txt" 2>&1 || { cat "$dir/ll.txt"; exit 1; }
 python3 - "$dir/ll.txt" <<'PY' || { cat "$dir/ll.txt"; exit 1; }
@@ -128,13 +129,21 @@ assert "its messages between nodes: write" in text, text
 rows = [l.split() for l in text.splitlines() if l.strip() and not l.startswith("#")]
 seen = {(r[0], r[1], r[2]) for r in rows}
 for t in ("1", "16"):
-    assert (t, "a2a", "raw") in seen, seen
+    assert (t, "a2a", "raw") in seen and (t, "a2a", "raw-k") in seen, seen
     for op in ("dispatch", "combine"):
         for path in ("ll", "hier", "flat"):
             assert (t, op, path) in seen, (t, op, path)
+med = {(r[0], r[1], r[2]): float(r[4]) for r in rows}
 for r in rows:
-    lo, med, p99 = (float(v) for v in r[3:6])
-    assert 0 < lo <= med <= p99, r
+    lo, m, p99 = (float(v) for v in r[3:6])
+    assert 0 < lo <= m <= p99, r
+    # ratios: over raw (every op), over raw-k (combines only)
+    want = [] if r[1] == "a2a" else [med[(r[0], "a2a", "raw")]]
+    want += [med[(r[0], "a2a", "raw-k")]] if r[1] == "combine" else []
+    got = [float(v.rstrip("x")) for v in r[6:]]
+    assert len(got) == len(want), r
+    for g, base in zip(got, want):
+        assert abs(g - m / base) <= 0.01 * g + 0.006, (r, base)
 assert text.count("0 wrong values (every row and sum checked)") == 2, text
 print("--ll over ofi writes: %d rows, every value checked" % len(rows))
 PY
