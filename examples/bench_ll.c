@@ -3,9 +3,10 @@
  * bench_ll.c - epc_bench --ll: the latency of one dispatch and one
  * combine at decoding sizes (T = 1, 16, 128, 256 tokens per rank, up to
  * -t), for the low-latency mode (start to hook done, expert outputs in
- * the context's buffer), the normal hier and flat calls, and a raw
- * MPI_Alltoall of the same bytes per peer (the osu_alltoall
- * equivalent), timed side by side in the same run.  Every iteration
+ * the context's buffer), the normal hier and flat calls, and raw
+ * MPI_Alltoalls (the osu_alltoall equivalent) of the mean bytes per peer
+ * of one row per token and rank (raw) and per token and expert (raw-k),
+ * timed side by side in the same run.  Every iteration
  * starts after a barrier; its time is the slowest rank's; min, median
  * and p99 over the iterations.  The identity experts (untimed) make the
  * combine (sum of weight x row) checkable; they read every received row
@@ -47,7 +48,7 @@ double bench_median(double *t, int n)
 
 /* Prints one row: min, median, p99 (microseconds) and the median against
  * the raw exchange's (raw_med 0: a raw row itself) and, where rawk_med >
- * 0, against the raw exchange of combine's bytes. */
+ * 0, against the raw exchange of one row per token and expert. */
 static double print_lat(const bench_t *b, int T, const char *op, const char *path, double *t,
                         double raw_med, double rawk_med)
 {
@@ -168,8 +169,9 @@ int bench_normal_once(bench_t *b, epc_algo_t algo, int T, double *td, double *te
     return 0;
 }
 
-/* Bytes this rank's T tokens send as one row per (token, expert), what
- * the low-latency combine (as DeepEP's) moves back. */
+/* Bytes this rank's T tokens make as one row per (token, expert): what the
+ * low-latency mode places (each expert's block its own copy) and its
+ * combine moves back, as DeepEP's. */
 static double per_expert_bytes(const bench_t *b, int T)
 {
     long rows = 0;
@@ -226,8 +228,9 @@ static int path_times(bench_t *b, int path, int T, lat_t *l)
     return 0;
 }
 
-/* The rows of size T: the raw exchanges first (dispatch's bytes, then
- * combine's), then each path's dispatch and combine. */
+/* The rows of size T: the raw exchanges first (one row per token and
+ * rank, then per token and expert), then each path's dispatch and
+ * combine. */
 static int size_rows(bench_t *b, int T, double *buf)
 {
     static const char *const names[3] = {"ll", "hier", "flat"};
@@ -244,7 +247,7 @@ static int size_rows(bench_t *b, int T, double *buf)
         lat_t l = {buf + b->o.iters, buf + 2 * b->o.iters, 0};
         if ((rc = path_times(b, p, T, &l)) != 0)
             break;
-        print_lat(b, T, "dispatch", names[p], l.d, raw_med, 0);
+        print_lat(b, T, "dispatch", names[p], l.d, raw_med, rawk_med);
         print_lat(b, T, "combine", names[p], l.c, raw_med, rawk_med);
         wrong += l.wrong;
     }
@@ -270,10 +273,9 @@ int bench_run_ll(bench_t *b)
     if (b->rank == 0)
         printf("# latency (us; per iteration the slowest rank; %d iterations), low-latency "
                "mode at max_tokens %d, its messages between nodes: %s\n"
-               "# xraw = median / the median of raw, an MPI_Alltoall of the dispatch's mean "
-               "bytes per peer (one row per token and rank);\n# xraw-k (combines) = median / "
-               "the median of raw-k, one of the low-latency combine's (one row per token and "
-               "expert)\n"
+               "# xraw = median / the median of raw, an MPI_Alltoall of the mean bytes per peer "
+               "of one row per token and rank;\n# xraw-k = median / the median of raw-k, one "
+               "of one row per token and expert (what the low-latency mode moves, as DeepEP's)\n"
                "# %6s  %-8s %-8s %10s %10s %10s  %7s  %7s\n",
                b->o.iters, max, s.ll_transfer[0] ? s.ll_transfer : "none (one node)", "T", "op",
                "path", "min", "median", "p99", "xraw", "xraw-k");

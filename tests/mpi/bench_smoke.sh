@@ -137,9 +137,8 @@ med = {(r[0], r[1], r[2]): float(r[4]) for r in rows}
 for r in rows:
     lo, m, p99 = (float(v) for v in r[3:6])
     assert 0 < lo <= m <= p99, r
-    # ratios: over raw (every op), over raw-k (combines only)
-    want = [] if r[1] == "a2a" else [med[(r[0], "a2a", "raw")]]
-    want += [med[(r[0], "a2a", "raw-k")]] if r[1] == "combine" else []
+    # ratios of dispatches and combines: over raw, over raw-k
+    want = [] if r[1] == "a2a" else [med[(r[0], "a2a", "raw")], med[(r[0], "a2a", "raw-k")]]
     got = [float(v.rstrip("x")) for v in r[6:]]
     assert len(got) == len(want), r
     for g, base in zip(got, want):
