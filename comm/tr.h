@@ -20,7 +20,12 @@
  * receive completes when that peer's write of this exchange has landed
  * (one write per pair and exchange; the receiver learns the length from
  * the data).  The ranks must run their exchanges in the same order, as
- * for two-sided ones: the exchange's number travels with each write.
+ * for two-sided ones: the exchange's number travels with each write.  A
+ * write lands when its sender sends it, not when the receiver is ready:
+ * the caller must see that no peer writes a place again before this rank
+ * has read it (the low-latency mode: a non-empty message each way between
+ * every pair in every exchange, and slots alternating by parity, so a peer
+ * is at most one exchange ahead).
  */
 #ifndef EPC_COMM_TR_H
 #define EPC_COMM_TR_H

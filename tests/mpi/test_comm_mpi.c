@@ -13,6 +13,14 @@
  *   leak      100 create/use/destroy cycles: no file descriptor, shared-
  *             memory mapping or heap memory left behind; while a context
  *             lives, its segments are private and have no name
+ *   writes    the transport's write exchanges (EPC_TEST_WRITES=1: the
+ *             transport must offer them; 0: it must not, and a write
+ *             exchange is refused): rounds of writes to every other rank,
+ *             sizes as in data but never empty (then one empty round),
+ *             every byte and the byte after checked, rank 0 late to each
+ *             round so peers' writes of the next round land before it
+ *             starts it; a region that would grow, a write past a peer's
+ *             region
  */
 #include <dirent.h>
 #include <malloc.h>
@@ -39,7 +47,7 @@ static size_t msg_size(int src, int dst, int round)
     return sizes[(src + dst + round) % 5];
 }
 
-#define SLOT ((size_t)(3 << 20) + 4096 + 13) /* per-source slot: the largest size, unaligned */
+#define SLOT ((size_t)(3 << 20) + 4096 + 14) /* per-source slot: the largest size (+1), unaligned */
 
 static epc_ctx_t *create(int hidden)
 {
@@ -111,8 +119,9 @@ static void net_round(epc_ctx_t *ctx, int round, uint64_t *sent_net, uint64_t *s
         for (size_t i = 0; i < n; i++)
             ctx->comm.lane[0].tr->send_buf[(size_t)d * SLOT + 7 + i] =
                 (char)pattern(ctx->comm.rank, d, round, i);
-        s[ns++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 7, n};
-        r[nr++] = (epc_tr_msg_t){d, (size_t)d * SLOT + 13, msg_size(d, ctx->comm.rank, round)};
+        s[ns++] = (epc_tr_msg_t){.peer = d, .offset = (size_t)d * SLOT + 7, .len = n};
+        r[nr++] = (epc_tr_msg_t){
+            .peer = d, .offset = (size_t)d * SLOT + 13, .len = msg_size(d, ctx->comm.rank, round)};
         *(ctx->comm.topo->node_of[d] == ctx->comm.node ? sent_local : sent_net) += n;
     }
     MT_CHECK(epc_lane_net_exchange(&ctx->comm.lane[0], s, ns, r, nr, "test net") == EPC_OK,
@@ -193,7 +202,7 @@ static int mode_timeout(void)
         return mt_finish("test_comm_mpi timeout");
     MT_CHECK(epc_lane_net_reserve(&ctx->comm.lane[0], 4096, 4096) == EPC_OK, "reserve");
     if (mt_rank == 0) {
-        epc_tr_msg_t r = {1, 0, 100};
+        epc_tr_msg_t r = {.peer = 1, .len = 100};
         epc_status_t st;
         t0 = MPI_Wtime();
         st = epc_lane_net_exchange(&ctx->comm.lane[0], NULL, 0, &r, 1, "test wait");
@@ -318,6 +327,110 @@ static int mode_leak(void)
     return mt_finish("test_comm_mpi leak");
 }
 
+/* Round r's write from src to dst: as msg_size, but never empty, so every
+ * pair depends on each other every round and no peer gets two rounds
+ * ahead (a slot set is written again two rounds later); round -1: empty. */
+static size_t write_size(int src, int dst, int round)
+{
+    return round < 0 ? 0 : msg_size(src, dst, round) + 1;
+}
+
+/* One round of writes: each rank writes its message into every other
+ * rank's region at its own slot (slot set by round parity: a peer may be a
+ * round ahead), then waits for every peer's; rank 0 starts late and
+ * dawdles before waiting, so peers' next round lands first. */
+static void write_round(epc_tr_t *tr, int round)
+{
+    epc_tr_msg_t *s = calloc((size_t)nranks, sizeof *s), *r = calloc((size_t)nranks, sizeof *r);
+    size_t set = (size_t)(round & 1) * (size_t)nranks * SLOT;
+    int ns = 0, nr = 0, me = tr->rank;
+    void *req = NULL;
+    for (int d = 0; d < nranks; d++) {
+        size_t n = write_size(me, d, round);
+        if (d == me)
+            continue;
+        for (size_t i = 0; i < n; i++)
+            tr->send_buf[(size_t)d * SLOT + 7 + i] = (char)pattern(me, d, round, i);
+        s[ns++] = (epc_tr_msg_t){
+            .peer = d, .offset = (size_t)d * SLOT + 7, .len = n, .remote = set + me * SLOT + 13};
+        r[nr++] = (epc_tr_msg_t){
+            .peer = d, .offset = set + (size_t)d * SLOT + 13, .len = write_size(d, me, round)};
+    }
+    if (me == 0)
+        usleep(20000);
+    MT_CHECK(epc_tr_write_start(tr, s, ns, r, nr, "test writes", &req) == EPC_OK, "write start: %s",
+             epc_last_error(NULL));
+    if (me == 0)
+        usleep(20000);
+    MT_CHECK(req != NULL && epc_tr_wait(tr, req, epc_tr_deadline(tr)) == EPC_OK, "write wait: %s",
+             epc_last_error(NULL));
+    for (int i = 0; i < nr; i++) {
+        const unsigned char *got = (unsigned char *)tr->recv_buf + r[i].offset;
+        size_t bad = r[i].len;
+        for (size_t b = 0; b < r[i].len && bad == r[i].len; b++)
+            if (got[b] != pattern(r[i].peer, me, round, b))
+                bad = b;
+        MT_CHECK(bad == r[i].len,
+                 "round %d: bytes from rank %d wrong at %zu of %zu (got %#x, want %#x)", round,
+                 r[i].peer, bad, r[i].len, bad < r[i].len ? got[bad] : 0,
+                 bad < r[i].len ? pattern(r[i].peer, me, round, bad) : 0);
+        MT_CHECK(got[r[i].len] == 0xee, "round %d: byte after rank %d's write written", round,
+                 r[i].peer);
+    }
+    /* poisoned again for the round after next, which uses this set; every
+     * peer's write of it comes after this rank started the next round */
+    for (int i = 0; i < nr; i++)
+        memset(tr->recv_buf + r[i].offset, 0xee, r[i].len);
+    free(s);
+    free(r);
+}
+
+/* A bad write exchange refused before anything moves: past a peer's
+ * region (local; the transport stays usable). */
+static void write_refusals(epc_tr_t *tr)
+{
+    epc_tr_msg_t past = {.peer = (tr->rank + 1) % nranks, .len = 64};
+    void *req = NULL;
+    past.remote = tr->peer_recv[past.peer] - 63;
+    MT_CHECK(epc_tr_write_start(tr, &past, 1, NULL, 0, "past", &req) == EPC_ERR_INTERNAL &&
+                 strstr(epc_last_error(NULL), "receive region") != NULL && req == NULL,
+             "a write past the peer's region: %s", epc_last_error(NULL));
+    MT_CHECK(epc_tr_reserve(tr, tr->send_cap, tr->recv_cap + 1) == EPC_ERR_INTERNAL &&
+                 strstr(epc_last_error(NULL), "cannot grow") != NULL,
+             "an exposed region grown: %s", epc_last_error(NULL));
+    MT_CHECK(epc_tr_reserve(tr, tr->send_cap + 1, tr->recv_cap) == EPC_OK, "send region: %s",
+             epc_last_error(NULL));
+}
+
+static int mode_writes(void)
+{
+    const char *env = getenv("EPC_TEST_WRITES");
+    epc_ctx_t *ctx = create(64);
+    epc_tr_t *tr;
+    int exposed = -1, want = env != NULL && atoi(env) == 1;
+    void *req = NULL;
+    if (ctx == NULL)
+        return mt_finish("test_comm_mpi writes");
+    tr = ctx->comm.lane[0].tr;
+    MT_CHECK(epc_tr_write_start(tr, NULL, 0, NULL, 0, "early", &req) == EPC_ERR_INTERNAL &&
+                 strstr(epc_last_error(NULL), "before epc_tr_expose") != NULL,
+             "a write exchange before the exposure: %s", epc_last_error(NULL));
+    MT_CHECK(epc_tr_reserve(tr, (size_t)nranks * SLOT, 2 * (size_t)nranks * SLOT) == EPC_OK,
+             "reserve: %s", epc_last_error(NULL));
+    memset(tr->recv_buf, 0xee, tr->recv_cap);
+    MT_CHECK(epc_tr_expose(tr, 1, &exposed) == EPC_OK && exposed == want,
+             "exposed %d on %s, expected %d: %s", exposed, tr->ops->name, want,
+             epc_last_error(NULL));
+    for (int round = 0; exposed == 1 && round < 6; round++)
+        write_round(tr, round);
+    if (exposed == 1) /* nothing to write: done at once, nothing written */
+        write_round(tr, -1);
+    if (exposed == 1)
+        write_refusals(tr);
+    MT_CHECK(epc_ctx_destroy(ctx) == EPC_OK, "destroy: %s", epc_last_error(NULL));
+    return mt_finish("test_comm_mpi writes");
+}
+
 int main(int argc, char **argv)
 {
     mt_init(&argc, &argv);
@@ -330,8 +443,10 @@ int main(int argc, char **argv)
         return mode_mismatch();
     if (argc == 2 && !strcmp(argv[1], "leak"))
         return mode_leak();
+    if (argc == 2 && !strcmp(argv[1], "writes"))
+        return mode_writes();
     if (mt_rank == 0)
-        fprintf(stderr, "usage: test_comm_mpi data|timeout|mismatch|leak\n");
+        fprintf(stderr, "usage: test_comm_mpi data|timeout|mismatch|leak|writes\n");
     MPI_Finalize();
     return 2;
 }
