@@ -99,6 +99,7 @@ void coll_ll_free(coll_ll_t *ll)
     free(ll->acc);
     free(ll->cursor);
     free(ll->pre);
+    free(ll->net_index);
     free(ll);
 }
 
@@ -120,7 +121,10 @@ static epc_status_t alloc_state(epc_ctx_t *ctx, coll_ll_t *ll)
     ll->acc = malloc((size_t)ll->hidden * sizeof *ll->acc);
     ll->cursor = malloc((size_t)ll->R * 2 * sizeof *ll->cursor);
     ll->pre = malloc((size_t)ll->E * sizeof *ll->pre);
-    ok &= ll->payload && ll->acc && ll->cursor && ll->pre;
+    ll->net_index = malloc((size_t)ll->R * sizeof *ll->net_index);
+    ok &= ll->payload && ll->acc && ll->cursor && ll->pre && ll->net_index;
+    for (int s = 0, n = 0; ok && s < ll->R; s++)
+        ll->net_index[s] = ll_same_node(ctx, s) ? -1 : n++;
     return ok ? EPC_OK
               : epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "epc_ll_enable: state for %d tokens",
                               ll->max);

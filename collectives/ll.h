@@ -71,10 +71,12 @@ typedef struct coll_ll {
                         * collective, whatever its arguments, so its flags
                         * and messages carry this number, not the dispatch's */
     ll_set_t set[LL_SETS];
-    char *payload; /* [max x FP8 row]: this rank's rows cast */
-    float *acc;    /* [hidden] */
-    int *cursor;   /* [2 x R] scratch */
-    int *pre;      /* [E] scratch */
+    char *payload;  /* [max x FP8 row]: this rank's rows cast */
+    float *acc;     /* [hidden] */
+    int *cursor;    /* [2 x R] scratch */
+    int *pre;       /* [E] scratch */
+    int *net_index; /* [R]: a source's place in a call's receive list (the
+                     * ranks of other nodes, ascending); -1 on this node */
 } coll_ll_t;
 
 /* A source's line in a receiver's ctl area. */
@@ -96,11 +98,15 @@ typedef struct ll_hdr {
 typedef struct ll_req {
     coll_ll_t *ll;
     ll_set_t *set;
-    uint64_t call;     /* the dispatch's call (its set: call % LL_SETS) */
-    uint64_t seq;      /* a combine's number (ll->combines), in its flags */
-    int own_set;       /* a combine's `dispatched` was valid: its set is done after it */
-    void *net;         /* the posted exchange, NULL once complete */
-    int flags_seen;    /* same-node sources (or dests) whose flag arrived */
+    uint64_t call;       /* the dispatch's call (its set: call % LL_SETS) */
+    uint64_t seq;        /* a combine's number (ll->combines), in its flags */
+    int own_set;         /* a combine's `dispatched` was valid: its set is done after it */
+    void *net;           /* the posted exchange, NULL once complete */
+    int flags_seen;      /* same-node sources (or dests) whose flag arrived */
+    int taken;           /* dispatch: sources whose rows are placed, in rank order */
+    epc_status_t failed; /* dispatch: source `taken`'s failure, told once the
+                          * exchange completed (its text in failed_text) */
+    char failed_text[EPC_ERR_TEXT_MAX];
     epc_ll_out_t *out; /* dispatch: the caller's */
     epc_ll_combine_args_t cargs;
 } ll_req_t;

@@ -197,6 +197,7 @@ epc_status_t coll_ll_dispatch_send(epc_request_t *r, const epc_ll_dispatch_args_
         src = source_rows(ctx, q->ll, a, &rb);
     }
     r->step = step_recv;
+    memset(q->set->src_count, 0, (size_t)q->ll->epr * q->ll->R * sizeof *q->set->src_count);
     epc_fault_here("lldispatch"); /* test hook: before anything is sent */
     /* the network's latency first, then the copies under it */
     if ((st = post_messages(r, src, rb)) != EPC_OK)
@@ -318,9 +319,27 @@ static void fill_out(epc_request_t *r)
     s->out = o;
 }
 
-/* The hook: every same-node source's flag, every message, then each
- * source's verdict and rows in rank order (the lowest failing rank is
- * the one named). */
+/* EPC_OK once source s's message is in the receive region (a same-node
+ * source's flag was seen already), or the whole exchange completed;
+ * else EPC_IN_PROGRESS, or the wait's error naming whom it waited for. */
+static epc_status_t source_ready(epc_request_t *r, int s)
+{
+    ll_req_t *q = r->algo;
+    coll_ll_t *ll = q->ll;
+    epc_status_t st;
+    if (ll->net_index[s] < 0 || q->net == NULL ||
+        epc_lane_net_arrived(&ll->lane, q->net, ll->net_index[s]))
+        return EPC_OK;
+    st = coll_req_net(r, &q->net); /* drives progress */
+    if (st == EPC_IN_PROGRESS && epc_lane_net_arrived(&ll->lane, q->net, ll->net_index[s]))
+        return EPC_OK;
+    return st;
+}
+
+/* The hook: every same-node source's flag, then each source's verdict
+ * and rows in rank order as its message arrives (rows placed while later
+ * messages are on the way; the lowest failing rank is the one named),
+ * then the rest of the exchange (this rank's sends). */
 static epc_status_t step_recv(epc_request_t *r)
 {
     ll_req_t *q = r->algo;
@@ -332,14 +351,20 @@ static epc_status_t step_recv(epc_request_t *r)
         if (atomic_load_explicit(&c->flag, memory_order_acquire) / 2 != q->call)
             return coll_ll_flag_wait(r, q->flags_seen, "rows");
     }
+    for (; r->local == EPC_OK && q->failed == EPC_OK && q->taken < ll->R; q->taken++) {
+        if ((st = source_ready(r, q->taken)) != EPC_OK)
+            return st;
+        if ((q->failed = take_source(r, q->taken)) != EPC_OK) /* kept until the exchange ends */
+            snprintf(q->failed_text, sizeof q->failed_text, "%s", epc_last_error(NULL));
+    }
+    /* the rest of the messages and this rank's sends: a request must not
+     * end with the exchange in flight (cancelling it breaks the transport) */
     if (q->net != NULL && (st = coll_req_net(r, &q->net)) != EPC_OK)
         return st;
-    memset(q->set->src_count, 0, (size_t)ll->epr * ll->R * sizeof *q->set->src_count);
     if (r->local != EPC_OK)
         return coll_ll_verdict(r, r->ctx->comm.rank, r->local, r->error);
-    for (int s = 0; s < ll->R; s++)
-        if ((st = take_source(r, s)) != EPC_OK)
-            return st;
+    if (q->failed != EPC_OK)
+        return epc_error_restore(&r->ctx->hdr, q->failed, q->failed_text);
     fill_out(r);
     r->step = NULL;
     return EPC_OK;

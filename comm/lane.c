@@ -159,6 +159,11 @@ epc_status_t epc_lane_net_write_post(epc_lane_t *ln, const epc_tr_msg_t *sends, 
     return epc_tr_write_start(ln->tr, sends, nsends, recvs, nrecvs, phase, req);
 }
 
+int epc_lane_net_arrived(epc_lane_t *ln, void *req, int i)
+{
+    return epc_tr_arrived(ln->tr, req, i);
+}
+
 epc_status_t epc_lane_net_test(epc_lane_t *ln, void *req, int *done)
 {
     return epc_tr_test(ln->tr, req, done);

@@ -98,6 +98,9 @@ epc_status_t epc_lane_net_expose(epc_lane_t *ln, int want, int *exposed);
 epc_status_t epc_lane_net_write_post(epc_lane_t *ln, const epc_tr_msg_t *sends, int nsends,
                                      const epc_tr_msg_t *recvs, int nrecvs, const char *phase,
                                      void **req);
+/* 1 when receive i (its index in the posted list) of a posted exchange
+ * completed: its bytes may be read before the whole exchange completes. */
+int epc_lane_net_arrived(epc_lane_t *ln, void *req, int i);
 /* Frees a posted exchange that will not be waited for (after a failure),
  * keeping the thread's last error. */
 void epc_lane_net_cancel(epc_lane_t *ln, void *req);

@@ -57,6 +57,7 @@ int epc_ofi_has_writes(const struct fi_info *info);
 epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
                            const epc_tr_msg_t *recvs, int nr, const char *phase, void **req);
 epc_status_t epc_ofi_test(epc_tr_t *tr, void *req, int *done);
+int epc_ofi_arrived(epc_tr_t *tr, void *req, int i);
 epc_status_t epc_ofi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl);
 epc_status_t epc_ofi_write_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
                                  const epc_tr_msg_t *recvs, int nr, const char *phase, void **req);

@@ -178,6 +178,11 @@ epc_status_t epc_tr_test(epc_tr_t *tr, void *req, int *done)
     return st;
 }
 
+int epc_tr_arrived(epc_tr_t *tr, void *req, int i)
+{
+    return tr->ops->arrived(tr, req, i);
+}
+
 epc_status_t epc_tr_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
 {
     epc_status_t st = tr->ops->wait(tr, req, dl);

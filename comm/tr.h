@@ -64,6 +64,10 @@ typedef struct epc_tr_ops {
     /* Completes req by the deadline (naming phase and peer on timeout) and
      * frees it, also on failure. */
     epc_status_t (*wait)(epc_tr_t *tr, void *req, epc_deadline_t dl);
+    /* 1 when receive i of req (its index in the receive list) completed:
+     * its bytes are in the receive region.  Drives no progress beyond
+     * what the transport's own test does. */
+    int (*arrived)(epc_tr_t *tr, void *req, int i);
     /* Optional (NULL: two-sided only).  expose: collective over tr->comm;
      * *all = 1 when every rank registered its receive region for writes
      * (want = 0 on any rank: none does); write_start: as start, a write
@@ -127,6 +131,8 @@ epc_status_t epc_tr_exchange(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends
 epc_status_t epc_tr_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int nsends,
                           const epc_tr_msg_t *recvs, int nrecvs, const char *phase, void **req);
 epc_status_t epc_tr_test(epc_tr_t *tr, void *req, int *done);
+/* 1 when receive i of a started exchange completed (tr.h's ops). */
+int epc_tr_arrived(epc_tr_t *tr, void *req, int i);
 epc_status_t epc_tr_wait(epc_tr_t *tr, void *req, epc_deadline_t dl);
 
 /* Collective over tr->comm (bounded by the transport's timeout; every rank

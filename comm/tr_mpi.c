@@ -146,6 +146,15 @@ static epc_status_t mpi_test(epc_tr_t *tr, void *req, int *done)
     return rc == MPI_SUCCESS ? EPC_OK : epc_mpi_error(tr->owner, rc, q->phase);
 }
 
+/* Receive i's two requests (MiB units, tail) both complete. */
+static int mpi_arrived(epc_tr_t *tr, void *req, int i)
+{
+    mpi_req_t *q = req;
+    int done = 0;
+    (void)tr;
+    return MPI_Testall(2, &q->r[2 * i], &done, MPI_STATUSES_IGNORE) == MPI_SUCCESS && done;
+}
+
 static epc_status_t mpi_wait(epc_tr_t *tr, void *req, epc_deadline_t dl)
 {
     mpi_req_t *q = req;
@@ -179,5 +188,6 @@ const epc_tr_ops_t epc_tr_mpi_ops = {
     .reserve = mpi_reserve,
     .start = mpi_start,
     .test = mpi_test,
+    .arrived = mpi_arrived,
     .wait = mpi_wait,
 };

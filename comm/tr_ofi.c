@@ -235,6 +235,7 @@ const epc_tr_ops_t epc_tr_ofi_ops = {
     .reserve = ofi_reserve,
     .start = epc_ofi_start,
     .test = epc_ofi_test,
+    .arrived = epc_ofi_arrived,
     .wait = epc_ofi_wait,
     .expose = ofi_expose,
     .write_start = epc_ofi_write_start,

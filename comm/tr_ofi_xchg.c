@@ -370,6 +370,18 @@ epc_status_t epc_ofi_test(epc_tr_t *tr, void *req, int *done)
     return st;
 }
 
+/* Every piece of receive i done (a write exchange's expected write is one
+ * operation). */
+int epc_ofi_arrived(epc_tr_t *tr, void *req, int i)
+{
+    const xchg_t *x = req;
+    (void)tr;
+    for (int o = 0; o < x->posted; o++)
+        if (x->ops[o].is_recv && x->ops[o].msg == i && !x->ops[o].done)
+            return 0;
+    return 1;
+}
+
 /* Raises a wait's timeout, or its interruption by a peer's abort, naming
  * the first operation still incomplete (what this rank was waiting for). */
 static epc_status_t name_waited(const xchg_t *x, epc_status_t st)
