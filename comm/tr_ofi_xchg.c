@@ -249,6 +249,33 @@ static void xchg_free(xchg_t *x)
     free(x);
 }
 
+/* x->msgs = the receives, then the sends (the lists may be NULL when
+ * empty). */
+static void copy_lists(xchg_t *x, const epc_tr_msg_t *sends, int ns, const epc_tr_msg_t *recvs,
+                       int nr)
+{
+    if (nr > 0)
+        memcpy(x->msgs, recvs, (size_t)nr * sizeof *recvs);
+    if (ns > 0)
+        memcpy(x->msgs + nr, sends, (size_t)ns * sizeof *sends);
+}
+
+/* A start's end: *req = x, or, after a failure, what was posted drained
+ * and x freed. */
+static epc_status_t started(xchg_t *x, epc_status_t st, void **req)
+{
+    if (st == EPC_OK) {
+        *req = x;
+        return EPC_OK;
+    }
+    if (x != NULL) {
+        if (x->ops != NULL)
+            abandon(x);
+        xchg_free(x);
+    }
+    return st;
+}
+
 epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
                            const epc_tr_msg_t *recvs, int nr, const char *phase, void **req)
 {
@@ -261,10 +288,7 @@ epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
         (x->msgs = malloc((size_t)(ns + nr + 1) * sizeof *x->msgs)) == NULL)
         st = epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d messages", phase, ns + nr);
     if (st == EPC_OK) {
-        if (nr > 0) /* the lists may be NULL when empty */
-            memcpy(x->msgs, recvs, (size_t)nr * sizeof *recvs);
-        if (ns > 0)
-            memcpy(x->msgs + nr, sends, (size_t)ns * sizeof *sends);
+        copy_lists(x, sends, ns, recvs, nr);
         for (int i = 0; i < ns + nr; i++)
             x->nops += (int)pieces(x->o, x->msgs[i].len);
         if ((x->ops = calloc((size_t)x->nops + 1, sizeof *x->ops)) == NULL)
@@ -275,14 +299,7 @@ epc_status_t epc_ofi_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns,
     if (st == EPC_OK)
         st = post_side(x, nr, ns, 0, seq);
     free(seq);
-    if (st != EPC_OK && x != NULL) {
-        if (x->ops != NULL)
-            abandon(x);
-        xchg_free(x);
-        return st;
-    }
-    *req = x;
-    return EPC_OK;
+    return started(x, st, req);
 }
 
 /* The expected writes of x (one per listed peer; none for length 0), and
@@ -345,21 +362,11 @@ epc_status_t epc_ofi_write_start(epc_tr_t *tr, const epc_tr_msg_t *sends, int ns
         (x->ops = calloc((size_t)(ns + nr) + 1, sizeof *x->ops)) == NULL)
         st = epc_error_obj(tr->owner, EPC_ERR_NO_MEMORY, "%s: %d writes", phase, ns + nr);
     if (st == EPC_OK) {
-        if (nr > 0)
-            memcpy(x->msgs, recvs, (size_t)nr * sizeof *recvs);
-        if (ns > 0)
-            memcpy(x->msgs + nr, sends, (size_t)ns * sizeof *sends);
+        copy_lists(x, sends, ns, recvs, nr);
         expect_writes(x);
         st = post_writes(x, ns);
     }
-    if (st != EPC_OK && x != NULL) {
-        if (x->ops != NULL)
-            abandon(x);
-        xchg_free(x);
-        return st;
-    }
-    *req = x;
-    return EPC_OK;
+    return started(x, st, req);
 }
 
 epc_status_t epc_ofi_test(epc_tr_t *tr, void *req, int *done)
