@@ -159,7 +159,7 @@ static void store_local(epc_request_t *r, const char *src, size_t rb)
                 continue;
             base = ll_base(ll, lrank_of[d], b);
             pos = (size_t)(g % ll->epr) * ll->slots + (size_t)me * ll->max + s->slot[i];
-            memcpy(base + ll->off_rows + pos * ll->stride, src + (size_t)t * rb, rb);
+            coll_stream_copy(base + ll->off_rows + pos * ll->stride, src + (size_t)t * rb, rb);
             ((int32_t *)(void *)(base + ll->off_tok))[pos] = t;
             epc_comm_account(&ctx->comm, d, rb, 1);
         }
