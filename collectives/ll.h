@@ -21,12 +21,13 @@
  * loads it with acquire and sees its call sees the rows and counts too.
  *
  * Inter-node, each pair exchanges one message per call through the
- * lane's transport (a write straight into the receiver's slot for this
- * source where the transport offers them, else a two-sided message): a dispatch message (header, then one record per
- * token: its index, its experts on the receiver, its row) into a receive
- * posted at the largest size, and a combine message (header, then the
- * outputs in the order the source can compute: expert ascending, then
- * slot) of a length both sides know.
+ * lane's transport: a write straight into the receiver's slot for this
+ * source where the transport offers writes, else a two-sided message into
+ * a receive posted at the largest size.  A dispatch message holds a
+ * header, then one record per token (its index, its experts on the
+ * receiver, its row); a combine message a header, then the outputs in
+ * the order the source can compute (expert ascending, then slot), of a
+ * length both sides know.
  */
 #ifndef EPC_COLL_LL_H
 #define EPC_COLL_LL_H
