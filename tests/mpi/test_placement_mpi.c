@@ -327,6 +327,15 @@ static int rounding_inputs(const epc_placement_t *pl, int it, float *x, float *w
     return T;
 }
 
+/* How many of n floats differ in their bits. */
+static int bits_differ(const float *a, const float *b, int n)
+{
+    int differ = 0;
+    for (int i = 0; i < n; i++)
+        differ += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+    return differ;
+}
+
 /* One low-latency dispatch + combine of logical ids through placement pl
  * (slots mapped), experts y = (1 + e / 7) x for logical e: y into yout. */
 static void ll_through(epc_ctx_t *ctx, const epc_placement_t *pl, int it, float *yout)
@@ -379,25 +388,23 @@ static void ll_replicas(void)
              epc_last_error(NULL));
     MT_CHECK(epc_placement_agree(b, rep) == EPC_OK, "agree: %s", epc_last_error(b));
     for (int it = 0; it < 3; it++) {
-        int T = tokens_of(me, it), differ = 0;
+        int T = tokens_of(me, it), differ;
         memset(y_id, 0xff, sizeof y_id);
         memset(y_rep, 0xff, sizeof y_rep);
         ll_through(a, id, it, y_id);
         ll_through(b, rep, it, y_rep);
-        for (int i = 0; i < T * HIDDEN; i++)
-            differ += memcmp(&y_id[i], &y_rep[i], sizeof(float)) != 0;
+        differ = bits_differ(y_id, y_rep, T * HIDDEN);
         MT_CHECK(differ == 0, "it %d: %d values differ between replicas and none", it, differ);
     }
     /* a permuted table agreed on a context of E slots: the same bits too */
     {
         epc_ctx_t *c = make_ctx(E);
-        int T = tokens_of(me, 1), differ = 0;
+        int T = tokens_of(me, 1), differ;
         MT_CHECK(epc_ll_enable(c, MAXT) == EPC_OK && epc_placement_agree(c, perm) == EPC_OK,
                  "perm: %s", epc_last_error(c));
         ll_through(a, id, 1, y_id);
         ll_through(c, perm, 1, y_rep);
-        for (int i = 0; i < T * HIDDEN; i++)
-            differ += memcmp(&y_id[i], &y_rep[i], sizeof(float)) != 0;
+        differ = bits_differ(y_id, y_rep, T * HIDDEN);
         MT_CHECK(differ == 0, "permuted: %d values differ", differ);
         epc_ctx_destroy(c);
     }
@@ -463,14 +470,13 @@ static void logical_order(void)
     epc_placement_t *id = placement_of(0),
                     *pl[3] = {placement_of(5), placement_of(3), placement_of(1)};
     epc_ctx_t *a = make_ctx(E);
-    int it = 44, T = tokens_of(me, it), differ = 0;
+    int it = 44, T = tokens_of(me, it), differ;
     MT_CHECK(epc_placement_agree(a, id) == EPC_OK && epc_ll_enable(a, MAXT) == EPC_OK, "agree: %s",
              epc_last_error(a));
     memset(y_id, 0xff, sizeof y_id);
     normal_ordered(a, id, EPC_ALGO_HIER, it, me % 3, EPC_ORDER_LOGICAL, y_id);
     ll_through(a, id, it, y_ll);
-    for (int i = 0; i < T * HIDDEN; i++)
-        differ += memcmp(&y_id[i], &y_ll[i], sizeof(float)) != 0;
+    differ = bits_differ(y_id, y_ll, T * HIDDEN);
     MT_CHECK(differ == 0, "logical order: %d values differ from the low-latency combine", differ);
     for (int p = 0; p < 3; p++) {
         epc_placement_info_t info = EPC_PLACEMENT_INFO_INIT;
@@ -482,9 +488,7 @@ static void logical_order(void)
             memset(y, 0xff, sizeof y);
             normal_ordered(b, pl[p], v ? EPC_ALGO_FLAT : EPC_ALGO_HIER, it, (v + me) % 3,
                            EPC_ORDER_LOGICAL, y);
-            differ = 0;
-            for (int i = 0; i < T * HIDDEN; i++)
-                differ += memcmp(&y_id[i], &y[i], sizeof(float)) != 0;
+            differ = bits_differ(y_id, y, T * HIDDEN);
             MT_CHECK(differ == 0, "logical order, placement %d, %s: %d values differ from none", p,
                      v ? "flat" : "hier", differ);
         }
@@ -533,13 +537,12 @@ static void normal_replicas(void)
             b = make_ctx(info.num_slots);
             MT_CHECK(epc_placement_agree(b, pl[p]) == EPC_OK, "agree: %s", epc_last_error(b));
             for (int v = 0; v < 6; v++) {
-                int differ = 0;
+                int differ;
                 epc_placement_set_choice(pl[p], choices[v % 3]);
                 memset(y, 0xff, sizeof y);
                 normal_through(b, pl[p], v < 3 ? EPC_ALGO_HIER : EPC_ALGO_FLAT, it + 40,
                                (it + v + me) % 3, y);
-                for (int i = 0; i < T * HIDDEN; i++)
-                    differ += memcmp(&y_id[i], &y[i], sizeof(float)) != 0;
+                differ = bits_differ(y_id, y, T * HIDDEN);
                 MT_CHECK(differ == 0,
                          "it %d placement %d, %s, choice %d: %d values differ from none", it, p,
                          v < 3 ? "hier" : "flat", v % 3, differ);
