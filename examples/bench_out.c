@@ -36,41 +36,39 @@ void bench_header(const bench_t *b)
 /* Every rank copies as many bytes as it dispatches at the largest size
  * (capped at 256 MiB), at the same time: the memory roofline of this run.
  * Measured before the operations (the table's row) and again after them
- * (`again`, a comment line): the faster counts, as a shared machine's
- * neighbours slow either one now and then. */
+ * (`again`, a comment line).  The buffers stay for bench_memcpy_once,
+ * which times the same copy inside each iteration at -t: the roofline
+ * lines use that rate, as a shared machine's memory bandwidth drifts
+ * (2x within minutes on the project's VM) between the rows. */
 void bench_memcpy_row(bench_t *b, int again)
 {
     double lb, pi, rpt, npt, best = 1e30, t[3], bytes;
     size_t n, cap = (size_t)256 << 20;
-    char *src, *dst;
     bench_route_stats(b, b->o.tokens, &lb, &pi, &rpt, &npt);
     n = (size_t)lb < cap ? (size_t)lb : cap;
     n = n ? n : 4096;
-    src = malloc(n), dst = malloc(n);
-    if (src == NULL || dst == NULL) {
-        free(src), free(dst);
-        return;
+    if (b->cp_src == NULL) {
+        b->cp_src = malloc(n), b->cp_dst = malloc(n), b->cp_n = n;
+        if (b->cp_src == NULL || b->cp_dst == NULL) {
+            free(b->cp_src), free(b->cp_dst);
+            b->cp_src = b->cp_dst = NULL;
+            return;
+        }
+        /* not 0: that may become an untouched calloc */
+        memset(b->cp_src, 1, n), memset(b->cp_dst, 2, n);
     }
-    memset(src, 1, n), memset(dst, 2, n); /* not 0: that may become an untouched calloc */
     for (int it = 0; it < 4; it++) {
-        double t0;
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        memcpy(dst, src, n);
-        __asm__ volatile("" : : "r"(dst) : "memory");
-        best = it > 0 && MPI_Wtime() - t0 < best ? MPI_Wtime() - t0 : best;
+        double d = bench_memcpy_once(b);
+        best = it > 0 && d < best ? d : best;
     }
     MPI_Allreduce(&best, &t[0], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     MPI_Allreduce(&best, &t[1], 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(&best, &t[2], 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     bytes = (double)n * b->size;
-    if (again && b->rank == 0)
-        printf("# memcpy again after the operations: %.2f GB/s per rank (before: %.2f); the "
-               "roofline lines use the faster\n",
-               bytes / t[0] * 1e-9 / b->size, b->memcpy_gbs / b->size);
     if (again) {
-        b->memcpy_gbs = bytes / t[0] * 1e-9 > b->memcpy_gbs ? bytes / t[0] * 1e-9 : b->memcpy_gbs;
-        free(src), free(dst);
+        if (b->rank == 0)
+            printf("# memcpy again after the operations: %.2f GB/s per rank (before: %.2f)\n",
+                   bytes / t[0] * 1e-9 / b->size, b->memcpy_gbs / b->size);
         return;
     }
     b->memcpy_gbs = bytes / t[0] * 1e-9;
@@ -78,7 +76,18 @@ void bench_memcpy_row(bench_t *b, int again)
         printf("  %-5s %-8s %7s %12zu %10.1f %10.1f %10.1f %8.2f %8s %12s %12s %10s %6d\n", "-",
                "memcpy", "-", n, t[2] / b->size * 1e6, t[1] * 1e6, t[0] * 1e6,
                n / (t[2] / b->size) * 1e-9, "-", "-", "-", "-", 0);
-    free(src), free(dst);
+}
+
+double bench_memcpy_once(const bench_t *b)
+{
+    double t0;
+    if (b->cp_src == NULL)
+        return 0;
+    MPI_Barrier(MPI_COMM_WORLD);
+    t0 = MPI_Wtime();
+    memcpy(b->cp_dst, b->cp_src, b->cp_n);
+    __asm__ volatile("" : : "r"(b->cp_dst) : "memory");
+    return MPI_Wtime() - t0;
 }
 
 /* The raw exchange dispatch is compared with (as OSU's osu_alltoall): an
@@ -246,20 +255,24 @@ static void print_deepep(const bench_t *b, const bench_result_t *r, double rpt, 
  * the source, written in place; combine: the expert outputs read, y
  * written), (T + rows) x row bytes, rows the mean number of (token,
  * expert) pairs per rank; a memcpy of N bytes reads and writes 2N, so the
- * least time is that traffic over twice the per-rank memcpy rate measured
- * in the same run. */
+ * least time is that traffic over twice the per-rank memcpy rate, the one
+ * timed in the same iterations as the calls (slowest rank's mean), else
+ * the memcpy row's. */
 static void print_roofline(const bench_t *b, const char *algo, double rows)
 {
     const bench_result_t *d = find(b, algo, "dispatch", b->o.tokens),
                          *c = find(b, algo, "combine", b->o.tokens);
+    double iter = b->memcpy_iter_gbs[strcmp(algo, "hier") != 0];
+    double gbs = iter > 0 ? iter : b->memcpy_gbs;
     double traffic = (b->o.tokens + rows) * (double)b->row_bytes;
-    double t_min = traffic / (2 * b->memcpy_gbs / b->size * 1e9);
-    if (d && c && d->t_avg > 0 && c->t_avg > 0 && b->memcpy_gbs > 0)
+    double t_min = traffic / (2 * gbs / b->size * 1e9);
+    if (d && c && d->t_avg > 0 && c->t_avg > 0 && gbs > 0)
         printf("# %s at its memory roofline ((T + %.0f rows) x %zu B = %.1f MB read and written "
-               "per rank, at the same-run memcpy rate): dispatch %.0f%%, combine %.0f%%; "
-               "combine / dispatch time %.2fx\n",
-               algo, rows, b->row_bytes, traffic * 1e-6, 100 * t_min / d->t_avg,
-               100 * t_min / c->t_avg, c->t_avg / d->t_avg);
+               "per rank, at the memcpy rate %s, %.2f GB/s per rank): dispatch %.0f%%, combine "
+               "%.0f%%; combine / dispatch time %.2fx\n",
+               algo, rows, b->row_bytes, traffic * 1e-6,
+               iter > 0 ? "timed in the same iterations" : "of the memcpy row", gbs / b->size,
+               100 * t_min / d->t_avg, 100 * t_min / c->t_avg, c->t_avg / d->t_avg);
 }
 
 int bench_summary(const bench_t *b)
@@ -337,9 +350,11 @@ static int write_json(const bench_t *b, const char *path)
     fprintf(f,
             "{\"ranks\": %d, \"nodes\": %d, \"ranks_per_node\": %d, \"hidden\": %d, "
             "\"dtype\": \"%s\", \"experts\": %d, \"topk\": %d, \"max_nodes\": %d, "
-            "\"memcpy_gbs\": %.4f, \"profile\": \"%s\",\n \"rows\": [",
+            "\"memcpy_gbs\": %.4f, \"memcpy_iter_gbs\": [%.4f, %.4f], \"profile\": \"%s\",\n "
+            "\"rows\": [",
             b->size, b->nodes, b->rpn, b->o.hidden, dn[b->o.dtype], b->o.experts, b->o.topk, b->m,
-            b->memcpy_gbs, b->o.profile ? b->o.profile : "");
+            b->memcpy_gbs, b->memcpy_iter_gbs[0], b->memcpy_iter_gbs[1],
+            b->o.profile ? b->o.profile : "");
     for (int i = 0; i < b->nres; i++) {
         const bench_result_t *r = &b->res[i];
         fprintf(f,

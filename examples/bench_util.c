@@ -200,6 +200,7 @@ void bench_teardown(bench_t *b)
         bench_fail(b, "destroying the context");
     epc_router_destroy(b->router);
     free(b->x), free(b->y), free(b->idx), free(b->w), free(b->logits), free(b->res);
+    free(b->cp_src), free(b->cp_dst);
 }
 
 int bench_fail(const bench_t *b, const char *what)

@@ -55,6 +55,10 @@ typedef struct bench {
     float *w;
     double prof_intra, prof_inter; /* --profile bandwidths */
     double memcpy_gbs;             /* aggregate over ranks, same run */
+    char *cp_src, *cp_dst;         /* the memcpy row's buffers, kept for the iterations */
+    size_t cp_n;                   /* bytes each rank copies */
+    double memcpy_iter_gbs[2];     /* hier, flat: aggregate memcpy rate timed in the
+                                    * iterations at -t (0: not timed) */
     double t_start;
     int fresh; /* the context has not run an operation yet */
     bench_result_t *res;
@@ -115,6 +119,9 @@ int bench_run_overlap(bench_t *b);
 /* bench_out.c */
 void bench_header(const bench_t *b);
 void bench_memcpy_row(bench_t *b, int again);
+/* One timed memcpy of the memcpy row's bytes, between a barrier and the
+ * clock (0 without the buffers). */
+double bench_memcpy_once(const bench_t *b);
 /* The raw MPI_Alltoall row (same per-peer bytes as dispatch, at -t). */
 void bench_alltoall_row(bench_t *b);
 /* Reduces one operation's times and bytes over the ranks into a row. */

@@ -99,11 +99,12 @@ static int buffered_outputs(bench_t *b, epc_handle_t *h, const epc_dispatch_out_
     return 0;
 }
 
-/* One iteration: dispatch, then (-d fp8) an FP8 dispatch of the same rows,
- * combine of the first, then (-W bf16) the same combine over the BF16
- * wire; each timed between barriers, in that order every time. */
+/* One iteration: at -t the memcpy row's copy, then dispatch, then (-d
+ * fp8) an FP8 dispatch of the same rows, combine of the first, then (-W
+ * bf16) the same combine over the BF16 wire; each timed between
+ * barriers, in that order every time. */
 typedef struct algo_run {
-    double t[4];     /* dispatch, combine, fp8 dispatch, bf16-wire combine */
+    double t[5];     /* dispatch, combine, fp8 dispatch, bf16-wire combine, memcpy */
     double first[2]; /* the first iteration's dispatch and combine */
     int first_grows; /* regions and transport buffers grown in it */
     long wrong[4];
@@ -115,7 +116,8 @@ static int run_iteration(bench_t *b, epc_dispatch_args_t *a, int T, int it, algo
     epc_combine_args_t c = EPC_COMBINE_ARGS_INIT;
     epc_dispatch_out_t o = EPC_DISPATCH_OUT_INIT;
     epc_handle_t *h = NULL;
-    double t0;
+    double t0, cp = T == b->o.tokens ? bench_memcpy_once(b) : 0;
+    x->t[4] += it >= 0 ? cp : 0;
     MPI_Barrier(MPI_COMM_WORLD);
     t0 = MPI_Wtime();
     if (epc_dispatch(b->ctx, a, &o, &h) != EPC_OK)
@@ -193,6 +195,7 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
     const char *name = algo == EPC_ALGO_HIER ? "hier" : "flat";
     epc_dispatch_args_t a = EPC_DISPATCH_ARGS_INIT;
     algo_run_t x = {{0}, {0}, 0, {0}, {{0}}};
+    double cp;
     double model = bench_model(b, T, algo), n = b->o.iters;
     a.x = b->x, a.num_tokens = T, a.topk = b->o.topk, a.topk_idx = b->idx, a.topk_weights = b->w;
     a.algo = algo;
@@ -218,6 +221,9 @@ static int run_algo(bench_t *b, epc_algo_t algo, int T)
         add_fp8_row(b, name, T, x.t[2], &x.by[2], x.wrong[2]);
     if (b->fresh && b->o.warmup > 0)
         print_first_call(b, name, T, &x);
+    MPI_Allreduce(&x.t[4], &cp, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (cp > 0) /* as the memcpy row: every rank's bytes over the slowest */
+        b->memcpy_iter_gbs[algo != EPC_ALGO_HIER] = (double)b->cp_n * b->size / (cp / n) * 1e-9;
     b->fresh = 0;
     return 0;
 }

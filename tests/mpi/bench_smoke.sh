@@ -14,10 +14,10 @@ command -v gnuplot >/dev/null 2>&1 && plot="--plot $dir/b.png"
 # shellcheck disable=SC2086
 "$EPC_MPIRUN" 4 "$top_builddir/examples/epc_bench" -t 1024 -H 2048 -e 32 -k 4 -n 1 -w 0 -c \
     --sweep -o dispatch,combine,route,p2p --profile h800 --csv "$dir/b.csv" --json "$dir/b.json" \
-    $plot || exit 1
+    $plot >"$dir/b.txt" || { cat "$dir/b.txt"; exit 1; }
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 needed to parse the outputs"; exit 77; }
-python3 - "$dir" <<'PY' || exit 1
-import csv, json, os, sys
+python3 - "$dir" <<'PY' || { cat "$dir/b.txt"; exit 1; }
+import csv, json, os, re, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(os.path.join(d, "b.csv"))))
 js = json.load(open(os.path.join(d, "b.json")))
@@ -32,6 +32,25 @@ for r, j in zip(rows, js["rows"]):
     if r["op"] in ("dispatch", "combine"):
         assert float(j["model_us"]) > 0, j
 print("csv and json: %d rows, all checked" % len(rows))
+# The roofline lines use the memcpy timed inside the iterations at -t:
+# its rate is the JSON's, and each percentage is recomputed from the
+# line's bytes and rate and the calls' mean times.
+text = open(os.path.join(d, "b.txt")).read()
+avg = {(r["algo"], r["op"]): float(r["avg_us"]) for r in rows if r["tokens"] == "1024"}
+for i, algo in enumerate(("hier", "flat")):
+    m = re.search(algo + r" at its memory roofline \(.* = ([0-9.]+) MB read and written per rank, "
+                  r"at the memcpy rate timed in the same iterations, ([0-9.]+) GB/s per rank\): "
+                  r"dispatch ([0-9]+)%, combine ([0-9]+)%; combine / dispatch time ([0-9.]+)x", text)
+    assert m, (algo, text)
+    mb, gbs, pd, pc, ratio = (float(v) for v in m.groups())
+    assert js["memcpy_iter_gbs"][i] > 0, js
+    assert abs(gbs - js["memcpy_iter_gbs"][i] / 4) <= 0.006, (gbs, js["memcpy_iter_gbs"])
+    t_min_us = mb * 1e6 / (2 * gbs * 1e9) * 1e6
+    for pct, op in ((pd, "dispatch"), (pc, "combine")):
+        want = 100 * t_min_us / avg[(algo, op)]
+        assert abs(pct - want) <= 0.5 + 0.01 * want, (algo, op, pct, want)
+    assert abs(ratio - avg[(algo, "combine")] / avg[(algo, "dispatch")]) <= 0.006 + 0.01 * ratio
+print("roofline lines: rates and percentages recomputed")
 PY
 if [ -n "$plot" ]; then
     head -c 8 "$dir/b.png" | od -An -c | grep -q 'P   N   G' || { echo "FAIL: no PNG"; exit 1; }
