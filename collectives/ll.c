@@ -382,6 +382,17 @@ static ll_set_t *set_of(coll_ll_t *ll, const epc_ll_out_t *d)
     return s->call == d->call && s->complete && !s->combined && !s->combining ? s : NULL;
 }
 
+/* The set of d's dispatch when its combine is in flight, else NULL: a
+ * second combine of it is refused at the start, not posted as a bad one. */
+static ll_set_t *combining_of(coll_ll_t *ll, const epc_ll_out_t *d)
+{
+    ll_set_t *s;
+    if (d == NULL || d->call == 0)
+        return NULL;
+    s = &ll->set[d->call % LL_SETS];
+    return s->call == d->call && s->combining ? s : NULL;
+}
+
 /* The set a combine whose `dispatched` is bad still answers on (its
  * verdict must reach the peers combining, which wait on their set's flag
  * line for this combine's number): the oldest one waiting for a combine,
@@ -439,11 +450,11 @@ static epc_status_t combine_start(epc_ctx_t *ctx, const epc_ll_combine_args_t *a
     if (st != EPC_OK)
         return st;
     local = epc_params_load(&a, args, &ll_combine_layouts, &ctx->hdr, "epc_ll_combine", "args");
-    if (local == EPC_OK) {
+    if (local == EPC_OK && (set = combining_of(ll, a.dispatched)) == NULL) {
         set = set_of(ll, a.dispatched);
         local = check_combine(ctx, set, &a);
     }
-    own = set != NULL;
+    own = set != NULL; /* a combining set is refused below */
     if (set == NULL)
         set = presumed_set(ll);
     if (set->combining)

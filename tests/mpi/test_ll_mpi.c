@@ -410,6 +410,9 @@ static void refused_starts(epc_ctx_t *ctx)
     expect(epc_ll_combine(ctx, &c, NULL), EPC_ERR_INVALID_ARG, ctx, "req", "combine req NULL");
     expect(epc_ll_dispatch(NULL, &a, &o, NULL), EPC_ERR_INVALID_ARG, NULL, "ctx", "ctx NULL");
     expect(epc_ll_buffer_size(ctx, 0, &bytes), EPC_ERR_INVALID_ARG, ctx, "max_tokens", "size 0");
+    expect(epc_ll_buffer_size(ctx, 65537, &bytes), EPC_ERR_INVALID_ARG, ctx, "max_tokens",
+           "size 65537");
+    MT_CHECK(bytes == 0, "a refused buffer size wrote %zu", bytes);
     expect(epc_ll_buffer_size(ctx, 8, NULL), EPC_ERR_INVALID_ARG, ctx, "bytes", "bytes NULL");
     expect(epc_ll_buffer_size(NULL, 8, &bytes), EPC_ERR_INVALID_ARG, NULL, "ctx", "size ctx");
     expect(epc_ll_combine_buffer(ctx, NULL, &buf), EPC_ERR_INVALID_ARG, ctx, "dispatched",
@@ -456,6 +459,95 @@ static int progress_thread(void)
 {
     const char *p = getenv("EPC_PROGRESS");
     return p != NULL && strcmp(p, "thread") == 0;
+}
+
+/* Rows rank `one` received in k (known to every rank). */
+static int rows_on(const call_t *k, int one)
+{
+    int rows = 0;
+    for (int e = 0; mt_rank == one && e < EPR; e++)
+        rows += k->out.count[e];
+    MPI_Bcast(&rows, 1, MPI_INT, one, MPI_COMM_WORLD);
+    return rows;
+}
+
+/* A combine whose arguments fail on rank `one` (bad: 0 args NULL, 1 an
+ * unknown size, 2 expert_out NULL with rows, 3 y NULL with tokens): it
+ * gets EPC_ERR_INVALID_ARG naming the argument, every other rank a peer
+ * error naming it, and no rank's y is written. */
+static void bad_combine_args(epc_ctx_t *ctx, int c, int bad)
+{
+    static const char *const word[] = {"args", "size", "expert_out", "y"};
+    call_t k;
+    epc_ll_combine_args_t a = EPC_LL_COMBINE_ARGS_INIT, b;
+    size_t ybytes = (MAXT + 1) * HIDDEN * 2;
+    uint16_t *y = malloc(ybytes), *eo = NULL;
+    unsigned char *poison = malloc(ybytes);
+    char peer[32];
+    epc_status_t st;
+    int one = 1 % nranks;
+    make_call(&k, c, 0);
+    MT_CHECK(start_dispatch(ctx, &k) == EPC_OK && finish(&k.req) == EPC_OK, "dispatch: %s",
+             epc_last_error(ctx));
+    MT_CHECK(k.T > 0 || mt_rank != one, "call %d: rank %d has no tokens", c, one);
+    MT_CHECK(rows_on(&k, one) > 0, "call %d: rank %d received no rows", c, one);
+    MT_CHECK(epc_ll_combine_buffer(ctx, &k.out, (void **)&eo) == EPC_OK, "buffer: %s",
+             epc_last_error(ctx));
+    run_experts(&k, eo);
+    memset(y, 0x3c, ybytes), memset(poison, 0x3c, ybytes);
+    a.dispatched = &k.out, a.expert_out = eo, a.topk_weights = k.w, a.y = y;
+    b = a;
+    if (bad == 1)
+        b.size = 5;
+    else if (bad == 2)
+        b.expert_out = NULL;
+    else if (bad == 3)
+        b.y = NULL;
+    st = epc_ll_combine(ctx, mt_rank != one ? &a : bad == 0 ? NULL : &b, &k.req);
+    MT_CHECK(st == EPC_OK, "bad combine %d: start: %s", bad, epc_last_error(ctx));
+    st = finish(&k.req);
+    snprintf(peer, sizeof peer, "rank %d", one);
+    if (mt_rank == one)
+        expect(st, EPC_ERR_INVALID_ARG, ctx, word[bad], word[bad]);
+    else
+        expect(st, EPC_ERR_PEER_FAILED, ctx, peer, word[bad]);
+    MT_CHECK(memcmp(y, poison, ybytes) == 0, "bad combine %d: y written", bad);
+    free_call(&k);
+    free(y), free(poison);
+}
+
+/* Refused at the start, nothing posted, on every rank: a second combine
+ * of a dispatch whose combine is in flight, and any call while the
+ * caller holds the context's two requests.  The calls go on afterwards. */
+static void held_refusals(epc_ctx_t *ctx, int c)
+{
+    call_t a, b, n;
+    epc_ll_combine_args_t args = EPC_LL_COMBINE_ARGS_INIT;
+    uint16_t *y = malloc((MAXT + 1) * HIDDEN * 2), *eo = NULL;
+    epc_request_t *comb = NULL, *again = NULL;
+    make_call(&a, c, 0), make_call(&b, c + 1, 0), make_call(&n, c + 2, 0);
+    n.req = NULL;
+    MT_CHECK(start_dispatch(ctx, &a) == EPC_OK && start_dispatch(ctx, &b) == EPC_OK,
+             "two dispatches: %s", epc_last_error(ctx));
+    expect(start_dispatch(ctx, &n), EPC_ERR_CAPACITY, ctx, "2 requests", "a third request");
+    MT_CHECK(n.req == NULL, "a refused dispatch returned a request");
+    MT_CHECK(finish(&a.req) == EPC_OK && finish(&b.req) == EPC_OK, "waits: %s",
+             epc_last_error(ctx));
+    check_dispatch(&a), check_dispatch(&b);
+    MT_CHECK(epc_ll_combine_buffer(ctx, &a.out, (void **)&eo) == EPC_OK, "buffer: %s",
+             epc_last_error(ctx));
+    run_experts(&a, eo);
+    args.dispatched = &a.out, args.expert_out = eo, args.topk_weights = a.w, args.y = y;
+    MT_CHECK(epc_ll_combine(ctx, &args, &comb) == EPC_OK, "combine a: %s", epc_last_error(ctx));
+    if (!progress_thread()) /* the thread may have finished it on some ranks */
+        expect(epc_ll_combine(ctx, &args, &again), EPC_ERR_CAPACITY, ctx, "in flight",
+               "the same combine twice in flight");
+    MT_CHECK(again == NULL, "a refused combine returned a request");
+    MT_CHECK(finish(&comb) == EPC_OK, "combine a: %s", epc_last_error(ctx));
+    check_combine(&a, y);
+    combine_call(ctx, &b, 1);
+    free_call(&a), free_call(&b), free_call(&n);
+    free(y);
 }
 
 /* A combine in flight holds its buffer set: the dispatch two after its
@@ -517,6 +609,16 @@ static void enable(epc_ctx_t *ctx)
     expect(epc_ll_dispatch(ctx, &a, &o, &r), EPC_ERR_INVALID_ARG, ctx, "not enabled",
            "before enable");
     expect(epc_ll_enable(ctx, 0), EPC_ERR_INVALID_ARG, ctx, "max_tokens", "enable 0");
+    expect(epc_ll_enable(ctx, 65537), EPC_ERR_INVALID_ARG, ctx, "max_tokens", "enable 65537");
+    if (nranks > 1) { /* one rank's bad argument: named on the others, nothing enabled */
+        char peer[32];
+        snprintf(peer, sizeof peer, "rank %d", nranks - 1);
+        expect(epc_ll_enable(ctx, mt_rank == nranks - 1 ? -3 : MAXT),
+               mt_rank == nranks - 1 ? EPC_ERR_INVALID_ARG : EPC_ERR_PEER_FAILED, ctx,
+               mt_rank == nranks - 1 ? "max_tokens" : peer, "enable -3 on one rank");
+        expect(epc_ll_dispatch(ctx, &a, &o, &r), EPC_ERR_INVALID_ARG, ctx, "not enabled",
+               "after a failed enable");
+    }
     if (nranks > 1)
         expect(epc_ll_enable(ctx, MAXT + (mt_rank == 0)), EPC_ERR_MISMATCH, ctx, "max_tokens",
                "enable mismatch");
@@ -576,6 +678,9 @@ int main(int argc, char **argv)
         bad_dispatches(ctx);
         payload_mismatch(ctx);
         bad_combine(ctx, 30);
+        for (int bad = 0; bad < 4; bad++) /* rank 1 % nranks has MAXT tokens in these */
+            bad_combine_args(ctx, nranks * (60 + bad) + 1 % nranks, bad);
+        held_refusals(ctx, 70);
         set_rules(ctx, 50);
         for (int c = 40; c < 43; c++) /* still works */
             one_call(ctx, c, 0, c % 2);
