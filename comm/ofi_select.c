@@ -112,7 +112,10 @@ epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t l
     const epc_config_t *cfg;
     epc_status_t st;
     if (why == NULL || len == 0 || chosen == NULL)
-        return epc_error(EPC_ERR_INVALID_ARG, "epc_transport_choice: why or chosen is NULL");
+        return epc_error(EPC_ERR_INVALID_ARG, "epc_transport_choice: %s",
+                         why == NULL ? "why is NULL"
+                         : len == 0  ? "len is 0 (no room for why's line)"
+                                     : "chosen is NULL");
     if ((unsigned)requested > EPC_TRANSPORT_AUTO)
         return epc_error(EPC_ERR_INVALID_ARG, "epc_transport_choice: requested = %d",
                          (int)requested);

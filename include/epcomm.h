@@ -705,7 +705,7 @@ EPC_EXPORT epc_status_t epc_ctx_pair_exchange(epc_ctx_t *ctx, epc_path_t path, s
 /**
  * What EPC_TRANSPORT / auto would choose on this machine, and why, without
  * creating a context (for epc_info).  why gets one line.  EPC_ERR_INVALID_ARG:
- * why or chosen NULL, an unknown requested value, an invalid EPC_TRANSPORT;
+ * why or chosen NULL, len 0, an unknown requested value, an invalid EPC_TRANSPORT;
  * EPC_ERR_UNSUPPORTED: ofi requested in a build without libfabric.
  */
 EPC_EXPORT epc_status_t epc_transport_choice(epc_transport_t requested, char *why, size_t len,

@@ -60,6 +60,8 @@ static void local_functions(void)
     EXPECT(epc_config_get_var(0, NULL), EPC_ERR_INVALID_ARG, NULL, "var");
     EXPECT(epc_transport_choice(EPC_TRANSPORT_AUTO, NULL, 0, &chosen), EPC_ERR_INVALID_ARG, NULL,
            "why");
+    EXPECT(epc_transport_choice(EPC_TRANSPORT_AUTO, why, 0, &chosen), EPC_ERR_INVALID_ARG, NULL,
+           "len");
     EXPECT(epc_transport_choice(EPC_TRANSPORT_AUTO, why, sizeof why, NULL), EPC_ERR_INVALID_ARG,
            NULL, "chosen");
     EXPECT(epc_transport_choice((epc_transport_t)9, why, sizeof why, &chosen), EPC_ERR_INVALID_ARG,
