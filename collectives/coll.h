@@ -130,6 +130,14 @@ int coll_sum_key(const epc_ctx_t *ctx, int g);
 int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int by_node, int *js,
                     int *node, int *end);
 
+/* The term of a token's experts idx[0..k) its combine sums first: the
+ * lowest (sum key, position) among those whose rank (g / epr) lies on
+ * `node` (-1: any), as coll_sum_groups orders them; returns its position,
+ * -1 when there is none.  The combines prefetch that row while summing
+ * the previous token's last one (the token's own next rows are prefetched
+ * as it goes). */
+int coll_first_term(const epc_ctx_t *ctx, const int32_t *idx, int k, int epr, int node);
+
 /* Row kernels (kernels.c, vectorised): acc += w * row; acc += src; and
  * fp32 -> bf16 rounding to nearest even. */
 void coll_axpy_bf16(float *acc, const uint16_t *row, float w, int n);

@@ -140,6 +140,21 @@ int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int by_n
     return groups;
 }
 
+int coll_first_term(const epc_ctx_t *ctx, const int32_t *idx, int k, int epr, int node)
+{
+    const int *node_of = ctx->comm.topo->node_of;
+    int best = -1, best_key = 0;
+    for (int j = 0; j < k; j++) {
+        int key;
+        if (idx[j] < 0 || (node >= 0 && node_of[idx[j] / epr] != node))
+            continue;
+        key = coll_sum_key(ctx, idx[j]);
+        if (best < 0 || key < best_key) /* strictly: ties keep the earlier */
+            best = j, best_key = key;
+    }
+    return best;
+}
+
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,
                   int link)
 {

@@ -255,12 +255,18 @@ static void finish(epc_request_t *r, flat_t *x)
     int *js = x->js, *gnode = js + h->k + 1, *gend = gnode + h->k + 1;
     for (int t = 0; t < h->T; t++) {
         int groups = coll_sum_groups(ctx, h, t, r->cargs.order == EPC_ORDER_NODES, js, gnode, gend);
+        /* the next token's first term: the lowest key of any group */
+        int first = t + 1 < h->T
+                        ? coll_first_term(ctx, h->idx + (size_t)(t + 1) * h->k, h->k, h->epr, -1)
+                        : -1;
         if (bf16 || groups == 0)
             memset(acc, 0, (size_t)H * sizeof *acc);
         for (int q = 0, i = 0; q < groups; q++) {
             float *sum = q == 0 && !bf16 ? acc : ns;
-            for (int lo = i; i < gend[q]; i++) {
-                int j = js[i], jn = i + 1 < gend[q] ? js[i + 1] : -1;
+            for (int lo = i; i < gend[q]; i++) { /* the next row read, across groups and tokens */
+                int j = js[i], jn = i + 1 < gend[groups - 1] ? js[i + 1]
+                                    : first >= 0             ? (t + 1) * h->k + first
+                                                             : -1;
                 const char *row = x->rbuf + (x->eoff[h->idx[j]] + h->eidx[j]) * x->unit;
                 coll_accumulate(ctx, sum, row, r->cargs.unweighted ? 1.0f : h->w[j], i == lo,
                                 jn < 0 ? NULL

@@ -41,6 +41,7 @@ typedef struct hier_combine {
     uint64_t fence;
     epc_status_t local;     /* this rank's own failure (it still fences) */
     float *acc, *sum;       /* [H] each */
+    const char *next_row;   /* the next token's first row on this node (prefetched) */
     int *js, *gnode, *gend; /* [k] each: coll_sum_groups' */
 } hier_combine_t;
 
@@ -61,12 +62,12 @@ static const char *output_row(const epc_request_t *r, int s, int e, int eidx)
 
 /* sum = the token's outputs on this node, n terms in order: rows[i]
  * weighted w[i], 0 + w x out first; each row read with the next one
- * prefetched. */
+ * prefetched, the last with `tail` (the next sum's first row; NULL: none). */
 static void node_sum(const epc_request_t *r, const char *const *rows, const float *w, int n,
-                     float *sum)
+                     float *sum, const char *tail)
 {
     for (int i = 0; i < n; i++)
-        coll_accumulate(r->ctx, sum, rows[i], w[i], i == 0, i + 1 < n ? rows[i + 1] : NULL);
+        coll_accumulate(r->ctx, sum, rows[i], w[i], i == 0, i + 1 < n ? rows[i + 1] : tail);
 }
 
 /* The terms of a record forwarded from source s (its slots on this node)
@@ -93,30 +94,44 @@ static int record_terms(epc_request_t *r, int s, const coll_slot_t *sl, const ch
     return n;
 }
 
+/* The terms of record i of combine message m (record_terms). */
+static int kept_terms(epc_request_t *r, int m, size_t i, const char **rows, float *w)
+{
+    const hier_combine_t *x = r->algo;
+    const char *rec = x->g.h->kept + (x->kept_base[m] + i) * x->g.record_header;
+    return record_terms(r, x->sends[m].peer,
+                        (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t)), rows, w);
+}
+
 /* Forwarder: the node sums of records [lo, hi) of combine message m (back
- * to the source that sent them), written into the send region. */
+ * to the source that sent them), written into the send region.  Each
+ * record's terms are found one record ahead, so its last row is summed
+ * with the next record's first prefetched. */
 static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
     const epc_tr_msg_t *msg = &x->sends[m];
     char *out = epc_lane_net_send_at(r->lane, msg->offset, msg->len);
-    const char *rows[256];
-    float w[256];
+    const char *rows[2][256];
+    float w[2][256];
+    int n;
     if (out == NULL && msg->len > 0)
         return epc_error_obj(&r->ctx->hdr, EPC_ERR_INTERNAL,
                              PHASE ": message outside the send "
                                    "region");
+    n = lo < hi ? kept_terms(r, m, lo, rows[0], w[0]) : 0;
     for (size_t i = lo; i < hi; i++) {
-        const char *rec = g->h->kept + (x->kept_base[m] + i) * g->record_header;
-        int n = record_terms(
-            r, msg->peer, (const coll_slot_t *)(const void *)(rec + sizeof(coll_rec_t)), rows, w);
+        int c = (int)((i - lo) & 1),
+            next = i + 1 < hi ? kept_terms(r, m, i + 1, rows[!c], w[!c]) : 0;
+        const char *tail = next > 0 ? rows[!c][0] : NULL;
         if (x->bf16) { /* summed aside, sent rounded */
-            node_sum(r, rows, w, n, x->sum);
+            node_sum(r, rows[c], w[c], n, x->sum, tail);
             coll_to_bf16((uint16_t *)(void *)(out + i * x->wrow), x->sum, g->hidden);
         } else {
-            node_sum(r, rows, w, n, (float *)(void *)(out + i * x->row));
+            node_sum(r, rows[c], w[c], n, (float *)(void *)(out + i * x->row), tail);
         }
+        n = next;
     }
     coll_account(r->ctx, &r->bytes, msg->peer, (hi - lo) * x->wrow, 0, 0);
     return EPC_OK;
@@ -181,7 +196,7 @@ static void add_group(epc_request_t *r, int q, const char **cursor)
             w[i] = r->cargs.unweighted ? 1.0f : h->w[j];
             coll_account(r->ctx, &r->bytes, e / h->epr, g->out_row_bytes, 0, 1);
         }
-        node_sum(r, rows, w, n, q == 0 && !x->bf16 ? x->acc : x->sum);
+        node_sum(r, rows, w, n, q == 0 && !x->bf16 ? x->acc : x->sum, x->next_row);
         if (q > 0 || x->bf16)
             (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->sum, g->hidden);
     } else { /* straight from the receive region, whole rows in token order */
@@ -212,6 +227,12 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
         }
     for (int t = 0; t < h->T; t++) {
         int groups = coll_sum_groups(r->ctx, h, t, 1, x->js, x->gnode, x->gend);
+        int j = t + 1 < h->T ? coll_first_term(r->ctx, h->idx + (size_t)(t + 1) * h->k, h->k,
+                                               h->epr, g->my_node)
+                             : -1;
+        x->next_row = j < 0 ? NULL
+                            : output_row(r, g->rank, h->idx[(size_t)(t + 1) * h->k + j],
+                                         h->eidx[(size_t)(t + 1) * h->k + j]);
         if (x->bf16 || groups == 0)
             memset(x->acc, 0, x->row);
         for (int q = 0; q < groups; q++)

@@ -199,10 +199,16 @@ static void reduce(epc_request_t *r)
                 order[at] = order[at - 1];
             order[at] = j;
         }
+        /* the next token's first row, prefetched with this one's last */
+        int first = t + 1 < s->T ? coll_first_term(r->ctx, s->idx + (size_t)(t + 1) * s->k, s->k,
+                                                   ll->epr, -1)
+                                 : -1;
         for (int m = 0; m < n; m++)
             coll_accumulate(r->ctx, ll->acc, row_of(r, t, order[m]),
                             w != NULL ? w[(size_t)t * s->k + order[m]] : 1.0f, m == 0,
-                            m + 1 < n ? row_of(r, t, order[m + 1]) : NULL);
+                            m + 1 < n    ? row_of(r, t, order[m + 1])
+                            : first >= 0 ? row_of(r, t + 1, first)
+                                         : NULL);
         if (n == 0)
             memset(y + (size_t)t * ll->nrow, 0, ll->nrow);
         else

@@ -256,8 +256,8 @@ static void print_deepep(const bench_t *b, const bench_result_t *r, double rpt, 
  * written), (T + rows) x row bytes, rows the mean number of (token,
  * expert) pairs per rank; a memcpy of N bytes reads and writes 2N, so the
  * least time is that traffic over twice the per-rank memcpy rate, the one
- * timed in the same iterations as the calls (slowest rank's mean), else
- * the memcpy row's. */
+ * timed in the same iterations as the calls (each rank's best, the slowest
+ * rank's), else the memcpy row's. */
 static void print_roofline(const bench_t *b, const char *algo, double rows)
 {
     const bench_result_t *d = find(b, algo, "dispatch", b->o.tokens),
