@@ -3,7 +3,10 @@
  * test_kernels - the streamed copy dispatch and combine place rows with
  * (collectives/kernels.c): every destination and source alignment within a
  * line, lengths around the 16- and 64-byte steps, and a row of real size,
- * compared with memcpy, the bytes on either side left as they were.
+ * compared with memcpy, the bytes on either side left as they were; and
+ * the fp32 -> bf16 rounding combine stores rows with, against a reference
+ * written from the definition (nearest, ties to even; a NaN stays a quiet
+ * NaN), on every kind of value, at every length up to 40 and a real row.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -82,11 +85,65 @@ static void test_stream_copy_rows(void **state)
     free(g);
 }
 
+/* bf16 of f by the definition: the upper half, rounded up when the lower
+ * half is above half an ulp or exactly half with an odd upper half; a NaN
+ * keeps its sign and top payload bits, quietened. */
+static uint16_t bf16_reference(uint32_t u)
+{
+    uint32_t upper = u >> 16, lower = u & 0xffffu;
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)(upper | 0x40u);
+    if (lower > 0x8000u || (lower == 0x8000u && (upper & 1u)))
+        upper++;
+    return (uint16_t)upper;
+}
+
+static void test_to_bf16(void **state)
+{
+    static const uint32_t special[] = {
+        0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x3f808000u, 0x3f818000u,
+        0x3f807fffu, 0x3f808001u, 0x7f7fffffu, 0xff7fffffu, 0x7f7f8000u, 0x7f800000u,
+        0xff800000u, 0x7f800001u, 0xff800001u, 0x7fc00000u, 0x7fffffffu, 0xffffffffu,
+        0x7f80ffffu, 0x0000ffffu, 0x00008000u, 0x00018000u, 0x4b7fffffu, 0xc0490fdbu};
+    enum { H = 7168 };
+    uint32_t *bits = malloc(H * sizeof *bits);
+    uint16_t *out = malloc((H + 2) * sizeof *out);
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    (void)state;
+    assert_true(bits != NULL && out != NULL);
+    for (int i = 0; i < H; i++) { /* the specials, ties, then any bits */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        bits[i] = i < 24       ? special[i]
+                  : i % 3 == 0 ? ((uint32_t)x & 0xffff0000u) | 0x8000u
+                               : (uint32_t)x;
+    }
+    for (int c = 0; c <= 41; c++) { /* lengths 0 .. 40, then a row */
+        int n = c <= 40 ? c : H;
+        for (int at = 0; at < 3 && at + n <= H; at++) { /* source starts off 64 bytes */
+            float src[40];
+            const float *from = (const float *)(const void *)(bits + at);
+            if (n <= 40) { /* a copy whose tail sits at the end of the array */
+                memcpy(src, bits + at, (size_t)n * sizeof *src);
+                from = src;
+            }
+            memset(out, 0xA5, (H + 2) * sizeof *out);
+            coll_to_bf16(out + 1, from, n);
+            assert_int_equal(out[0], 0xA5A5);
+            assert_int_equal(out[n + 1], 0xA5A5);
+            for (int i = 0; i < n; i++)
+                assert_int_equal(out[i + 1], bf16_reference(bits[at + i]));
+        }
+    }
+    free(bits);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_copy_alignments),
         cmocka_unit_test(test_stream_copy_rows),
+        cmocka_unit_test(test_to_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
