@@ -422,39 +422,6 @@ static void refused_starts(epc_ctx_t *ctx)
            "combine_buffer of nothing");
 }
 
-/* A stale `dispatched` on one rank: its combine fails naming it, the
- * others name the rank. */
-static void bad_combine(epc_ctx_t *ctx, int c)
-{
-    call_t k;
-    epc_ll_combine_args_t a = EPC_LL_COMBINE_ARGS_INIT;
-    epc_ll_out_t stale;
-    uint16_t *y = malloc((MAXT + 1) * HIDDEN * 2), *eo = NULL;
-    char peer[32];
-    epc_status_t st;
-    int one = 1 % nranks;
-    make_call(&k, c, 0);
-    MT_CHECK(start_dispatch(ctx, &k) == EPC_OK && finish(&k.req) == EPC_OK, "dispatch: %s",
-             epc_last_error(ctx));
-    stale = k.out;
-    stale.call += 2; /* a dispatch that never was */
-    MT_CHECK(epc_ll_combine_buffer(ctx, &k.out, (void **)&eo) == EPC_OK, "buffer: %s",
-             epc_last_error(ctx));
-    a.dispatched = mt_rank == one ? &stale : &k.out;
-    a.expert_out = eo;
-    a.topk_weights = k.w;
-    a.y = y;
-    MT_CHECK(epc_ll_combine(ctx, &a, &k.req) == EPC_OK, "start: %s", epc_last_error(ctx));
-    st = finish(&k.req);
-    snprintf(peer, sizeof peer, "rank %d", one);
-    if (mt_rank == one)
-        expect(st, EPC_ERR_INVALID_ARG, ctx, "dispatched", "stale dispatched");
-    else
-        expect(st, EPC_ERR_PEER_FAILED, ctx, peer, "a peer's stale dispatched");
-    free_call(&k);
-    free(y);
-}
-
 static int progress_thread(void)
 {
     const char *p = getenv("EPC_PROGRESS");
@@ -472,14 +439,15 @@ static int rows_on(const call_t *k, int one)
 }
 
 /* A combine whose arguments fail on rank `one` (bad: 0 args NULL, 1 an
- * unknown size, 2 expert_out NULL with rows, 3 y NULL with tokens): it
- * gets EPC_ERR_INVALID_ARG naming the argument, every other rank a peer
- * error naming it, and no rank's y is written. */
+ * unknown size, 2 expert_out NULL with rows, 3 y NULL with tokens, 4 a
+ * stale `dispatched`): it gets EPC_ERR_INVALID_ARG naming the argument,
+ * every other rank a peer error naming it, and no rank's y is written. */
 static void bad_combine_args(epc_ctx_t *ctx, int c, int bad)
 {
-    static const char *const word[] = {"args", "size", "expert_out", "y"};
+    static const char *const word[] = {"args", "size", "expert_out", "y", "dispatched"};
     call_t k;
     epc_ll_combine_args_t a = EPC_LL_COMBINE_ARGS_INIT, b;
+    epc_ll_out_t stale;
     size_t ybytes = (MAXT + 1) * HIDDEN * 2;
     uint16_t *y = malloc(ybytes), *eo = NULL;
     unsigned char *poison = malloc(ybytes);
@@ -503,6 +471,11 @@ static void bad_combine_args(epc_ctx_t *ctx, int c, int bad)
         b.expert_out = NULL;
     else if (bad == 3)
         b.y = NULL;
+    else if (bad == 4) {
+        stale = k.out;
+        stale.call += 2; /* a dispatch that never was */
+        b.dispatched = &stale;
+    }
     st = epc_ll_combine(ctx, mt_rank != one ? &a : bad == 0 ? NULL : &b, &k.req);
     MT_CHECK(st == EPC_OK, "bad combine %d: start: %s", bad, epc_last_error(ctx));
     st = finish(&k.req);
@@ -677,8 +650,7 @@ int main(int argc, char **argv)
         two_in_flight(ctx, 20);
         bad_dispatches(ctx);
         payload_mismatch(ctx);
-        bad_combine(ctx, 30);
-        for (int bad = 0; bad < 4; bad++) /* rank 1 % nranks has MAXT tokens in these */
+        for (int bad = 0; bad < 5; bad++) /* rank 1 % nranks has MAXT tokens in these */
             bad_combine_args(ctx, nranks * (60 + bad) + 1 % nranks, bad);
         held_refusals(ctx, 70);
         set_rules(ctx, 50);
