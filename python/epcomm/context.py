@@ -406,6 +406,24 @@ class Context(LowLatencyMixin):
 
     # --- combine ------------------------------------------------------------
 
+    def _combine_inputs(self, expert_out, handle, topk_weights, out):
+        """combine's checked (expert_out, row scalars, y); raises
+        EpcInvalidArgument naming what is wrong."""
+        T, n = handle.num_tokens, handle.num_rows
+        eo = _check_rows(expert_out, "expert_out", n, self.hidden, self.dtype)
+        rs = None
+        if topk_weights is not None:
+            rs = topk_weights.detach().to(torch.float32).contiguous().view(-1)
+            if rs.numel() != n:
+                raise EpcInvalidArgument("topk_weights has %d elements, not num_rows = %d"
+                                         % (rs.numel(), n))
+        y = out if out is not None else torch.empty((T, self.hidden), dtype=self.dtype)
+        if not isinstance(y, torch.Tensor) or y.dtype != self.dtype or \
+                tuple(y.shape) != (T, self.hidden) or not y.is_contiguous():
+            raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
+                                     % (T, self.hidden, self.dtype))
+        return eo, rs, y
+
     def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False,
                 out=None, wire=None, order=None):
         """Brings expert outputs back to their tokens (collective).
@@ -444,34 +462,27 @@ class Context(LowLatencyMixin):
             [T, k] or None.
         """
         ptr = self._live("combine")
-        if not isinstance(handle, Handle) or handle.ctx is not self or handle._ptr is None:
-            raise EpcInvalidArgument("handle is not a live Handle of this context")
-        T, k, n = handle.num_tokens, handle.topk, handle.num_rows
-        eo, rs, local_error = expert_out, topk_weights, None
+        live = isinstance(handle, Handle) and handle.ctx is self and handle._ptr is not None
+        local_error = None
+        T, k = (handle.num_tokens, handle.topk) if live else (0, 1)
         try:
-            eo = _check_rows(expert_out, "expert_out", n, self.hidden, self.dtype)
-            if topk_weights is not None:
-                rs = topk_weights.detach().to(torch.float32).contiguous().view(-1)
-                if rs.numel() != n:
-                    raise EpcInvalidArgument("topk_weights has %d elements, not num_rows = %d"
-                                             % (rs.numel(), n))
-        except EpcInvalidArgument as e:  # the library's NULL check tells the peers
-            eo, rs, local_error = None, None, e
-        if out is not None:
-            if not isinstance(out, torch.Tensor) or out.dtype != self.dtype or \
-                    tuple(out.shape) != (T, self.hidden) or not out.is_contiguous():
-                raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
-                                         % (T, self.hidden, self.dtype))
-            y = out
-        else:
-            y = torch.empty((T, self.hidden), dtype=self.dtype)
+            if not live:
+                raise EpcInvalidArgument("handle is not a live Handle of this context")
+            eo, rs, y = self._combine_inputs(expert_out, handle, topk_weights, out)
+        except EpcInvalidArgument as e:
+            # the library then fails this rank (handle NULL; else expert_out
+            # and y NULL with rows or tokens) and tells the peers
+            eo, rs, y, local_error = None, None, torch.empty((T, self.hidden),
+                                                             dtype=self.dtype), e
         scal = torch.empty((T, k), dtype=torch.float32) if topk_weights is not None else None
-        args = new(CombineArgs, expert_out=pointer(eo), y=pointer(y), unweighted=int(not weighted),
+        args = new(CombineArgs, expert_out=pointer(eo),
+                   y=pointer(y if local_error is None else None), unweighted=int(not weighted),
                    scalar_channel=int(topk_weights is not None), row_scalars=pointer(rs),
                    topk_scalars=pointer(scal), wire=_choice(_WIRES, wire, "wire"),
                    order=_choice(_ORDERS, order, "order"))
         req = ctypes.c_void_p()
-        check(lib.epc_combine_start(ptr, handle._ptr, ctypes.byref(args), ctypes.byref(req)), ptr)
+        check(lib.epc_combine_start(ptr, handle._ptr if live else None, ctypes.byref(args),
+                                    ctypes.byref(req)), ptr)
         r = Request(self, req.value, lambda: (y, scal), (eo, rs, y, scal, args, handle),
                     local_error)
         return r if async_op else r.wait()

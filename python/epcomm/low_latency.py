@@ -119,6 +119,24 @@ class LowLatencyMixin:
         rows = from_address(out.rows, L * S * stride // es, self.dtype)
         return rows.as_strided((L, S, H), (S * stride // es, stride // es, 1))
 
+    def _ll_combine_inputs(self, x, topk_weights, handle, out):
+        """low_latency_combine's checked (expert_out, weights, y); raises
+        EpcInvalidArgument naming what is wrong."""
+        T, k, L, S = handle.num_tokens, handle.topk, handle.num_local_experts, handle.slots
+        eo = check_rows(x.reshape(L * S, self.hidden) if isinstance(x, torch.Tensor) else x,
+                        "x", L * S, self.hidden, self.dtype)
+        w = None
+        if topk_weights is not None:
+            if tuple(topk_weights.shape) != (T, k):
+                raise EpcInvalidArgument("topk_weights must be [T, k] = [%d, %d]" % (T, k))
+            w = topk_weights.detach().to(torch.float32).contiguous()
+        y = out if out is not None else torch.empty((T, self.hidden), dtype=self.dtype)
+        if (not isinstance(y, torch.Tensor) or tuple(y.shape) != (T, self.hidden)
+                or y.dtype != self.dtype or not y.is_contiguous()):
+            raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
+                                     % (T, self.hidden, self.dtype))
+        return eo, w, y
+
     def get_next_low_latency_combine_buffer(self, handle):
         """The library's [L, slots, hidden] buffer (context dtype, shared
         memory) for handle's expert outputs: written there, they reach
@@ -144,25 +162,23 @@ class LowLatencyMixin:
         Returns y [T, hidden] (or the hook).
         """
         ptr = self._live("low_latency_combine")
-        if not isinstance(handle, LowLatencyHandle) or handle.ctx is not self:
-            raise EpcInvalidArgument("handle is not a LowLatencyHandle of this context")
-        T, k, L, S = handle.num_tokens, handle.topk, handle.num_local_experts, handle.slots
-        eo, w, local_error = x, topk_weights, None
-        try:
-            eo = check_rows(x.reshape(L * S, self.hidden) if isinstance(x, torch.Tensor) else x,
-                            "x", L * S, self.hidden, self.dtype)
-            if topk_weights is not None:
-                if tuple(topk_weights.shape) != (T, k):
-                    raise EpcInvalidArgument("topk_weights must be [T, k] = [%d, %d]" % (T, k))
-                w = topk_weights.detach().to(torch.float32).contiguous()
-        except EpcInvalidArgument as e:  # the library's NULL check tells the peers
-            eo, w, local_error = None, None, e
-        y = out if out is not None else torch.empty((T, self.hidden), dtype=self.dtype)
-        if tuple(y.shape) != (T, self.hidden) or y.dtype != self.dtype or not y.is_contiguous():
-            raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
-                                     % (T, self.hidden, self.dtype))
-        args = new(LLCombineArgs, dispatched=ctypes.pointer(handle._out), expert_out=pointer(eo),
-                   topk_weights=pointer(w), y=pointer(y))
+        local_error, dispatched = None, None
+        if isinstance(handle, LowLatencyHandle) and handle.ctx is self:
+            T, dispatched = handle.num_tokens, ctypes.pointer(handle._out)
+            try:
+                eo, w, y = self._ll_combine_inputs(x, topk_weights, handle, out)
+            except EpcInvalidArgument as e:
+                local_error = e
+        else:
+            T, local_error = 0, EpcInvalidArgument(
+                "handle is not a LowLatencyHandle of this context")
+        if local_error is not None:
+            # nothing the library could use: it fails this rank (handle:
+            # dispatched NULL; else expert_out and y NULL with rows or
+            # tokens) and tells the peers, who would otherwise wait for it
+            eo, w, y = None, None, torch.empty((T, self.hidden), dtype=self.dtype)
+        args = new(LLCombineArgs, dispatched=dispatched, expert_out=pointer(eo),
+                   topk_weights=pointer(w), y=pointer(y if local_error is None else None))
         req = ctypes.c_void_p()
         check(lib.epc_ll_combine(ptr, ctypes.byref(args), ctypes.byref(req)), ptr)
         r = Request(self, req.value, lambda: y, (eo, w, y, args, handle), local_error)

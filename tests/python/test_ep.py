@@ -363,6 +363,18 @@ def test_bad_input(ep):
         raise AssertionError("topk_idx 2^33 was accepted")
     rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
     ctx.combine(rx, h)
+    # one rank's combine: out of the wrong shape, or no handle; the peers
+    # are told (they would otherwise wait for it until the deadline)
+    has_tokens = inputs(51, torch.float32)[bad][0].shape[0] > 0
+    for what in ("out", "handle"):
+        rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
+        hb = "not a handle" if RANK == bad and what == "handle" else h
+        out = torch.empty(x.shape[0] + 1, H) if RANK == bad and what == "out" else None
+        raised = expect_named_or_peer(lambda: ctx.combine(rx, hb, out=out), bad, what)
+        if not raised and (RANK == bad or has_tokens or what == "handle"):
+            raise AssertionError("a bad combine %s on rank %d was not reported" % (what, bad))
+    rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
+    ctx.combine(rx, h)
     # every rank: expert_out of the wrong shape, an unknown dtype or algo
     for what, bad_call in (
             ("expert_out.shape", lambda: ctx.combine(rx[:, :2], h)),

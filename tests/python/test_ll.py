@@ -4,7 +4,8 @@ received row, count and source against a reference built from every rank's
 inputs (regenerated on each rank), combine against a sum in the promised
 order, FP8 rows against epcomm.fp8_quantize, the hooks, two dispatches in
 flight, outputs from the library's buffer (zero copy) and from a tensor of
-the caller's, T = 0 on a rank, a bad input on one rank reaching the others.
+the caller's, T = 0 on a rank, a bad input on one rank reaching the others
+(dispatch's x; combine's out and handle).
 
     mpirun -np N python3 tests/python/test_ll.py [--ranks-per-node L] [--transport mpi|ofi]
 """
@@ -135,6 +136,30 @@ def bad_input(ep):
         assert RANK != bad and ("rank %d" % bad) in str(e), str(e)
 
 
+def bad_combine(ep, call, what):
+    """On rank 0 (it has tokens) one combine argument is wrong, `what`:
+    "out" of the wrong shape, or a "handle" that is not one.  It raises
+    EpcInvalidArgument naming it; the others, who passed theirs, raise
+    EpcPeerFailed naming rank 0 (they do not wait for it until the
+    deadline); the mode works afterwards."""
+    x, idx, w = inputs(call)[RANK]
+    recv_x, _, h = ep.low_latency_dispatch(x, idx)
+    dst = ep.get_next_low_latency_combine_buffer(h)
+    experts(recv_x, h, dst)
+    handle, out = h, None
+    if RANK == 0 and what == "out":
+        out = torch.empty(x.shape[0] + 1, H, dtype=torch.bfloat16)
+    elif RANK == 0:
+        handle = "not a handle"
+    try:
+        ep.low_latency_combine(dst, w, handle, out=out)
+        raise AssertionError("a bad %s on rank 0 went through" % what)
+    except epcomm.EpcInvalidArgument as e:
+        assert RANK == 0 and what in str(e), str(e)
+    except epcomm.EpcPeerFailed as e:
+        assert RANK != 0 and "rank 0" in str(e), str(e)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ranks-per-node", type=int, default=0)
@@ -157,6 +182,11 @@ def main():
         two_in_flight(ep, 20)
         bad_input(ep)
         one_call(ep, 30)
+        if SIZE > 1:
+            bad_combine(ep, 40, "out")
+            one_call(ep, 41)
+            bad_combine(ep, 42, "handle")
+            one_call(ep, 43)
     if RANK == 0:
         print("test_ll.py: all checks passed on %d ranks" % SIZE, flush=True)
 
