@@ -43,6 +43,21 @@ def _choice(table, value, name):
     return table[value]
 
 
+# An enum value no epc_* call accepts: a collective call on a rank whose
+# argument the package refused goes ahead with it, so that the library
+# fails the call there and tells the peers, who would otherwise wait for
+# this rank until the deadline.
+_REFUSED = 0x7fff
+
+
+def _code(table, value, name):
+    """(value's C code, None), or (_REFUSED, the EpcInvalidArgument)."""
+    try:
+        return _choice(table, value, name), None
+    except EpcInvalidArgument as e:
+        return _REFUSED, e
+
+
 class Handle:
     """What a dispatch leaves for its combine (the C epc_handle_t): the
     layout of the rows received, the topk_idx it was made from (a cached
@@ -180,12 +195,16 @@ class Context(LowLatencyMixin):
         EpcInvalidArgument / EpcCapacity (tokens < 0 / above
         max_tokens_per_rank), EpcPeerFailed, ..."""
         ptr = self._live("warmup")
-        code = _choice(_ALGOS, algo, "algo") or self._algo
+        code, local_error = _code(_ALGOS, algo, "algo")
+        code = code or self._algo
         tokens = self.max_tokens_per_rank if tokens is None else tokens
         if not isinstance(tokens, int):
-            raise EpcInvalidArgument("tokens = %r (an int)" % (tokens,))
+            local_error, tokens = EpcInvalidArgument("tokens = %r (an int)" % (tokens,)), -1
         try:
-            check(lib.epc_ctx_warmup(ptr, code, tokens), ptr)
+            st = lib.epc_ctx_warmup(ptr, code, tokens)  # told to the peers
+            if local_error is not None:
+                raise local_error
+            check(st, ptr)
         finally:
             self._dispatches += 2  # both buffer sets were written
 
@@ -204,6 +223,25 @@ class Context(LowLatencyMixin):
         [new slots_per_rank, ...] of the same dtype and row shape (None: a new
         one).  Returns new_weights."""
         ptr = self._live("move_weights")
+        try:
+            new_weights = self._move_buffers(old_placement, new_placement, old_weights,
+                                             new_weights)
+            old, new_, slot_bytes = old_weights.data_ptr(), new_weights.data_ptr(), \
+                old_weights[0].numel() * old_weights.element_size()
+            local_error = None
+        except EpcInvalidArgument as e:  # NULL buffers: the library tells the peers
+            old, new_, slot_bytes, local_error = None, None, 1, e
+        st = lib.epc_placement_move_weights(ptr, old_placement._live(), new_placement._live(),
+                                            old, new_, slot_bytes)
+        if local_error is not None:
+            raise local_error
+        check(st, ptr)
+        return new_weights
+
+    @staticmethod
+    def _move_buffers(old_placement, new_placement, old_weights, new_weights):
+        """move_weights' checked new_weights (made when None); raises
+        EpcInvalidArgument naming the tensor that does not fit."""
         if not isinstance(old_weights, torch.Tensor) or old_weights.dim() < 1 or \
                 old_weights.device.type != "cpu" or not old_weights.is_contiguous() or \
                 old_weights.shape[0] != old_placement.slots_per_rank:
@@ -217,10 +255,6 @@ class Context(LowLatencyMixin):
                 new_weights.device.type != "cpu":
             raise EpcInvalidArgument("new_weights must be a contiguous CPU %s tensor %s"
                                      % (old_weights.dtype, list(shape)))
-        slot_bytes = old_weights[0].numel() * old_weights.element_size()
-        check(lib.epc_placement_move_weights(ptr, old_placement._live(), new_placement._live(),
-                                             old_weights.data_ptr(), new_weights.data_ptr(),
-                                             slot_bytes), ptr)
         return new_weights
 
     def __enter__(self):
@@ -334,16 +368,21 @@ class Context(LowLatencyMixin):
         EpcPeerFailed (another rank's, naming it), EpcMismatch, EpcTimeout, ...
         """
         ptr = self._live("dispatch")
-        code = _choice(_PAYLOADS, payload, "payload")
-        if isinstance(x, tuple) and code == _PAYLOADS["fp8_ue8m0"]:
-            raise EpcInvalidArgument("payload = 'fp8_ue8m0' casts x: pass x, not (q, scales)")
+        code, bad_payload = _code(_PAYLOADS, payload, "payload")
+        algo_code, bad_algo = _code(_ALGOS, algo, "algo")
         x_c, idx, w, T, k, local_error = self._dispatch_inputs(x, topk_idx, topk_weights, handle)
+        if isinstance(x, tuple) and code == _PAYLOADS["fp8_ue8m0"]:
+            bad_payload = EpcInvalidArgument(
+                "payload = 'fp8_ue8m0' casts x: pass x, not (q, scales)")
+        local_error = bad_payload or bad_algo or local_error
+        if local_error is not None:  # a count the library rejects: the peers are told
+            x_c, idx, w, T, k, code, algo_code = None, None, None, -1, 1, 0, 0
         scales = None
         if isinstance(x_c, tuple):
             (x_c, scales), code = x_c, _FP8_GIVEN
         args = new(DispatchArgs, x=pointer(x_c), num_tokens=T, topk=k, topk_idx=pointer(idx),
                    topk_weights=pointer(w), expert_alignment=expert_alignment,
-                   algo=_choice(_ALGOS, algo, "algo") or self._algo, payload=code,
+                   algo=algo_code or self._algo, payload=code,
                    x_scales=pointer(scales))
         out = new(DispatchOut)
         hptr = ctypes.c_void_p(handle._ptr if handle is not None and local_error is None
@@ -462,6 +501,8 @@ class Context(LowLatencyMixin):
             [T, k] or None.
         """
         ptr = self._live("combine")
+        wire_code, bad_wire = _code(_WIRES, wire, "wire")
+        order_code, bad_order = _code(_ORDERS, order, "order")
         live = isinstance(handle, Handle) and handle.ctx is self and handle._ptr is not None
         local_error = None
         T, k = (handle.num_tokens, handle.topk) if live else (0, 1)
@@ -469,6 +510,8 @@ class Context(LowLatencyMixin):
             if not live:
                 raise EpcInvalidArgument("handle is not a live Handle of this context")
             eo, rs, y = self._combine_inputs(expert_out, handle, topk_weights, out)
+            if bad_wire or bad_order:  # the library rejects the code and tells the peers
+                raise bad_wire or bad_order
         except EpcInvalidArgument as e:
             # the library then fails this rank (handle NULL; else expert_out
             # and y NULL with rows or tokens) and tells the peers
@@ -478,8 +521,7 @@ class Context(LowLatencyMixin):
         args = new(CombineArgs, expert_out=pointer(eo),
                    y=pointer(y if local_error is None else None), unweighted=int(not weighted),
                    scalar_channel=int(topk_weights is not None), row_scalars=pointer(rs),
-                   topk_scalars=pointer(scal), wire=_choice(_WIRES, wire, "wire"),
-                   order=_choice(_ORDERS, order, "order"))
+                   topk_scalars=pointer(scal), wire=wire_code, order=order_code)
         req = ctypes.c_void_p()
         check(lib.epc_combine_start(ptr, handle._ptr if live else None, ctypes.byref(args),
                                     ctypes.byref(req)), ptr)

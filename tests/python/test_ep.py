@@ -317,6 +317,10 @@ def test_warmup(ep):
         raise AssertionError("a call after the warm-up grew the regions")
     bad = 1 % SIZE
     expect_named_or_peer(lambda: ctx.warmup(-1 if RANK == bad else 8), bad, "tokens")
+    if not expect_named_or_peer(lambda: ctx.warmup("8" if RANK == bad else 8), bad, "tokens") \
+            or not expect_named_or_peer(lambda: ctx.warmup(8, algo="ring" if RANK == bad
+                                                           else None), bad, "algo"):
+        raise AssertionError("a bad warm-up argument on rank %d was not reported" % bad)
     try:
         ctx.warmup(ctx.max_tokens_per_rank + 1)
     except epcomm.EpcCapacity as e:
@@ -373,6 +377,19 @@ def test_bad_input(ep):
         raised = expect_named_or_peer(lambda: ctx.combine(rx, hb, out=out), bad, what)
         if not raised and (RANK == bad or has_tokens or what == "handle"):
             raise AssertionError("a bad combine %s on rank %d was not reported" % (what, bad))
+    # one rank's unknown choice: dispatch's algo or payload, combine's wire
+    # or order, as a value the library refuses, so the peers are told
+    for what, call in (
+            ("algo", lambda: ctx.dispatch(x, idx, w, algo="ring" if RANK == bad else None)),
+            ("payload", lambda: ctx.dispatch(x, idx, w,
+                                             payload="fp4" if RANK == bad else None))):
+        if not expect_named_or_peer(call, bad, what):
+            raise AssertionError("a bad %s on rank %d was not reported" % (what, bad))
+    for what in ("wire", "order"):
+        rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
+        kw = {what: "fp64" if RANK == bad else None}
+        if not expect_named_or_peer(lambda: ctx.combine(rx, h, **kw), bad, what):
+            raise AssertionError("a bad %s on rank %d was not reported" % (what, bad))
     rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
     ctx.combine(rx, h)
     # every rank: expert_out of the wrong shape, an unknown dtype or algo

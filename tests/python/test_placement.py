@@ -175,6 +175,14 @@ def main():
         ident = epcomm.Placement(None, E, SIZE, rpn)
         old = torch.stack([torch.full((2, H), float(RANK * (E // SIZE) + i))
                            for i in range(E // SIZE)])
+        if SIZE > 1:  # old_weights of the wrong shape on rank 1: named there, peers told
+            try:
+                ep.move_weights(ident, plan, old[:1] if RANK == 1 else old)
+                raise AssertionError("bad old_weights on rank 1 were moved")
+            except epcomm.EpcInvalidArgument as e:
+                assert RANK == 1 and "old_weights" in str(e), str(e)
+            except epcomm.EpcPeerFailed as e:
+                assert RANK != 1 and e.rank == 1, str(e)
         new = ep.move_weights(ident, plan, old)
         mine = table[RANK * plan.slots_per_rank:(RANK + 1) * plan.slots_per_rank]
         assert torch.equal(new[:, 0, 0], torch.tensor(mine, dtype=torch.float32)), (new, mine)
