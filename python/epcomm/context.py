@@ -16,6 +16,7 @@ from ._tensors import dtype_code, from_address, copy_array, pointer, Guard, \
     ReceivedTensor, check_rows as _check_rows
 from .errors import check, EpcError, EpcInvalidArgument
 from .low_latency import LowLatencyMixin
+from .placement import live_ptr as placement_ptr
 from .fp8 import BLOCK as FP8_BLOCK
 
 _TRANSPORTS = {None: 0, "mpi": 1, "ofi": 2, "auto": 3}
@@ -214,7 +215,11 @@ class Context(LowLatencyMixin):
         rank when the tables differ; EpcInvalidArgument when it does not fit
         the context (its error on that rank, EpcPeerFailed elsewhere)."""
         ptr = self._live("agree_placement")
-        check(lib.epc_placement_agree(ptr, placement._live()), ptr)
+        pp, local_error = placement_ptr(placement, "placement")
+        st = lib.epc_placement_agree(ptr, pp)
+        if local_error is not None:
+            raise local_error
+        check(st, ptr)
 
     def move_weights(self, old_placement, new_placement, old_weights, new_weights=None):
         """Collective: expert weights from old_placement's slots to
@@ -223,7 +228,11 @@ class Context(LowLatencyMixin):
         [new slots_per_rank, ...] of the same dtype and row shape (None: a new
         one).  Returns new_weights."""
         ptr = self._live("move_weights")
+        po, bad_old = placement_ptr(old_placement, "old_placement")
+        pn, bad_new = placement_ptr(new_placement, "new_placement")
         try:
+            if bad_old or bad_new:
+                raise bad_old or bad_new
             new_weights = self._move_buffers(old_placement, new_placement, old_weights,
                                              new_weights)
             old, new_, slot_bytes = old_weights.data_ptr(), new_weights.data_ptr(), \
@@ -231,8 +240,7 @@ class Context(LowLatencyMixin):
             local_error = None
         except EpcInvalidArgument as e:  # NULL buffers: the library tells the peers
             old, new_, slot_bytes, local_error = None, None, 1, e
-        st = lib.epc_placement_move_weights(ptr, old_placement._live(), new_placement._live(),
-                                            old, new_, slot_bytes)
+        st = lib.epc_placement_move_weights(ptr, po, pn, old, new_, slot_bytes)
         if local_error is not None:
             raise local_error
         check(st, ptr)

@@ -47,7 +47,13 @@ class LowLatencyMixin:
         its buffers (collective, once).  Raises EpcInvalidArgument (outside
         [1, 65536], already enabled), EpcMismatch (ranks differ), ..."""
         ptr = self._live("enable_low_latency")
-        check(lib.epc_ll_enable(ptr, max_tokens), ptr)
+        local_error = None
+        if not isinstance(max_tokens, int):  # 0: refused by the library, told to the peers
+            local_error = EpcInvalidArgument("max_tokens = %r (an int)" % (max_tokens,))
+        st = lib.epc_ll_enable(ptr, max_tokens if local_error is None else 0)
+        if local_error is not None:
+            raise local_error
+        check(st, ptr)
         self.low_latency_max_tokens = max_tokens
 
     def _ll_inputs(self, x, topk_idx):

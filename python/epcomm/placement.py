@@ -17,6 +17,15 @@ _ALGOS = {"balanced": 0, "eplb": 1}
 _CHOICES = {"near": 0, "spread": 1, "balanced": 2, "limited": 3}
 
 
+def live_ptr(placement, name):
+    """(placement's pointer, None), or (None, EpcInvalidArgument naming
+    `name`) when it is not an open Placement: a collective call then passes
+    NULL, which the library refuses and tells the peers."""
+    if isinstance(placement, Placement) and placement._ptr is not None:
+        return placement._ptr, None
+    return None, EpcInvalidArgument("%s is not an open Placement" % name)
+
+
 class Placement:
     """A table of num_slots physical slots -> logical experts; slot s lives
     on rank s // slots_per_rank.  Build one from a table, or plan one

@@ -169,6 +169,14 @@ def main():
                         transport=a.transport, log_level="off") as ep:
         assert ep.low_latency_buffer_size(MAXT) > 0
         assert ep.stats()["ll_transfer"] == ""
+        if SIZE > 1:  # a non-int on rank 1: named there, the peers told, nothing enabled
+            try:
+                ep.enable_low_latency(str(MAXT) if RANK == 1 else MAXT)
+                raise AssertionError("enable_low_latency('8') on rank 1 went through")
+            except epcomm.EpcInvalidArgument as e:
+                assert RANK == 1 and "max_tokens" in str(e), str(e)
+            except epcomm.EpcPeerFailed as e:
+                assert RANK != 1 and e.rank == 1, str(e)
         ep.enable_low_latency(MAXT)
         # between (virtual) nodes of this one host: writes over ofi (tcp),
         # two-sided messages over mpi; nothing on one node

@@ -160,6 +160,16 @@ def main():
     with epcomm.Context(hidden=H, num_experts=S, max_topk=K, dtype=torch.float32,
                         ranks_per_node=a.ranks_per_node, transport=a.transport,
                         log_level="off") as ep:
+        if SIZE > 1:  # a closed placement on rank 1: named there, the peers told
+            closed = epcomm.Placement(table, E, SIZE, rpn)
+            closed.close()
+            try:
+                ep.agree_placement(closed if RANK == 1 else plan)
+                raise AssertionError("a closed placement on rank 1 was agreed")
+            except epcomm.EpcInvalidArgument as e:
+                assert RANK == 1 and "placement" in str(e), str(e)
+            except epcomm.EpcPeerFailed as e:
+                assert RANK != 1 and e.rank == 1, str(e)
         ep.agree_placement(plan)
         if SIZE > 1:
             t = list(table)
