@@ -460,6 +460,8 @@ class Context(LowLatencyMixin):
         eo = _check_rows(expert_out, "expert_out", n, self.hidden, self.dtype)
         rs = None
         if topk_weights is not None:
+            if not isinstance(topk_weights, torch.Tensor):
+                raise EpcInvalidArgument("topk_weights must be a tensor of num_rows = %d" % n)
             rs = topk_weights.detach().to(torch.float32).contiguous().view(-1)
             if rs.numel() != n:
                 raise EpcInvalidArgument("topk_weights has %d elements, not num_rows = %d"

@@ -129,11 +129,12 @@ class LowLatencyMixin:
         """low_latency_combine's checked (expert_out, weights, y); raises
         EpcInvalidArgument naming what is wrong."""
         T, k, L, S = handle.num_tokens, handle.topk, handle.num_local_experts, handle.slots
-        eo = check_rows(x.reshape(L * S, self.hidden) if isinstance(x, torch.Tensor) else x,
-                        "x", L * S, self.hidden, self.dtype)
+        rows = isinstance(x, torch.Tensor) and x.numel() == L * S * self.hidden
+        eo = check_rows(x.reshape(L * S, self.hidden) if rows else x, "x", L * S, self.hidden,
+                        self.dtype)
         w = None
         if topk_weights is not None:
-            if tuple(topk_weights.shape) != (T, k):
+            if not isinstance(topk_weights, torch.Tensor) or tuple(topk_weights.shape) != (T, k):
                 raise EpcInvalidArgument("topk_weights must be [T, k] = [%d, %d]" % (T, k))
             w = topk_weights.detach().to(torch.float32).contiguous()
         y = out if out is not None else torch.empty((T, self.hidden), dtype=self.dtype)

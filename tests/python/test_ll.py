@@ -5,7 +5,7 @@ inputs (regenerated on each rank), combine against a sum in the promised
 order, FP8 rows against epcomm.fp8_quantize, the hooks, two dispatches in
 flight, outputs from the library's buffer (zero copy) and from a tensor of
 the caller's, T = 0 on a rank, a bad input on one rank reaching the others
-(dispatch's x; combine's out and handle).
+(dispatch's x; combine's x, out and handle).
 
     mpirun -np N python3 tests/python/test_ll.py [--ranks-per-node L] [--transport mpi|ofi]
 """
@@ -138,7 +138,7 @@ def bad_input(ep):
 
 def bad_combine(ep, call, what):
     """On rank 0 (it has tokens) one combine argument is wrong, `what`:
-    "out" of the wrong shape, or a "handle" that is not one.  It raises
+    "out" or "x" of the wrong shape, or a "handle" that is not one.  It raises
     EpcInvalidArgument naming it; the others, who passed theirs, raise
     EpcPeerFailed naming rank 0 (they do not wait for it until the
     deadline); the mode works afterwards."""
@@ -146,13 +146,15 @@ def bad_combine(ep, call, what):
     recv_x, _, h = ep.low_latency_dispatch(x, idx)
     dst = ep.get_next_low_latency_combine_buffer(h)
     experts(recv_x, h, dst)
-    handle, out = h, None
+    handle, out, eo = h, None, dst
     if RANK == 0 and what == "out":
         out = torch.empty(x.shape[0] + 1, H, dtype=torch.bfloat16)
+    elif RANK == 0 and what == "x":
+        eo = dst[:1]
     elif RANK == 0:
         handle = "not a handle"
     try:
-        ep.low_latency_combine(dst, w, handle, out=out)
+        ep.low_latency_combine(eo, w, handle, out=out)
         raise AssertionError("a bad %s on rank 0 went through" % what)
     except epcomm.EpcInvalidArgument as e:
         assert RANK == 0 and what in str(e), str(e)
@@ -195,6 +197,8 @@ def main():
             one_call(ep, 41)
             bad_combine(ep, 42, "handle")
             one_call(ep, 43)
+            bad_combine(ep, 44, "x")
+            one_call(ep, 45)
     if RANK == 0:
         print("test_ll.py: all checks passed on %d ranks" % SIZE, flush=True)
 
