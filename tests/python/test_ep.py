@@ -350,26 +350,15 @@ def expect_named_or_peer(call, bad, text):
     return True
 
 
-def test_bad_input(ep):
-    """A bad argument on one rank: that rank's error names it, the others get
-    EpcPeerFailed naming the rank; the context stays usable."""
-    ctx = ep[torch.float32]
-    x, idx, w = inputs(51, torch.float32)[RANK]
-    bad = 0
-    xb = x.double() if RANK == bad else x
-    if not expect_named_or_peer(lambda: ctx.dispatch(xb, idx, w), bad, "x.dtype"):
-        raise AssertionError("a bad x was accepted")
-    big = idx.clone()
-    if RANK == bad and big.numel():
-        big[0, 0] = 1 << 33  # would wrap to a valid id as int32
-    if not expect_named_or_peer(lambda: ctx.dispatch(x, big, w), bad, "topk_idx") and \
-            RANK == bad and big.numel():
-        raise AssertionError("topk_idx 2^33 was accepted")
+def one_rank_bad_calls(ctx, call, bad):
+    """Arguments only rank `bad` gets wrong in calls on inputs(call), each
+    named there and reported to the peers (who would otherwise wait for it
+    until the deadline, or pair the call with its next one)."""
+    x, idx, w = inputs(call, torch.float32)[RANK]
     rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
     ctx.combine(rx, h)
-    # one rank's combine: out of the wrong shape, or no handle; the peers
-    # are told (they would otherwise wait for it until the deadline)
-    has_tokens = inputs(51, torch.float32)[bad][0].shape[0] > 0
+    # combine: out of the wrong shape, or no handle
+    has_tokens = inputs(call, torch.float32)[bad][0].shape[0] > 0
     for what in ("out", "handle"):
         rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
         hb = "not a handle" if RANK == bad and what == "handle" else h
@@ -390,6 +379,24 @@ def test_bad_input(ep):
         kw = {what: "fp64" if RANK == bad else None}
         if not expect_named_or_peer(lambda: ctx.combine(rx, h, **kw), bad, what):
             raise AssertionError("a bad %s on rank %d was not reported" % (what, bad))
+
+
+def test_bad_input(ep):
+    """A bad argument on one rank: that rank's error names it, the others get
+    EpcPeerFailed naming the rank; the context stays usable."""
+    ctx = ep[torch.float32]
+    x, idx, w = inputs(51, torch.float32)[RANK]
+    bad = 0
+    xb = x.double() if RANK == bad else x
+    if not expect_named_or_peer(lambda: ctx.dispatch(xb, idx, w), bad, "x.dtype"):
+        raise AssertionError("a bad x was accepted")
+    big = idx.clone()
+    if RANK == bad and big.numel():
+        big[0, 0] = 1 << 33  # would wrap to a valid id as int32
+    if not expect_named_or_peer(lambda: ctx.dispatch(x, big, w), bad, "topk_idx") and \
+            RANK == bad and big.numel():
+        raise AssertionError("topk_idx 2^33 was accepted")
+    one_rank_bad_calls(ctx, 51, bad)
     rx, _, _, _, h = ctx.dispatch(x, idx, w, copy=True)
     ctx.combine(rx, h)
     # every rank: expert_out of the wrong shape, an unknown dtype or algo
