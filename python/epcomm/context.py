@@ -12,7 +12,7 @@ from . import _mpi
 from ._lib import lib, new, CtxParams, CtxStats, CollStats, DispatchArgs, DispatchOut, \
     CombineArgs
 from ._request import Request
-from ._tensors import dtype_code, from_address, copy_array, pointer, Guard, \
+from ._tensors import DTYPES, from_address, copy_array, pointer, Guard, \
     ReceivedTensor, check_rows as _check_rows
 from .errors import check, EpcError, EpcInvalidArgument
 from .low_latency import LowLatencyMixin
@@ -118,20 +118,31 @@ class Context(LowLatencyMixin):
                  ranks_per_node=0, timeout_ms=0, progress=None, algo=None, log_level=None):
         self._ptr = None
         self._requests = set()
-        p = new(CtxParams, num_experts=num_experts, hidden=hidden, dtype=dtype_code(dtype),
-                max_tokens_per_rank=max_tokens_per_rank, max_topk=max_topk,
-                transport=_choice(_TRANSPORTS, transport, "transport"),
+        # a name this rank gets wrong goes to epc_ctx_create as a value it
+        # refuses (algo, the package's own, as progress), so that creation
+        # fails on every rank at once instead of the peers waiting for this one
+        codes = [_code(t, v, n) for t, v, n in ((_TRANSPORTS, transport, "transport"),
+                                                (_LOG, log_level, "log_level"),
+                                                (_PROGRESS, progress, "progress"),
+                                                (_ALGOS, algo, "algo"))]
+        dt = _code(DTYPES, dtype, "dtype")
+        (tcode, _), (lcode, _), (pcode, _), (acode, bad_algo) = codes
+        local_error = dt[1] or next((e for _, e in codes if e is not None), None)
+        p = new(CtxParams, num_experts=num_experts, hidden=hidden, dtype=dt[0],
+                max_tokens_per_rank=max_tokens_per_rank, max_topk=max_topk, transport=tcode,
                 ofi_provider=ofi_provider.encode() if ofi_provider else None,
-                ranks_per_node=ranks_per_node, timeout_ms=timeout_ms,
-                log_level=_choice(_LOG, log_level, "log_level"),
-                progress=_choice(_PROGRESS, progress, "progress"))
-        self._algo = _choice(_ALGOS, algo, "algo")
+                ranks_per_node=ranks_per_node, timeout_ms=timeout_ms, log_level=lcode,
+                progress=_REFUSED if bad_algo else pcode)
+        self._algo = acode
         _mpi.ensure_initialized(_mpi.THREAD_MULTIPLE if progress == "thread"
                                 else _mpi.THREAD_FUNNELED)
         fcomm = _mpi.fortran_handle(comm)
         ptr = ctypes.c_void_p()
-        check(lib.epc_ctx_create_f(ctypes.byref(fcomm) if fcomm is not None else None,
-                                   ctypes.byref(p), ctypes.byref(ptr)))
+        st = lib.epc_ctx_create_f(ctypes.byref(fcomm) if fcomm is not None else None,
+                                  ctypes.byref(p), ctypes.byref(ptr))
+        if local_error is not None:  # the library refused it too, on every rank
+            raise local_error
+        check(st)
         self._ptr = ptr.value
         self.hidden, self.num_experts, self.dtype = hidden, num_experts, dtype
         self.max_tokens_per_rank = max_tokens_per_rank or 8192  # the library's default

@@ -381,6 +381,29 @@ def one_rank_bad_calls(ctx, call, bad):
             raise AssertionError("a bad %s on rank %d was not reported" % (what, bad))
 
 
+def test_bad_create(args):
+    """A name one rank gets wrong in Context(...) (each of transport,
+    log_level, progress, algo, dtype): it raises EpcInvalidArgument naming
+    it, the others EpcPeerFailed naming it, at once (not after the 60 s
+    deadline); then every rank creates the context."""
+    bad = 1 % SIZE
+    for what, value in (("transport", "pigeon"), ("log_level", "loud"), ("progress", "later"),
+                        ("algo", "ring"), ("dtype", torch.int8)):
+        kw = {"transport": args.transport, "dtype": torch.float32}
+        if RANK == bad:
+            kw[what] = value
+        t0 = time.monotonic()
+        raised = expect_named_or_peer(lambda: epcomm.Context(
+            comm, hidden=H, num_experts=E, timeout_ms=60000,
+            ranks_per_node=args.ranks_per_node, **kw).close(), bad, what)
+        if not raised or time.monotonic() - t0 > 30:
+            raise AssertionError("a bad %s on rank %d: raised %s after %.1f s"
+                                 % (what, bad, raised, time.monotonic() - t0))
+    epcomm.Context(comm, hidden=H, num_experts=E, dtype=torch.float32,
+                   ranks_per_node=args.ranks_per_node, transport=args.transport).close()
+    say("a bad Context argument on one rank: named there, peers told: ok")
+
+
 def test_bad_input(ep):
     """A bad argument on one rank: that rank's error names it, the others get
     EpcPeerFailed naming the rank; the context stays usable."""
@@ -621,6 +644,8 @@ def main():
     for c in ep.values():
         c.close()
     test_abort_reaches_peers(args)
+    if SIZE > 1:
+        test_bad_create(args)
     say("all passed")
 
 
