@@ -3,9 +3,10 @@
  * epc_bench - all-to-all (MoE dispatch/combine) bandwidth, in the style of
  * nccl-tests: one row per (algorithm, operation, size), times reduced across
  * ranks, algbw/busbw, the bytes that crossed the network and stayed in the
- * node, the cost model's time when asked, and #wrong when checking.  A
- * memcpy row measured in the same run gives the roofline.  Columns are
- * defined in docs/PERFORMANCE.md.  `epc_bench --help` lists the options.
+ * node, the cost model's time when asked, and #wrong when checking.  The
+ * same copy timed as a memcpy row and inside the iterations gives the
+ * roofline.  Columns are defined in docs/PERFORMANCE.md.  `epc_bench
+ * --help` lists the options.
  */
 #include <epcomm.h>
 
