@@ -41,7 +41,6 @@ typedef struct hier_combine {
     uint64_t fence;
     epc_status_t local;     /* this rank's own failure (it still fences) */
     float *acc, *sum;       /* [H] each */
-    const char *next_row;   /* the next token's first row on this node (prefetched) */
     int *js, *gnode, *gend; /* [k] each: coll_sum_groups' */
 } hier_combine_t;
 
@@ -180,8 +179,9 @@ static epc_status_t post_stage(epc_request_t *r, int s)
 /* Source, the token of x->js: group q's sum (this node's built here from the outputs
  * where they lie, another's as it arrived) added to acc; the first taken
  * as it is under the fp32 wire (0 + s is s: such a sum, started as 0 +
- * w*x, is never -0), every one rounded under BF16's. */
-static void add_group(epc_request_t *r, int q, const char **cursor)
+ * w*x, is never -0), every one rounded under BF16's.  next_row: the next
+ * token's first row on this node, prefetched with this node's last. */
+static void add_group(epc_request_t *r, int q, const char **cursor, const char *next_row)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
@@ -196,7 +196,7 @@ static void add_group(epc_request_t *r, int q, const char **cursor)
             w[i] = r->cargs.unweighted ? 1.0f : h->w[j];
             coll_account(r->ctx, &r->bytes, e / h->epr, g->out_row_bytes, 0, 1);
         }
-        node_sum(r, rows, w, n, q == 0 && !x->bf16 ? x->acc : x->sum, x->next_row);
+        node_sum(r, rows, w, n, q == 0 && !x->bf16 ? x->acc : x->sum, next_row);
         if (q > 0 || x->bf16)
             (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->sum, g->hidden);
     } else { /* straight from the receive region, whole rows in token order */
@@ -230,13 +230,13 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
         int j = t + 1 < h->T ? coll_first_term(r->ctx, h->idx + (size_t)(t + 1) * h->k, h->k,
                                                h->epr, g->my_node)
                              : -1;
-        x->next_row = j < 0 ? NULL
-                            : output_row(r, g->rank, h->idx[(size_t)(t + 1) * h->k + j],
-                                         h->eidx[(size_t)(t + 1) * h->k + j]);
+        const char *next_row = j < 0 ? NULL
+                                     : output_row(r, g->rank, h->idx[(size_t)(t + 1) * h->k + j],
+                                                  h->eidx[(size_t)(t + 1) * h->k + j]);
         if (x->bf16 || groups == 0)
             memset(x->acc, 0, x->row);
         for (int q = 0; q < groups; q++)
-            add_group(r, q, cursor);
+            add_group(r, q, cursor, next_row);
         coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(r->ctx));
     }
     free(cursor);
