@@ -33,3 +33,9 @@ out=$("$EPC_MPIRUN" 4 $recovery "$top_builddir/tests/mpi/test_fault_mpi" "$phase
 echo "$out"
 echo "$out" | grep -q "test_fault_mpi $phase: 3 surviving ranks reported an error in time, [1-9][0-9]* named rank 1, 0 failed checks" || {
     echo "FAIL: no clean summary from rank 0"; exit 1; }
+# mpirun's exit status is rank 0's MPI_Abort either way: the job must
+# have ended by itself, not by mpirun.sh's outer --timeout
+if echo "$out" | grep -q "time limit for job execution has been reached"; then
+    echo "FAIL: the job did not end by itself; mpirun's --timeout ended it"
+    exit 1
+fi
