@@ -152,6 +152,9 @@ void coll_add_row_bf16(float *acc, const float *src, int n);
 void coll_stream_copy(void *dst, const void *src, size_t bytes);
 void coll_stream_row(float *dst, const float *src, int n);
 void coll_stream_fence(void);
+/* Whether the kernels' hand-written AVX-512 paths may run here (1 when
+ * this build has them and the CPU has AVX-512F). */
+int coll_has_avx512(void);
 
 /* The FP8 payload (fp8.c; the public epc_fp8_quantize/_dequantize without
  * their checks): e4m3 with an fp32 scale per EPC_FP8_BLOCK elements.  On

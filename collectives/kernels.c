@@ -111,7 +111,7 @@ __attribute__((target("avx512f"))) static size_t stream_64(char *d, const char *
     return i;
 }
 
-static int has_avx512(void)
+int coll_has_avx512(void)
 {
     static int known = -1; /* -1: not asked yet (a race only asks twice) */
     int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
@@ -121,6 +121,11 @@ static int has_avx512(void)
         __atomic_store_n(&known, v, __ATOMIC_RELAXED);
     }
     return v;
+}
+#else
+int coll_has_avx512(void)
+{
+    return 0;
 }
 #endif
 
@@ -139,7 +144,7 @@ void coll_stream_copy(void *dst, const void *src, size_t bytes)
     memcpy(d, s, head); /* up to a line boundary */
     i = head;
 #if defined(STREAM_512)
-    if (has_avx512())
+    if (coll_has_avx512())
         i += stream_64(d + i, s + i, bytes - i);
 #endif
     for (; i + 16 <= bytes; i += 16)
