@@ -114,6 +114,12 @@ void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
 void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first,
                      const void *next);
 
+/* sum = the n >= 1 rows (the context's dtype) weighted by w, in order, as
+ * n coll_accumulate calls make it (the same bits); next[0..nnext): the
+ * rows the caller sums next, prefetched meanwhile. */
+void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, const float *w, int n,
+                   const void *const *next, int nnext);
+
 /* Combine's summation order (docs/COLLECTIVES.md), the same for hier and
  * flat: a token's experts are grouped by the node of their rank; each
  * group is summed by sum key (ties: the token's order), 0 + w x out first;
@@ -130,14 +136,6 @@ int coll_sum_key(const epc_ctx_t *ctx, int g);
 int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int by_node, int *js,
                     int *node, int *end);
 
-/* The term of a token's experts idx[0..k) its combine sums first: the
- * lowest (sum key, position) among those whose rank (g / epr) lies on
- * `node` (-1: any), as coll_sum_groups orders them; returns its position,
- * -1 when there is none.  The combines prefetch that row while summing
- * the previous token's last one (the token's own next rows are prefetched
- * as it goes). */
-int coll_first_term(const epc_ctx_t *ctx, const int32_t *idx, int k, int epr, int node);
-
 /* Row kernels (kernels.c, vectorised): acc += w * row; acc += src; and
  * fp32 -> bf16 rounding to nearest even. */
 void coll_axpy_bf16(float *acc, const uint16_t *row, float w, int n);
@@ -147,6 +145,14 @@ void coll_axpy_f32(float *acc, const float *row, float w, int n);
 void coll_add_row(float *acc, const float *src, int n);
 void coll_to_bf16(uint16_t *dst, const float *src, int n);
 void coll_add_row_bf16(float *acc, const float *src, int n);
+/* out[i] = (((0 + w[0] rows[0][i]) + w[1] rows[1][i]) + ...) over n >= 1
+ * bf16 rows of len elements: the sum coll_accumulate builds row by row,
+ * bit for bit, in one pass over the rows at once, with the rows of the
+ * next sum (next[0..nnext)) prefetched as it goes.  Returns 0, doing
+ * nothing, where this build or CPU has no such pass (hand-written
+ * AVX-512): the caller sums row by row then. */
+int coll_sum_rows_bf16(float *out, const void *const *rows, const float *w, int n, int len,
+                       const void *const *next, int nnext);
 /* dst = src bypassing the cache where possible (x86: non-temporal stores);
  * coll_stream_fence orders them before what follows (a fence's flag). */
 void coll_stream_copy(void *dst, const void *src, size_t bytes);

@@ -87,6 +87,23 @@ void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w,
     }
 }
 
+/* bf16 rows in one pass where the kernels have it (coll_sum_rows_bf16).
+ * Measured on this project's VM (a loop outside the library summing 16384
+ * rows of 7168 bf16 in random order, 8 per token, two processes at once,
+ * three runs): 8.2-8.5 ms against 9.8-10.1 ms row by row. */
+void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, const float *w, int n,
+                   const void *const *next, int nnext)
+{
+    if (ctx->dtype == EPC_DTYPE_BF16 &&
+        coll_sum_rows_bf16(sum, rows, w, n, ctx->hidden, next, nnext))
+        return;
+    for (int i = 0; i < n; i++)
+        coll_accumulate(ctx, sum, rows[i], w[i], i == 0,
+                        i + 1 < n   ? rows[i + 1]
+                        : nnext > 0 ? next[0]
+                                    : NULL);
+}
+
 void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst)
 {
     int n = ctx->hidden;
@@ -138,21 +155,6 @@ int coll_sum_groups(const epc_ctx_t *ctx, const epc_handle_t *h, int t, int by_n
     for (int m = 0; m < n; m++)
         js[cnt[gi[m]]++] = t * h->k + byk[m];
     return groups;
-}
-
-int coll_first_term(const epc_ctx_t *ctx, const int32_t *idx, int k, int epr, int node)
-{
-    const int *node_of = ctx->comm.topo->node_of;
-    int best = -1, best_key = 0;
-    for (int j = 0; j < k; j++) {
-        int key;
-        if (idx[j] < 0 || (node >= 0 && node_of[idx[j] / epr] != node))
-            continue;
-        key = coll_sum_key(ctx, idx[j]);
-        if (best < 0 || key < best_key) /* strictly: ties keep the earlier */
-            best = j, best_key = key;
-    }
-    return best;
 }
 
 void coll_account(epc_ctx_t *ctx, epc_coll_bytes_t *b, int peer, uint64_t payload, uint64_t meta,

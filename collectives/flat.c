@@ -21,7 +21,7 @@ typedef struct flat {
     size_t unit;          /* bytes of one record (combine: of an output row) */
     epc_lane_coll_t xchg; /* the posted exchange */
     float *tmp;           /* combine: [2H] */
-    int *js;              /* combine: [3 (k + 1)], coll_sum_groups' */
+    int *js;              /* combine: [6 (k + 1)], coll_sum_groups' for two tokens */
 } flat_t;
 
 static void flat_free(epc_request_t *r)
@@ -242,36 +242,63 @@ static void pack_outputs(epc_ctx_t *ctx, const epc_handle_t *h, const flat_t *x,
     }
 }
 
+/* A token's terms in combine's order: its groups (coll_sum_groups'
+ * arrays, [k + 1] each) and the rows they sum, where they arrived. */
+typedef struct flat_terms {
+    int groups, *js, *gnode, *gend;
+    const void *rows[256];
+    float w[256];
+} flat_terms_t;
+
+static void token_terms(epc_request_t *r, const flat_t *x, int t, flat_terms_t *tt)
+{
+    const epc_handle_t *h = r->h;
+    tt->groups = coll_sum_groups(r->ctx, h, t, r->cargs.order == EPC_ORDER_NODES, tt->js, tt->gnode,
+                                 tt->gend);
+    for (int i = 0; i < (tt->groups > 0 ? tt->gend[tt->groups - 1] : 0); i++) {
+        int j = tt->js[i];
+        tt->rows[i] = x->rbuf + (x->eoff[h->idx[j]] + h->eidx[j]) * x->unit;
+        tt->w[i] = r->cargs.unweighted ? 1.0f : h->w[j];
+    }
+}
+
 /* y[t] from the rows its experts sent back, in combine's order
- * (coll_sum_groups): each group summed here as hier's summing rank does,
- * the groups added as hier's source adds them (BF16 wire: each rounded,
- * as hier's node sums travel): the same arithmetic, the same bits. */
+ * (coll_sum_groups): each group summed here as hier's summing rank does
+ * (coll_sum_rows), the groups added as hier's source adds them (BF16
+ * wire: each rounded, as hier's node sums travel): the same arithmetic,
+ * the same bits.  Each token's terms are found one token ahead: while a
+ * group is summed the next group's rows, or the next token's first
+ * group's, are prefetched. */
 static void finish(epc_request_t *r, flat_t *x)
 {
     epc_ctx_t *ctx = r->ctx;
     const epc_handle_t *h = r->h;
     int H = ctx->hidden, bf16 = r->cargs.wire == EPC_WIRE_BF16;
     float *acc = x->tmp, *ns = x->tmp + H;
-    int *js = x->js, *gnode = js + h->k + 1, *gend = gnode + h->k + 1;
+    flat_terms_t tt[2];
+    for (int i = 0; i < 2; i++) {
+        tt[i].js = x->js + (size_t)3 * i * (h->k + 1);
+        tt[i].gnode = tt[i].js + h->k + 1;
+        tt[i].gend = tt[i].gnode + h->k + 1;
+    }
+    if (h->T > 0)
+        token_terms(r, x, 0, &tt[0]);
     for (int t = 0; t < h->T; t++) {
-        int groups = coll_sum_groups(ctx, h, t, r->cargs.order == EPC_ORDER_NODES, js, gnode, gend);
-        /* the next token's first term: the lowest key of any group */
-        int first = t + 1 < h->T
-                        ? coll_first_term(ctx, h->idx + (size_t)(t + 1) * h->k, h->k, h->epr, -1)
-                        : -1;
-        if (bf16 || groups == 0)
+        const flat_terms_t *cur = &tt[t & 1];
+        flat_terms_t *next = &tt[!(t & 1)];
+        next->groups = 0;
+        if (t + 1 < h->T)
+            token_terms(r, x, t + 1, next);
+        if (bf16 || cur->groups == 0)
             memset(acc, 0, (size_t)H * sizeof *acc);
-        for (int q = 0, i = 0; q < groups; q++) {
+        for (int q = 0, lo = 0; q < cur->groups; lo = cur->gend[q++]) {
             float *sum = q == 0 && !bf16 ? acc : ns;
-            for (int lo = i; i < gend[q]; i++) { /* the next row read, across groups and tokens */
-                int j = js[i], jn = i + 1 < gend[groups - 1] ? js[i + 1]
-                                    : first >= 0             ? (t + 1) * h->k + first
-                                                             : -1;
-                const char *row = x->rbuf + (x->eoff[h->idx[j]] + h->eidx[j]) * x->unit;
-                coll_accumulate(ctx, sum, row, r->cargs.unweighted ? 1.0f : h->w[j], i == lo,
-                                jn < 0 ? NULL
-                                       : x->rbuf + (x->eoff[h->idx[jn]] + h->eidx[jn]) * x->unit);
-            }
+            int last = q + 1 == cur->groups;
+            coll_sum_rows(ctx, sum, cur->rows + lo, cur->w + lo, cur->gend[q] - lo,
+                          last ? next->rows : cur->rows + cur->gend[q],
+                          !last              ? cur->gend[q + 1] - cur->gend[q]
+                          : next->groups > 0 ? next->gend[0]
+                                             : 0);
             if (sum != acc)
                 (bf16 ? coll_add_row_bf16 : coll_add_row)(acc, ns, H);
         }
@@ -306,7 +333,7 @@ epc_status_t coll_flat_combine_begin(epc_request_t *r)
         return st;
     x->unit = coll_row_bytes(ctx);
     x->tmp = malloc(2 * (size_t)ctx->hidden * sizeof(float) + 1);
-    x->js = malloc((size_t)3 * (h->k + 1) * sizeof *x->js);
+    x->js = malloc((size_t)6 * (h->k + 1) * sizeof *x->js);
     if (x->tmp == NULL || x->js == NULL)
         return epc_error_obj(&ctx->hdr, EPC_ERR_NO_MEMORY, "flat combine");
     if ((st = row_counts(ctx, h, x)) != EPC_OK)

@@ -27,6 +27,15 @@
 
 #define PHASE "hier combine"
 
+/* A source's token as its combine sums it: its groups (coll_sum_groups'
+ * arrays, [k + 1] each) and its outputs on this node in order. */
+typedef struct token_terms {
+    int groups, *js, *gnode, *gend;
+    int n;                 /* rows on this node */
+    const void *rows[256]; /* ... in summation order, and their weights */
+    float w[256];
+} token_terms_t;
+
 typedef struct hier_combine {
     hier_geom_t g;
     int messages;                  /* one each way per other node, ascending */
@@ -39,9 +48,10 @@ typedef struct hier_combine {
     void **req;                    /* [(N - 1) x chunks] posted exchanges */
     int chunks, posted, waited;
     uint64_t fence;
-    epc_status_t local;     /* this rank's own failure (it still fences) */
-    float *acc, *sum;       /* [H] each */
-    int *js, *gnode, *gend; /* [k] each: coll_sum_groups' */
+    epc_status_t local;  /* this rank's own failure (it still fences) */
+    float *acc, *sum;    /* [H] each */
+    int *js;             /* the arrays of tt[0] and tt[1] */
+    token_terms_t tt[2]; /* the source's token and the next */
 } hier_combine_t;
 
 /* Where the output of (source s, expert slot e, eidx) lies on this node:
@@ -60,19 +70,18 @@ static const char *output_row(const epc_request_t *r, int s, int e, int eidx)
 }
 
 /* sum = the token's outputs on this node, n terms in order: rows[i]
- * weighted w[i], 0 + w x out first; each row read with the next one
- * prefetched, the last with `tail` (the next sum's first row; NULL: none). */
-static void node_sum(const epc_request_t *r, const char *const *rows, const float *w, int n,
-                     float *sum, const char *tail)
+ * weighted w[i], 0 + w x out first (coll_sum_rows), with the next sum's
+ * rows (next[0..nnext)) prefetched meanwhile. */
+static void node_sum(const epc_request_t *r, const void *const *rows, const float *w, int n,
+                     float *sum, const void *const *next, int nnext)
 {
-    for (int i = 0; i < n; i++)
-        coll_accumulate(r->ctx, sum, rows[i], w[i], i == 0, i + 1 < n ? rows[i + 1] : tail);
+    coll_sum_rows(r->ctx, sum, rows, w, n, next, nnext);
 }
 
 /* The terms of a record forwarded from source s (its slots on this node)
  * in summation order: by sum key, ties in the token's order.  Each row
  * read counts as bytes from the rank that holds it. */
-static int record_terms(epc_request_t *r, int s, const coll_slot_t *sl, const char **rows, float *w)
+static int record_terms(epc_request_t *r, int s, const coll_slot_t *sl, const void **rows, float *w)
 {
     const hier_geom_t *g = &((const hier_combine_t *)r->algo)->g;
     const epc_handle_t *h = g->h;
@@ -94,7 +103,7 @@ static int record_terms(epc_request_t *r, int s, const coll_slot_t *sl, const ch
 }
 
 /* The terms of record i of combine message m (record_terms). */
-static int kept_terms(epc_request_t *r, int m, size_t i, const char **rows, float *w)
+static int kept_terms(epc_request_t *r, int m, size_t i, const void **rows, float *w)
 {
     const hier_combine_t *x = r->algo;
     const char *rec = x->g.h->kept + (x->kept_base[m] + i) * x->g.record_header;
@@ -104,15 +113,15 @@ static int kept_terms(epc_request_t *r, int m, size_t i, const char **rows, floa
 
 /* Forwarder: the node sums of records [lo, hi) of combine message m (back
  * to the source that sent them), written into the send region.  Each
- * record's terms are found one record ahead, so its last row is summed
- * with the next record's first prefetched. */
+ * record's terms are found one record ahead, so that its rows are
+ * prefetched while the record before is summed. */
 static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
     const epc_tr_msg_t *msg = &x->sends[m];
     char *out = epc_lane_net_send_at(r->lane, msg->offset, msg->len);
-    const char *rows[2][256];
+    const void *rows[2][256];
     float w[2][256];
     int n;
     if (out == NULL && msg->len > 0)
@@ -123,12 +132,11 @@ static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi
     for (size_t i = lo; i < hi; i++) {
         int c = (int)((i - lo) & 1),
             next = i + 1 < hi ? kept_terms(r, m, i + 1, rows[!c], w[!c]) : 0;
-        const char *tail = next > 0 ? rows[!c][0] : NULL;
         if (x->bf16) { /* summed aside, sent rounded */
-            node_sum(r, rows[c], w[c], n, x->sum, tail);
+            node_sum(r, rows[c], w[c], n, x->sum, rows[!c], next);
             coll_to_bf16((uint16_t *)(void *)(out + i * x->wrow), x->sum, g->hidden);
         } else {
-            node_sum(r, rows[c], w[c], n, (float *)(void *)(out + i * x->row), tail);
+            node_sum(r, rows[c], w[c], n, (float *)(void *)(out + i * x->row), rows[!c], next);
         }
         n = next;
     }
@@ -176,31 +184,43 @@ static epc_status_t post_stage(epc_request_t *r, int s)
     return st;
 }
 
-/* Source, the token of x->js: group q's sum (this node's built here from the outputs
- * where they lie, another's as it arrived) added to acc; the first taken
- * as it is under the fp32 wire (0 + s is s: such a sum, started as 0 +
- * w*x, is never -0), every one rounded under BF16's.  next_row: the next
- * token's first row on this node, prefetched with this node's last. */
-static void add_group(epc_request_t *r, int q, const char **cursor, const char *next_row)
+/* Source: token t's groups (coll_sum_groups, into tt's arrays) and its
+ * outputs on this node in summation order, each read counted. */
+static void token_terms(epc_request_t *r, int t, token_terms_t *tt)
+{
+    const hier_geom_t *g = &((const hier_combine_t *)r->algo)->g;
+    const epc_handle_t *h = g->h;
+    tt->groups = coll_sum_groups(r->ctx, h, t, 1, tt->js, tt->gnode, tt->gend);
+    tt->n = 0;
+    for (int q = 0; q < tt->groups; q++) {
+        if (tt->gnode[q] != g->my_node)
+            continue;
+        for (int i = q ? tt->gend[q - 1] : 0; i < tt->gend[q]; i++) {
+            int j = tt->js[i], e = h->idx[j];
+            tt->rows[tt->n] = output_row(r, g->rank, e, h->eidx[j]);
+            tt->w[tt->n++] = r->cargs.unweighted ? 1.0f : h->w[j];
+            coll_account(r->ctx, &r->bytes, e / h->epr, g->out_row_bytes, 0, 1);
+        }
+    }
+}
+
+/* Source, token tt: group q's sum (this node's built here from the
+ * outputs where they lie, with the next token's, `next`, prefetched;
+ * another's as it arrived) added to acc; the first taken as it is under
+ * the fp32 wire (0 + s is s: such a sum, started as 0 + w*x, is never
+ * -0), every one rounded under BF16's. */
+static void add_group(epc_request_t *r, int q, const char **cursor, const token_terms_t *tt,
+                      const token_terms_t *next)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
-    const epc_handle_t *h = g->h;
-    int lo = q ? x->gend[q - 1] : 0, n = x->gend[q] - lo;
-    if (x->gnode[q] == g->my_node) {
-        const char *rows[256];
-        float w[256];
-        for (int i = 0; i < n; i++) {
-            int j = x->js[lo + i], e = h->idx[j];
-            rows[i] = output_row(r, g->rank, e, h->eidx[j]);
-            w[i] = r->cargs.unweighted ? 1.0f : h->w[j];
-            coll_account(r->ctx, &r->bytes, e / h->epr, g->out_row_bytes, 0, 1);
-        }
-        node_sum(r, rows, w, n, q == 0 && !x->bf16 ? x->acc : x->sum, next_row);
+    if (tt->gnode[q] == g->my_node) {
+        node_sum(r, tt->rows, tt->w, tt->n, q == 0 && !x->bf16 ? x->acc : x->sum, next->rows,
+                 next->n);
         if (q > 0 || x->bf16)
             (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->sum, g->hidden);
     } else { /* straight from the receive region, whole rows in token order */
-        const char **in = &cursor[x->gnode[q]];
+        const char **in = &cursor[tt->gnode[q]];
         if (x->bf16)
             coll_axpy_bf16(x->acc, (const uint16_t *)(const void *)*in, 1.0f, g->hidden);
         else if (q == 0)
@@ -211,7 +231,8 @@ static void add_group(epc_request_t *r, int q, const char **cursor, const char *
     }
 }
 
-/* Source: y[t] = the sum of its groups' sums in fp32 (coll_sum_groups). */
+/* Source: y[t] = the sum of its groups' sums in fp32 (coll_sum_groups),
+ * each token's terms found one token ahead. */
 static epc_status_t sum_over_nodes(epc_request_t *r)
 {
     hier_combine_t *x = r->algo;
@@ -225,18 +246,18 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
             cursor[n] = epc_lane_net_recv_at(r->lane, x->recvs[m].offset, x->recvs[m].len);
             m++;
         }
+    if (h->T > 0)
+        token_terms(r, 0, &x->tt[0]);
     for (int t = 0; t < h->T; t++) {
-        int groups = coll_sum_groups(r->ctx, h, t, 1, x->js, x->gnode, x->gend);
-        int j = t + 1 < h->T ? coll_first_term(r->ctx, h->idx + (size_t)(t + 1) * h->k, h->k,
-                                               h->epr, g->my_node)
-                             : -1;
-        const char *next_row = j < 0 ? NULL
-                                     : output_row(r, g->rank, h->idx[(size_t)(t + 1) * h->k + j],
-                                                  h->eidx[(size_t)(t + 1) * h->k + j]);
-        if (x->bf16 || groups == 0)
+        const token_terms_t *tt = &x->tt[t & 1];
+        token_terms_t *next = &x->tt[!(t & 1)];
+        next->n = 0;
+        if (t + 1 < h->T)
+            token_terms(r, t + 1, next);
+        if (x->bf16 || tt->groups == 0)
             memset(x->acc, 0, x->row);
-        for (int q = 0; q < groups; q++)
-            add_group(r, q, cursor, next_row);
+        for (int q = 0; q < tt->groups; q++)
+            add_group(r, q, cursor, tt, next);
         coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(r->ctx));
     }
     free(cursor);
@@ -371,7 +392,7 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     x->sends = malloc((size_t)2 * N * sizeof *x->sends);
     x->kept_base = calloc((size_t)N, sizeof *x->kept_base);
     x->acc = malloc(2 * x->row);
-    x->js = malloc((size_t)3 * (k + 1) * sizeof *x->js);
+    x->js = malloc((size_t)6 * (k + 1) * sizeof *x->js);
     x->in_place = malloc((size_t)x->g.ranks_per_node * sizeof *x->in_place);
     if (x->sends == NULL || x->kept_base == NULL || x->acc == NULL || x->js == NULL ||
         x->in_place == NULL)
@@ -379,8 +400,11 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     else {
         x->recvs = x->sends + N;
         x->sum = x->acc + x->g.hidden;
-        x->gnode = x->js + k + 1;
-        x->gend = x->gnode + k + 1;
+        for (int i = 0; i < 2; i++) {
+            x->tt[i].js = x->js + (size_t)3 * i * (k + 1);
+            x->tt[i].gnode = x->tt[i].js + k + 1;
+            x->tt[i].gend = x->tt[i].gnode + k + 1;
+        }
         x->local = prepare(r, x);
     }
     if (x->local == EPC_OK)

@@ -129,6 +129,67 @@ int coll_has_avx512(void)
 }
 #endif
 
+#if defined(STREAM_512)
+/* Elements of each row summed between two bursts of prefetches of the
+ * next rows (256 bytes of each bf16 row: 4 lines). */
+#define SUM_BLOCK 128
+
+/* Prefetches elements [b, e) of every row in next. */
+static void prefetch_rows(const void *const *next, int nnext, int b, int e)
+{
+    for (int j = 0; j < nnext; j++)
+        for (size_t o = (size_t)b * 2; o < (size_t)e * 2; o += 64)
+            _mm_prefetch((const char *)next[j] + o, _MM_HINT_T0);
+}
+
+/* out[b..e) = the sum, as coll_sum_rows_bf16 defines it, 16 lanes a step
+ * and the tail one element at a time: the same operations in the same
+ * order for every element. */
+__attribute__((target("avx512f"))) static void sum_block_512(float *out, const void *const *rows,
+                                                             const float *w, int n, int b, int e)
+{
+    int i = b;
+    for (; i + 16 <= e; i += 16) {
+        __m512 a = _mm512_setzero_ps();
+        for (int j = 0; j < n; j++) {
+            __m512i u = _mm512_cvtepu16_epi32(
+                _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows[j] + i)));
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(w[j]),
+                                               _mm512_castsi512_ps(_mm512_slli_epi32(u, 16))));
+        }
+        _mm512_storeu_ps(out + i, a);
+    }
+    for (; i < e; i++) {
+        float a = 0.0f;
+        for (int j = 0; j < n; j++) {
+            uint32_t u = (uint32_t)((const uint16_t *)rows[j])[i] << 16;
+            float f;
+            memcpy(&f, &u, sizeof f);
+            a = a + w[j] * f;
+        }
+        out[i] = a;
+    }
+}
+#endif
+
+int coll_sum_rows_bf16(float *out, const void *const *rows, const float *w, int n, int len,
+                       const void *const *next, int nnext)
+{
+#if defined(STREAM_512)
+    if (n < 1 || !coll_has_avx512())
+        return 0;
+    for (int b = 0; b < len; b += SUM_BLOCK) {
+        int e = len - b < SUM_BLOCK ? len : b + SUM_BLOCK;
+        prefetch_rows(next, nnext, b, e);
+        sum_block_512(out, rows, w, n, b, e);
+    }
+    return 1;
+#else
+    (void)out, (void)rows, (void)w, (void)n, (void)len, (void)next, (void)nnext;
+    return 0;
+#endif
+}
+
 /* dst = src (bytes), with non-temporal stores where the target has them:
  * a combine slot or a dispatched row is written once and read by another
  * rank, so it should not displace this rank's working set, nor be read

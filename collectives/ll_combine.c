@@ -168,48 +168,58 @@ static const char *row_of(epc_request_t *r, int t, int j)
                                 ll->nrow);
 }
 
-/* y[t] = sum of w x row over t's experts by sum key (coll_sum_key: the
- * logical expert under an agreed placement, so the choice of replica never
- * changes the bits) ascending, fp32 from 0; equal keys keep the token's
- * order. */
+/* Token t's rows in summation order (by sum key, coll_sum_key: the
+ * logical expert under an agreed placement, so the choice of replica
+ * never changes the bits; equal keys keep the token's order) and their
+ * weights; returns how many. */
+static int token_rows(epc_request_t *r, int t, const void **rows, float *wt)
+{
+    const ll_req_t *q = r->algo;
+    const ll_set_t *s = q->set;
+    const float *w = q->cargs.topk_weights;
+    int order[256], n = 0;
+    for (int j = 0; j < s->k; j++) { /* insertion by sum key */
+        int g = s->idx[(size_t)t * s->k + j], at = n++, key;
+        if (g < 0) {
+            n--;
+            continue;
+        }
+        key = coll_sum_key(r->ctx, g);
+        for (; at > 0 && coll_sum_key(r->ctx, s->idx[(size_t)t * s->k + order[at - 1]]) > key; at--)
+            order[at] = order[at - 1];
+        order[at] = j;
+    }
+    for (int m = 0; m < n; m++) {
+        rows[m] = row_of(r, t, order[m]);
+        wt[m] = w != NULL ? w[(size_t)t * s->k + order[m]] : 1.0f;
+    }
+    return n;
+}
+
+/* y[t] = sum of w x row over t's experts in token_rows' order, fp32 from
+ * 0 (coll_sum_rows), each token's rows found one token ahead and
+ * prefetched while the token before is summed. */
 static void reduce(epc_request_t *r)
 {
     ll_req_t *q = r->algo;
     coll_ll_t *ll = q->ll;
     const ll_set_t *s = q->set;
-    const float *w = q->cargs.topk_weights;
     char *y = q->cargs.y;
-    int order[256];
-    for (int d = 0, n = 0; d < ll->R; d++, n = 0)
+    const void *rows[2][256];
+    float wt[2][256];
+    int n[2] = {0, 0};
+    for (int d = 0, c = 0; d < ll->R; d++, c = 0)
         for (int e = 0; e < ll->epr; e++) {
-            ll->pre[(size_t)d * ll->epr + e] = n;
-            n += s->sent[(size_t)d * ll->epr + e];
+            ll->pre[(size_t)d * ll->epr + e] = c;
+            c += s->sent[(size_t)d * ll->epr + e];
         }
+    if (s->T > 0)
+        n[0] = token_rows(r, 0, rows[0], wt[0]);
     for (int t = 0; t < s->T; t++) {
-        int n = 0;
-        for (int j = 0; j < s->k; j++) { /* insertion by expert id */
-            int g = s->idx[(size_t)t * s->k + j], at = n++, key;
-            if (g < 0) {
-                n--;
-                continue;
-            }
-            key = coll_sum_key(r->ctx, g);
-            for (; at > 0 && coll_sum_key(r->ctx, s->idx[(size_t)t * s->k + order[at - 1]]) > key;
-                 at--)
-                order[at] = order[at - 1];
-            order[at] = j;
-        }
-        /* the next token's first row, prefetched with this one's last */
-        int first = t + 1 < s->T ? coll_first_term(r->ctx, s->idx + (size_t)(t + 1) * s->k, s->k,
-                                                   ll->epr, -1)
-                                 : -1;
-        for (int m = 0; m < n; m++)
-            coll_accumulate(r->ctx, ll->acc, row_of(r, t, order[m]),
-                            w != NULL ? w[(size_t)t * s->k + order[m]] : 1.0f, m == 0,
-                            m + 1 < n    ? row_of(r, t, order[m + 1])
-                            : first >= 0 ? row_of(r, t + 1, first)
-                                         : NULL);
-        if (n == 0)
+        int c = t & 1;
+        n[!c] = t + 1 < s->T ? token_rows(r, t + 1, rows[!c], wt[!c]) : 0;
+        coll_sum_rows(r->ctx, ll->acc, rows[c], wt[c], n[c], rows[!c], n[!c]);
+        if (n[c] == 0)
             memset(y + (size_t)t * ll->nrow, 0, ll->nrow);
         else
             coll_store_row(r->ctx, ll->acc, y + (size_t)t * ll->nrow);

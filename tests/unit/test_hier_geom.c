@@ -5,8 +5,7 @@
  * 2 of 3 and 1 of 4 ranks, every answer compared with a plainly computed
  * reference (tokens per node, the combine offsets table against the
  * definition summed plainly, the messages, the chunks, the
- * destinations' order), and the first term of each token's combine sum
- * (coll_first_term) against coll_sum_groups' order.
+ * destinations' order).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,44 +174,6 @@ static void check_chunks(const job_t *j)
     assert_int_equal(next, 1001);
 }
 
-/* coll_first_term against coll_sum_groups' order: for every token (some
- * experts dropped to -1), the first term of all, and the first on each
- * node, by expert id and under a permuted placement table (sum keys that
- * are not the ids, with ties). */
-static void check_first_terms(const job_t *j)
-{
-    static epc_ctx_t ctx;
-    static epc_topo_t topo;
-    int32_t idx[64 * 8], keys[64];
-    int js[8], node[8], end[8];
-    epc_handle_t h = j->h;
-    memcpy(idx, j->h.idx, sizeof(int32_t) * (size_t)j->T * j->k);
-    for (int i = 0; i < j->T * j->k; i += 5)
-        idx[i] = -1;
-    for (int e = 0; e < j->E; e++)
-        keys[e] = (e * 7) % (j->E / 2); /* two slots per key */
-    topo.node_of = (int *)j->node_of;
-    ctx.comm.topo = &topo;
-    h.idx = idx;
-    for (int table = 0; table < 2; table++) {
-        ctx.slot_expert = table ? keys : NULL;
-        for (int t = 0; t < j->T; t++) {
-            const int32_t *ti = idx + t * j->k;
-            int groups = coll_sum_groups(&ctx, &h, t, 0, js, node, end);
-            assert_int_equal(coll_first_term(&ctx, ti, j->k, h.epr, -1),
-                             groups ? js[0] - t * j->k : -1);
-            groups = coll_sum_groups(&ctx, &h, t, 1, js, node, end);
-            for (int n = 0; n < j->N; n++) {
-                int want = -1;
-                for (int q = 0; q < groups; q++)
-                    if (node[q] == n)
-                        want = js[q ? end[q - 1] : 0] - t * j->k;
-                assert_int_equal(coll_first_term(&ctx, ti, j->k, h.epr, n), want);
-            }
-        }
-    }
-}
-
 /* A token's slots for this node: its experts there, -1 elsewhere, and
  * whether it has any. */
 static void check_slots_for_node(const job_t *j)
@@ -240,7 +201,6 @@ static void run_shape(int N, int L, int k)
         check_messages(j);
         check_chunks(j);
         check_slots_for_node(j);
-        check_first_terms(j);
         free(j->all);
         free(j);
     }

@@ -6,7 +6,10 @@
  * compared with memcpy, the bytes on either side left as they were; and
  * the fp32 -> bf16 rounding combine stores rows with, against a reference
  * written from the definition (nearest, ties to even; a NaN stays a quiet
- * NaN), on every kind of value, at every length up to 40 and a real row.
+ * NaN), on every kind of value, at every length up to 40 and a real row;
+ * and the one-pass sum of bf16 rows (coll_sum_rows_bf16) against the
+ * row-by-row sum of its definition, bit for bit, for 1 to 33 rows of any
+ * bf16 value, at lengths around its 16-lane and 128-element steps.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -138,12 +141,91 @@ static void test_to_bf16(void **state)
     free(out);
 }
 
+/* bf16 bits as fp32. */
+static float from_bf16(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* out = the definition's sum of n rows of len, one term at a time in row
+ * order from 0 (volatile: each step rounded to fp32 as written). */
+static void sum_reference(float *out, uint16_t *const *rows, const float *w, int n, int len)
+{
+    for (int i = 0; i < len; i++) {
+        volatile float a = 0.0f;
+        for (int j = 0; j < n; j++) {
+            volatile float p = w[j] * from_bf16(rows[j][i]);
+            a = a + p;
+        }
+        out[i] = a;
+    }
+}
+
+/* Equal bit for bit, but any NaN for any NaN: which of two NaNs an
+ * addition keeps is the instruction's operand order. */
+static void assert_same_floats(const float *a, const float *b, int n, int rows, int len)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t u, v;
+        memcpy(&u, &a[i], 4);
+        memcpy(&v, &b[i], 4);
+        if (u != v && !(a[i] != a[i] && b[i] != b[i]))
+            fail_msg("%d rows of %d: element %d is 0x%08x, the reference 0x%08x", rows, len, i,
+                     (unsigned)u, (unsigned)v);
+    }
+}
+
+static void test_sum_rows(void **state)
+{
+    static const int lens[] = {1, 15, 16, 17, 127, 128, 129, 300, 7168};
+    static const int counts[] = {1, 2, 7, 8, 9, 33};
+    static const uint16_t special[] = {0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc1, 0xffc0,
+                                       0x0001, 0x8001, 0x7f7f, 0xff7f, 0x3f80, 0xbf80};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    uint16_t *rows[33];
+    const void *crow[33];
+    float w[33], *out = malloc((7168 + 1) * sizeof *out), *ref = malloc(7168 * sizeof *ref);
+    (void)state;
+    assert_true(out != NULL && ref != NULL);
+    for (int j = 0; j < 33; j++) {
+        rows[j] = malloc(7168 * sizeof *rows[j]);
+        assert_non_null(rows[j]);
+        crow[j] = rows[j];
+        for (int i = 0; i < 7168; i++) { /* mostly finite, some of every special */
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            rows[j][i] = x % 61 == 0
+                             ? special[(x >> 8) % 12]
+                             : (uint16_t)(((x >> 16) & 0x80ffu) | (((x >> 24) % 40 + 107) << 7));
+        }
+        w[j] = j % 5 == 4 ? -0.0f : (float)((int)(x >> 40) % 9 - 4) / 3.0f;
+    }
+    assert_int_equal(coll_sum_rows_bf16(out, crow, w, 0, 16, crow, 1), 0); /* no rows: nothing */
+    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            int n = counts[c], len = lens[l];
+            memset(out, 0xA5, (size_t)(len + 1) * sizeof *out);
+            if (!coll_sum_rows_bf16(out, crow, w, n, len, crow + 1, n < 32 ? 32 - n : 0))
+                continue; /* no one-pass sum in this build or CPU: callers go row by row */
+            sum_reference(ref, rows, w, n, len);
+            assert_same_floats(out, ref, len, n, len);
+            assert_int_equal(((const uint32_t *)(const void *)out)[len], 0xA5A5A5A5u);
+        }
+    for (int j = 0; j < 33; j++)
+        free(rows[j]);
+    free(out);
+    free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_copy_alignments),
         cmocka_unit_test(test_stream_copy_rows),
         cmocka_unit_test(test_to_bf16),
+        cmocka_unit_test(test_sum_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
