@@ -250,6 +250,7 @@ typedef struct flat_terms {
     float w[256];
 } flat_terms_t;
 
+/* Token t's terms into tt (its js arrays given). */
 static void token_terms(epc_request_t *r, const flat_t *x, int t, flat_terms_t *tt)
 {
     const epc_handle_t *h = r->h;
