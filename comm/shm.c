@@ -76,7 +76,8 @@ static void touch_writable(char *b, size_t size)
      * advice, and the faults do it).  READ, as MAP_POPULATE does for a
      * shared mapping: with MADV_POPULATE_WRITE an 8-rank epc_ctx_warmup
      * took 10.4-11.3 s on this project's VM, with READ 7.0-7.3 s, with
-     * every mapping populated when attached (before) 6.2-6.7 s. */
+     * every mapping populated when attached (before) 6.2-6.7 s in five
+     * runs and 9.0 s in a sixth. */
     (void)madvise(b, size, MADV_POPULATE_READ);
 #endif
     for (size_t off = 0; off < size; off += page)
