@@ -165,7 +165,6 @@ static epc_status_t build(epc_ctx_t *ctx, coll_ll_t *ll)
     size_t net = net_bytes(ll);
     if (st != EPC_OK)
         return st;
-    ll->lane.shm->sparse = 1;
     st = epc_lane_shm_reserve(&ll->lane, LL_SETS * ll->set_bytes, "epc_ll_enable");
     if (st != EPC_OK)
         return st;

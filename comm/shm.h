@@ -42,9 +42,6 @@ typedef struct epc_shm {
     char **base;       /* [lsize]: each rank's region, mapped here */
     size_t *cap;       /* [lsize] */
     unsigned grows;
-    int sparse; /* map without populating: pages are made as they are first
-                 * touched (the low-latency mode's, sized for the most rows
-                 * any call may bring, of which a call uses a fraction) */
 } epc_shm_t;
 
 /* Writes every page of every region mapped here once from this process (an
