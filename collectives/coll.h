@@ -107,18 +107,25 @@ void coll_place(char *rows, const coll_meta_t *m, size_t row_bytes, int pos, con
 /* Zero rows and src_rank -1 at every padding position of this rank. */
 void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
 
-/* acc = (first ? 0 : acc) + w * row, for a row in the context's dtype: the
- * one step every combine sum is made of (0 + w*x first, as adding to a
- * zeroed sum gives).  next: the row the caller reads after this one (NULL:
- * none), prefetched while this one is summed. */
-void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first,
-                     const void *next);
-
-/* sum = the n >= 1 rows (the context's dtype) weighted by w, in order, as
- * n coll_accumulate calls make it (the same bits); next[0..nnext): the
- * rows the caller sums next, prefetched meanwhile. */
+/* sum = (((0 + w[0] rows[0]) + w[1] rows[1]) + ...) over n >= 1 rows in
+ * the context's dtype, every combine's sum (the same bits whichever way it
+ * is read: coll_sum_rows_bf16 or row by row); next[0..nnext): the rows
+ * the caller sums next, prefetched meanwhile. */
 void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, const float *w, int n,
                    const void *const *next, int nnext);
+
+/* A token's terms as a combine sums them: coll_sum_groups' arrays ([k + 1]
+ * each) and n rows in summation order with their weights. */
+typedef struct coll_terms {
+    int groups, *js, *gnode, *gend;
+    int n;
+    const void *rows[256];
+    float w[256];
+} coll_terms_t;
+
+/* Points the arrays of tt[0] and tt[1] (a token and the next) into js,
+ * 6 (k + 1) ints. */
+void coll_terms_bind(coll_terms_t *tt, int *js, int k);
 
 /* Combine's summation order (docs/COLLECTIVES.md), the same for hier and
  * flat: a token's experts are grouped by the node of their rank; each
@@ -146,7 +153,7 @@ void coll_add_row(float *acc, const float *src, int n);
 void coll_to_bf16(uint16_t *dst, const float *src, int n);
 void coll_add_row_bf16(float *acc, const float *src, int n);
 /* out[i] = (((0 + w[0] rows[0][i]) + w[1] rows[1][i]) + ...) over n >= 1
- * bf16 rows of len elements: the sum coll_accumulate builds row by row,
+ * bf16 rows of len elements: the sum coll_sum_rows builds row by row,
  * bit for bit, in one pass over the rows at once, with the rows of the
  * next sum (next[0..nnext)) prefetched as it goes.  Returns 0, doing
  * nothing, where this build or CPU has no such pass (hand-written

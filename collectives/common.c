@@ -75,8 +75,8 @@ static void accumulate_block(const epc_ctx_t *ctx, float *acc, const void *row, 
  * random order, summed 8 per token): 7.1 GB/s read without, 16.1 GB/s
  * with, the same as reading them in memory order.  Elementwise, so the
  * same bits as one pass. */
-void coll_accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first,
-                     const void *next)
+static void accumulate(const epc_ctx_t *ctx, float *acc, const void *row, float w, int first,
+                       const void *next)
 {
     size_t esize = coll_row_bytes(ctx) / (size_t)ctx->hidden;
     for (int b = 0; b < ctx->hidden; b += PREFETCH_BLOCK) {
@@ -98,10 +98,19 @@ void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, co
         coll_sum_rows_bf16(sum, rows, w, n, ctx->hidden, next, nnext))
         return;
     for (int i = 0; i < n; i++)
-        coll_accumulate(ctx, sum, rows[i], w[i], i == 0,
-                        i + 1 < n   ? rows[i + 1]
-                        : nnext > 0 ? next[0]
-                                    : NULL);
+        accumulate(ctx, sum, rows[i], w[i], i == 0,
+                   i + 1 < n   ? rows[i + 1]
+                   : nnext > 0 ? next[0]
+                               : NULL);
+}
+
+void coll_terms_bind(coll_terms_t *tt, int *js, int k)
+{
+    for (int i = 0; i < 2; i++) {
+        tt[i].js = js + (size_t)3 * i * (k + 1);
+        tt[i].gnode = tt[i].js + k + 1;
+        tt[i].gend = tt[i].gnode + k + 1;
+    }
 }
 
 void coll_store_row(const epc_ctx_t *ctx, const float *src, void *dst)

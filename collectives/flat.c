@@ -242,21 +242,15 @@ static void pack_outputs(epc_ctx_t *ctx, const epc_handle_t *h, const flat_t *x,
     }
 }
 
-/* A token's terms in combine's order: its groups (coll_sum_groups'
- * arrays, [k + 1] each) and the rows they sum, where they arrived. */
-typedef struct flat_terms {
-    int groups, *js, *gnode, *gend;
-    const void *rows[256];
-    float w[256];
-} flat_terms_t;
-
-/* Token t's terms into tt (its js arrays given). */
-static void token_terms(epc_request_t *r, const flat_t *x, int t, flat_terms_t *tt)
+/* Token t's terms into tt: its groups and every row they sum, where it
+ * arrived. */
+static void token_terms(epc_request_t *r, const flat_t *x, int t, coll_terms_t *tt)
 {
     const epc_handle_t *h = r->h;
     tt->groups = coll_sum_groups(r->ctx, h, t, r->cargs.order == EPC_ORDER_NODES, tt->js, tt->gnode,
                                  tt->gend);
-    for (int i = 0; i < (tt->groups > 0 ? tt->gend[tt->groups - 1] : 0); i++) {
+    tt->n = tt->groups > 0 ? tt->gend[tt->groups - 1] : 0;
+    for (int i = 0; i < tt->n; i++) {
         int j = tt->js[i];
         tt->rows[i] = x->rbuf + (x->eoff[h->idx[j]] + h->eidx[j]) * x->unit;
         tt->w[i] = r->cargs.unweighted ? 1.0f : h->w[j];
@@ -276,17 +270,13 @@ static void finish(epc_request_t *r, flat_t *x)
     const epc_handle_t *h = r->h;
     int H = ctx->hidden, bf16 = r->cargs.wire == EPC_WIRE_BF16;
     float *acc = x->tmp, *ns = x->tmp + H;
-    flat_terms_t tt[2];
-    for (int i = 0; i < 2; i++) {
-        tt[i].js = x->js + (size_t)3 * i * (h->k + 1);
-        tt[i].gnode = tt[i].js + h->k + 1;
-        tt[i].gend = tt[i].gnode + h->k + 1;
-    }
+    coll_terms_t tt[2];
+    coll_terms_bind(tt, x->js, h->k);
     if (h->T > 0)
         token_terms(r, x, 0, &tt[0]);
     for (int t = 0; t < h->T; t++) {
-        const flat_terms_t *cur = &tt[t & 1];
-        flat_terms_t *next = &tt[!(t & 1)];
+        const coll_terms_t *cur = &tt[t & 1];
+        coll_terms_t *next = &tt[!(t & 1)];
         next->groups = 0;
         if (t + 1 < h->T)
             token_terms(r, x, t + 1, next);

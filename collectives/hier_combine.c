@@ -27,15 +27,6 @@
 
 #define PHASE "hier combine"
 
-/* A source's token as its combine sums it: its groups (coll_sum_groups'
- * arrays, [k + 1] each) and its outputs on this node in order. */
-typedef struct token_terms {
-    int groups, *js, *gnode, *gend;
-    int n;                 /* rows on this node */
-    const void *rows[256]; /* ... in summation order, and their weights */
-    float w[256];
-} token_terms_t;
-
 typedef struct hier_combine {
     hier_geom_t g;
     int messages;                  /* one each way per other node, ascending */
@@ -48,10 +39,10 @@ typedef struct hier_combine {
     void **req;                    /* [(N - 1) x chunks] posted exchanges */
     int chunks, posted, waited;
     uint64_t fence;
-    epc_status_t local;  /* this rank's own failure (it still fences) */
-    float *acc, *sum;    /* [H] each */
-    int *js;             /* the arrays of tt[0] and tt[1] */
-    token_terms_t tt[2]; /* the source's token and the next */
+    epc_status_t local; /* this rank's own failure (it still fences) */
+    float *acc, *sum;   /* [H] each */
+    int *js;            /* the arrays of tt[0] and tt[1] */
+    coll_terms_t tt[2]; /* the source's token and the next: n, its rows on this node */
 } hier_combine_t;
 
 /* Where the output of (source s, expert slot e, eidx) lies on this node:
@@ -186,7 +177,7 @@ static epc_status_t post_stage(epc_request_t *r, int s)
 
 /* Source: token t's groups (coll_sum_groups, into tt's arrays) and its
  * outputs on this node in summation order, each read counted. */
-static void token_terms(epc_request_t *r, int t, token_terms_t *tt)
+static void token_terms(epc_request_t *r, int t, coll_terms_t *tt)
 {
     const hier_geom_t *g = &((const hier_combine_t *)r->algo)->g;
     const epc_handle_t *h = g->h;
@@ -209,8 +200,8 @@ static void token_terms(epc_request_t *r, int t, token_terms_t *tt)
  * another's as it arrived) added to acc; the first taken as it is under
  * the fp32 wire (0 + s is s: such a sum, started as 0 + w*x, is never
  * -0), every one rounded under BF16's. */
-static void add_group(epc_request_t *r, int q, const char **cursor, const token_terms_t *tt,
-                      const token_terms_t *next)
+static void add_group(epc_request_t *r, int q, const char **cursor, const coll_terms_t *tt,
+                      const coll_terms_t *next)
 {
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
@@ -249,8 +240,8 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
     if (h->T > 0)
         token_terms(r, 0, &x->tt[0]);
     for (int t = 0; t < h->T; t++) {
-        const token_terms_t *tt = &x->tt[t & 1];
-        token_terms_t *next = &x->tt[!(t & 1)];
+        const coll_terms_t *tt = &x->tt[t & 1];
+        coll_terms_t *next = &x->tt[!(t & 1)];
         next->n = 0;
         if (t + 1 < h->T)
             token_terms(r, t + 1, next);
@@ -400,11 +391,7 @@ epc_status_t coll_hier_combine_begin(epc_request_t *r)
     else {
         x->recvs = x->sends + N;
         x->sum = x->acc + x->g.hidden;
-        for (int i = 0; i < 2; i++) {
-            x->tt[i].js = x->js + (size_t)3 * i * (k + 1);
-            x->tt[i].gnode = x->tt[i].js + k + 1;
-            x->tt[i].gend = x->tt[i].gnode + k + 1;
-        }
+        coll_terms_bind(x->tt, x->js, k);
         x->local = prepare(r, x);
     }
     if (x->local == EPC_OK)
