@@ -135,6 +135,17 @@ class ReceivedTensor(torch.Tensor):
         return _rewrap(ret, guards)
 
 
+def combine_out(out, tokens, hidden, dtype):
+    """A combine's y: out when it is a contiguous [tokens, hidden] tensor of
+    dtype, a new one when out is None, else EpcInvalidArgument."""
+    y = out if out is not None else torch.empty((tokens, hidden), dtype=dtype)
+    if not isinstance(y, torch.Tensor) or y.dtype != dtype or \
+            tuple(y.shape) != (tokens, hidden) or not y.is_contiguous():
+        raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
+                                 % (tokens, hidden, dtype))
+    return y
+
+
 def check_rows(t, name, rows, hidden, dtype):
     """t as a contiguous [rows, hidden] tensor of dtype, or EpcInvalidArgument."""
     if not isinstance(t, torch.Tensor):

@@ -13,8 +13,8 @@ from ._lib import lib, new, CtxParams, CtxStats, CollStats, DispatchArgs, Dispat
     CombineArgs
 from ._request import Request
 from ._tensors import DTYPES, from_address, copy_array, pointer, Guard, \
-    ReceivedTensor, check_rows as _check_rows
-from .errors import check, EpcError, EpcInvalidArgument
+    ReceivedTensor, check_rows as _check_rows, combine_out
+from .errors import check, check_refused, EpcError, EpcInvalidArgument
 from .low_latency import LowLatencyMixin
 from .placement import live_ptr as placement_ptr
 from .fp8 import BLOCK as FP8_BLOCK
@@ -140,9 +140,7 @@ class Context(LowLatencyMixin):
         ptr = ctypes.c_void_p()
         st = lib.epc_ctx_create_f(ctypes.byref(fcomm) if fcomm is not None else None,
                                   ctypes.byref(p), ctypes.byref(ptr))
-        if local_error is not None:  # the library refused it too, on every rank
-            raise local_error
-        check(st)
+        check_refused(st, local_error)  # the library refused it too, on every rank
         self._ptr = ptr.value
         self.hidden, self.num_experts, self.dtype = hidden, num_experts, dtype
         self.max_tokens_per_rank = max_tokens_per_rank or 8192  # the library's default
@@ -213,10 +211,7 @@ class Context(LowLatencyMixin):
         if not isinstance(tokens, int):
             local_error, tokens = EpcInvalidArgument("tokens = %r (an int)" % (tokens,)), -1
         try:
-            st = lib.epc_ctx_warmup(ptr, code, tokens)  # told to the peers
-            if local_error is not None:
-                raise local_error
-            check(st, ptr)
+            check_refused(lib.epc_ctx_warmup(ptr, code, tokens), local_error, ptr)
         finally:
             self._dispatches += 2  # both buffer sets were written
 
@@ -227,10 +222,7 @@ class Context(LowLatencyMixin):
         the context (its error on that rank, EpcPeerFailed elsewhere)."""
         ptr = self._live("agree_placement")
         pp, local_error = placement_ptr(placement, "placement")
-        st = lib.epc_placement_agree(ptr, pp)
-        if local_error is not None:
-            raise local_error
-        check(st, ptr)
+        check_refused(lib.epc_placement_agree(ptr, pp), local_error, ptr)
 
     def move_weights(self, old_placement, new_placement, old_weights, new_weights=None):
         """Collective: expert weights from old_placement's slots to
@@ -251,10 +243,8 @@ class Context(LowLatencyMixin):
             local_error = None
         except EpcInvalidArgument as e:  # NULL buffers: the library tells the peers
             old, new_, slot_bytes, local_error = None, None, 1, e
-        st = lib.epc_placement_move_weights(ptr, po, pn, old, new_, slot_bytes)
-        if local_error is not None:
-            raise local_error
-        check(st, ptr)
+        check_refused(lib.epc_placement_move_weights(ptr, po, pn, old, new_, slot_bytes),
+                      local_error, ptr)
         return new_weights
 
     @staticmethod
@@ -477,12 +467,7 @@ class Context(LowLatencyMixin):
             if rs.numel() != n:
                 raise EpcInvalidArgument("topk_weights has %d elements, not num_rows = %d"
                                          % (rs.numel(), n))
-        y = out if out is not None else torch.empty((T, self.hidden), dtype=self.dtype)
-        if not isinstance(y, torch.Tensor) or y.dtype != self.dtype or \
-                tuple(y.shape) != (T, self.hidden) or not y.is_contiguous():
-            raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
-                                     % (T, self.hidden, self.dtype))
-        return eo, rs, y
+        return eo, rs, combine_out(out, T, self.hidden, self.dtype)
 
     def combine(self, expert_out, handle, topk_weights=None, weighted=True, async_op=False,
                 out=None, wire=None, order=None):

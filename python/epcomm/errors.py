@@ -118,3 +118,13 @@ def check(status, ctx_ptr=None):
         return status
     text = lib.epc_last_error(ctx_ptr).decode(errors="replace")
     raise error_for(status, text or lib.epc_status_string(status).decode())
+
+
+def check_refused(status, local_error, ctx_ptr=None):
+    """After a collective call made with a value the library refuses in
+    place of an argument this rank refused (so that the peers were told):
+    raises that argument's error (local_error) if there is one, else as
+    check does."""
+    if local_error is not None:
+        raise local_error
+    return check(status, ctx_ptr)

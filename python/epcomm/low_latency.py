@@ -9,8 +9,8 @@ import torch
 
 from ._lib import lib, new, LLDispatchArgs, LLOut, LLCombineArgs
 from ._request import Request
-from ._tensors import from_address, copy_array, pointer, check_rows
-from .errors import check, EpcInvalidArgument
+from ._tensors import from_address, copy_array, pointer, check_rows, combine_out
+from .errors import check, check_refused, EpcInvalidArgument
 from .fp8 import BLOCK as FP8_BLOCK
 
 
@@ -50,10 +50,8 @@ class LowLatencyMixin:
         local_error = None
         if not isinstance(max_tokens, int):  # 0: refused by the library, told to the peers
             local_error = EpcInvalidArgument("max_tokens = %r (an int)" % (max_tokens,))
-        st = lib.epc_ll_enable(ptr, max_tokens if local_error is None else 0)
-        if local_error is not None:
-            raise local_error
-        check(st, ptr)
+        check_refused(lib.epc_ll_enable(ptr, max_tokens if local_error is None else 0),
+                      local_error, ptr)
         self.low_latency_max_tokens = max_tokens
 
     def _ll_inputs(self, x, topk_idx):
@@ -137,12 +135,7 @@ class LowLatencyMixin:
             if not isinstance(topk_weights, torch.Tensor) or tuple(topk_weights.shape) != (T, k):
                 raise EpcInvalidArgument("topk_weights must be [T, k] = [%d, %d]" % (T, k))
             w = topk_weights.detach().to(torch.float32).contiguous()
-        y = out if out is not None else torch.empty((T, self.hidden), dtype=self.dtype)
-        if (not isinstance(y, torch.Tensor) or tuple(y.shape) != (T, self.hidden)
-                or y.dtype != self.dtype or not y.is_contiguous()):
-            raise EpcInvalidArgument("out must be a contiguous [%d, %d] %s tensor"
-                                     % (T, self.hidden, self.dtype))
-        return eo, w, y
+        return eo, w, combine_out(out, T, self.hidden, self.dtype)
 
     def get_next_low_latency_combine_buffer(self, handle):
         """The library's [L, slots, hidden] buffer (context dtype, shared
