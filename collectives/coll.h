@@ -113,6 +113,12 @@ void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
  * the caller sums next, prefetched meanwhile. */
 void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, const float *w, int n,
                    const void *const *next, int nnext);
+/* y = that sum converted to the context's dtype (coll_store_row), a
+ * token's output where its sum is the only one: rounded as it is summed
+ * where the kernels can (bf16), else summed into scratch ([hidden]) and
+ * stored.  Same bits either way. */
+void coll_sum_rows_store(const epc_ctx_t *ctx, void *y, float *scratch, const void *const *rows,
+                         const float *w, int n, const void *const *next, int nnext);
 
 /* A token's terms as a combine sums them: coll_sum_groups' arrays ([k + 1]
  * each) and n rows in summation order with their weights. */
@@ -155,11 +161,13 @@ void coll_add_row_bf16(float *acc, const float *src, int n);
 /* out[i] = (((0 + w[0] rows[0][i]) + w[1] rows[1][i]) + ...) over n >= 1
  * bf16 rows of len elements: the sum coll_sum_rows builds row by row,
  * bit for bit, in one pass over the rows at once, with the rows of the
- * next sum (next[0..nnext)) prefetched as it goes.  Returns 0, doing
- * nothing, where this build or CPU has no such pass (hand-written
- * AVX-512): the caller sums row by row then. */
-int coll_sum_rows_bf16(float *out, const void *const *rows, const float *w, int n, int len,
-                       const void *const *next, int nnext);
+ * next sum (next[0..nnext)) prefetched as it goes.  out is fp32, or with
+ * round bf16: each element rounded as coll_to_bf16 rounds, in registers
+ * (no fp32 row written and read again).  Returns 0, doing nothing, where
+ * this build or CPU has no such pass (hand-written AVX-512): the caller
+ * sums row by row then. */
+int coll_sum_rows_bf16(void *out, int round, const void *const *rows, const float *w, int n,
+                       int len, const void *const *next, int nnext);
 /* dst = src bypassing the cache where possible (x86: non-temporal stores);
  * coll_stream_fence orders them before what follows (a fence's flag). */
 void coll_stream_copy(void *dst, const void *src, size_t bytes);

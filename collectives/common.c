@@ -95,13 +95,28 @@ void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, co
                    const void *const *next, int nnext)
 {
     if (ctx->dtype == EPC_DTYPE_BF16 &&
-        coll_sum_rows_bf16(sum, rows, w, n, ctx->hidden, next, nnext))
+        coll_sum_rows_bf16(sum, 0, rows, w, n, ctx->hidden, next, nnext))
         return;
     for (int i = 0; i < n; i++)
         accumulate(ctx, sum, rows[i], w[i], i == 0,
                    i + 1 < n   ? rows[i + 1]
                    : nnext > 0 ? next[0]
                                : NULL);
+}
+
+/* The rounding in registers saves writing the fp32 sum and a second pass
+ * over it.  Measured on this project's VM (a loop outside the library
+ * summing 16384 rows of 7168 bf16 in random order, 8 per token, into bf16
+ * rows; one process, best of 7): 8.4-8.5 ms against 10.1-10.7 ms summed
+ * and then rounded. */
+void coll_sum_rows_store(const epc_ctx_t *ctx, void *y, float *scratch, const void *const *rows,
+                         const float *w, int n, const void *const *next, int nnext)
+{
+    if (ctx->dtype == EPC_DTYPE_BF16 &&
+        coll_sum_rows_bf16(y, 1, rows, w, n, ctx->hidden, next, nnext))
+        return;
+    coll_sum_rows(ctx, scratch, rows, w, n, next, nnext);
+    coll_store_row(ctx, scratch, y);
 }
 
 void coll_terms_bind(coll_terms_t *tt, int *js, int k)

@@ -277,9 +277,15 @@ static void finish(epc_request_t *r, flat_t *x)
     for (int t = 0; t < h->T; t++) {
         const coll_terms_t *cur = &tt[t & 1];
         coll_terms_t *next = &tt[!(t & 1)];
+        char *y = (char *)r->cargs.y + (size_t)t * coll_row_bytes(ctx);
         next->groups = 0;
         if (t + 1 < h->T)
             token_terms(r, x, t + 1, next);
+        if (!bf16 && cur->groups == 1) { /* y is this sum */
+            coll_sum_rows_store(ctx, y, acc, cur->rows, cur->w, cur->gend[0], next->rows,
+                                next->groups > 0 ? next->gend[0] : 0);
+            continue;
+        }
         if (bf16 || cur->groups == 0)
             memset(acc, 0, (size_t)H * sizeof *acc);
         for (int q = 0, lo = 0; q < cur->groups; lo = cur->gend[q++]) {
@@ -293,7 +299,7 @@ static void finish(epc_request_t *r, flat_t *x)
             if (sum != acc)
                 (bf16 ? coll_add_row_bf16 : coll_add_row)(acc, ns, H);
         }
-        coll_store_row(ctx, acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(ctx));
+        coll_store_row(ctx, acc, y);
     }
 }
 

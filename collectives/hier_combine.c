@@ -242,14 +242,19 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
     for (int t = 0; t < h->T; t++) {
         const coll_terms_t *tt = &x->tt[t & 1];
         coll_terms_t *next = &x->tt[!(t & 1)];
+        char *y = (char *)r->cargs.y + (size_t)t * coll_row_bytes(r->ctx);
         next->n = 0;
         if (t + 1 < h->T)
             token_terms(r, t + 1, next);
+        if (!x->bf16 && tt->groups == 1 && tt->gnode[0] == g->my_node) { /* y is this sum */
+            coll_sum_rows_store(r->ctx, y, x->acc, tt->rows, tt->w, tt->n, next->rows, next->n);
+            continue;
+        }
         if (x->bf16 || tt->groups == 0)
             memset(x->acc, 0, x->row);
         for (int q = 0; q < tt->groups; q++)
             add_group(r, q, cursor, tt, next);
-        coll_store_row(r->ctx, x->acc, (char *)r->cargs.y + (size_t)t * coll_row_bytes(r->ctx));
+        coll_store_row(r->ctx, x->acc, y);
     }
     free(cursor);
     return EPC_OK;

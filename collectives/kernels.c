@@ -142,38 +142,74 @@ static void prefetch_rows(const void *const *next, int nnext, int b, int e)
             _mm_prefetch((const char *)next[j] + o, _MM_HINT_T0);
 }
 
+/* The sum's 16 lanes from element i: 0 + w[0] x rows[0], each next
+ * row's term added in turn. */
+__attribute__((target("avx512f"))) static inline __m512 sum_16(const void *const *rows,
+                                                               const float *w, int n, int i)
+{
+    __m512 a = _mm512_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        __m512i u = _mm512_cvtepu16_epi32(
+            _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows[j] + i)));
+        a = _mm512_add_ps(
+            a, _mm512_mul_ps(_mm512_set1_ps(w[j]), _mm512_castsi512_ps(_mm512_slli_epi32(u, 16))));
+    }
+    return a;
+}
+
+/* Element i of the sum, as sum_16 computes each lane. */
+static float sum_1(const void *const *rows, const float *w, int n, int i)
+{
+    float a = 0.0f;
+    for (int j = 0; j < n; j++) {
+        uint32_t u = (uint32_t)((const uint16_t *)rows[j])[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        a = a + w[j] * f;
+    }
+    return a;
+}
+
+/* 16 floats' bf16 bits, as bf16_bits rounds each. */
+__attribute__((target("avx512f"))) static inline __m256i bf16_16(__m512 f)
+{
+    const __m512i u = _mm512_castps_si512(f), hi = _mm512_srli_epi32(u, 16);
+    __m512i up = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                                    _mm512_and_si512(hi, _mm512_set1_epi32(1))),
+                                   16),
+            quiet = _mm512_or_si512(hi, _mm512_set1_epi32(0x40));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, up, quiet));
+}
+
 /* out[b..e) = the sum, as coll_sum_rows_bf16 defines it, 16 lanes a step
  * and the tail one element at a time: the same operations in the same
- * order for every element. */
-__attribute__((target("avx512f"))) static void sum_block_512(float *out, const void *const *rows,
-                                                             const float *w, int n, int b, int e)
+ * order for every element; with round, each rounded to bf16 in registers
+ * and stored as such (bf16 out). */
+__attribute__((target("avx512f"))) static void
+sum_block_512(void *out, int round, const void *const *rows, const float *w, int n, int b, int e)
 {
     int i = b;
     for (; i + 16 <= e; i += 16) {
-        __m512 a = _mm512_setzero_ps();
-        for (int j = 0; j < n; j++) {
-            __m512i u = _mm512_cvtepu16_epi32(
-                _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows[j] + i)));
-            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(w[j]),
-                                               _mm512_castsi512_ps(_mm512_slli_epi32(u, 16))));
-        }
-        _mm512_storeu_ps(out + i, a);
+        __m512 a = sum_16(rows, w, n, i);
+        if (round)
+            _mm256_storeu_si256((__m256i *)(void *)((uint16_t *)out + i), bf16_16(a));
+        else
+            _mm512_storeu_ps((float *)out + i, a);
     }
     for (; i < e; i++) {
-        float a = 0.0f;
-        for (int j = 0; j < n; j++) {
-            uint32_t u = (uint32_t)((const uint16_t *)rows[j])[i] << 16;
-            float f;
-            memcpy(&f, &u, sizeof f);
-            a = a + w[j] * f;
-        }
-        out[i] = a;
+        float a = sum_1(rows, w, n, i);
+        if (round)
+            ((uint16_t *)out)[i] = bf16_bits(a);
+        else
+            ((float *)out)[i] = a;
     }
 }
 #endif
 
-int coll_sum_rows_bf16(float *out, const void *const *rows, const float *w, int n, int len,
-                       const void *const *next, int nnext)
+int coll_sum_rows_bf16(void *out, int round, const void *const *rows, const float *w, int n,
+                       int len, const void *const *next, int nnext)
 {
 #if defined(STREAM_512)
     if (n < 1 || !coll_has_avx512())
@@ -181,11 +217,11 @@ int coll_sum_rows_bf16(float *out, const void *const *rows, const float *w, int 
     for (int b = 0; b < len; b += SUM_BLOCK) {
         int e = len - b < SUM_BLOCK ? len : b + SUM_BLOCK;
         prefetch_rows(next, nnext, b, e);
-        sum_block_512(out, rows, w, n, b, e);
+        sum_block_512(out, round, rows, w, n, b, e);
     }
     return 1;
 #else
-    (void)out, (void)rows, (void)w, (void)n, (void)len, (void)next, (void)nnext;
+    (void)out, (void)round, (void)rows, (void)w, (void)n, (void)len, (void)next, (void)nnext;
     return 0;
 #endif
 }

@@ -197,7 +197,7 @@ static int token_rows(epc_request_t *r, int t, const void **rows, float *wt)
 }
 
 /* y[t] = sum of w x row over t's experts in token_rows' order, fp32 from
- * 0 (coll_sum_rows), each token's rows found one token ahead and
+ * 0 (coll_sum_rows_store), each token's rows found one token ahead and
  * prefetched while the token before is summed. */
 static void reduce(epc_request_t *r)
 {
@@ -218,11 +218,11 @@ static void reduce(epc_request_t *r)
     for (int t = 0; t < s->T; t++) {
         int c = t & 1;
         n[!c] = t + 1 < s->T ? token_rows(r, t + 1, rows[!c], wt[!c]) : 0;
-        coll_sum_rows(r->ctx, ll->acc, rows[c], wt[c], n[c], rows[!c], n[!c]);
         if (n[c] == 0)
             memset(y + (size_t)t * ll->nrow, 0, ll->nrow);
         else
-            coll_store_row(r->ctx, ll->acc, y + (size_t)t * ll->nrow);
+            coll_sum_rows_store(r->ctx, y + (size_t)t * ll->nrow, ll->acc, rows[c], wt[c], n[c],
+                                rows[!c], n[!c]);
     }
 }
 

@@ -9,7 +9,9 @@
  * NaN), on every kind of value, at every length up to 40 and a real row;
  * and the one-pass sum of bf16 rows (coll_sum_rows_bf16) against the
  * row-by-row sum of its definition, bit for bit, for 1 to 33 rows of any
- * bf16 value, at lengths around its 16-lane and 128-element steps.
+ * bf16 value, at lengths around its 16-lane and 128-element steps, fp32
+ * and rounded to bf16 as it sums (against the reference rounding of the
+ * reference sum), the element after the last left as it was.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -178,6 +180,20 @@ static void assert_same_floats(const float *a, const float *b, int n, int rows, 
     }
 }
 
+/* The rounded sum (bf16 out) against ref rounded by the reference; a NaN
+ * sum's payload is the addition's (assert_same_floats), so only NaN-ness
+ * is checked there. */
+static void assert_rounded(const uint16_t *out, const float *ref, int rows, int len)
+{
+    for (int i = 0; i < len; i++) {
+        uint32_t v;
+        memcpy(&v, &ref[i], 4);
+        if (ref[i] != ref[i] ? (out[i] & 0x7fffu) <= 0x7f80u : out[i] != bf16_reference(v))
+            fail_msg("%d rows of %d, rounded: element %d is 0x%04x, the reference 0x%04x", rows,
+                     len, i, out[i], bf16_reference(v));
+    }
+}
+
 static void test_sum_rows(void **state)
 {
     static const int lens[] = {1, 15, 16, 17, 127, 128, 129, 300, 7168};
@@ -188,8 +204,9 @@ static void test_sum_rows(void **state)
     uint16_t *rows[33];
     const void *crow[33];
     float w[33], *out = malloc((7168 + 1) * sizeof *out), *ref = malloc(7168 * sizeof *ref);
+    uint16_t *y = malloc((7168 + 2) * sizeof *y);
     (void)state;
-    assert_true(out != NULL && ref != NULL);
+    assert_true(out != NULL && ref != NULL && y != NULL);
     for (int j = 0; j < 33; j++) {
         rows[j] = malloc(7168 * sizeof *rows[j]);
         assert_non_null(rows[j]);
@@ -202,21 +219,27 @@ static void test_sum_rows(void **state)
         }
         w[j] = j % 5 == 4 ? -0.0f : (float)((int)(x >> 40) % 9 - 4) / 3.0f;
     }
-    assert_int_equal(coll_sum_rows_bf16(out, crow, w, 0, 16, crow, 1), 0); /* no rows: nothing */
+    assert_int_equal(coll_sum_rows_bf16(out, 0, crow, w, 0, 16, crow, 1), 0); /* no rows */
     for (size_t c = 0; c < sizeof counts / sizeof *counts; c++)
         for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
             int n = counts[c], len = lens[l];
             memset(out, 0xA5, (size_t)(len + 1) * sizeof *out);
-            if (!coll_sum_rows_bf16(out, crow, w, n, len, crow + 1, n < 32 ? 32 - n : 0))
+            if (!coll_sum_rows_bf16(out, 0, crow, w, n, len, crow + 1, n < 32 ? 32 - n : 0))
                 continue; /* no one-pass sum in this build or CPU: callers go row by row */
             sum_reference(ref, rows, w, n, len);
             assert_same_floats(out, ref, len, n, len);
             assert_int_equal(((const uint32_t *)(const void *)out)[len], 0xA5A5A5A5u);
+            memset(y, 0xA5, (size_t)(len + 2) * sizeof *y); /* y + 1: off a 4-byte boundary */
+            assert_int_equal(coll_sum_rows_bf16(y + 1, 1, crow, w, n, len, crow, n), 1);
+            assert_rounded(y + 1, ref, n, len);
+            assert_int_equal(y[0], 0xA5A5);
+            assert_int_equal(y[len + 1], 0xA5A5);
         }
     for (int j = 0; j < 33; j++)
         free(rows[j]);
     free(out);
     free(ref);
+    free(y);
 }
 
 int main(void)
