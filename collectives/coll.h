@@ -113,12 +113,14 @@ void coll_fill_padding(epc_handle_t *h, int rank, size_t row_bytes);
  * the caller sums next, prefetched meanwhile. */
 void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, const float *w, int n,
                    const void *const *next, int nnext);
-/* y = that sum converted to the context's dtype (coll_store_row), a
- * token's output where its sum is the only one: rounded as it is summed
- * where the kernels can (bf16), else summed into scratch ([hidden]) and
- * stored.  Same bits either way. */
-void coll_sum_rows_store(const epc_ctx_t *ctx, void *y, float *scratch, const void *const *rows,
-                         const float *w, int n, const void *const *next, int nnext);
+/* y = that sum converted to the context's dtype (coll_store_row: a
+ * token's output where its sum is the only one), or with bf16 to bf16
+ * whatever the dtype (coll_to_bf16: a node sum on the BF16 wire); rounded
+ * as it is summed where the kernels can (bf16 rows), else summed into
+ * scratch ([hidden]) and converted.  Same bits either way. */
+void coll_sum_rows_store(const epc_ctx_t *ctx, int bf16, void *y, float *scratch,
+                         const void *const *rows, const float *w, int n, const void *const *next,
+                         int nnext);
 
 /* A token's terms as a combine sums them: coll_sum_groups' arrays ([k + 1]
  * each) and n rows in summation order with their weights. */

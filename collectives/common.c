@@ -109,14 +109,18 @@ void coll_sum_rows(const epc_ctx_t *ctx, float *sum, const void *const *rows, co
  * summing 16384 rows of 7168 bf16 in random order, 8 per token, into bf16
  * rows; one process, best of 7): 8.4-8.5 ms against 10.1-10.7 ms summed
  * and then rounded. */
-void coll_sum_rows_store(const epc_ctx_t *ctx, void *y, float *scratch, const void *const *rows,
-                         const float *w, int n, const void *const *next, int nnext)
+void coll_sum_rows_store(const epc_ctx_t *ctx, int bf16, void *y, float *scratch,
+                         const void *const *rows, const float *w, int n, const void *const *next,
+                         int nnext)
 {
     if (ctx->dtype == EPC_DTYPE_BF16 &&
         coll_sum_rows_bf16(y, 1, rows, w, n, ctx->hidden, next, nnext))
         return;
     coll_sum_rows(ctx, scratch, rows, w, n, next, nnext);
-    coll_store_row(ctx, scratch, y);
+    if (bf16)
+        coll_to_bf16(y, scratch, ctx->hidden);
+    else
+        coll_store_row(ctx, scratch, y);
 }
 
 void coll_terms_bind(coll_terms_t *tt, int *js, int k)

@@ -282,7 +282,7 @@ static void finish(epc_request_t *r, flat_t *x)
         if (t + 1 < h->T)
             token_terms(r, x, t + 1, next);
         if (!bf16 && cur->groups == 1) { /* y is this sum */
-            coll_sum_rows_store(ctx, y, acc, cur->rows, cur->w, cur->gend[0], next->rows,
+            coll_sum_rows_store(ctx, 0, y, acc, cur->rows, cur->w, cur->gend[0], next->rows,
                                 next->groups > 0 ? next->gend[0] : 0);
             continue;
         }

@@ -109,7 +109,6 @@ static int kept_terms(epc_request_t *r, int m, size_t i, const void **rows, floa
 static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi)
 {
     hier_combine_t *x = r->algo;
-    const hier_geom_t *g = &x->g;
     const epc_tr_msg_t *msg = &x->sends[m];
     char *out = epc_lane_net_send_at(r->lane, msg->offset, msg->len);
     const void *rows[2][256];
@@ -123,12 +122,11 @@ static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi
     for (size_t i = lo; i < hi; i++) {
         int c = (int)((i - lo) & 1),
             next = i + 1 < hi ? kept_terms(r, m, i + 1, rows[!c], w[!c]) : 0;
-        if (x->bf16) { /* summed aside, sent rounded */
-            node_sum(r, rows[c], w[c], n, x->sum, rows[!c], next);
-            coll_to_bf16((uint16_t *)(void *)(out + i * x->wrow), x->sum, g->hidden);
-        } else {
+        if (x->bf16) /* sent rounded */
+            coll_sum_rows_store(r->ctx, 1, out + i * x->wrow, x->sum, rows[c], w[c], n, rows[!c],
+                                next);
+        else
             node_sum(r, rows[c], w[c], n, (float *)(void *)(out + i * x->row), rows[!c], next);
-        }
         n = next;
     }
     coll_account(r->ctx, &r->bytes, msg->peer, (hi - lo) * x->wrow, 0, 0);
@@ -247,7 +245,7 @@ static epc_status_t sum_over_nodes(epc_request_t *r)
         if (t + 1 < h->T)
             token_terms(r, t + 1, next);
         if (!x->bf16 && tt->groups == 1 && tt->gnode[0] == g->my_node) { /* y is this sum */
-            coll_sum_rows_store(r->ctx, y, x->acc, tt->rows, tt->w, tt->n, next->rows, next->n);
+            coll_sum_rows_store(r->ctx, 0, y, x->acc, tt->rows, tt->w, tt->n, next->rows, next->n);
             continue;
         }
         if (x->bf16 || tt->groups == 0)

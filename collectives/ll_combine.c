@@ -221,7 +221,7 @@ static void reduce(epc_request_t *r)
         if (n[c] == 0)
             memset(y + (size_t)t * ll->nrow, 0, ll->nrow);
         else
-            coll_sum_rows_store(r->ctx, y + (size_t)t * ll->nrow, ll->acc, rows[c], wt[c], n[c],
+            coll_sum_rows_store(r->ctx, 0, y + (size_t)t * ll->nrow, ll->acc, rows[c], wt[c], n[c],
                                 rows[!c], n[!c]);
     }
 }
