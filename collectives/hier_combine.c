@@ -60,15 +60,6 @@ static const char *output_row(const epc_request_t *r, int s, int e, int eidx)
     return base + hier_rows_area(g, d) + (size_t)pos * g->out_row_bytes;
 }
 
-/* sum = the token's outputs on this node, n terms in order: rows[i]
- * weighted w[i], 0 + w x out first (coll_sum_rows), with the next sum's
- * rows (next[0..nnext)) prefetched meanwhile. */
-static void node_sum(const epc_request_t *r, const void *const *rows, const float *w, int n,
-                     float *sum, const void *const *next, int nnext)
-{
-    coll_sum_rows(r->ctx, sum, rows, w, n, next, nnext);
-}
-
 /* The terms of a record forwarded from source s (its slots on this node)
  * in summation order: by sum key, ties in the token's order.  Each row
  * read counts as bytes from the rank that holds it. */
@@ -126,7 +117,8 @@ static epc_status_t forwarder_sums(epc_request_t *r, int m, size_t lo, size_t hi
             coll_sum_rows_store(r->ctx, 1, out + i * x->wrow, x->sum, rows[c], w[c], n, rows[!c],
                                 next);
         else
-            node_sum(r, rows[c], w[c], n, (float *)(void *)(out + i * x->row), rows[!c], next);
+            coll_sum_rows(r->ctx, (float *)(void *)(out + i * x->row), rows[c], w[c], n, rows[!c],
+                          next);
         n = next;
     }
     coll_account(r->ctx, &r->bytes, msg->peer, (hi - lo) * x->wrow, 0, 0);
@@ -204,8 +196,8 @@ static void add_group(epc_request_t *r, int q, const char **cursor, const coll_t
     hier_combine_t *x = r->algo;
     const hier_geom_t *g = &x->g;
     if (tt->gnode[q] == g->my_node) {
-        node_sum(r, tt->rows, tt->w, tt->n, q == 0 && !x->bf16 ? x->acc : x->sum, next->rows,
-                 next->n);
+        coll_sum_rows(r->ctx, q == 0 && !x->bf16 ? x->acc : x->sum, tt->rows, tt->w, tt->n,
+                      next->rows, next->n);
         if (q > 0 || x->bf16)
             (x->bf16 ? coll_add_row_bf16 : coll_add_row)(x->acc, x->sum, g->hidden);
     } else { /* straight from the receive region, whole rows in token order */
